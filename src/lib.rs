@@ -1,0 +1,8 @@
+//! proxfleet: a declarative, desired-state reconciler for Proxmox VE virtual machines.
+//!
+//! Data flows one way: `spec` (YAML) → `graph` (desired state) → `observe` (actual state) →
+//! `diff` (pure) → `plan` (ordered steps) → `render` or `apply`. `pve` is the only module that
+//! speaks HTTP to Proxmox; `sim` is a simulated Proxmox VE cluster that knows nothing of the rest.
+
+pub mod pve;
+pub mod sim;

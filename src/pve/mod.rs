@@ -1,0 +1,1 @@
+//! The Proxmox VE HTTP client (placeholder, filled in by the client work).

@@ -1,0 +1,1 @@
+//! A simulated Proxmox VE cluster (placeholder, filled in by the simulator work).
