@@ -1,0 +1,411 @@
+//! The desired-state graph: every resource the spec asks for (image → template → clones), the
+//! Proxmox settings each one should have, and the dependency edges between them, in petgraph.
+//!
+//! Pure: built from a validated `Spec`, it cannot fail and does no I/O. The settings use
+//! Proxmox's option names because those are what an operator reads in the UI and in a plan.
+
+use std::collections::BTreeMap;
+
+use petgraph::algo::toposort;
+use petgraph::graph::{DiGraph, NodeIndex};
+use sha2::{Digest, Sha256};
+
+use crate::ownership::{Marker, ResourceKey, ResourceKind, TAG};
+use crate::pve::propstr::encode_sshkeys;
+use crate::spec::{Bios, CloneVm, CloudInit, DiskBus, Image, Spec, Template};
+
+/// An image volume the spec wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredImage {
+    /// `image.NAME`.
+    pub key: ResourceKey,
+    /// Node that downloads it.
+    pub node: String,
+    /// Storage.
+    pub storage: String,
+    /// File name.
+    pub file_name: String,
+    /// Volume id once present.
+    pub volid: String,
+    /// Source URL.
+    pub url: String,
+    /// Checksum algorithm (`sha256`, `sha512`).
+    pub checksum_algorithm: String,
+    /// Checksum hex.
+    pub checksum_hex: String,
+    /// The notes text that marks the volume as ours.
+    pub notes: String,
+}
+
+/// How a template VM is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildRecipe {
+    /// The image it imports.
+    pub image: ResourceKey,
+    /// Options for `POST /nodes/{node}/qemu`, in order.
+    pub create_params: Vec<(String, String)>,
+    /// Boot disk option name and absolute size to grow it to after import.
+    pub resize: (String, String),
+    /// Fingerprint of everything above plus the image checksum.
+    pub fingerprint: String,
+}
+
+/// How a clone is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloneRecipe {
+    /// The template it is cloned from.
+    pub template: ResourceKey,
+    /// Template vmid.
+    pub template_vmid: u32,
+    /// Template node (clone requests go there).
+    pub template_node: String,
+    /// Full or linked.
+    pub full: bool,
+}
+
+/// How a VM comes to exist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recipe {
+    /// Built from an image and converted to a template.
+    Build(BuildRecipe),
+    /// Cloned from a template.
+    Clone(CloneRecipe),
+}
+
+/// A VM the spec wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredVm {
+    /// `template.NAME` or `clone.NAME`.
+    pub key: ResourceKey,
+    /// VM name.
+    pub name: String,
+    /// VM id.
+    pub vmid: u32,
+    /// Node.
+    pub node: String,
+    /// The options proxfleet manages on this VM, with their desired values. Options not here
+    /// are inherited or left as Proxmox sets them, and never drift.
+    pub settings: BTreeMap<String, String>,
+    /// How it is created.
+    pub recipe: Recipe,
+    /// Should it be running (clones with `start`).
+    pub running: bool,
+}
+
+/// A node of the desired graph.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    /// An image volume.
+    Image(DesiredImage),
+    /// A template or clone VM.
+    Vm(DesiredVm),
+}
+
+impl Resource {
+    /// The resource's key.
+    pub fn key(&self) -> &ResourceKey {
+        match self {
+            Resource::Image(image) => &image.key,
+            Resource::Vm(vm) => &vm.key,
+        }
+    }
+}
+
+/// The desired state: resources and their dependencies (edges point from a dependency to its
+/// dependant: image → template → clone).
+#[derive(Debug, Clone)]
+pub struct DesiredGraph {
+    /// The project the resources belong to.
+    pub project: String,
+    graph: DiGraph<Resource, ()>,
+    by_key: BTreeMap<ResourceKey, NodeIndex>,
+    order: Vec<NodeIndex>,
+}
+
+impl DesiredGraph {
+    /// Build the graph of a validated spec.
+    pub fn build(spec: &Spec) -> DesiredGraph {
+        let mut graph = DiGraph::new();
+        let mut by_key = BTreeMap::new();
+        for image in &spec.images {
+            let resource = Resource::Image(desired_image(&spec.project, image));
+            by_key.insert(resource.key().clone(), graph.add_node(resource));
+        }
+        for template in &spec.templates {
+            let image = spec.images.iter().find(|i| i.name == template.image);
+            let vm = desired_template(&spec.project, template, image);
+            let key = vm.key.clone();
+            let image_key = ResourceKey::new(ResourceKind::Image, &template.image);
+            let idx = graph.add_node(Resource::Vm(vm));
+            if let Some(&image_idx) = by_key.get(&image_key) {
+                graph.add_edge(image_idx, idx, ());
+            }
+            by_key.insert(key, idx);
+        }
+        for clone in &spec.clones {
+            let Some(template) = spec.templates.iter().find(|t| t.name == clone.template) else {
+                continue; // validation guarantees the reference; nothing to link otherwise
+            };
+            let vm = desired_clone(&spec.project, clone, template);
+            let key = vm.key.clone();
+            let template_key = ResourceKey::new(ResourceKind::Template, &template.name);
+            let idx = graph.add_node(Resource::Vm(vm));
+            if let Some(&template_idx) = by_key.get(&template_key) {
+                graph.add_edge(template_idx, idx, ());
+            }
+            by_key.insert(key, idx);
+        }
+        // The edges only ever point image → template → clone, so the graph has no cycle; fall
+        // back to insertion order (which is also a valid order) rather than panic.
+        let order = toposort(&graph, None).unwrap_or_else(|_| graph.node_indices().collect());
+        DesiredGraph {
+            project: spec.project.clone(),
+            graph,
+            by_key,
+            order,
+        }
+    }
+
+    /// Resources in dependency order (a resource after everything it depends on).
+    pub fn in_order(&self) -> impl Iterator<Item = &Resource> {
+        self.order.iter().map(|&idx| &self.graph[idx])
+    }
+
+    /// The resource with this key.
+    pub fn get(&self, key: &ResourceKey) -> Option<&Resource> {
+        self.by_key.get(key).map(|&idx| &self.graph[idx])
+    }
+
+    /// The keys this resource depends on directly.
+    pub fn dependencies(&self, key: &ResourceKey) -> Vec<ResourceKey> {
+        let Some(&idx) = self.by_key.get(key) else {
+            return Vec::new();
+        };
+        self.graph
+            .neighbors_directed(idx, petgraph::Direction::Incoming)
+            .map(|dep| self.graph[dep].key().clone())
+            .collect()
+    }
+
+    /// Number of resources.
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    /// Whether the spec asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+}
+
+fn desired_image(project: &str, image: &Image) -> DesiredImage {
+    let key = ResourceKey::new(ResourceKind::Image, &image.name);
+    let marker = Marker {
+        project: project.to_string(),
+        key: key.clone(),
+        vmid: None,
+        build: None,
+        checksum: Some(image.checksum.to_string()),
+    };
+    DesiredImage {
+        notes: marker.to_line(),
+        key,
+        node: image.node.clone(),
+        storage: image.storage.clone(),
+        file_name: image.file_name.clone(),
+        volid: image.volid(),
+        url: image.url.clone(),
+        checksum_algorithm: image.checksum.algorithm.as_str().to_string(),
+        checksum_hex: image.checksum.hex.clone(),
+    }
+}
+
+fn bool_flag(value: bool) -> &'static str {
+    if value { "1" } else { "0" }
+}
+
+/// Tags as Proxmox stores them: lower-case, unique, sorted, `;`-joined, always with ours.
+fn tag_list(tags: &[String]) -> String {
+    let mut all: Vec<String> = tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+    all.push(TAG.to_string());
+    all.sort();
+    all.dedup();
+    all.join(";")
+}
+
+/// Cloud-init options of a `CloudInit` block; only what it declares.
+fn cloud_init_settings(ci: &CloudInit, out: &mut BTreeMap<String, String>) {
+    if let Some(user) = &ci.user {
+        out.insert("ciuser".into(), user.clone());
+    }
+    if !ci.ssh_keys.is_empty() {
+        out.insert("sshkeys".into(), encode_sshkeys(&ci.ssh_keys));
+    }
+    if let Some(ipv4) = ci.ipv4 {
+        out.insert("ipconfig0".into(), ipv4.to_proxmox());
+    }
+    if let Some(upgrade) = ci.upgrade {
+        out.insert("ciupgrade".into(), bool_flag(upgrade).into());
+    }
+}
+
+fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> DesiredVm {
+    let key = ResourceKey::new(ResourceKind::Template, &t.name);
+    let volid = image.map(Image::volid).unwrap_or_default();
+    let mut params: Vec<(String, String)> = vec![("name".into(), t.name.clone())];
+    if let Some(machine) = &t.machine {
+        params.push(("machine".into(), machine.clone()));
+    }
+    if t.bios == Bios::Ovmf {
+        params.push(("bios".into(), "ovmf".into()));
+    }
+    if let Some(efi) = &t.efi_disk {
+        params.push((
+            "efidisk0".into(),
+            format!(
+                "{}:1,efitype=4m,pre-enrolled-keys={}",
+                efi.storage,
+                bool_flag(efi.pre_enrolled_keys)
+            ),
+        ));
+    }
+    if let Some(tpm) = &t.tpm {
+        params.push((
+            "tpmstate0".into(),
+            format!("{}:1,version={}", tpm.storage, tpm.version.as_str()),
+        ));
+    }
+    if let Some(cpu) = &t.cpu {
+        params.push(("cpu".into(), cpu.clone()));
+    }
+    params.push(("cores".into(), t.cores.to_string()));
+    params.push(("sockets".into(), t.sockets.to_string()));
+    params.push(("memory".into(), t.memory_mib.to_string()));
+    let slot = t.disk.slot();
+    if t.disk.bus == DiskBus::Scsi {
+        params.push(("scsihw".into(), "virtio-scsi-pci".into()));
+    }
+    let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
+    if t.disk.discard {
+        disk.push_str(",discard=on");
+    }
+    if t.disk.ssd {
+        disk.push_str(",ssd=1");
+    }
+    params.push((slot.clone(), disk));
+    for (nic_idx, nic) in t.networks.iter().enumerate() {
+        let mut value = format!("{},bridge={}", nic.model.as_str(), nic.bridge);
+        if nic.firewall {
+            value.push_str(",firewall=1");
+        }
+        if let Some(tag) = nic.vlan {
+            value.push_str(&format!(",tag={tag}"));
+        }
+        params.push((format!("net{nic_idx}"), value));
+    }
+    if t.agent {
+        params.push(("agent".into(), "enabled=1".into()));
+    }
+    if t.serial_console {
+        params.push(("serial0".into(), "socket".into()));
+        params.push(("vga".into(), "serial0".into()));
+    }
+    params.push(("ostype".into(), t.ostype.clone()));
+    params.push(("boot".into(), format!("order={slot}")));
+    if let Some(ci) = &t.cloud_init {
+        let storage = ci.storage.clone().unwrap_or_else(|| t.disk.storage.clone());
+        params.push(("ide2".into(), format!("{storage}:cloudinit")));
+        let mut ci_settings = BTreeMap::new();
+        cloud_init_settings(ci, &mut ci_settings);
+        params.extend(ci_settings);
+    }
+    params.push(("tags".into(), tag_list(&t.tags)));
+    let resize = (slot, t.disk.size.to_proxmox());
+
+    let mut hasher = Sha256::new();
+    for (option, value) in &params {
+        hasher.update(option.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(format!("resize {}={}\n", resize.0, resize.1).as_bytes());
+    if let Some(image) = image {
+        hasher.update(format!("image {}\n", image.checksum).as_bytes());
+    }
+    let fingerprint = hex::encode(&hasher.finalize()[..6]);
+
+    let marker = Marker {
+        project: project.to_string(),
+        key: key.clone(),
+        vmid: Some(t.vmid.get()),
+        build: Some(fingerprint.clone()),
+        checksum: None,
+    };
+    let description = marker.to_description(t.description.as_deref());
+
+    params.push(("description".into(), description));
+    DesiredVm {
+        key,
+        name: t.name.clone(),
+        vmid: t.vmid.get(),
+        node: t.node.clone(),
+        // Templates are immutable: their whole configuration is the build recipe, compared by
+        // fingerprint, so no option is managed in place.
+        settings: BTreeMap::new(),
+        recipe: Recipe::Build(BuildRecipe {
+            image: ResourceKey::new(ResourceKind::Image, &t.image),
+            create_params: params,
+            resize,
+            fingerprint,
+        }),
+        running: false,
+    }
+}
+
+fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
+    let key = ResourceKey::new(ResourceKind::Clone, &c.name);
+    let marker = Marker {
+        project: project.to_string(),
+        key: key.clone(),
+        vmid: Some(c.vmid.get()),
+        build: None,
+        checksum: None,
+    };
+    let mut settings = BTreeMap::new();
+    settings.insert("name".to_string(), c.name.clone());
+    settings.insert(
+        "description".to_string(),
+        marker.to_description(c.description.as_deref()),
+    );
+    settings.insert(
+        "tags".to_string(),
+        tag_list(c.tags.as_deref().unwrap_or(&template.tags)),
+    );
+    if let Some(cores) = c.cores {
+        settings.insert("cores".into(), cores.to_string());
+    }
+    if let Some(memory) = c.memory_mib {
+        settings.insert("memory".into(), memory.to_string());
+    }
+    if let Some(onboot) = c.onboot {
+        settings.insert("onboot".into(), bool_flag(onboot).into());
+    }
+    if let Some(ci) = &c.cloud_init {
+        cloud_init_settings(ci, &mut settings);
+    }
+    DesiredVm {
+        key,
+        name: c.name.clone(),
+        vmid: c.vmid.get(),
+        node: c.node.clone(),
+        settings,
+        recipe: Recipe::Clone(CloneRecipe {
+            template: ResourceKey::new(ResourceKind::Template, &template.name),
+            template_vmid: template.vmid.get(),
+            template_node: template.node.clone(),
+            full: c.full,
+        }),
+        running: c.start,
+    }
+}

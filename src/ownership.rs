@@ -1,0 +1,215 @@
+//! Ownership: how proxfleet marks what it creates and recognises it later. The cluster itself is
+//! the state (no local state file): a VM carries the `proxfleet` tag and one marker line in its
+//! description; an image volume carries the marker in its notes.
+//!
+//! A marker names the project, the resource key and the vmid the resource was created with, so
+//! a VM cloned by hand from a proxfleet template (which copies the description) is not mistaken
+//! for the template itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The tag every VM proxfleet creates carries (a fast filter; the marker decides).
+pub const TAG: &str = "proxfleet";
+
+const MARKER_PREFIX: &str = "managed-by: proxfleet";
+
+/// What kind of resource a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    /// A cloud image volume.
+    Image,
+    /// A template VM.
+    Template,
+    /// A clone VM.
+    Clone,
+}
+
+impl ResourceKind {
+    /// The key prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Image => "image",
+            ResourceKind::Template => "template",
+            ResourceKind::Clone => "clone",
+        }
+    }
+}
+
+/// A resource's address, `image.NAME`, `template.NAME` or `clone.NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    /// Kind.
+    pub kind: ResourceKind,
+    /// Name in the spec.
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// A key of the given kind.
+    pub fn new(kind: ResourceKind, name: impl Into<String>) -> ResourceKey {
+        ResourceKey {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.as_str(), self.name)
+    }
+}
+
+/// Why a string is not a resource key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a resource address; expected image.NAME, template.NAME or clone.NAME")]
+pub struct BadResourceKey(pub String);
+
+impl FromStr for ResourceKey {
+    type Err = BadResourceKey;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = text
+            .split_once('.')
+            .ok_or_else(|| BadResourceKey(text.to_string()))?;
+        let kind = match kind {
+            "image" => ResourceKind::Image,
+            "template" => ResourceKind::Template,
+            "clone" => ResourceKind::Clone,
+            _ => return Err(BadResourceKey(text.to_string())),
+        };
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(BadResourceKey(text.to_string()));
+        }
+        Ok(ResourceKey::new(kind, name))
+    }
+}
+
+/// The parsed ownership marker of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// Project.
+    pub project: String,
+    /// Resource key.
+    pub key: ResourceKey,
+    /// The vmid the VM was created with (VMs only).
+    pub vmid: Option<u32>,
+    /// Build fingerprint (templates only).
+    pub build: Option<String>,
+    /// Checksum `algo:hex` (images only).
+    pub checksum: Option<String>,
+}
+
+impl Marker {
+    /// The marker line.
+    pub fn to_line(&self) -> String {
+        let mut line = format!("{MARKER_PREFIX} project={} key={}", self.project, self.key);
+        if let Some(vmid) = self.vmid {
+            line.push_str(&format!(" vmid={vmid}"));
+        }
+        if let Some(build) = &self.build {
+            line.push_str(&format!(" build={build}"));
+        }
+        if let Some(checksum) = &self.checksum {
+            line.push_str(&format!(" checksum={checksum}"));
+        }
+        line
+    }
+
+    /// A description (or volume notes) holding the user's text, then the marker line.
+    pub fn to_description(&self, user_text: Option<&str>) -> String {
+        match user_text.map(str::trim_end).filter(|t| !t.is_empty()) {
+            Some(text) => format!("{text}\n\n{}", self.to_line()),
+            None => self.to_line(),
+        }
+    }
+
+    /// Find and parse the marker line in a description or notes text.
+    pub fn find(text: &str) -> Option<Marker> {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(MARKER_PREFIX))?;
+        let mut project = None;
+        let mut key = None;
+        let mut vmid = None;
+        let mut build = None;
+        let mut checksum = None;
+        for field in line.trim()[MARKER_PREFIX.len()..].split_whitespace() {
+            let Some((name, value)) = field.split_once('=') else {
+                continue;
+            };
+            match name {
+                "project" => project = Some(value.to_string()),
+                "key" => key = value.parse().ok(),
+                "vmid" => vmid = value.parse().ok(),
+                "build" => build = Some(value.to_string()),
+                "checksum" => checksum = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        Some(Marker {
+            project: project?,
+            key: key?,
+            vmid,
+            build,
+            checksum,
+        })
+    }
+}
+
+impl serde::Serialize for ResourceKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResourceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_through_a_description() {
+        let marker = Marker {
+            project: "default".into(),
+            key: "template.base".parse().unwrap(),
+            vmid: Some(9000),
+            build: Some("abc123".into()),
+            checksum: None,
+        };
+        let text = marker.to_description(Some("Base image for web servers\n"));
+        assert_eq!(
+            text,
+            "Base image for web servers\n\nmanaged-by: proxfleet project=default key=template.base vmid=9000 build=abc123"
+        );
+        assert_eq!(Marker::find(&text), Some(marker));
+    }
+
+    #[test]
+    fn text_without_marker_is_not_owned() {
+        assert_eq!(Marker::find("my own notes\nmanaged-by: someone else"), None);
+        assert_eq!(
+            Marker::find("managed-by: proxfleet key=clone.x"),
+            None,
+            "a marker needs its project"
+        );
+    }
+
+    #[test]
+    fn keys_parse_and_print() {
+        for text in ["image.debian-12", "template.base", "clone.web-1"] {
+            assert_eq!(text.parse::<ResourceKey>().unwrap().to_string(), text);
+        }
+        for bad in ["vm.x", "clone.", "web-1", "clone.a b"] {
+            assert!(bad.parse::<ResourceKey>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Raw spec types: shaped exactly like the YAML file, read by serde-saphyr and described by
+//! schemars for the JSON Schema that editors use.
+//!
+//! Nothing here is validated beyond types and known keys; `validate` turns these into the domain
+//! types in `model`. Fields that later checks must point at are `Spanned`, so an error can name
+//! the line and column of the offending value.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A proxfleet spec: cloud images, the templates built from them, and the clones made from the
+/// templates
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "proxfleet spec", extend("$id" = "https://proxfleet.dev/schema/proxfleet.schema.json"))]
+pub struct RawSpec {
+    /// Name of this set of resources; proxfleet records it on everything it creates and only
+    /// ever changes or deletes resources of the same project. Default `default`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub project: Option<Spanned<String>>,
+    /// Cloud images fetched into a Proxmox storage (content type `import`), keyed by image name
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawImage>")]
+    pub images: IndexMap<Spanned<String>, RawImage>,
+    /// Template VMs built from an image and converted to templates, keyed by template name (the
+    /// VM name in Proxmox)
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawTemplate>")]
+    pub templates: IndexMap<Spanned<String>, RawTemplate>,
+    /// VMs cloned from a template, keyed by VM name (also the cloud-init hostname)
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawClone>")]
+    pub clones: IndexMap<Spanned<String>, RawClone>,
+}
+
+/// A cloud image downloaded by the node into a storage with the `import` content type
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = example_image())]
+pub struct RawImage {
+    /// Where the node downloads the image from (http or https)
+    #[schemars(with = "String", url)]
+    pub url: Spanned<String>,
+    /// Expected checksum as `sha256:<hex>` or `sha512:<hex>`; verified by Proxmox after download
+    #[schemars(with = "String", regex(pattern = r"^(sha256|sha512):[0-9a-fA-F]+$"))]
+    pub checksum: Spanned<String>,
+    /// Storage that receives the file; it must have the `import` content type
+    #[schemars(with = "String")]
+    pub storage: Spanned<String>,
+    /// Node that downloads the image
+    #[schemars(with = "String")]
+    pub node: Spanned<String>,
+    /// File name in the storage; default: the last path segment of the url. Proxmox requires
+    /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file_name: Option<Spanned<String>>,
+}
+
+fn example_image() -> serde_json::Value {
+    serde_json::json!({
+        "url": "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
+        "checksum": "sha512:0123…",
+        "storage": "local",
+        "node": "pve1"
+    })
+}
+
+/// BIOS implementation of a VM
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawBios {
+    /// Legacy BIOS (Proxmox's default)
+    Seabios,
+    /// UEFI; brings an EFI disk that keeps the EFI variables
+    Ovmf,
+}
+
+/// A template: a base VM built from an image, configured, then converted to a template
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// VM id of the template (100..=999999999)
+    #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    pub vmid: Spanned<u64>,
+    /// Node the template lives on
+    #[schemars(with = "String")]
+    pub node: Spanned<String>,
+    /// Name of the image (under `images`) whose disk becomes the boot disk
+    #[schemars(with = "String")]
+    pub image: Spanned<String>,
+    /// Machine type, e.g. `q35` or `pc`; default: Proxmox's (`pc`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"q35")]
+    pub machine: Option<Spanned<String>>,
+    /// BIOS: `seabios` (default) or `ovmf` (UEFI)
+    #[serde(default)]
+    pub bios: Option<RawBios>,
+    /// EFI disk, for `bios: ovmf`; default: on the boot disk's storage
+    #[serde(default)]
+    pub efi_disk: Option<RawEfiDisk>,
+    /// TPM state disk
+    #[serde(default)]
+    pub tpm: Option<RawTpm>,
+    /// CPU type, e.g. `host` or `x86-64-v2-AES`; default: Proxmox's
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// CPU cores per socket
+    #[serde(default = "default_cores")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub cores: u32,
+    /// CPU sockets
+    #[serde(default = "default_sockets")]
+    #[schemars(range(min = 1, max = 16))]
+    pub sockets: u32,
+    /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
+    #[serde(default = "default_memory")]
+    #[schemars(with = "String", example = &"2GiB")]
+    pub memory: Spanned<String>,
+    /// The boot disk, imported from the image and resized
+    pub disk: RawDisk,
+    /// Network interfaces, `net0` first
+    #[serde(default)]
+    pub network: Vec<RawNetwork>,
+    /// Enable the QEMU guest agent
+    #[serde(default)]
+    pub agent: bool,
+    /// Add a serial console and use it as the display (many cloud images expect one)
+    #[serde(default)]
+    pub serial_console: bool,
+    /// Guest OS type, e.g. `l26` (Linux); default `l26`
+    #[serde(default)]
+    pub ostype: Option<String>,
+    /// Cloud-init settings baked into the template; clones inherit them
+    #[serde(default)]
+    pub cloud_init: Option<RawCloudInit>,
+    /// Tags (besides `proxfleet`, which is always added)
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
+    /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_cores() -> u32 {
+    1
+}
+fn default_sockets() -> u32 {
+    1
+}
+fn default_memory() -> Spanned<String> {
+    Spanned::new(
+        "512".to_string(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// EFI disk settings
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEfiDisk {
+    /// Storage for the EFI disk; default: the boot disk's storage
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// Enrol the distribution and Microsoft Secure Boot keys (Secure Boot on)
+    #[serde(default)]
+    pub pre_enrolled_keys: bool,
+}
+
+/// TPM state disk settings
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTpm {
+    /// Storage for the TPM state; default: the boot disk's storage
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// TPM version; cannot be changed after creation
+    #[serde(default)]
+    pub version: Option<RawTpmVersion>,
+}
+
+/// TPM version
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum RawTpmVersion {
+    /// TPM 1.2
+    #[serde(rename = "v1.2")]
+    V12,
+    /// TPM 2.0 (needed by Windows 11)
+    #[serde(rename = "v2.0")]
+    V20,
+}
+
+/// Disk bus
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawBus {
+    /// VirtIO SCSI (recommended for cloud images)
+    Scsi,
+    /// VirtIO block
+    Virtio,
+    /// SATA
+    Sata,
+}
+
+/// The boot disk
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisk {
+    /// Storage that holds the disk (content type `images`)
+    #[schemars(with = "String")]
+    pub storage: Spanned<String>,
+    /// Size after import, with a unit: `20G`, `20GiB`, `512M`
+    #[schemars(with = "String", example = &"20G")]
+    pub size: Spanned<String>,
+    /// Bus the disk is attached to; default `scsi`
+    #[serde(default)]
+    pub bus: Option<RawBus>,
+    /// Pass TRIM/discard to the storage
+    #[serde(default)]
+    pub discard: bool,
+    /// Present the disk as an SSD to the guest (not on virtio)
+    #[serde(default)]
+    pub ssd: bool,
+}
+
+/// Network interface model
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawNicModel {
+    /// Paravirtualised (recommended)
+    Virtio,
+    /// Intel E1000
+    E1000,
+    /// VMware vmxnet3
+    Vmxnet3,
+    /// Realtek RTL8139
+    Rtl8139,
+}
+
+/// A network interface
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// Bridge on the node, e.g. `vmbr0`
+    #[schemars(with = "String")]
+    pub bridge: Spanned<String>,
+    /// NIC model; default `virtio`
+    #[serde(default)]
+    pub model: Option<RawNicModel>,
+    /// VLAN tag (1..=4094)
+    #[serde(default)]
+    #[schemars(with = "Option<u16>", range(min = 1, max = 4094))]
+    pub vlan: Option<Spanned<u32>>,
+    /// Enable the Proxmox firewall on this interface
+    #[serde(default)]
+    pub firewall: bool,
+}
+
+/// Cloud-init settings
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloudInit {
+    /// Storage for the cloud-init drive; default: the boot disk's storage
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// Default user created by cloud-init
+    #[serde(default)]
+    pub user: Option<String>,
+    /// OpenSSH public keys authorised for the user
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ssh_keys: Vec<Spanned<String>>,
+    /// IPv4 for `net0`: `dhcp` or an address with prefix (`192.0.2.10/24`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"dhcp")]
+    pub ipv4: Option<Spanned<String>>,
+    /// IPv4 gateway for a static `ipv4`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub gateway: Option<Spanned<String>>,
+    /// Upgrade packages on first boot (Proxmox's default: yes)
+    #[serde(default)]
+    pub upgrade: Option<bool>,
+}
+
+/// A VM cloned from a template
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClone {
+    /// VM id of the clone (100..=999999999)
+    #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    pub vmid: Spanned<u64>,
+    /// Name of the template (under `templates`) to clone
+    #[schemars(with = "String")]
+    pub template: Spanned<String>,
+    /// Node the clone runs on; default: the template's node
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub node: Option<Spanned<String>>,
+    /// Full clone (independent copy); `false` makes a linked clone. Default `true`
+    #[serde(default)]
+    pub full: Option<bool>,
+    /// Override the template's cores
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1024))]
+    pub cores: Option<u32>,
+    /// Override the template's memory: MiB or a size with a unit (`4GiB`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Cloud-init settings for this clone (override the template's)
+    #[serde(default)]
+    pub cloud_init: Option<RawCloudInit>,
+    /// Tags (besides `proxfleet`); when given they replace the template's tags on this clone
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub tags: Option<Vec<Spanned<String>>>,
+    /// Start the clone after creating it, and keep it running; default `true`
+    #[serde(default)]
+    pub start: Option<bool>,
+    /// Start the clone when the node boots
+    #[serde(default)]
+    pub onboot: Option<bool>,
+    /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
+    #[serde(default)]
+    pub description: Option<String>,
+}

@@ -1,0 +1,74 @@
+//! The observed state of a cluster, as the differ sees it: VMs with their configuration and
+//! ownership, image volumes with their notes. Filled by `observe`, built by hand in tests.
+
+use std::collections::BTreeMap;
+
+use crate::ownership::Marker;
+
+/// A VM as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActualVm {
+    /// VM id.
+    pub vmid: u32,
+    /// Node it is on.
+    pub node: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Running.
+    pub running: bool,
+    /// Is a template.
+    pub template: bool,
+    /// Config lock, if any.
+    pub lock: Option<String>,
+    /// Configuration (pending values applied), without `digest`; empty when not fetched.
+    pub config: BTreeMap<String, String>,
+    /// Config digest; empty when not fetched.
+    pub digest: String,
+    /// Options with a change pending until the next boot.
+    pub pending: Vec<String>,
+    /// Ownership marker from the description, when it is proxfleet's and matches the vmid.
+    pub marker: Option<Marker>,
+}
+
+/// A volume as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActualVolume {
+    /// Node it was listed on.
+    pub node: String,
+    /// Storage.
+    pub storage: String,
+    /// Volume id.
+    pub volid: String,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Ownership marker from the notes.
+    pub marker: Option<Marker>,
+}
+
+/// The observed cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActualState {
+    /// VMs by vmid (every VM in the cluster; configs fetched only where needed).
+    pub vms: BTreeMap<u32, ActualVm>,
+    /// Volumes by (node, volid) that proxfleet looked at.
+    pub volumes: BTreeMap<(String, String), ActualVolume>,
+}
+
+impl ActualState {
+    /// VMs owned by `project`.
+    pub fn owned_vms<'a>(&'a self, project: &'a str) -> impl Iterator<Item = &'a ActualVm> + 'a {
+        self.vms
+            .values()
+            .filter(move |vm| vm.marker.as_ref().is_some_and(|m| m.project == project))
+    }
+
+    /// Volumes owned by `project`.
+    pub fn owned_volumes<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> impl Iterator<Item = &'a ActualVolume> + 'a {
+        self.volumes
+            .values()
+            .filter(move |vol| vol.marker.as_ref().is_some_and(|m| m.project == project))
+    }
+}
