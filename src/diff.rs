@@ -1,0 +1,392 @@
+//! The differ: pure functions from (desired graph, observed state) to a plan. No I/O, no
+//! printing, no failure: whatever the cluster looks like, the result is a plan, possibly with
+//! conflicts that forbid applying it.
+//!
+//! Only what the spec declares is compared. Values are compared semantically (property strings
+//! parsed, tags as sets, SSH keys decoded), so Proxmox's re-printing is never a difference.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
+use crate::ownership::{ResourceKey, ResourceKind};
+use crate::plan::{Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, Plan};
+use crate::pve::propstr::{decode_sshkeys, normalize};
+use crate::state::{ActualState, ActualVm};
+
+/// Compare the desired graph with the observed state.
+pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
+    let project = desired.project.as_str();
+    let owned_by_key: BTreeMap<&ResourceKey, &ActualVm> = actual
+        .owned_vms(project)
+        .filter_map(|vm| vm.marker.as_ref().map(|m| (&m.key, vm)))
+        .collect();
+
+    let mut changes = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut unchanged = 0;
+
+    // Deletions first: what we own that the spec no longer asks for.
+    let not_in_spec = |key: &ResourceKey| desired.get(key).is_none();
+    changes.extend(deletions(desired, actual, not_in_spec, not_in_spec));
+
+    let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
+    for resource in desired.in_order() {
+        let change = match resource {
+            Resource::Image(image) => diff_image(image, actual),
+            Resource::Vm(vm) => diff_vm(
+                vm,
+                owned_by_key.get(&vm.key).copied(),
+                actual,
+                project,
+                &mut conflicts,
+            ),
+        };
+        match change {
+            Some(mut change) => {
+                change.depends_on = desired
+                    .dependencies(&change.key)
+                    .into_iter()
+                    .filter(|dep| planned.contains(dep))
+                    .collect();
+                planned.insert(change.key.clone());
+                changes.push(change);
+            }
+            None => unchanged += 1,
+        }
+    }
+
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        project: project.to_string(),
+        changes,
+        unchanged,
+        conflicts,
+    }
+}
+
+/// The plan that deletes everything this project owns (images only with `include_images`).
+pub fn destroy(desired: &DesiredGraph, actual: &ActualState, include_images: bool) -> Plan {
+    let changes = deletions(desired, actual, |_| true, |_| include_images);
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        project: desired.project.clone(),
+        changes,
+        unchanged: 0,
+        conflicts: Vec::new(),
+    }
+}
+
+/// Delete changes for owned VMs selected by `wanted` and owned images selected by
+/// `image_wanted`: clones, then templates, then images,
+/// each later kind depending on every deletion of the kinds before it.
+fn deletions(
+    desired: &DesiredGraph,
+    actual: &ActualState,
+    wanted: impl Fn(&ResourceKey) -> bool,
+    image_wanted: impl Fn(&ResourceKey) -> bool,
+) -> Vec<Change> {
+    let project = desired.project.as_str();
+    let mut out: Vec<Change> = Vec::new();
+    for kind in [ResourceKind::Clone, ResourceKind::Template] {
+        let before: Vec<ResourceKey> = out.iter().map(|c| c.key.clone()).collect();
+        for vm in actual.owned_vms(project) {
+            let Some(marker) = &vm.marker else { continue };
+            if marker.key.kind != kind || !wanted(&marker.key) {
+                continue;
+            }
+            let mut fields = Vec::new();
+            if vm.running {
+                fields.push(FieldChange {
+                    name: "status".into(),
+                    old: Some("running".into()),
+                    new: Some("stopped".into()),
+                });
+            }
+            out.push(Change {
+                key: marker.key.clone(),
+                action: Action::Delete,
+                vmid: Some(vm.vmid),
+                node: vm.node.clone(),
+                fields,
+                reasons: Vec::new(),
+                depends_on: before.clone(),
+            });
+        }
+    }
+    let before: Vec<ResourceKey> = out.iter().map(|c| c.key.clone()).collect();
+    for vol in actual.owned_volumes(project) {
+        let Some(marker) = &vol.marker else { continue };
+        if marker.key.kind != ResourceKind::Image || !image_wanted(&marker.key) {
+            continue;
+        }
+        out.push(Change {
+            key: marker.key.clone(),
+            action: Action::Delete,
+            vmid: None,
+            node: vol.node.clone(),
+            fields: vec![FieldChange {
+                name: "volume".into(),
+                old: Some(vol.volid.clone()),
+                new: None,
+            }],
+            reasons: Vec::new(),
+            depends_on: before.clone(),
+        });
+    }
+    out
+}
+
+fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
+    let existing = actual
+        .volumes
+        .get(&(image.node.clone(), image.volid.clone()));
+    let checksum = format!("{}:{}", image.checksum_algorithm, image.checksum_hex);
+    let create_fields = || {
+        vec![
+            FieldChange {
+                name: "volume".into(),
+                old: None,
+                new: Some(image.volid.clone()),
+            },
+            FieldChange {
+                name: "url".into(),
+                old: None,
+                new: Some(image.url.clone()),
+            },
+            FieldChange {
+                name: "checksum".into(),
+                old: None,
+                new: Some(checksum.clone()),
+            },
+        ]
+    };
+    let change = |action, fields, reasons| Change {
+        key: image.key.clone(),
+        action,
+        vmid: None,
+        node: image.node.clone(),
+        fields,
+        reasons,
+        depends_on: Vec::new(),
+    };
+    match existing {
+        None => Some(change(Action::Create, create_fields(), Vec::new())),
+        Some(vol) => match &vol.marker {
+            Some(marker) if marker.checksum.as_deref() == Some(checksum.as_str()) => None,
+            Some(marker) => Some(change(
+                Action::Replace,
+                vec![FieldChange {
+                    name: "checksum".into(),
+                    old: marker.checksum.clone(),
+                    new: Some(checksum.clone()),
+                }],
+                vec!["the image checksum changed".into()],
+            )),
+            // A file of that name that proxfleet did not fetch: download-url with the checksum
+            // verifies it without downloading when it matches, and fails when it does not.
+            None => Some(change(
+                Action::Create,
+                create_fields(),
+                vec![format!(
+                    "{} exists without proxfleet's notes: its checksum will be verified",
+                    image.volid
+                )],
+            )),
+        },
+    }
+}
+
+fn diff_vm(
+    vm: &DesiredVm,
+    owned: Option<&ActualVm>,
+    actual: &ActualState,
+    project: &str,
+    conflicts: &mut Vec<Conflict>,
+) -> Option<Change> {
+    // Whatever occupies the desired vmid must be this very resource.
+    if let Some(occupant) = actual.vms.get(&vm.vmid) {
+        let ours = occupant
+            .marker
+            .as_ref()
+            .is_some_and(|m| m.project == project && m.key == vm.key);
+        if !ours {
+            let who = occupant
+                .name
+                .as_deref()
+                .map(|n| format!(" (`{n}`)"))
+                .unwrap_or_default();
+            let owner = match &occupant.marker {
+                Some(m) if m.project != project => {
+                    format!("belongs to proxfleet project `{}`", m.project)
+                }
+                Some(m) => format!("is proxfleet's `{}`", m.key),
+                None => "is not managed by proxfleet".to_string(),
+            };
+            conflicts.push(Conflict {
+                key: vm.key.clone(),
+                message: format!("vmid {} is taken by VM {}{who} on node {}, which {owner}", vm.vmid, occupant.vmid, occupant.node),
+                hint: "choose another vmid in the spec, or remove that VM yourself; proxfleet never takes over a VM it did not create".into(),
+            });
+            return None;
+        }
+    }
+    if owned.is_none() {
+        let namesake = actual.vms.values().find(|other| {
+            other.name.as_deref() == Some(vm.name.as_str())
+                && other.marker.as_ref().is_none_or(|m| m.project != project)
+        });
+        if let Some(other) = namesake {
+            conflicts.push(Conflict {
+                key: vm.key.clone(),
+                message: format!(
+                    "VM {} on node {} already has the name `{}` and is not managed by this project",
+                    other.vmid, other.node, vm.name
+                ),
+                hint: "rename one of them: two VMs with one name make hostnames and DNS ambiguous"
+                    .into(),
+            });
+            return None;
+        }
+    }
+
+    let Some(current) = owned else {
+        return Some(Change {
+            key: vm.key.clone(),
+            action: Action::Create,
+            vmid: Some(vm.vmid),
+            node: vm.node.clone(),
+            fields: creation_fields(vm),
+            reasons: Vec::new(),
+            depends_on: Vec::new(),
+        });
+    };
+
+    let mut reasons = Vec::new();
+    if current.vmid != vm.vmid {
+        reasons.push(format!("vmid changes from {} to {}", current.vmid, vm.vmid));
+    }
+    if current.node != vm.node {
+        reasons.push(format!("node changes from {} to {}", current.node, vm.node));
+    }
+    if let Recipe::Build(build) = &vm.recipe {
+        if !current.template {
+            reasons.push("the build did not finish: the VM is not a template yet".into());
+        }
+        let observed = current.marker.as_ref().and_then(|m| m.build.clone());
+        if observed.as_deref() != Some(build.fingerprint.as_str()) {
+            reasons.push(format!(
+                "build settings changed (fingerprint {} → {})",
+                observed.as_deref().unwrap_or("none"),
+                build.fingerprint
+            ));
+        }
+    }
+    if current.template && matches!(vm.recipe, Recipe::Clone(_)) {
+        reasons.push("the VM was converted to a template".into());
+    }
+    if !reasons.is_empty() {
+        let mut fields = creation_fields(vm);
+        if current.vmid != vm.vmid {
+            fields.insert(
+                0,
+                FieldChange {
+                    name: "vmid".into(),
+                    old: Some(current.vmid.to_string()),
+                    new: Some(vm.vmid.to_string()),
+                },
+            );
+        }
+        return Some(Change {
+            key: vm.key.clone(),
+            action: Action::Replace,
+            vmid: Some(vm.vmid),
+            node: vm.node.clone(),
+            fields,
+            reasons,
+            depends_on: Vec::new(),
+        });
+    }
+
+    let mut fields: Vec<FieldChange> = vm
+        .settings
+        .iter()
+        .filter(|(option, want)| {
+            !same_value(
+                option,
+                current.config.get(option.as_str()).map(String::as_str),
+                want,
+            )
+        })
+        .map(|(option, want)| FieldChange {
+            name: option.clone(),
+            old: current.config.get(option).cloned(),
+            new: Some(want.clone()),
+        })
+        .collect();
+    if vm.running && !current.running {
+        fields.push(FieldChange {
+            name: "status".into(),
+            old: Some("stopped".into()),
+            new: Some("running".into()),
+        });
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    Some(Change {
+        key: vm.key.clone(),
+        action: Action::Update,
+        vmid: Some(vm.vmid),
+        node: vm.node.clone(),
+        fields,
+        reasons: Vec::new(),
+        depends_on: Vec::new(),
+    })
+}
+
+/// The fields a plan shows for a VM that will be created.
+fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
+    let set = |name: &str, value: &str| FieldChange {
+        name: name.to_string(),
+        old: None,
+        new: Some(value.to_string()),
+    };
+    let mut fields = Vec::new();
+    match &vm.recipe {
+        Recipe::Build(build) => {
+            fields.extend(build.create_params.iter().map(|(k, v)| set(k, v)));
+            fields.push(set(&format!("{} size", build.resize.0), &build.resize.1));
+            fields.push(set("template", "1"));
+        }
+        Recipe::Clone(clone) => {
+            fields.push(set(
+                "clone of",
+                &format!("{} (vmid {})", clone.template, clone.template_vmid),
+            ));
+            fields.push(set("full", if clone.full { "1" } else { "0" }));
+            fields.extend(vm.settings.iter().map(|(k, v)| set(k, v)));
+            if vm.running {
+                fields.push(set("status", "running"));
+            }
+        }
+    }
+    fields
+}
+
+/// Whether an observed option value equals the desired one, semantically.
+pub fn same_value(option: &str, observed: Option<&str>, desired: &str) -> bool {
+    let Some(observed) = observed else {
+        return false;
+    };
+    match option {
+        "sshkeys" => {
+            let a: BTreeSet<String> = decode_sshkeys(observed).into_iter().collect();
+            let b: BTreeSet<String> = decode_sshkeys(desired).into_iter().collect();
+            a == b
+        }
+        "description" | "name" | "ciuser" | "searchdomain" => {
+            observed.trim_end() == desired.trim_end()
+        }
+        _ => normalize(option, observed) == normalize(option, desired),
+    }
+}
