@@ -4,5 +4,16 @@
 //! `diff` (pure) → `plan` (ordered steps) → `render` or `apply`. `pve` is the only module that
 //! speaks HTTP to Proxmox; `sim` is a simulated Proxmox VE cluster that knows nothing of the rest.
 
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod diff;
+pub mod graph;
+pub mod observe;
+pub mod ownership;
+pub mod plan;
 pub mod pve;
+pub mod render;
 pub mod sim;
+pub mod spec;
+pub mod state;

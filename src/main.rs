@@ -1,1 +1,94 @@
-fn main() {}
+//! The `proxfleet` binary: parse arguments, set up logging, run the command, map its error to
+//! an exit code. Everything else lives in the library.
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+use proxfleet::cli::{Cli, Command, SimCommand};
+use proxfleet::commands::{self, CommandError, Connection, Io};
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<(), CommandError> {
+    match &cli.command {
+        Command::Validate(args) => commands::validate::run(args, io),
+        Command::Schema => commands::schema::run(io),
+        Command::Sim(SimCommand::Serve(args)) => commands::sim::serve(args, io).await,
+        Command::Plan(_) | Command::Apply(_) | Command::Destroy(_) => {
+            let conn = commands::connect(&cli.global).await?;
+            let result = with_connection(cli, &conn, io).await;
+            if cli.global.verbose > 0 {
+                commands::report_requests(&conn.client, io);
+            }
+            conn.close().await;
+            result
+        }
+    }
+}
+
+async fn with_connection(
+    cli: &Cli,
+    conn: &Connection,
+    io: &mut Io<'_>,
+) -> Result<(), CommandError> {
+    match &cli.command {
+        Command::Plan(args) => commands::plan::run(args, conn, io).await,
+        Command::Apply(args) => commands::apply::run_apply(args, conn, io).await,
+        Command::Destroy(args) => commands::apply::run_destroy(args, conn, io).await,
+        _ => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let stdin = io::stdin();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut input = stdin.lock();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        input: &mut input,
+    };
+    let result = runtime.block_on(run(&cli, &mut io));
+    let _ = io.out.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let text = error.to_string();
+            if text.starts_with("error") {
+                let _ = writeln!(io.err, "{}", text.trim_end());
+            } else {
+                let _ = writeln!(io.err, "error: {}", text.trim_end());
+            }
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+        }
+    }
+}

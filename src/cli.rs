@@ -1,0 +1,144 @@
+//! Command-line types (clap). One `XxxArgs` per subcommand; no I/O here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Declarative, desired-state reconciler for Proxmox VE virtual machines
+#[derive(Debug, Parser)]
+#[command(name = "proxfleet", version, about, long_about = None)]
+pub struct Cli {
+    /// Connection and output settings shared by every command
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Use the embedded simulated Proxmox VE cluster (state kept in .proxfleet/ here)
+    #[arg(long, global = true, conflicts_with = "endpoint")]
+    pub sim: bool,
+    /// Proxmox VE API endpoint, e.g. https://pve1.example.com:8006
+    #[arg(long, global = true, env = "PROXMOX_VE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Skip TLS certificate verification (self-signed clusters without a CA file)
+    #[arg(long, global = true, env = "PROXMOX_VE_INSECURE")]
+    pub insecure: bool,
+    /// PEM file with the CA that signed the cluster's certificate
+    #[arg(long, global = true, env = "PROXMOX_VE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Log more (-v: info and request counts, -vv: debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec without contacting any cluster
+    Validate(ValidateArgs),
+    /// Show what apply would change
+    Plan(PlanArgs),
+    /// Change the cluster to match the spec
+    Apply(ApplyArgs),
+    /// Delete every VM (and with --include-images, image) this spec's project owns
+    Destroy(DestroyArgs),
+    /// Print the JSON Schema of the spec format
+    Schema,
+    /// Run the simulated Proxmox VE cluster
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+/// Which spec file.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Spec file
+    #[arg(short, long, default_value = "proxfleet.yaml")]
+    pub file: PathBuf,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Apply without asking for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many changes run at once
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+/// `destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Destroy without asking for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Also delete the image volumes this project downloaded
+    #[arg(long)]
+    pub include_images: bool,
+    /// How many changes run at once
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+/// `sim` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulated cluster over HTTP for other tools
+    Serve(SimServeArgs),
+}
+
+/// `sim serve`.
+#[derive(Debug, Args)]
+pub struct SimServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8006")]
+    pub listen: SocketAddr,
+    /// File the cluster's state is loaded from and saved to
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Number of nodes (pve1, pve2, …)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Added latency per request, in milliseconds
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Duration of every simulated task, in milliseconds
+    #[arg(long, default_value_t = 200)]
+    pub task_ms: u64,
+    /// API token accepted, USER@REALM!ID=SECRET (repeatable); without it a default token is used and printed
+    #[arg(long = "token")]
+    pub tokens: Vec<String>,
+}

@@ -1,0 +1,245 @@
+//! Commands: one file per verb, each gluing load → observe → diff → render/apply. Shared here:
+//! the connection (a real cluster or the embedded simulator), the command error with its kind,
+//! and the confirmation prompt.
+
+pub mod apply;
+pub mod plan;
+pub mod schema;
+pub mod sim;
+pub mod validate;
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::GlobalArgs;
+use crate::pve::{ApiToken, ClientConfig, PveClient, PveError};
+use crate::sim::{SimConfig, SimHandle};
+use crate::spec::{Loaded, SpecError};
+
+/// Where the embedded simulator keeps its state, relative to the working directory.
+pub const SIM_STATE_FILE: &str = ".proxfleet/sim-state.json";
+
+/// What kind of failure a command had; picks the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user's input or environment is wrong.
+    User,
+    /// Proxmox (or the network) failed.
+    Remote,
+    /// A bug or an unexpected local failure.
+    Internal,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The spec is invalid.
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    /// No cluster was named.
+    #[error(
+        "no Proxmox VE endpoint: set PROXMOX_VE_ENDPOINT and PROXMOX_VE_API_TOKEN (user@realm!tokenid=secret), \
+         pass --endpoint, or try proxfleet on the embedded simulator with --sim"
+    )]
+    NoEndpoint,
+    /// An endpoint but no token.
+    #[error("no API token: set PROXMOX_VE_API_TOKEN to user@realm!tokenid=secret")]
+    NoToken,
+    /// The client could not be set up or a request failed.
+    #[error("{context}: {source}")]
+    Pve {
+        /// What was being done.
+        context: String,
+        /// The client error.
+        source: PveError,
+    },
+    /// Observing the cluster failed.
+    #[error("{0}")]
+    Observe(#[from] crate::observe::ObserveError),
+    /// The plan has conflicts.
+    #[error("{0}")]
+    Conflicts(String),
+    /// The user did not confirm.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// Some changes failed; the report was printed.
+    #[error("{failed} change(s) failed or were skipped")]
+    ChangesFailed {
+        /// How many.
+        failed: usize,
+    },
+    /// Local I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The simulator failed.
+    #[error("simulator: {0}")]
+    Sim(#[from] crate::sim::SimError),
+}
+
+impl CommandError {
+    /// The kind, for the exit code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CommandError::Spec(_)
+            | CommandError::NoEndpoint
+            | CommandError::NoToken
+            | CommandError::Conflicts(_)
+            | CommandError::NotConfirmed(_) => ErrorKind::User,
+            CommandError::Pve { source, .. } => match source {
+                PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
+                _ => ErrorKind::Remote,
+            },
+            CommandError::Observe(_) | CommandError::ChangesFailed { .. } => ErrorKind::Remote,
+            CommandError::Io { .. } | CommandError::Sim(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The process exit code: 1 for every failure (0 is success; `--detailed-exitcode` uses 2
+    /// for "changes present").
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}
+
+/// Standard streams, injectable for tests.
+pub struct Io<'a> {
+    /// Data (plans, tables, JSON).
+    pub out: &'a mut dyn Write,
+    /// Progress and prompts.
+    pub err: &'a mut dyn Write,
+    /// Answers to prompts.
+    pub input: &'a mut dyn BufRead,
+}
+
+/// A connection to a cluster, possibly an embedded simulator that lives as long as it does.
+pub struct Connection {
+    /// The client.
+    pub client: PveClient,
+    sim: Option<SimHandle>,
+}
+
+impl Connection {
+    /// A connection to an already running simulator (tests).
+    pub fn to_sim(sim: &SimHandle) -> Result<Connection, CommandError> {
+        let client = client_for(&sim.endpoint(), &sim.token(), false, None)?;
+        Ok(Connection { client, sim: None })
+    }
+
+    /// Close it: an embedded simulator saves its state and stops.
+    pub async fn close(self) {
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
+    }
+}
+
+fn client_for(
+    endpoint: &str,
+    token: &str,
+    insecure: bool,
+    ca_file: Option<PathBuf>,
+) -> Result<PveClient, CommandError> {
+    let token: ApiToken = ApiToken::parse(token).map_err(|source| CommandError::Pve {
+        context: "PROXMOX_VE_API_TOKEN".into(),
+        source,
+    })?;
+    PveClient::new(ClientConfig {
+        endpoint: endpoint.to_string(),
+        token,
+        insecure,
+        ca_file,
+        timeout: Duration::from_secs(30),
+    })
+    .map_err(|source| CommandError::Pve {
+        context: format!("cannot use endpoint {endpoint}"),
+        source,
+    })
+}
+
+/// Connect as the global flags say: `--sim` starts the embedded simulator (state in
+/// `.proxfleet/`), otherwise the endpoint and token from flags or environment.
+pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
+    if global.sim {
+        let state_file = PathBuf::from(SIM_STATE_FILE);
+        if let Some(dir) = state_file.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CommandError::Io {
+                context: format!("cannot create {}", dir.display()),
+                source,
+            })?;
+        }
+        let config = SimConfig {
+            state_file: Some(state_file),
+            task_duration: Duration::from_millis(30),
+            ..SimConfig::default()
+        };
+        let sim = SimHandle::start(config).await?;
+        let client = client_for(&sim.endpoint(), &sim.token(), false, None)?;
+        return Ok(Connection {
+            client,
+            sim: Some(sim),
+        });
+    }
+    let endpoint = global.endpoint.clone().ok_or(CommandError::NoEndpoint)?;
+    let token = std::env::var("PROXMOX_VE_API_TOKEN").map_err(|_| CommandError::NoToken)?;
+    let client = client_for(&endpoint, &token, global.insecure, global.ca_file.clone())?;
+    Ok(Connection { client, sim: None })
+}
+
+/// Load a spec, printing its warnings.
+pub fn load_spec(file: &Path, io: &mut Io<'_>) -> Result<Loaded, CommandError> {
+    let loaded = crate::spec::load(file)?;
+    for warning in &loaded.warnings {
+        let _ = writeln!(io.err, "warning: {}: {}", warning.path, warning.message);
+    }
+    Ok(loaded)
+}
+
+/// Ask for `yes`, as Terraform does; anything else (or no input) declines.
+pub fn confirm(io: &mut Io<'_>, question: &str) -> Result<(), CommandError> {
+    let _ = write!(
+        io.err,
+        "{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    let _ = io.err.flush();
+    let mut answer = String::new();
+    let n_read = io
+        .input
+        .read_line(&mut answer)
+        .map_err(|source| CommandError::Io {
+            context: "cannot read the answer".into(),
+            source,
+        })?;
+    let _ = writeln!(io.err);
+    if n_read == 0 {
+        return Err(CommandError::NotConfirmed(
+            "no answer on standard input; pass --auto-approve to run without confirmation".into(),
+        ));
+    }
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CommandError::NotConfirmed(
+            "cancelled: nothing was changed".into(),
+        ))
+    }
+}
+
+/// Print request counts by endpoint (with `-v`).
+pub fn report_requests(client: &PveClient, io: &mut Io<'_>) {
+    let counts = client.request_counts();
+    let total: u64 = counts.values().sum();
+    let _ = writeln!(
+        io.err,
+        "requests: {total} ({} writes)",
+        client.write_count()
+    );
+    for (endpoint, n) in counts {
+        let _ = writeln!(io.err, "  {n:>5}  {endpoint}");
+    }
+}

@@ -1,0 +1,23 @@
+//! `proxfleet validate`: check a spec statically, with no cluster.
+
+use super::{CommandError, Io, load_spec};
+use crate::cli::ValidateArgs;
+
+/// Validate the spec and say what it declares.
+///
+/// # Errors
+/// Every problem in the spec, at once.
+pub fn run(args: &ValidateArgs, io: &mut Io<'_>) -> Result<(), CommandError> {
+    let loaded = load_spec(&args.spec.file, io)?;
+    let spec = &loaded.spec;
+    let _ = writeln!(
+        io.out,
+        "{} is valid: {} image(s), {} template(s), {} clone(s) in project `{}`.",
+        args.spec.file.display(),
+        spec.images.len(),
+        spec.templates.len(),
+        spec.clones.len(),
+        spec.project
+    );
+    Ok(())
+}
