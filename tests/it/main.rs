@@ -1,1 +1,7 @@
-//! The one integration test binary: end-to-end tests against the simulator.
+//! The one integration test binary: end-to-end tests against the simulator, spec diagnostics,
+//! the schema, and the CLI as a user runs it.
+
+mod cli;
+mod common;
+mod e2e;
+mod spec;

@@ -1,0 +1,287 @@
+//! The core pipeline end to end on the simulator: image → template → clones, then the plan
+//! is empty, a second apply writes nothing, edits converge, removals destroy exactly what was
+//! removed, and what proxfleet does not own is never touched.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn quickstart_apply_builds_image_template_and_running_clones_then_converges() {
+    let (sim, conn) = sim().await;
+    let spec = example("quickstart.yaml");
+
+    let first_plan = plan(&conn, &spec).await;
+    assert!(first_plan.result.is_ok(), "{:?}", first_plan.result);
+    assert_eq!(first_plan.err, "", "the quickstart raises no warnings");
+    snapshot_settings()
+        .bind(|| insta::assert_snapshot!("quickstart_plan_on_empty_cluster", first_plan.out));
+
+    let run = apply(&conn, &spec).await;
+    assert!(
+        run.result.is_ok(),
+        "apply failed: {:?}\n{}",
+        run.result,
+        run.out
+    );
+
+    // The image volume, with proxfleet's notes.
+    let volumes = sim.volumes();
+    let image = volumes
+        .iter()
+        .find(|v| v.volid == "local:import/debian-12-genericcloud-amd64-20250210-2019.qcow2")
+        .expect("the image was downloaded into local (import)");
+    assert!(
+        image
+            .notes
+            .as_deref()
+            .unwrap_or_default()
+            .contains("managed-by: proxfleet project=default key=image.debian-12")
+    );
+
+    // The template: converted, disks renamed base-*, EFI disk and TPM, cloud-init drive.
+    let vms = sim.vms();
+    let template = vms
+        .iter()
+        .find(|vm| vm.vmid == 9000)
+        .expect("template 9000 exists");
+    assert!(template.template, "9000 is a template");
+    assert!(!template.running);
+    let scsi0 = template.config.get("scsi0").expect("boot disk");
+    assert!(
+        scsi0.contains("base-9000-disk"),
+        "boot disk renamed to base-*: {scsi0}"
+    );
+    assert!(
+        scsi0.contains("size=20G"),
+        "boot disk resized to 20G: {scsi0}"
+    );
+    assert!(
+        template
+            .config
+            .get("efidisk0")
+            .is_some_and(|v| v.contains("efitype=4m"))
+    );
+    assert!(
+        template
+            .config
+            .get("tpmstate0")
+            .is_some_and(|v| v.contains("version=v2.0"))
+    );
+    assert!(
+        template
+            .config
+            .get("ide2")
+            .is_some_and(|v| v.contains("cloudinit"))
+    );
+    assert_eq!(
+        template.config.get("bios").map(String::as_str),
+        Some("ovmf")
+    );
+
+    // Three running clones with their static addresses.
+    for (vmid, name, ip) in [
+        (201, "web-1", "192.0.2.11/24"),
+        (202, "web-2", "192.0.2.12/24"),
+        (203, "web-3", "192.0.2.13/24"),
+    ] {
+        let vm = vms
+            .iter()
+            .find(|vm| vm.vmid == vmid)
+            .unwrap_or_else(|| panic!("clone {vmid} exists"));
+        assert_eq!(vm.name.as_deref(), Some(name));
+        assert!(vm.running, "{name} is running");
+        assert!(!vm.template);
+        let ipconfig = vm.config.get("ipconfig0").cloned().unwrap_or_default();
+        assert!(
+            ipconfig.contains(&format!("ip={ip}")) && ipconfig.contains("gw=192.0.2.1"),
+            "{name}: {ipconfig}"
+        );
+        assert!(
+            vm.config
+                .get("tags")
+                .is_some_and(|t| t.split(';').any(|t| t == "proxfleet"))
+        );
+    }
+
+    // A fresh plan is empty.
+    let second_plan = plan(&conn, &spec).await;
+    assert!(second_plan.result.is_ok());
+    assert!(
+        second_plan.out.starts_with("No changes."),
+        "{}",
+        second_plan.out
+    );
+
+    // A second apply sends no write request at all.
+    sim.clear_requests();
+    let again = apply(&conn, &spec).await;
+    assert!(again.result.is_ok(), "{:?}", again.result);
+    assert_eq!(
+        write_requests(&sim),
+        Vec::<String>::new(),
+        "a converged apply must not write"
+    );
+    assert!(!sim.requests().is_empty(), "it did observe the cluster");
+}
+
+#[tokio::test]
+async fn changing_one_clones_memory_is_one_in_place_update_that_converges() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = write_spec(dir.path(), "base.yaml", &quickstart_text());
+    assert!(apply(&conn, &base).await.result.is_ok());
+
+    let edited = quickstart_text().replace(
+        "  web-2:\n    vmid: 202\n    template: debian-12-base\n",
+        "  web-2:\n    vmid: 202\n    template: debian-12-base\n    memory: 4GiB\n",
+    );
+    assert_ne!(edited, quickstart_text(), "the edit applies to the example");
+    let spec = write_spec(dir.path(), "edited.yaml", &edited);
+
+    let run = plan(&conn, &spec).await;
+    assert!(run.result.is_ok());
+    assert_eq!(
+        change_headers(&run.out),
+        vec!["# clone.web-2 (vmid 202 on pve1) will be updated in place"]
+    );
+    assert!(
+        run.out.contains("~ memory = \"2048\" → \"4096\""),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.out
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        run.out
+    );
+    snapshot_settings().bind(|| insta::assert_snapshot!("memory_change_plan", run.out));
+
+    let applied = apply(&conn, &spec).await;
+    assert!(applied.result.is_ok(), "{:?}", applied.result);
+    let web2 = sim.vms().into_iter().find(|vm| vm.vmid == 202).unwrap();
+    assert_eq!(web2.config.get("memory").map(String::as_str), Some("4096"));
+    let after = plan(&conn, &spec).await;
+    assert!(after.out.starts_with("No changes."), "{}", after.out);
+}
+
+#[tokio::test]
+async fn removing_a_clone_from_the_spec_destroys_exactly_that_clone() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = write_spec(dir.path(), "base.yaml", &quickstart_text());
+    assert!(apply(&conn, &base).await.result.is_ok());
+
+    let without_web3 = quickstart_text().replace(
+        "  web-3:\n    vmid: 203\n    template: debian-12-base\n    cloud_init:\n      ipv4: 192.0.2.13/24\n      gateway: 192.0.2.1\n",
+        "",
+    );
+    assert_ne!(without_web3, quickstart_text());
+    let spec = write_spec(dir.path(), "two.yaml", &without_web3);
+
+    let run = plan(&conn, &spec).await;
+    assert_eq!(
+        change_headers(&run.out),
+        vec!["# clone.web-3 (vmid 203 on pve1) will be destroyed"]
+    );
+    assert!(
+        run.out
+            .contains("Plan: 0 to add, 0 to change, 1 to destroy."),
+        "{}",
+        run.out
+    );
+
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    let vmids: Vec<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
+    assert_eq!(vmids, vec![201, 202, 9000]);
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
+
+#[tokio::test]
+async fn destroy_removes_clones_then_template_and_never_touches_an_unmanaged_vm() {
+    let (sim, conn) = sim().await;
+    sim.insert_vm(
+        "pve1",
+        300,
+        &[("name", "legacy-db"), ("memory", "1024"), ("tags", "prod")],
+    )
+    .unwrap();
+    let unmanaged_before = sim.vms().into_iter().find(|vm| vm.vmid == 300).unwrap();
+    let spec = example("quickstart.yaml");
+
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+
+    let run = destroy(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    let headers = change_headers(&run.out);
+    assert_eq!(headers.len(), 4, "{}", run.out);
+    assert!(
+        headers[..3].iter().all(|h| h.starts_with("# clone.")),
+        "clones first: {headers:?}"
+    );
+    assert_eq!(
+        headers[3],
+        "# template.debian-12-base (vmid 9000 on pve1) will be destroyed"
+    );
+
+    let remaining = sim.vms();
+    assert_eq!(remaining.len(), 1, "only the unmanaged VM is left");
+    assert_eq!(
+        remaining[0], unmanaged_before,
+        "the unmanaged VM is untouched"
+    );
+    // proxfleet never wrote to it.
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.method == "GET" || !r.path.contains("/qemu/300"))
+    );
+}
+
+#[tokio::test]
+async fn an_unmanaged_vm_holding_a_desired_vmid_is_a_conflict_not_a_takeover() {
+    let (sim, conn) = sim().await;
+    sim.insert_vm("pve1", 202, &[("name", "someone-elses"), ("memory", "512")])
+        .unwrap();
+    let spec = example("quickstart.yaml");
+
+    let run = plan(&conn, &spec).await;
+    let err = run.result.expect_err("a conflict fails the plan");
+    let message = err.to_string();
+    assert!(message.contains("clone.web-2: vmid 202 is taken by VM 202 (`someone-elses`) on node pve1, which is not managed by proxfleet"), "{message}");
+    assert!(message.contains("hint:"), "{message}");
+
+    sim.clear_requests();
+    let applied = apply(&conn, &spec).await;
+    assert!(applied.result.is_err());
+    assert_eq!(
+        write_requests(&sim),
+        Vec::<String>::new(),
+        "nothing is written when the plan has conflicts"
+    );
+}
+
+#[tokio::test]
+async fn plan_json_is_versioned_data() {
+    let (_sim, conn) = sim().await;
+    let run = plan_json(&conn, &example("quickstart.yaml")).await;
+    assert!(run.result.is_ok());
+    let value: serde_json::Value = serde_json::from_str(&run.out).expect("valid JSON");
+    assert_eq!(value["format_version"], 1);
+    let actions: Vec<(&str, &str)> = value["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["key"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("image.debian-12", "create"),
+            ("template.debian-12-base", "create"),
+            ("clone.web-1", "create"),
+            ("clone.web-2", "create"),
+            ("clone.web-3", "create"),
+        ]
+    );
+}
