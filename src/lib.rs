@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod plan;
 pub mod pve;
 pub mod render;
+pub mod secret;
 pub mod sim;
 pub mod spec;
 pub mod state;

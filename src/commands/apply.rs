@@ -52,7 +52,9 @@ pub async fn run_destroy(
 ) -> Result<(), CommandError> {
     let loaded = load_spec(&args.spec.file, io)?;
     let desired = DesiredGraph::build(&loaded.spec);
-    let actual = observe::observe(&conn.client, &desired).await?;
+    let actual = observe::observe(&conn.client, &desired)
+        .await
+        .map_err(Box::new)?;
     let plan = diff::destroy(&desired, &actual, args.include_images);
     let _ = io.out.write_all(render::plan_text(&plan).as_bytes());
     if plan.is_empty() {

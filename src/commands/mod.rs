@@ -52,11 +52,11 @@ pub enum CommandError {
         /// What was being done.
         context: String,
         /// The client error.
-        source: PveError,
+        source: Box<PveError>,
     },
     /// Observing the cluster failed.
     #[error("{0}")]
-    Observe(#[from] crate::observe::ObserveError),
+    Observe(#[from] Box<crate::observe::ObserveError>),
     /// The plan has conflicts.
     #[error("{0}")]
     Conflicts(String),
@@ -91,7 +91,7 @@ impl CommandError {
             | CommandError::NoToken
             | CommandError::Conflicts(_)
             | CommandError::NotConfirmed(_) => ErrorKind::User,
-            CommandError::Pve { source, .. } => match source {
+            CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,
             },
@@ -147,7 +147,7 @@ fn client_for(
 ) -> Result<PveClient, CommandError> {
     let token: ApiToken = ApiToken::parse(token).map_err(|source| CommandError::Pve {
         context: "PROXMOX_VE_API_TOKEN".into(),
-        source,
+        source: Box::new(source),
     })?;
     PveClient::new(ClientConfig {
         endpoint: endpoint.to_string(),
@@ -158,7 +158,7 @@ fn client_for(
     })
     .map_err(|source| CommandError::Pve {
         context: format!("cannot use endpoint {endpoint}"),
-        source,
+        source: Box::new(source),
     })
 }
 

@@ -17,7 +17,9 @@ pub async fn make_plan(
 ) -> Result<(DesiredGraph, crate::state::ActualState, Plan), CommandError> {
     let loaded = load_spec(file, io)?;
     let desired = DesiredGraph::build(&loaded.spec);
-    let actual = observe::observe(&conn.client, &desired).await?;
+    let actual = observe::observe(&conn.client, &desired)
+        .await
+        .map_err(Box::new)?;
     let plan = diff::diff(&desired, &actual);
     Ok((desired, actual, plan))
 }

@@ -1,1 +1,17 @@
-//! The Proxmox VE HTTP client (placeholder, filled in by the client work).
+//! The Proxmox VE HTTP client: API-token auth, TLS, typed calls, UPID task waiting, error
+//! classification, and the property-string codec. Proxmox's JSON is decoded here and never
+//! leaves this module as such.
+
+mod client;
+mod error;
+pub mod propstr;
+mod types;
+mod upid;
+
+pub use client::{ApiToken, ClientConfig, PveClient};
+pub use error::PveError;
+pub use types::{
+    CloneRequest, DownloadRequest, NodeSummary, PendingEntry, StorageSummary, TaskOutcome,
+    TaskStatus, VersionInfo, VmConfig, VmStatus, VmSummary, VolumeInfo,
+};
+pub use upid::{BadUpid, Upid};

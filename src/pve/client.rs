@@ -1,0 +1,996 @@
+//! The HTTP client: base URL, API-token auth, TLS, one request function that decodes
+//! Proxmox's envelopes and errors, the typed calls proxfleet uses, and task waiting. Every
+//! request is counted by endpoint (path template), for `-v` and for the benchmarks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::error::PveError;
+use super::types::*;
+use super::upid::Upid;
+use crate::secret::Secret;
+
+/// An API token `user@realm!tokenid=secret`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// `user@realm`.
+    pub user: String,
+    /// Token id.
+    pub token_id: String,
+    secret: Secret,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiToken({}=***)", self.id())
+    }
+}
+
+impl ApiToken {
+    /// Parse `user@realm!tokenid=secret` (split at the last `=`).
+    ///
+    /// # Errors
+    /// [`PveError::InvalidToken`], whose message never contains the secret.
+    pub fn parse(text: &str) -> Result<ApiToken, PveError> {
+        let invalid = |reason: &str| PveError::InvalidToken {
+            reason: reason.to_string(),
+        };
+        let (id, secret) = text
+            .trim()
+            .rsplit_once('=')
+            .ok_or_else(|| invalid("expected user@realm!tokenid=secret (no `=` found)"))?;
+        let (user, token_id) = id.split_once('!').ok_or_else(|| {
+            invalid("expected user@realm!tokenid=secret (no `!` in the token id)")
+        })?;
+        let realm_ok = user
+            .split_once('@')
+            .is_some_and(|(u, r)| !u.is_empty() && !r.is_empty());
+        if !realm_ok {
+            return Err(invalid(
+                "the user must be user@realm, e.g. root@pam or proxfleet@pve",
+            ));
+        }
+        if token_id.is_empty()
+            || !token_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "the token id must be letters, digits, `-`, `_` or `.`",
+            ));
+        }
+        if secret.is_empty() {
+            return Err(invalid("the secret after `=` is empty"));
+        }
+        Ok(ApiToken {
+            user: user.to_string(),
+            token_id: token_id.to_string(),
+            secret: Secret::new(secret),
+        })
+    }
+
+    /// `user@realm!tokenid`, safe to print.
+    pub fn id(&self) -> String {
+        format!("{}!{}", self.user, self.token_id)
+    }
+}
+
+impl std::str::FromStr for ApiToken {
+    type Err = PveError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ApiToken::parse(text)
+    }
+}
+
+/// How to reach a cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://host:8006` (or `http://…` for the simulator), with or without `/api2/json`.
+    pub endpoint: String,
+    /// The API token.
+    pub token: ApiToken,
+    /// Skip certificate verification.
+    pub insecure: bool,
+    /// Extra root CA (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Per-request time-out.
+    pub timeout: Duration,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    counts: Mutex<BTreeMap<String, u64>>,
+    writes: AtomicU64,
+}
+
+/// A Proxmox VE API client; cheap to clone, usable from many tasks at once.
+#[derive(Clone)]
+pub struct PveClient {
+    inner: Arc<Inner>,
+}
+
+/// Percent-encode one path segment (UPIDs and volids contain `:` and `/`).
+fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn flag(value: bool) -> String {
+    if value { "1" } else { "0" }.to_string()
+}
+
+impl PveClient {
+    /// Build a client.
+    ///
+    /// # Errors
+    /// A malformed endpoint, an unreadable CA file, or a TLS set-up failure.
+    pub fn new(config: ClientConfig) -> Result<Self, PveError> {
+        let endpoint = config.endpoint.trim().trim_end_matches('/');
+        let parsed = url::Url::parse(endpoint).map_err(|err| PveError::InvalidEndpoint {
+            reason: format!("`{endpoint}`: {err}"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(PveError::InvalidEndpoint {
+                reason: format!("`{endpoint}` is not an http(s)://host[:port] URL"),
+            });
+        }
+        let base = if endpoint.ends_with("/api2/json") {
+            endpoint.to_string()
+        } else {
+            format!("{endpoint}/api2/json")
+        };
+
+        let mut auth = HeaderValue::from_str(&format!(
+            "PVEAPIToken={}={}",
+            config.token.id(),
+            config.token.secret.expose()
+        ))
+        .map_err(|_| PveError::InvalidToken {
+            reason: "the token contains characters that cannot go into an HTTP header".into(),
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .danger_accept_invalid_certs(config.insecure)
+            .pool_max_idle_per_host(32);
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file).map_err(|err| PveError::Tls {
+                reason: format!("cannot read CA file {}: {err}", ca_file.display()),
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|err| PveError::Tls {
+                reason: format!("{} is not a PEM certificate: {err}", ca_file.display()),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|err| PveError::Tls {
+            reason: err.to_string(),
+        })?;
+        Ok(PveClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                counts: Mutex::default(),
+                writes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Requests sent so far, by `METHOD /path/{template}`.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Non-GET requests sent so far.
+    pub fn write_count(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Send one request and return the envelope's `data` (and `total` when present).
+    async fn call(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<(Value, Option<u64>), PveError> {
+        if let Ok(mut counts) = self.inner.counts.lock() {
+            *counts.entry(format!("{method} {template}")).or_default() += 1;
+        }
+        if method != Method::GET {
+            self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let url = format!("{}{path}", self.inner.base);
+        let mut request = self.inner.http.request(method.clone(), &url);
+        request = if method == Method::GET || method == Method::DELETE {
+            request.query(params)
+        } else {
+            request.form(params)
+        };
+        let started = Instant::now();
+        let response = request.send().await.map_err(|err| {
+            if err.is_timeout() {
+                PveError::Timeout {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                }
+            } else {
+                PveError::Connect {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    message: without_url(&err),
+                }
+            }
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|err| PveError::Connect {
+            method: method.to_string(),
+            path: path.to_string(),
+            message: without_url(&err),
+        })?;
+        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxmox request");
+        let envelope: Option<Value> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            return Err(http_error(&method, path, status, envelope.as_ref()));
+        }
+        let envelope = envelope.ok_or_else(|| PveError::Decode {
+            what: format!("{method} {path}"),
+            message: "the body is not JSON".into(),
+        })?;
+        let total = envelope.get("total").and_then(as_u64);
+        Ok((envelope.get("data").cloned().unwrap_or(Value::Null), total))
+    }
+
+    async fn get(
+        &self,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, PveError> {
+        self.call(Method::GET, template, path, params)
+            .await
+            .map(|(data, _)| data)
+    }
+
+    async fn task_call(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Upid, PveError> {
+        let data = self
+            .call(method.clone(), template, path, params)
+            .await
+            .map(|(data, _)| data)?;
+        upid_of(&data, &format!("{method} {path}"))
+    }
+
+    async fn optional_task_call(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Option<Upid>, PveError> {
+        let data = self
+            .call(method.clone(), template, path, params)
+            .await
+            .map(|(data, _)| data)?;
+        if data.is_null() {
+            return Ok(None);
+        }
+        upid_of(&data, &format!("{method} {path}")).map(Some)
+    }
+
+    /// `GET /version`.
+    pub async fn version(&self) -> Result<VersionInfo, PveError> {
+        let data = self.get("/version", "/version", &[]).await?;
+        Ok(VersionInfo {
+            release: string(&data, "release").unwrap_or_default(),
+            version: string(&data, "version").unwrap_or_default(),
+        })
+    }
+
+    /// `GET /cluster/resources?type=vm`, QEMU guests only.
+    pub async fn cluster_vms(&self) -> Result<Vec<VmSummary>, PveError> {
+        let data = self
+            .get(
+                "/cluster/resources",
+                "/cluster/resources",
+                &[("type".into(), "vm".into())],
+            )
+            .await?;
+        let items = array(&data, "GET /cluster/resources")?;
+        Ok(items
+            .iter()
+            .filter(|item| string(item, "type").as_deref() == Some("qemu"))
+            .filter_map(|item| {
+                Some(VmSummary {
+                    vmid: u32::try_from(item.get("vmid").and_then(as_u64)?).ok()?,
+                    node: string(item, "node")?,
+                    name: string(item, "name"),
+                    running: string(item, "status").as_deref() == Some("running"),
+                    template: boolean(item, "template"),
+                    tags: string(item, "tags")
+                        .map(|t| {
+                            t.split([';', ',', ' '])
+                                .filter(|t| !t.is_empty())
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    lock: string(item, "lock").filter(|l| !l.is_empty()),
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /nodes`.
+    pub async fn nodes(&self) -> Result<Vec<NodeSummary>, PveError> {
+        let data = self.get("/nodes", "/nodes", &[]).await?;
+        Ok(array(&data, "GET /nodes")?
+            .iter()
+            .filter_map(|item| {
+                Some(NodeSummary {
+                    name: string(item, "node")?,
+                    online: string(item, "status").as_deref() == Some("online"),
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /nodes/{node}/storage`.
+    pub async fn storages(&self, node: &str) -> Result<Vec<StorageSummary>, PveError> {
+        let path = format!("/nodes/{}/storage", segment(node));
+        let data = self.get("/nodes/{node}/storage", &path, &[]).await?;
+        Ok(array(&data, "GET /nodes/{node}/storage")?
+            .iter()
+            .filter_map(|item| {
+                Some(StorageSummary {
+                    storage: string(item, "storage")?,
+                    kind: string(item, "type").unwrap_or_default(),
+                    content: string(item, "content")
+                        .map(|c| c.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    shared: boolean(item, "shared"),
+                    active: boolean(item, "active"),
+                    enabled: item.get("enabled").is_none() || boolean(item, "enabled"),
+                    avail: item.get("avail").and_then(as_u64),
+                    total: item.get("total").and_then(as_u64),
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /nodes/{node}/storage/{storage}/content`.
+    pub async fn storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+        content: Option<&str>,
+    ) -> Result<Vec<VolumeInfo>, PveError> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content",
+            segment(node),
+            segment(storage)
+        );
+        let params: Vec<(String, String)> = content
+            .map(|c| ("content".to_string(), c.to_string()))
+            .into_iter()
+            .collect();
+        let data = self
+            .get("/nodes/{node}/storage/{storage}/content", &path, &params)
+            .await?;
+        Ok(array(&data, "GET /nodes/{node}/storage/{storage}/content")?
+            .iter()
+            .filter_map(|item| {
+                Some(VolumeInfo {
+                    volid: string(item, "volid")?,
+                    content: string(item, "content"),
+                    format: string(item, "format"),
+                    size: item.get("size").and_then(as_u64),
+                    notes: string(item, "notes"),
+                    vmid: item
+                        .get("vmid")
+                        .and_then(as_u64)
+                        .and_then(|v| u32::try_from(v).ok()),
+                    parent: string(item, "parent"),
+                })
+            })
+            .collect())
+    }
+
+    /// `PUT /nodes/{node}/storage/{storage}/content/{volume}` with `notes`.
+    pub async fn set_volume_notes(
+        &self,
+        node: &str,
+        storage: &str,
+        volid: &str,
+        notes: &str,
+    ) -> Result<(), PveError> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content/{}",
+            segment(node),
+            segment(storage),
+            segment(volid)
+        );
+        self.call(
+            Method::PUT,
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            &path,
+            &[("notes".into(), notes.into())],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}`.
+    pub async fn delete_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volid: &str,
+    ) -> Result<Option<Upid>, PveError> {
+        let path = format!(
+            "/nodes/{}/storage/{}/content/{}",
+            segment(node),
+            segment(storage),
+            segment(volid)
+        );
+        self.optional_task_call(
+            Method::DELETE,
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            &path,
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /nodes/{node}/storage/{storage}/download-url`.
+    pub async fn download_url(
+        &self,
+        node: &str,
+        storage: &str,
+        req: &DownloadRequest,
+    ) -> Result<Upid, PveError> {
+        let path = format!(
+            "/nodes/{}/storage/{}/download-url",
+            segment(node),
+            segment(storage)
+        );
+        let mut params = vec![
+            ("url".to_string(), req.url.clone()),
+            ("filename".to_string(), req.filename.clone()),
+            ("content".to_string(), req.content.clone()),
+        ];
+        if let Some((algorithm, hex)) = &req.checksum {
+            params.push(("checksum".into(), hex.clone()));
+            params.push(("checksum-algorithm".into(), algorithm.clone()));
+        }
+        if let Some(verify) = req.verify_certificates {
+            params.push(("verify-certificates".into(), flag(verify)));
+        }
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/storage/{storage}/download-url",
+            &path,
+            &params,
+        )
+        .await
+    }
+
+    /// `GET /cluster/nextid`.
+    pub async fn next_id(&self) -> Result<u32, PveError> {
+        let data = self.get("/cluster/nextid", "/cluster/nextid", &[]).await?;
+        as_u64(&data)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| PveError::Decode {
+                what: "GET /cluster/nextid".into(),
+                message: format!("not a vmid: {data}"),
+            })
+    }
+
+    /// `POST /nodes/{node}/qemu`.
+    pub async fn create_vm(
+        &self,
+        node: &str,
+        vmid: u32,
+        params: &[(String, String)],
+    ) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu", segment(node));
+        let mut all = vec![("vmid".to_string(), vmid.to_string())];
+        all.extend(params.iter().cloned());
+        self.task_call(Method::POST, "/nodes/{node}/qemu", &path, &all)
+            .await
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/config` (pending values applied).
+    pub async fn vm_config(&self, node: &str, vmid: u32) -> Result<VmConfig, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/config", segment(node));
+        let data = self
+            .get("/nodes/{node}/qemu/{vmid}/config", &path, &[])
+            .await?;
+        let Value::Object(map) = data else {
+            return Err(PveError::Decode {
+                what: format!("GET {path}"),
+                message: "expected an object".into(),
+            });
+        };
+        let mut values = BTreeMap::new();
+        let mut digest = String::new();
+        for (key, value) in map {
+            let Some(text) = scalar_text(&value) else {
+                continue;
+            };
+            if key == "digest" {
+                digest = text;
+            } else {
+                values.insert(key, text);
+            }
+        }
+        Ok(VmConfig { digest, values })
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/pending`.
+    pub async fn vm_pending(&self, node: &str, vmid: u32) -> Result<Vec<PendingEntry>, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/pending", segment(node));
+        let data = self
+            .get("/nodes/{node}/qemu/{vmid}/pending", &path, &[])
+            .await?;
+        Ok(array(&data, "GET /nodes/{node}/qemu/{vmid}/pending")?
+            .iter()
+            .filter_map(|item| {
+                Some(PendingEntry {
+                    key: string(item, "key")?,
+                    value: item.get("value").and_then(scalar_text),
+                    pending: item.get("pending").and_then(scalar_text),
+                    delete: item.get("delete").and_then(as_u64).unwrap_or(0) > 0,
+                })
+            })
+            .collect())
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/config`.
+    pub async fn update_vm_config(
+        &self,
+        node: &str,
+        vmid: u32,
+        set: &[(String, String)],
+        delete: &[String],
+        digest: Option<&str>,
+    ) -> Result<Option<Upid>, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/config", segment(node));
+        let mut params: Vec<(String, String)> = set.to_vec();
+        if !delete.is_empty() {
+            params.push(("delete".into(), delete.join(",")));
+        }
+        if let Some(digest) = digest {
+            params.push(("digest".into(), digest.to_string()));
+        }
+        self.optional_task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/config",
+            &path,
+            &params,
+        )
+        .await
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/resize`.
+    pub async fn resize_disk(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        size: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<Upid>, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/resize", segment(node));
+        let mut params = vec![
+            ("disk".to_string(), disk.to_string()),
+            ("size".to_string(), size.to_string()),
+        ];
+        if let Some(digest) = digest {
+            params.push(("digest".into(), digest.to_string()));
+        }
+        self.optional_task_call(
+            Method::PUT,
+            "/nodes/{node}/qemu/{vmid}/resize",
+            &path,
+            &params,
+        )
+        .await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/template`.
+    pub async fn convert_to_template(&self, node: &str, vmid: u32) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/template", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/template",
+            &path,
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/clone`.
+    pub async fn clone_vm(
+        &self,
+        node: &str,
+        vmid: u32,
+        req: &CloneRequest,
+    ) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/clone", segment(node));
+        let mut params = vec![("newid".to_string(), req.newid.to_string())];
+        let optional = [
+            ("name", req.name.clone()),
+            ("target", req.target.clone()),
+            ("storage", req.storage.clone()),
+            ("description", req.description.clone()),
+            ("pool", req.pool.clone()),
+        ];
+        params.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+        );
+        if let Some(full) = req.full {
+            params.push(("full".into(), flag(full)));
+        }
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/clone",
+            &path,
+            &params,
+        )
+        .await
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/status/current`.
+    pub async fn vm_status(&self, node: &str, vmid: u32) -> Result<VmStatus, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/status/current", segment(node));
+        let data = self
+            .get("/nodes/{node}/qemu/{vmid}/status/current", &path, &[])
+            .await?;
+        Ok(VmStatus {
+            running: string(&data, "status").as_deref() == Some("running"),
+            lock: string(&data, "lock").filter(|l| !l.is_empty()),
+            template: boolean(&data, "template"),
+        })
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/start`.
+    pub async fn start_vm(&self, node: &str, vmid: u32) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/status/start", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/status/start",
+            &path,
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/shutdown`.
+    pub async fn shutdown_vm(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeout_secs: Option<u32>,
+        force_stop: bool,
+    ) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/status/shutdown", segment(node));
+        let mut params = vec![("forceStop".to_string(), flag(force_stop))];
+        if let Some(timeout) = timeout_secs {
+            params.push(("timeout".into(), timeout.to_string()));
+        }
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/status/shutdown",
+            &path,
+            &params,
+        )
+        .await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/stop`.
+    pub async fn stop_vm(&self, node: &str, vmid: u32) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/status/stop", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/status/stop",
+            &path,
+            &[],
+        )
+        .await
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}`; with `purge` also unreferenced disks and job entries.
+    pub async fn delete_vm(&self, node: &str, vmid: u32, purge: bool) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}", segment(node));
+        let params = if purge {
+            vec![
+                ("purge".to_string(), flag(true)),
+                ("destroy-unreferenced-disks".to_string(), flag(true)),
+            ]
+        } else {
+            Vec::new()
+        };
+        self.task_call(Method::DELETE, "/nodes/{node}/qemu/{vmid}", &path, &params)
+            .await
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/status`.
+    pub async fn task_status(&self, upid: &Upid) -> Result<TaskStatus, PveError> {
+        let path = format!(
+            "/nodes/{}/tasks/{}/status",
+            segment(upid.node()),
+            segment(&upid.to_string())
+        );
+        let data = self
+            .get("/nodes/{node}/tasks/{upid}/status", &path, &[])
+            .await?;
+        Ok(TaskStatus {
+            running: string(&data, "status").as_deref() == Some("running"),
+            exitstatus: string(&data, "exitstatus"),
+        })
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/log`, every page.
+    pub async fn task_log(&self, upid: &Upid) -> Result<Vec<String>, PveError> {
+        const PAGE: u64 = 500;
+        let path = format!(
+            "/nodes/{}/tasks/{}/log",
+            segment(upid.node()),
+            segment(&upid.to_string())
+        );
+        let mut lines = Vec::new();
+        loop {
+            let params = [
+                ("start".to_string(), lines.len().to_string()),
+                ("limit".to_string(), PAGE.to_string()),
+            ];
+            let (data, total) = self
+                .call(
+                    Method::GET,
+                    "/nodes/{node}/tasks/{upid}/log",
+                    &path,
+                    &params,
+                )
+                .await?;
+            let page = array(&data, "GET /nodes/{node}/tasks/{upid}/log")?;
+            let n_page = page.len();
+            lines.extend(page.iter().filter_map(|item| string(item, "t")));
+            let done = n_page == 0 || total.is_none_or(|total| lines.len() as u64 >= total);
+            if done {
+                return Ok(lines);
+            }
+        }
+    }
+
+    /// Wait for a task: polls fast at first, then backs off to one poll a second. Success is
+    /// `OK` or `WARNINGS: n`; anything else fails with the task's log.
+    ///
+    /// # Errors
+    /// [`PveError::TaskFailed`] with the log, [`PveError::TaskTimeout`], or a polling error.
+    pub async fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let status = self.task_status(upid).await?;
+            if !status.running {
+                let exit = status.exitstatus.unwrap_or_default();
+                if exit == "OK" {
+                    return Ok(TaskOutcome { warnings: 0 });
+                }
+                if let Some(n) = exit.strip_prefix("WARNINGS: ") {
+                    return Ok(TaskOutcome {
+                        warnings: n.trim().parse().unwrap_or(1),
+                    });
+                }
+                let log = self.task_log(upid).await.unwrap_or_default();
+                return Err(PveError::TaskFailed {
+                    upid: upid.to_string(),
+                    exitstatus: exit,
+                    log,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(PveError::TaskTimeout {
+                    upid: upid.to_string(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay.mul_f64(1.5)).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// A transport error's text without the URL (which could carry query parameters).
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    text.trim().to_string()
+}
+
+fn http_error(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    envelope: Option<&Value>,
+) -> PveError {
+    let message = envelope
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let errors = envelope
+        .and_then(|e| e.get("errors"))
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        scalar_text(v).unwrap_or_default().trim().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    PveError::Http {
+        method: method.to_string(),
+        path: path.to_string(),
+        status: status.as_u16(),
+        message,
+        errors,
+    }
+}
+
+fn upid_of(data: &Value, what: &str) -> Result<Upid, PveError> {
+    let text = data.as_str().ok_or_else(|| PveError::Decode {
+        what: what.to_string(),
+        message: format!("expected a task id, got {data}"),
+    })?;
+    text.parse()
+        .map_err(|err: super::upid::BadUpid| PveError::Decode {
+            what: what.to_string(),
+            message: err.to_string(),
+        })
+}
+
+fn array<'a>(data: &'a Value, what: &str) -> Result<&'a Vec<Value>, PveError> {
+    data.as_array().ok_or_else(|| PveError::Decode {
+        what: what.to_string(),
+        message: "expected a list".into(),
+    })
+}
+
+/// Numbers may come as strings and strings as numbers.
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(flag(*b)),
+        _ => None,
+    }
+}
+
+fn string(item: &Value, key: &str) -> Option<String> {
+    item.get(key).and_then(scalar_text)
+}
+
+fn boolean(item: &Value, key: &str) -> bool {
+    match item.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            as_u64(other).is_some_and(|n| n != 0)
+                || other
+                    .as_str()
+                    .is_some_and(|s| matches!(s, "true" | "yes" | "on"))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_never_show_their_secret() {
+        let token =
+            ApiToken::parse("proxfleet@pve!ci=d3adb33f-0000-4000-8000-c0ffee000001").unwrap();
+        assert_eq!(token.id(), "proxfleet@pve!ci");
+        assert_eq!(
+            token.secret.expose(),
+            "d3adb33f-0000-4000-8000-c0ffee000001"
+        );
+        assert!(!format!("{token:?}").contains("d3adb33f"));
+        for bad in [
+            "root@pam",
+            "root@pam!=x",
+            "root!ci=x",
+            "root@pam!ci=",
+            "@pam!ci=sekret",
+        ] {
+            let err = ApiToken::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("sekret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoints_normalise_to_the_api_base() {
+        let token = ApiToken::parse("root@pam!t=s").unwrap();
+        let config = |endpoint: &str| ClientConfig {
+            endpoint: endpoint.into(),
+            token: token.clone(),
+            insecure: false,
+            ca_file: None,
+            timeout: Duration::from_secs(1),
+        };
+        for endpoint in [
+            "https://pve:8006",
+            "https://pve:8006/",
+            "https://pve:8006/api2/json",
+        ] {
+            assert_eq!(
+                PveClient::new(config(endpoint)).unwrap().inner.base,
+                "https://pve:8006/api2/json"
+            );
+        }
+        assert!(PveClient::new(config("pve:8006")).is_err());
+        assert!(PveClient::new(config("ftp://pve")).is_err());
+    }
+
+    #[test]
+    fn lenient_decoding() {
+        assert_eq!(as_u64(&serde_json::json!("42")), Some(42));
+        assert_eq!(as_u64(&serde_json::json!(42)), Some(42));
+        assert!(boolean(&serde_json::json!({"t": "1"}), "t"));
+        assert!(!boolean(&serde_json::json!({"t": 0}), "t"));
+        assert_eq!(scalar_text(&serde_json::json!(2048)), Some("2048".into()));
+        assert_eq!(
+            segment("UPID:pve1:0:0:0:qmclone:9000:root@pam!x:"),
+            "UPID%3Apve1%3A0%3A0%3A0%3Aqmclone%3A9000%3Aroot%40pam%21x%3A"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Plain result and request types of the client's calls. They carry no serde derives: the JSON
+//! Proxmox sends is decoded inside `client.rs` and never leaves `pve/`.
+
+use std::collections::BTreeMap;
+
+/// `GET /version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// `x.y`.
+    pub release: String,
+    /// Full pve-manager version.
+    pub version: String,
+}
+
+/// A QEMU guest from `/cluster/resources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    /// VM id.
+    pub vmid: u32,
+    /// Node.
+    pub node: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Running.
+    pub running: bool,
+    /// Template.
+    pub template: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Config lock.
+    pub lock: Option<String>,
+}
+
+/// A node from `/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// Name.
+    pub name: String,
+    /// Online.
+    pub online: bool,
+}
+
+/// A storage from `/nodes/{node}/storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSummary {
+    /// Storage id.
+    pub storage: String,
+    /// Type (`dir`, `lvmthin`, …).
+    pub kind: String,
+    /// Content types.
+    pub content: Vec<String>,
+    /// Shared between nodes.
+    pub shared: bool,
+    /// Active.
+    pub active: bool,
+    /// Enabled.
+    pub enabled: bool,
+    /// Free bytes.
+    pub avail: Option<u64>,
+    /// Total bytes.
+    pub total: Option<u64>,
+}
+
+/// A volume from a storage's content list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Volume id.
+    pub volid: String,
+    /// Content type.
+    pub content: Option<String>,
+    /// Format.
+    pub format: Option<String>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Owner VM.
+    pub vmid: Option<u32>,
+    /// Base volume of a linked clone.
+    pub parent: Option<String>,
+}
+
+/// A VM's configuration: every option as text, and the digest to send back on writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// SHA1 digest of the config file.
+    pub digest: String,
+    /// Options (pending values applied), `digest` excluded.
+    pub values: BTreeMap<String, String>,
+}
+
+/// One entry of `/pending`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// Option.
+    pub key: String,
+    /// Current value.
+    pub value: Option<String>,
+    /// Pending value.
+    pub pending: Option<String>,
+    /// Pending removal.
+    pub delete: bool,
+}
+
+/// Parameters of download-url.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadRequest {
+    /// Source URL.
+    pub url: String,
+    /// Target file name.
+    pub filename: String,
+    /// Content type (`import`, `iso`, `vztmpl`).
+    pub content: String,
+    /// (algorithm, hex digest).
+    pub checksum: Option<(String, String)>,
+    /// Verify the source's TLS certificate (Proxmox's default: yes).
+    pub verify_certificates: Option<bool>,
+}
+
+/// Parameters of a clone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CloneRequest {
+    /// New vmid.
+    pub newid: u32,
+    /// Name.
+    pub name: Option<String>,
+    /// Full clone.
+    pub full: Option<bool>,
+    /// Target node.
+    pub target: Option<String>,
+    /// Target storage (full clones).
+    pub storage: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Pool.
+    pub pool: Option<String>,
+}
+
+/// `status/current`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmStatus {
+    /// Running.
+    pub running: bool,
+    /// Lock.
+    pub lock: Option<String>,
+    /// Template.
+    pub template: bool,
+}
+
+/// A task's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// Still running.
+    pub running: bool,
+    /// Exit status once stopped.
+    pub exitstatus: Option<String>,
+}
+
+/// A task that ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// Warnings it logged.
+    pub warnings: u32,
+}
