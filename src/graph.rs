@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 
@@ -155,9 +154,7 @@ impl DesiredGraph {
             }
             by_key.insert(key, idx);
         }
-        // The edges only ever point image → template → clone, so the graph has no cycle; fall
-        // back to insertion order (which is also a valid order) rather than panic.
-        let order = toposort(&graph, None).unwrap_or_else(|_| graph.node_indices().collect());
+        let order = spec_ordered_toposort(&graph);
         DesiredGraph {
             project: spec.project.clone(),
             graph,
@@ -196,6 +193,39 @@ impl DesiredGraph {
     pub fn is_empty(&self) -> bool {
         self.graph.node_count() == 0
     }
+}
+
+/// Kahn's algorithm, always taking the ready resource declared first, so the order is
+/// topological and otherwise follows the spec file. The edges only ever point image → template
+/// → clone, so there is no cycle; if there were, the remaining nodes follow in insertion order.
+fn spec_ordered_toposort(graph: &DiGraph<Resource, ()>) -> Vec<NodeIndex> {
+    let mut in_degree: Vec<usize> = graph
+        .node_indices()
+        .map(|idx| {
+            graph
+                .neighbors_directed(idx, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: std::collections::BTreeSet<NodeIndex> = graph
+        .node_indices()
+        .filter(|idx| in_degree[idx.index()] == 0)
+        .collect();
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some(idx) = ready.pop_first() {
+        order.push(idx);
+        for next in graph.neighbors_directed(idx, petgraph::Direction::Outgoing) {
+            in_degree[next.index()] -= 1;
+            if in_degree[next.index()] == 0 {
+                ready.insert(next);
+            }
+        }
+    }
+    if order.len() < graph.node_count() {
+        let placed: std::collections::BTreeSet<NodeIndex> = order.iter().copied().collect();
+        order.extend(graph.node_indices().filter(|idx| !placed.contains(idx)));
+    }
+    order
 }
 
 fn desired_image(project: &str, image: &Image) -> DesiredImage {

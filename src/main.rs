@@ -66,11 +66,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let stdout = io::stdout();
-    let stderr = io::stderr();
+    // Not locked for the whole run: apply's progress lines come from other threads.
+    let mut out = io::stdout();
+    let mut err = io::stderr();
     let stdin = io::stdin();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
     let mut input = stdin.lock();
     let mut io = Io {
         out: &mut out,

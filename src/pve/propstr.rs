@@ -26,9 +26,7 @@ impl PropertyString {
                         .insert(key.trim().to_string(), value.trim().to_string());
                 }
                 // Proxmox takes a value without `key=` as the default key's, wherever it stands.
-                None if out.bare.is_none() => {
-                    out.bare = Some(item.to_string())
-                }
+                None if out.bare.is_none() => out.bare = Some(item.to_string()),
                 None => {
                     out.entries.insert(item.to_string(), String::new());
                 }

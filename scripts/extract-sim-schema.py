@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Extract the part of the official Proxmox VE API schema that the simulator serves.
+
+Source: the Proxmox VE API viewer's apidata (pve-docs `api-viewer/apidata.js`, PVE 9.1),
+converted to JSON at ../shared/pve-api/pve-api-schema.json. Run from the repository root:
+
+    python3 scripts/extract-sim-schema.py ../shared/pve-api/pve-api-schema.json > src/sim/api-schema.json
+
+For every (method, path) the simulator serves, it keeps each parameter's type, optional flag,
+enum, minimum/maximum, pattern, maxLength, format (a name, or for property strings the
+sub-schema's keys) and typetext, which is what the simulator validates requests against.
+"""
+import json
+import sys
+
+SERVED = [
+    ("GET", "/version"),
+    ("GET", "/cluster/resources"),
+    ("GET", "/cluster/nextid"),
+    ("GET", "/nodes"),
+    ("GET", "/nodes/{node}/storage"),
+    ("GET", "/nodes/{node}/storage/{storage}/content"),
+    ("GET", "/nodes/{node}/storage/{storage}/content/{volume}"),
+    ("PUT", "/nodes/{node}/storage/{storage}/content/{volume}"),
+    ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"),
+    ("POST", "/nodes/{node}/storage/{storage}/download-url"),
+    ("GET", "/nodes/{node}/qemu"),
+    ("POST", "/nodes/{node}/qemu"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/config"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/config"),
+    ("PUT", "/nodes/{node}/qemu/{vmid}/config"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/pending"),
+    ("PUT", "/nodes/{node}/qemu/{vmid}/resize"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/template"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/clone"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/start"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/stop"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}"),
+    ("GET", "/nodes/{node}/tasks/{upid}/status"),
+    ("GET", "/nodes/{node}/tasks/{upid}/log"),
+]
+
+KEEP = ("type", "optional", "enum", "minimum", "maximum", "pattern", "maxLength", "typetext", "default", "requires")
+
+
+def index(tree, out):
+    for node in tree:
+        out[node["path"]] = node
+        index(node.get("children") or [], out)
+    return out
+
+
+def param(spec):
+    kept = {k: spec[k] for k in KEEP if k in spec}
+    fmt = spec.get("format")
+    if isinstance(fmt, dict):
+        kept["format"] = {
+            key: {k: sub[k] for k in ("type", "enum", "optional", "default_key", "alias", "minimum", "maximum") if k in sub}
+            for key, sub in fmt.items()
+        }
+    elif fmt is not None:
+        kept["format"] = fmt
+    return kept
+
+
+def main():
+    schema = json.load(open(sys.argv[1]))
+    by_path = index(schema, {})
+    out = {}
+    for method, path in SERVED:
+        info = by_path[path]["info"][method]
+        props = (info.get("parameters") or {}).get("properties") or {}
+        out[f"{method} {path}"] = {name: param(spec) for name, spec in sorted(props.items())}
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

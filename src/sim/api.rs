@@ -1,0 +1,1718 @@
+//! The simulator's HTTP API: authentication, routing, parameter parsing and schema validation,
+//! Proxmox's envelopes and errors, the endpoint handlers and the tasks they start.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::propstr::{Props, parse_size, print_size};
+use super::state::{Cluster, Task, Vm, Volume};
+use super::{RequestRecord, Shared, schema};
+
+type Params = BTreeMap<String, String>;
+type Reply = Result<(Value, Option<u64>), ApiError>;
+
+/// An error answer: status, message, per-parameter errors.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    errors: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// A handler error before any task forked (HTTP 500).
+    fn fail(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    fn params(errors: BTreeMap<String, String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "Parameter verification failed.".into(),
+            errors,
+        }
+    }
+
+    fn param(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::params(BTreeMap::from([(name.to_string(), message.into())]))
+    }
+
+    fn into_response(self) -> Response {
+        let mut body = json!({"data": null, "message": format!("{}\n", self.message)});
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn data(value: Value) -> Reply {
+    Ok((value, None))
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    let response = match dispatch(&shared, &method, &uri, &headers, &body) {
+        Ok((value, total)) => {
+            let mut envelope = json!({ "data": value });
+            if let Some(total) = total {
+                envelope["total"] = json!(total);
+            }
+            (StatusCode::OK, axum::Json(envelope)).into_response()
+        }
+        Err(err) => err.into_response(),
+    };
+    if let Ok(mut requests) = shared.requests.lock() {
+        requests.push(RequestRecord {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            status: response.status().as_u16(),
+        });
+    }
+    response
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Who is calling, from the `Authorization` header.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication failure");
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let token = value
+        .strip_prefix("PVEAPIToken=")
+        .or_else(|| value.strip_prefix("PVEAPIToken "))
+        .ok_or_else(unauthorized)?;
+    if !shared.config.tokens.iter().any(|t| t == token.trim()) {
+        return Err(unauthorized());
+    }
+    let (id, _) = token.rsplit_once('=').ok_or_else(unauthorized)?;
+    Ok(id.to_string())
+}
+
+fn dispatch(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Reply {
+    let raw_path = uri.path();
+    let not_implemented = || {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Method '{method} {}' not implemented",
+                raw_path.trim_start_matches("/api2/json")
+            ),
+        )
+    };
+    let path = raw_path
+        .strip_prefix("/api2/json")
+        .ok_or_else(not_implemented)?;
+    let user = authenticate(shared, headers)?;
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+
+    let mut params = Params::new();
+    let mut endpoint = None;
+    for served in schema::served() {
+        let Some((served_method, template)) = served.split_once(' ') else {
+            continue;
+        };
+        if served_method != method.as_str() {
+            continue;
+        }
+        let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut path_params = Params::new();
+        let matched = parts.iter().zip(&segments).all(|(part, segment)| {
+            match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) => {
+                    path_params.insert(name.to_string(), segment.clone());
+                    true
+                }
+                None => part == segment,
+            }
+        });
+        if matched {
+            endpoint = Some(served);
+            params = path_params;
+            break;
+        }
+    }
+    let endpoint = endpoint.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("Method '{method} {path}' not implemented"),
+        )
+    })?;
+
+    let mut request_params = Params::new();
+    if let Some(query) = uri.query() {
+        request_params.extend(
+            url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+    }
+    let json_body = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !body.is_empty() {
+        if json_body {
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|_| ApiError::fail("unable to parse JSON body"))?;
+            for (key, value) in value.as_object().into_iter().flatten() {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                request_params.insert(key.clone(), text);
+            }
+        } else {
+            request_params.extend(
+                url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
+        }
+    }
+    for (key, value) in request_params {
+        params.entry(key).or_insert(value);
+    }
+    let errors = schema::validate(endpoint, &params, json_body);
+    if !errors.is_empty() {
+        return Err(ApiError::params(errors));
+    }
+    // JSON booleans arrive as true/false; handlers read 1/0.
+    for value in params.values_mut() {
+        match value.as_str() {
+            "true" if json_body => *value = "1".into(),
+            "false" if json_body => *value = "0".into(),
+            _ => {}
+        }
+    }
+    if let Some(node) = params.get("node") {
+        let known = shared.read(|c| c.node(node).map(|n| n.online));
+        match known {
+            None => {
+                return Err(ApiError::fail(format!(
+                    "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+                )));
+            }
+            Some(false) => {
+                return Err(ApiError::new(
+                    StatusCode::from_u16(595).unwrap_or(StatusCode::BAD_GATEWAY),
+                    format!("no route to host {node}"),
+                ));
+            }
+            Some(true) => {}
+        }
+    }
+    let ctx = Ctx {
+        shared: Arc::clone(shared),
+        user,
+        params,
+    };
+    route(endpoint, &ctx)
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    user: String,
+    params: Params,
+}
+
+impl Ctx {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    fn req(&self, name: &str) -> &str {
+        // Required parameters were checked by the schema validation.
+        self.get(name).unwrap_or_default()
+    }
+
+    fn flag(&self, name: &str) -> Option<bool> {
+        self.get(name).map(|v| v == "1")
+    }
+
+    fn node(&self) -> String {
+        self.req("node").to_string()
+    }
+
+    fn vmid(&self) -> u32 {
+        self.get("vmid")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+}
+
+fn route(endpoint: &str, ctx: &Ctx) -> Reply {
+    match endpoint {
+        "GET /version" => data(json!({"release": "9.1", "version": "9.1.9", "repoid": "proxfleet-sim"})),
+        "GET /cluster/resources" => cluster_resources(ctx),
+        "GET /cluster/nextid" => next_id(ctx),
+        "GET /nodes" => data(ctx.shared.read(|c| {
+            Value::Array(c.nodes.iter().map(|n| json!({"node": n.name, "status": if n.online {"online"} else {"offline"}, "maxcpu": 16, "maxmem": 68_719_476_736u64, "level": ""})).collect())
+        })),
+        "GET /nodes/{node}/storage" => node_storages(ctx),
+        "GET /nodes/{node}/storage/{storage}/content" => storage_content(ctx),
+        "GET /nodes/{node}/storage/{storage}/content/{volume}" => volume_info(ctx),
+        "PUT /nodes/{node}/storage/{storage}/content/{volume}" => volume_update(ctx),
+        "DELETE /nodes/{node}/storage/{storage}/content/{volume}" => volume_delete(ctx),
+        "POST /nodes/{node}/storage/{storage}/download-url" => download_url(ctx),
+        "GET /nodes/{node}/qemu" => vm_list(ctx),
+        "POST /nodes/{node}/qemu" => create_vm(ctx),
+        "GET /nodes/{node}/qemu/{vmid}/config" => vm_config(ctx),
+        "POST /nodes/{node}/qemu/{vmid}/config" => update_config(ctx, true),
+        "PUT /nodes/{node}/qemu/{vmid}/config" => update_config(ctx, false),
+        "GET /nodes/{node}/qemu/{vmid}/pending" => vm_pending(ctx),
+        "PUT /nodes/{node}/qemu/{vmid}/resize" => resize(ctx),
+        "POST /nodes/{node}/qemu/{vmid}/template" => template(ctx),
+        "POST /nodes/{node}/qemu/{vmid}/clone" => clone_vm(ctx),
+        "GET /nodes/{node}/qemu/{vmid}/status/current" => vm_status(ctx),
+        "POST /nodes/{node}/qemu/{vmid}/status/start" => power(ctx, "qmstart"),
+        "POST /nodes/{node}/qemu/{vmid}/status/shutdown" => power(ctx, "qmshutdown"),
+        "POST /nodes/{node}/qemu/{vmid}/status/stop" => power(ctx, "qmstop"),
+        "DELETE /nodes/{node}/qemu/{vmid}" => destroy_vm(ctx),
+        "GET /nodes/{node}/tasks/{upid}/status" => task_status(ctx),
+        "GET /nodes/{node}/tasks/{upid}/log" => task_log(ctx),
+        other => Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("Method '{other}' not implemented"))),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn random_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let h = hex::encode(bytes);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn random_mac() -> String {
+    let bytes: [u8; 3] = rand::random();
+    format!(
+        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        bytes[0], bytes[1], bytes[2]
+    )
+}
+
+/// Start a task: record it as running, run `work` after the configured duration, then record
+/// how it ended. Returns the UPID.
+fn start_task<F>(
+    ctx: &Ctx,
+    cluster: &mut Cluster,
+    node: &str,
+    kind: &str,
+    id: &str,
+    work: F,
+) -> String
+where
+    F: Future<Output = Result<Vec<String>, String>> + Send + 'static,
+{
+    cluster.next_pid += 1;
+    let pid = cluster.next_pid;
+    let starttime = now();
+    let pstart = (starttime % 0xFFFF_FFFF) as u32;
+    let upid = format!(
+        "UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{}:",
+        ctx.user
+    );
+    cluster.tasks.insert(
+        upid.clone(),
+        Task {
+            upid: upid.clone(),
+            node: node.to_string(),
+            pid,
+            pstart,
+            starttime,
+            kind: kind.to_string(),
+            id: id.to_string(),
+            user: ctx.user.clone(),
+            running: true,
+            exitstatus: None,
+            log: Vec::new(),
+        },
+    );
+    let shared = Arc::clone(&ctx.shared);
+    let duration = shared.config.task_duration;
+    let task_upid = upid.clone();
+    let runner = async move {
+        tokio::time::sleep(duration).await;
+        let result = work.await;
+        shared.mutate(|cluster| {
+            if let Some(task) = cluster.tasks.get_mut(&task_upid) {
+                task.running = false;
+                match result {
+                    Ok(lines) => {
+                        task.log.extend(lines);
+                        task.log.push("TASK OK".into());
+                        task.exitstatus = Some("OK".into());
+                    }
+                    Err(message) => {
+                        task.log.push(format!("TASK ERROR: {message}"));
+                        task.exitstatus = Some(message);
+                    }
+                }
+            }
+        });
+    };
+    if let Ok(mut tasks) = ctx.shared.running_tasks.lock() {
+        // Reap finished runners so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(runner);
+    }
+    upid
+}
+
+fn missing_vm(node: &str, vmid: u32) -> ApiError {
+    ApiError::fail(format!(
+        "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+    ))
+}
+
+fn vm_on<'a>(cluster: &'a Cluster, node: &str, vmid: u32) -> Result<&'a Vm, ApiError> {
+    cluster
+        .vms
+        .get(&vmid)
+        .filter(|vm| vm.node == node)
+        .ok_or_else(|| missing_vm(node, vmid))
+}
+
+fn check_unlocked(vm: &Vm) -> Result<(), ApiError> {
+    match vm.lock() {
+        Some(lock) => Err(ApiError::fail(format!("VM is locked ({lock})"))),
+        None => Ok(()),
+    }
+}
+
+fn check_digest(ctx: &Ctx, vm: &Vm) -> Result<(), ApiError> {
+    match ctx.get("digest") {
+        Some(digest) if digest != vm.digest() => Err(ApiError::fail(
+            "checksum mismatch (file change by other user?)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+const DISK_PREFIXES: [&str; 4] = ["scsi", "virtio", "sata", "ide"];
+
+fn is_disk_key(key: &str) -> bool {
+    key == "efidisk0"
+        || key == "tpmstate0"
+        || DISK_PREFIXES.iter().any(|p| {
+            key.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+fn is_net_key(key: &str) -> bool {
+    key.strip_prefix("net")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+const NIC_MODELS: [&str; 14] = [
+    "e1000",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "e1000e",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "ne2k_isa",
+    "ne2k_pci",
+    "pcnet",
+    "rtl8139",
+    "virtio",
+    "vmxnet3",
+];
+
+/// Re-print a NIC as Proxmox stores it: `<model>=<MAC>,key=value…`, generating a MAC if needed.
+fn canonical_net(value: &str, new_mac: bool) -> String {
+    let mut model = None;
+    let mut mac = None;
+    let mut rest = BTreeMap::new();
+    for item in value.split(',').filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            Some(("model", m)) => model = Some(m.to_string()),
+            Some(("macaddr", m)) => mac = Some(m.to_ascii_uppercase()),
+            Some((k, m)) if NIC_MODELS.contains(&k) => {
+                model = Some(k.to_string());
+                mac = Some(m.to_ascii_uppercase());
+            }
+            Some((k, v)) => {
+                rest.insert(k.to_string(), v.to_string());
+            }
+            None => model = Some(item.to_string()),
+        }
+    }
+    let mac = if new_mac {
+        random_mac()
+    } else {
+        mac.unwrap_or_else(random_mac)
+    };
+    let mut out = format!("{}={mac}", model.unwrap_or_else(|| "virtio".into()));
+    for (k, v) in rest {
+        out.push_str(&format!(",{k}={v}"));
+    }
+    out
+}
+
+fn normalize_tags(value: &str) -> String {
+    let mut tags: Vec<String> = value
+        .split([';', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags.join(";")
+}
+
+/// Storage id of a disk's volume (`local-lvm` in `local-lvm:vm-1-disk-0,size=2G`).
+fn disk_storage(value: &str) -> Option<String> {
+    let file = Props::parse(value, "file").first?;
+    file.split_once(':').map(|(s, _)| s.to_string())
+}
+
+/// Check, before a task forks, that every storage a new disk names exists and holds images.
+fn check_disk_storages(cluster: &Cluster, params: &Params) -> Result<(), ApiError> {
+    for (key, value) in params.iter().filter(|(k, _)| is_disk_key(k)) {
+        let Some(file) = Props::parse(value, "file").first else {
+            continue;
+        };
+        if matches!(file.as_str(), "none" | "cdrom") {
+            continue;
+        }
+        let Some((storage, rest)) = file.split_once(':') else {
+            return Err(ApiError::param(
+                key,
+                format!("unable to parse volume ID '{file}'"),
+            ));
+        };
+        let Some(def) = cluster.storage(storage) else {
+            return Err(ApiError::fail(format!(
+                "storage '{storage}' does not exist"
+            )));
+        };
+        let allocates = rest == "cloudinit" || rest.parse::<f64>().is_ok();
+        if allocates && !def.has_content("images") {
+            return Err(ApiError::fail(format!(
+                "storage '{storage}' does not support vm images"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Allocate what a disk option asks for and return the value Proxmox stores.
+fn allocate_disk(
+    cluster: &mut Cluster,
+    node: &str,
+    vmid: u32,
+    key: &str,
+    value: &str,
+    allocated: &mut Vec<String>,
+) -> Result<String, String> {
+    let mut props = Props::parse(value, "file");
+    let file = props.first.clone().unwrap_or_default();
+    let Some((storage, rest)) = file.split_once(':') else {
+        return Ok(value.to_string());
+    };
+    let storage = storage.to_string();
+    let file_based = cluster.storage(&storage).is_some_and(|s| s.file_based());
+    let vol_node = cluster.volume_node(&storage, node);
+    if rest == "cloudinit" {
+        let volid = if file_based {
+            format!("{storage}:{vmid}/vm-{vmid}-cloudinit.qcow2")
+        } else {
+            format!("{storage}:vm-{vmid}-cloudinit")
+        };
+        cluster.volumes.push(Volume {
+            node: vol_node,
+            storage: storage.clone(),
+            volid: volid.clone(),
+            content: "images".into(),
+            format: if file_based { "qcow2" } else { "raw" }.into(),
+            size: 4 << 20,
+            virtual_size: 4 << 20,
+            vmid: Some(vmid),
+            parent: None,
+            notes: None,
+            checksums: BTreeMap::new(),
+            ctime: now(),
+        });
+        allocated.push(volid.clone());
+        props.first = Some(volid);
+        props.rest.insert("media".into(), "cdrom".into());
+        return Ok(props.print());
+    }
+    let Ok(gib) = rest.parse::<f64>() else {
+        return Ok(value.to_string());
+    };
+    let size = if let Some(source) = props.rest.remove("import-from") {
+        let volume = cluster
+            .find_volume(node, &source)
+            .ok_or_else(|| format!("volume '{source}' does not exist"))?;
+        if !matches!(volume.content.as_str(), "import" | "images") {
+            return Err(format!(
+                "'{source}' is not a valid source to import from: content type '{}'",
+                volume.content
+            ));
+        }
+        volume.virtual_size
+    } else if key == "efidisk0" || key == "tpmstate0" {
+        4 << 20
+    } else {
+        (gib * (1u64 << 30) as f64) as u64
+    };
+    let (volid, format) = cluster.next_disk_volid(node, &storage, vmid);
+    cluster.volumes.push(Volume {
+        node: vol_node,
+        storage,
+        volid: volid.clone(),
+        content: "images".into(),
+        format,
+        size,
+        virtual_size: size,
+        vmid: Some(vmid),
+        parent: None,
+        notes: None,
+        checksums: BTreeMap::new(),
+        ctime: now(),
+    });
+    allocated.push(volid.clone());
+    props.first = Some(volid);
+    props.rest.insert("size".into(), print_size(size));
+    Ok(props.print())
+}
+
+/// Control parameters of create/update that are not config options.
+const CONTROL: [&str; 16] = [
+    "node",
+    "vmid",
+    "start",
+    "pool",
+    "storage",
+    "unique",
+    "archive",
+    "force",
+    "live-restore",
+    "bwlimit",
+    "import-working-storage",
+    "ha-managed",
+    "digest",
+    "delete",
+    "revert",
+    "background_delay",
+];
+
+fn cluster_resources(ctx: &Ctx) -> Reply {
+    let kind = ctx.get("type");
+    data(ctx.shared.read(|c| {
+        let mut out = Vec::new();
+        if kind.is_none() || kind == Some("vm") {
+            for vm in c.vms.values() {
+                let config = vm.effective_config();
+                let mut entry = json!({
+                    "id": format!("qemu/{}", vm.vmid), "type": "qemu", "vmid": vm.vmid, "node": vm.node,
+                    "status": if vm.running {"running"} else {"stopped"},
+                    "template": u8::from(vm.is_template()),
+                    "maxmem": config.get("memory").and_then(|m| m.parse::<u64>().ok()).unwrap_or(512) << 20,
+                    "maxcpu": config.get("cores").and_then(|m| m.parse::<u64>().ok()).unwrap_or(1),
+                });
+                if let Some(name) = config.get("name") {
+                    entry["name"] = json!(name);
+                }
+                if let Some(tags) = config.get("tags") {
+                    entry["tags"] = json!(tags);
+                }
+                if let Some(lock) = vm.lock() {
+                    entry["lock"] = json!(lock);
+                }
+                out.push(entry);
+            }
+        }
+        if kind.is_none() || kind == Some("node") {
+            for node in &c.nodes {
+                out.push(json!({"id": format!("node/{}", node.name), "type": "node", "node": node.name, "status": if node.online {"online"} else {"offline"}}));
+            }
+        }
+        if kind.is_none() || kind == Some("storage") {
+            for node in &c.nodes {
+                for storage in &c.storages {
+                    out.push(json!({
+                        "id": format!("storage/{}/{}", node.name, storage.id), "type": "storage", "node": node.name,
+                        "storage": storage.id, "plugintype": storage.kind, "content": storage.content.join(","),
+                        "shared": u8::from(storage.shared), "status": "available",
+                        "maxdisk": storage.total, "disk": c.used_bytes(&node.name, &storage.id),
+                    }));
+                }
+            }
+        }
+        Value::Array(out)
+    }))
+}
+
+fn next_id(ctx: &Ctx) -> Reply {
+    ctx.shared.read(
+        |c| match ctx.get("vmid").and_then(|v| v.parse::<u32>().ok()) {
+            Some(vmid) if c.vms.contains_key(&vmid) => {
+                Err(ApiError::param("vmid", format!("VM {vmid} already exists")))
+            }
+            Some(vmid) => data(json!(vmid)),
+            None => data(json!(
+                (100u32..).find(|id| !c.vms.contains_key(id)).unwrap_or(100)
+            )),
+        },
+    )
+}
+
+fn node_storages(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    data(ctx.shared.read(|c| {
+        Value::Array(
+            c.storages
+                .iter()
+                .filter(|s| ctx.get("content").is_none_or(|want| s.has_content(want)))
+                .filter(|s| ctx.get("storage").is_none_or(|want| s.id == want))
+                .map(|s| {
+                    let used = c.used_bytes(&node, &s.id);
+                    json!({
+                        "storage": s.id, "type": s.kind, "content": s.content.join(","), "shared": u8::from(s.shared),
+                        "active": 1, "enabled": 1, "total": s.total, "used": used, "avail": s.total.saturating_sub(used),
+                        "used_fraction": used as f64 / s.total as f64,
+                    })
+                })
+                .collect(),
+        )
+    }))
+}
+
+fn volume_json(v: &Volume) -> Value {
+    let mut entry = json!({"volid": v.volid, "content": v.content, "format": v.format, "size": v.size, "ctime": v.ctime});
+    if let Some(vmid) = v.vmid {
+        entry["vmid"] = json!(vmid);
+    }
+    if let Some(parent) = &v.parent {
+        entry["parent"] = json!(parent);
+    }
+    if let Some(notes) = &v.notes {
+        entry["notes"] = json!(notes);
+    }
+    entry
+}
+
+fn storage_of(c: &Cluster, storage: &str) -> Result<(), ApiError> {
+    c.storage(storage)
+        .map(|_| ())
+        .ok_or_else(|| ApiError::fail(format!("storage '{storage}' does not exist")))
+}
+
+fn storage_content(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let storage = ctx.req("storage").to_string();
+    ctx.shared.read(|c| {
+        storage_of(c, &storage)?;
+        let key = c.volume_node(&storage, &node);
+        let vmid = ctx.get("vmid").and_then(|v| v.parse::<u32>().ok());
+        data(Value::Array(
+            c.volumes
+                .iter()
+                .filter(|v| v.storage == storage && v.node == key)
+                .filter(|v| ctx.get("content").is_none_or(|want| v.content == want))
+                .filter(|v| vmid.is_none_or(|id| v.vmid == Some(id)))
+                .map(volume_json)
+                .collect(),
+        ))
+    })
+}
+
+/// The volume a `{volume}` path parameter names: a full volid, or a name on `{storage}`.
+fn volume_param(ctx: &Ctx) -> String {
+    let volume = ctx.req("volume");
+    if volume.contains(':') {
+        volume.to_string()
+    } else {
+        format!("{}:{volume}", ctx.req("storage"))
+    }
+}
+
+fn volume_info(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let volid = volume_param(ctx);
+    ctx.shared.read(|c| {
+        let v = c.find_volume(&node, &volid).ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
+        let mut info = json!({"path": format!("/var/lib/vz/{}", v.volid.split_once(':').map(|(_, n)| n).unwrap_or_default()), "size": v.size, "used": v.size, "format": v.format});
+        if let Some(notes) = &v.notes {
+            info["notes"] = json!(notes);
+        }
+        data(info)
+    })
+}
+
+fn volume_update(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let volid = volume_param(ctx);
+    ctx.shared.mutate(|c| {
+        let v = c
+            .find_volume_mut(&node, &volid)
+            .ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
+        if let Some(notes) = ctx.get("notes") {
+            v.notes = Some(notes.to_string()).filter(|n| !n.is_empty());
+        }
+        data(Value::Null)
+    })
+}
+
+fn volume_delete(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let volid = volume_param(ctx);
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let v = c
+            .find_volume(&node, &volid)
+            .ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
+        if let Some(owner) = v.vmid
+            && c.vms.contains_key(&owner)
+            && v.content == "images"
+        {
+            return Err(ApiError::fail(format!(
+                "unable to delete '{volid}' - volume is used by VM {owner}"
+            )));
+        }
+        let (task_node, task_volid) = (node.clone(), volid.clone());
+        let upid = start_task(ctx, c, &node, "imgdel", "", async move {
+            shared.mutate(|c| c.remove_volume(&task_node, &task_volid));
+            Ok(vec![format!("removed volume '{task_volid}'")])
+        });
+        data(json!(upid))
+    })
+}
+
+/// File name rules of upload and download-url (pve-storage `API2/Storage/Status.pm`).
+fn check_file_name(content: &str, filename: &str) -> Result<(), ApiError> {
+    let ok_chars = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.+=_".contains(c))
+    };
+    let ok = match content {
+        "iso" => filename.ends_with(".iso") || filename.ends_with(".img"),
+        "vztmpl" => [".tar", ".tar.gz", ".tar.xz", ".tar.zst", ".tar.bz2"]
+            .iter()
+            .any(|e| filename.ends_with(e)),
+        "import" => [".ova", ".qcow2", ".raw", ".vmdk"]
+            .iter()
+            .any(|e| filename.strip_suffix(e).is_some_and(ok_chars)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::param(
+            "filename",
+            format!("invalid filename or wrong extension for content type '{content}'"),
+        ))
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|host| {
+            host == "localhost"
+                || host == "[::1]"
+                || host == "::1"
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+fn digest_hex(algorithm: &str, bytes: &[u8]) -> Option<String> {
+    use sha2::Digest as _;
+    Some(match algorithm {
+        "sha256" => hex::encode(sha2::Sha256::digest(bytes)),
+        "sha512" => hex::encode(sha2::Sha512::digest(bytes)),
+        "sha1" => hex::encode(sha1::Sha1::digest(bytes)),
+        "sha224" => hex::encode(sha2::Sha224::digest(bytes)),
+        "sha384" => hex::encode(sha2::Sha384::digest(bytes)),
+        _ => return None,
+    })
+}
+
+/// Virtual size of a qcow2 image (header bytes 24..32, big-endian), else the file size.
+fn virtual_size(bytes: &[u8]) -> u64 {
+    if bytes.len() >= 32 && &bytes[..4] == b"QFI\xfb" {
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&bytes[24..32]);
+        return u64::from_be_bytes(size);
+    }
+    bytes.len() as u64
+}
+
+fn download_url(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let storage = ctx.req("storage").to_string();
+    let content = ctx.req("content").to_string();
+    let filename = ctx.req("filename").to_string();
+    let url = ctx.req("url").to_string();
+    let checksum = ctx.get("checksum").map(str::to_ascii_lowercase);
+    let algorithm = ctx.get("checksum-algorithm").map(str::to_string);
+    match (&checksum, &algorithm) {
+        (Some(_), None) => {
+            return Err(ApiError::param(
+                "checksum-algorithm",
+                "'checksum-algorithm' is required when 'checksum' is set",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::param(
+                "checksum",
+                "'checksum' is required when 'checksum-algorithm' is set",
+            ));
+        }
+        _ => {}
+    }
+    check_file_name(&content, &filename)?;
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let def = c.storage(&storage).ok_or_else(|| ApiError::fail(format!("storage '{storage}' does not exist")))?;
+        if !def.has_content(&content) {
+            return Err(ApiError::fail(format!("storage '{storage}' is not configured for content-type '{content}'")));
+        }
+        let compression = ctx.get("compression").map(str::to_string);
+        let volid = format!("{storage}:{content}/{filename}");
+        let vol_node = c.volume_node(&storage, &node);
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "download", &storage, async move {
+            if compression.is_some() && content != "iso" {
+                return Err("decompression is only supported for content type 'iso'".to_string());
+            }
+            let existing = shared.read(|c| c.find_volume(&task_node, &volid).map(|v| v.checksums.clone()));
+            if let Some(known) = existing {
+                return match (&checksum, &algorithm) {
+                    (Some(want), Some(algo)) if known.get(algo) == Some(want) => Ok(vec![format!("file '{filename}' already exists and its checksum matches, skipping download")]),
+                    (Some(_), Some(_)) => Err(format!("checksum mismatch: file '{filename}' exists with different content")),
+                    _ => Err(format!("refusing to override existing file '{filename}'")),
+                };
+            }
+            let mut log = vec![format!("downloading {url} to {filename}")];
+            let (size, vsize, checksums) = if is_loopback(&url) {
+                let body = reqwest::get(&url).await.and_then(reqwest::Response::error_for_status).map_err(|e| format!("download failed: {e}"))?;
+                let bytes = body.bytes().await.map_err(|e| format!("download failed: {e}"))?;
+                let mut sums = BTreeMap::new();
+                for algo in ["sha256", "sha512"] {
+                    sums.insert(algo.to_string(), digest_hex(algo, &bytes).unwrap_or_default());
+                }
+                if let (Some(want), Some(algo)) = (&checksum, &algorithm) {
+                    let got = digest_hex(algo, &bytes).unwrap_or_default();
+                    if &got != want {
+                        return Err(format!("checksum mismatch: got '{got}' != expected '{want}'"));
+                    }
+                    sums.insert(algo.clone(), got);
+                }
+                (bytes.len() as u64, virtual_size(&bytes), sums)
+            } else {
+                // No internet here: the download is simulated. The file is taken to be what its
+                // checksum says; a cloud image of ~400 MiB with a 2 GiB virtual disk.
+                let mut sums = BTreeMap::new();
+                if let (Some(want), Some(algo)) = (&checksum, &algorithm) {
+                    sums.insert(algo.clone(), want.clone());
+                }
+                log.push("simulated download (no network in the simulator)".into());
+                (400 << 20, 2 << 30, sums)
+            };
+            if let (Some(_), Some(algo)) = (&checksum, &algorithm) {
+                log.push(format!("calculating checksum... OK, {algo} checksum verified"));
+            }
+            shared.mutate(|c| {
+                c.volumes.push(Volume {
+                    node: vol_node,
+                    storage: volid.split(':').next().unwrap_or_default().to_string(),
+                    volid: volid.clone(),
+                    content: content.clone(),
+                    format: filename.rsplit('.').next().unwrap_or("raw").to_string(),
+                    size,
+                    virtual_size: vsize,
+                    vmid: None,
+                    parent: None,
+                    notes: None,
+                    checksums,
+                    ctime: now(),
+                })
+            });
+            log.push(format!("download of '{url}' to '{volid}' finished"));
+            Ok(log)
+        });
+        data(json!(upid))
+    })
+}
+
+fn vm_list(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    data(ctx.shared.read(|c| {
+        Value::Array(
+            c.vms
+                .values()
+                .filter(|vm| vm.node == node)
+                .map(|vm| {
+                    let config = vm.effective_config();
+                    let mut entry = json!({"vmid": vm.vmid, "status": if vm.running {"running"} else {"stopped"}, "template": u8::from(vm.is_template())});
+                    for key in ["name", "tags", "lock"] {
+                        if let Some(value) = config.get(key) {
+                            entry[key] = json!(value);
+                        }
+                    }
+                    entry
+                })
+                .collect(),
+        )
+    }))
+}
+
+fn create_vm(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let params = ctx.params.clone();
+    let start = ctx.flag("start").unwrap_or(false);
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        if c.vms.contains_key(&vmid) {
+            return Err(ApiError::fail(format!(
+                "unable to create VM {vmid}: config file already exists"
+            )));
+        }
+        check_disk_storages(c, &params)?;
+        // The vmid is claimed before the task forks.
+        c.vms.insert(
+            vmid,
+            Vm {
+                vmid,
+                node: node.clone(),
+                config: BTreeMap::from([("lock".to_string(), "create".to_string())]),
+                pending: BTreeMap::new(),
+                running: false,
+            },
+        );
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "qmcreate", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let mut allocated = Vec::new();
+                let result = build_config(c, &task_node, vmid, &params, &mut allocated);
+                match result {
+                    Ok(config) => {
+                        if let Some(vm) = c.vms.get_mut(&vmid) {
+                            vm.config = config;
+                            vm.running = start;
+                        }
+                        Ok(vec![format!("VM {vmid} created")])
+                    }
+                    Err(message) => {
+                        // A failed create removes what it allocated, and the config.
+                        for volid in allocated {
+                            c.remove_volume(&task_node, &volid);
+                        }
+                        c.vms.remove(&vmid);
+                        Err(message)
+                    }
+                }
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+fn build_config(
+    c: &mut Cluster,
+    node: &str,
+    vmid: u32,
+    params: &Params,
+    allocated: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut config = BTreeMap::new();
+    let mut disk_keys: Vec<&String> = params.keys().filter(|k| is_disk_key(k)).collect();
+    // EFI disk first, TPM state last, as Proxmox numbers them.
+    disk_keys.sort_by_key(|k| match k.as_str() {
+        "efidisk0" => 0,
+        "tpmstate0" => 2,
+        _ => 1,
+    });
+    for key in disk_keys {
+        let value = allocate_disk(c, node, vmid, key, &params[key], allocated)?;
+        config.insert(key.clone(), value);
+    }
+    for (key, value) in params {
+        if CONTROL.contains(&key.as_str()) || is_disk_key(key) {
+            continue;
+        }
+        let value = if is_net_key(key) {
+            canonical_net(value, false)
+        } else {
+            value.clone()
+        };
+        config.insert(key.clone(), value);
+    }
+    config
+        .entry("smbios1".into())
+        .or_insert_with(|| format!("uuid={}", random_uuid()));
+    config.entry("vmgenid".into()).or_insert_with(random_uuid);
+    config.insert(
+        "meta".into(),
+        format!("creation-qemu=9.2.0,ctime={}", now()),
+    );
+    Ok(config)
+}
+
+fn vm_config(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    ctx.shared.read(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        let config = if ctx.flag("current") == Some(true) {
+            vm.config.clone()
+        } else {
+            vm.effective_config()
+        };
+        let mut out = serde_json::Map::new();
+        for (key, value) in config {
+            let number = matches!(
+                key.as_str(),
+                "cores"
+                    | "sockets"
+                    | "memory"
+                    | "onboot"
+                    | "template"
+                    | "protection"
+                    | "ciupgrade"
+                    | "balloon"
+            )
+            .then(|| value.parse::<i64>().ok())
+            .flatten();
+            out.insert(key, number.map_or_else(|| json!(value), |n| json!(n)));
+        }
+        out.insert("digest".into(), json!(vm.digest()));
+        data(Value::Object(out))
+    })
+}
+
+fn vm_pending(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    ctx.shared.read(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        let mut keys: Vec<&String> = vm.config.keys().chain(vm.pending.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        data(Value::Array(
+            keys.into_iter()
+                .map(|key| {
+                    let mut entry = json!({"key": key});
+                    if let Some(value) = vm.config.get(key) {
+                        entry["value"] = json!(value);
+                    }
+                    match vm.pending.get(key) {
+                        Some(Some(pending)) => entry["pending"] = json!(pending),
+                        Some(None) => entry["delete"] = json!(1),
+                        None => {}
+                    }
+                    entry
+                })
+                .collect(),
+        ))
+    })
+}
+
+/// Options a running VM takes at once; the rest wait for the next start.
+fn hotpluggable(key: &str) -> bool {
+    matches!(
+        key,
+        "name"
+            | "description"
+            | "tags"
+            | "onboot"
+            | "protection"
+            | "ciuser"
+            | "cipassword"
+            | "sshkeys"
+            | "nameserver"
+            | "searchdomain"
+            | "ciupgrade"
+            | "cicustom"
+            | "citype"
+            | "startup"
+    ) || key.starts_with("ipconfig")
+        || is_net_key(key)
+        || (is_disk_key(key) && key != "efidisk0" && key != "tpmstate0")
+}
+
+fn update_config(ctx: &Ctx, asynchronous: bool) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let set: Vec<(String, String)> = ctx
+        .params
+        .iter()
+        .filter(|(k, _)| !CONTROL.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let delete: Vec<String> = ctx
+        .get("delete")
+        .map(|d| {
+            d.split([',', ';', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if set.is_empty() && delete.is_empty() && ctx.get("revert").is_none() {
+        return Err(ApiError::fail("no options specified"));
+    }
+    let shared = Arc::clone(&ctx.shared);
+    let task_node = node.clone();
+    let apply = move |c: &mut Cluster| -> Result<(), String> {
+        let mut allocated = Vec::new();
+        let mut changes = Vec::new();
+        for (key, value) in &set {
+            let value = if is_disk_key(key) {
+                allocate_disk(c, &task_node, vmid, key, value, &mut allocated)?
+            } else if is_net_key(key) {
+                canonical_net(value, false)
+            } else if key == "tags" {
+                normalize_tags(value)
+            } else {
+                value.clone()
+            };
+            changes.push((key.clone(), Some(value)));
+        }
+        changes.extend(delete.iter().map(|key| (key.clone(), None)));
+        let Some(vm) = c.vms.get_mut(&vmid) else {
+            return Err(format!("VM {vmid} does not exist"));
+        };
+        for (key, value) in changes {
+            if vm.running && !hotpluggable(&key) {
+                vm.pending.insert(key, value);
+            } else {
+                vm.pending.remove(&key);
+                match value {
+                    Some(value) => vm.config.insert(key, value),
+                    None => vm.config.remove(&key),
+                };
+            }
+        }
+        Ok(())
+    };
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        check_digest(ctx, vm)?;
+        if asynchronous {
+            let upid = start_task(ctx, c, &node, "qmconfig", &vmid.to_string(), async move {
+                shared
+                    .mutate(apply)
+                    .map(|()| vec!["update VM config".to_string()])
+            });
+            data(json!(upid))
+        } else {
+            apply(c).map_err(ApiError::fail)?;
+            data(Value::Null)
+        }
+    })
+}
+
+fn resize(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let disk = ctx.req("disk").to_string();
+    let size = ctx.req("size").to_string();
+    let Some((relative, amount)) = parse_size(&size) else {
+        return Err(ApiError::param(
+            "size",
+            "value does not match the regex pattern",
+        ));
+    };
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        check_digest(ctx, vm)?;
+        let value = vm
+            .effective_config()
+            .get(&disk)
+            .cloned()
+            .ok_or_else(|| ApiError::fail(format!("disk '{disk}' does not exist")))?;
+        if value.contains("media=cdrom") {
+            return Err(ApiError::fail(format!(
+                "you can't resize a cdrom or a cloud-init drive ({disk})"
+            )));
+        }
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "resize", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let mut props = Props::parse(&value, "file");
+                let volid = props.first.clone().unwrap_or_default();
+                let current = c
+                    .find_volume(&task_node, &volid)
+                    .map(|v| v.size)
+                    .ok_or_else(|| format!("volume '{volid}' does not exist"))?;
+                let new_size = if relative { current + amount } else { amount };
+                if new_size < current {
+                    return Err("shrinking disks is not supported".to_string());
+                }
+                if let Some(volume) = c.find_volume_mut(&task_node, &volid) {
+                    volume.size = new_size;
+                    volume.virtual_size = new_size;
+                }
+                props.rest.insert("size".into(), print_size(new_size));
+                if let Some(vm) = c.vms.get_mut(&vmid) {
+                    vm.config.insert(disk.clone(), props.print());
+                }
+                Ok(vec![format!(
+                    "resized {disk} from {} to {}",
+                    print_size(current),
+                    print_size(new_size)
+                )])
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+fn template(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        if vm.is_template() {
+            return Err(ApiError::fail("you can't convert a template to a template"));
+        }
+        if vm.running {
+            return Err(ApiError::fail(
+                "you can't convert a VM to template if VM is running",
+            ));
+        }
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "qmtemplate", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let Some(vm) = c.vms.get(&vmid) else {
+                    return Err(format!("VM {vmid} does not exist"));
+                };
+                let mut renames = Vec::new();
+                for (key, value) in &vm.config {
+                    if !is_disk_key(key) || value.contains("media=cdrom") {
+                        continue;
+                    }
+                    let mut props = Props::parse(value, "file");
+                    let Some(volid) = props.first.clone() else {
+                        continue;
+                    };
+                    let base =
+                        volid.replace(&format!("vm-{vmid}-disk-"), &format!("base-{vmid}-disk-"));
+                    if base != volid {
+                        props.first = Some(base.clone());
+                        renames.push((key.clone(), volid, base, props.print()));
+                    }
+                }
+                let mut log = Vec::new();
+                for (key, old, new, value) in renames {
+                    if let Some(volume) = c.find_volume_mut(&task_node, &old) {
+                        volume.volid = new.clone();
+                    }
+                    if let Some(vm) = c.vms.get_mut(&vmid) {
+                        vm.config.insert(key, value);
+                    }
+                    log.push(format!("renamed {old} to {new}"));
+                }
+                if let Some(vm) = c.vms.get_mut(&vmid) {
+                    vm.config.insert("template".into(), "1".into());
+                }
+                Ok(log)
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+fn clone_vm(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let newid: u32 = ctx
+        .get("newid")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let source = vm_on(c, &node, vmid)?;
+        check_unlocked(source)?;
+        if c.vms.contains_key(&newid) {
+            return Err(ApiError::fail(format!("unable to create VM {newid}: config file already exists")));
+        }
+        let template = source.is_template();
+        let full = ctx.flag("full").unwrap_or(!template);
+        if !full {
+            if ctx.get("storage").is_some() {
+                return Err(ApiError::param("storage", "changing the storage is only possible for full clones"));
+            }
+            if ctx.get("format").is_some() {
+                return Err(ApiError::param("format", "changing the format is only possible for full clones"));
+            }
+            if !template {
+                return Err(ApiError::fail("linked clones can only be created from templates"));
+            }
+        }
+        let target = ctx.get("target").unwrap_or(&node).to_string();
+        if c.node(&target).is_none() {
+            return Err(ApiError::param("target", format!("no such cluster node '{target}'")));
+        }
+        let config = source.config.clone();
+        let disks: Vec<(String, String)> = config.iter().filter(|(k, _)| is_disk_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (key, value) in &disks {
+            let Some(storage) = disk_storage(value) else { continue };
+            let Some(def) = c.storage(&storage) else { continue };
+            if target != node && !def.shared && !value.contains("media=cdrom") {
+                return Err(ApiError::fail(format!("can't clone VM to node '{target}' (VM uses local storage '{storage}' for {key})")));
+            }
+            if !full && !value.contains("media=cdrom") && key != "tpmstate0" && !def.can_link() {
+                return Err(ApiError::fail(format!("Linked clone feature is not supported for drive '{key}'")));
+            }
+        }
+        if let Some(storage) = ctx.get("storage")
+            && c.storage(storage).is_none()
+        {
+            return Err(ApiError::fail(format!("storage '{storage}' does not exist")));
+        }
+        c.vms.insert(newid, Vm { vmid: newid, node: target.clone(), config: BTreeMap::from([("lock".to_string(), "clone".to_string())]), pending: BTreeMap::new(), running: false });
+        let name = ctx.get("name").map(str::to_string).unwrap_or_else(|| format!("Copy-of-VM-{}", config.get("name").cloned().unwrap_or_else(|| vmid.to_string())));
+        let description = ctx.get("description").map(str::to_string);
+        let target_storage = ctx.get("storage").map(str::to_string);
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "qmclone", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let mut new_config: BTreeMap<String, String> = BTreeMap::new();
+                let mut allocated = Vec::new();
+                let mut log = Vec::new();
+                for (key, value) in &config {
+                    if matches!(key.as_str(), "template" | "lock" | "meta") {
+                        continue;
+                    }
+                    let value = if is_net_key(key) {
+                        canonical_net(value, true)
+                    } else if key == "smbios1" {
+                        format!("uuid={}", random_uuid())
+                    } else if key == "vmgenid" {
+                        random_uuid()
+                    } else if is_disk_key(key) {
+                        match clone_disk(c, &task_node, &target, vmid, newid, key, value, full, target_storage.as_deref(), &mut allocated) {
+                            Ok(value) => value,
+                            Err(message) => {
+                                for volid in &allocated {
+                                    c.remove_volume(&target, volid);
+                                }
+                                c.vms.remove(&newid);
+                                return Err(message);
+                            }
+                        }
+                    } else {
+                        value.clone()
+                    };
+                    new_config.insert(key.clone(), value);
+                }
+                new_config.insert("name".into(), name);
+                if let Some(description) = description {
+                    new_config.insert("description".into(), description);
+                }
+                log.push(format!("create {} clone of drive(s) of VM {vmid}", if full { "full" } else { "linked" }));
+                if let Some(vm) = c.vms.get_mut(&newid) {
+                    vm.config = new_config;
+                }
+                Ok(log)
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn clone_disk(
+    c: &mut Cluster,
+    node: &str,
+    target: &str,
+    vmid: u32,
+    newid: u32,
+    key: &str,
+    value: &str,
+    full: bool,
+    target_storage: Option<&str>,
+    allocated: &mut Vec<String>,
+) -> Result<String, String> {
+    let mut props = Props::parse(value, "file");
+    let Some(volid) = props.first.clone() else {
+        return Ok(value.to_string());
+    };
+    let Some(source) = c.find_volume(node, &volid).cloned() else {
+        return Ok(value.to_string());
+    };
+    let cloudinit = volid.contains("-cloudinit");
+    let storage = if full {
+        target_storage.unwrap_or(&source.storage).to_string()
+    } else {
+        source.storage.clone()
+    };
+    let file_based = c.storage(&storage).is_some_and(|s| s.file_based());
+    let (new_volid, format, parent) = if cloudinit {
+        let id = if file_based {
+            format!("{storage}:{newid}/vm-{newid}-cloudinit.qcow2")
+        } else {
+            format!("{storage}:vm-{newid}-cloudinit")
+        };
+        (id, source.format.clone(), None)
+    } else if full || key == "tpmstate0" {
+        let (id, format) = c.next_disk_volid(target, &storage, newid);
+        (id, format, None)
+    } else {
+        let (plain, format) = c.next_disk_volid(target, &storage, newid);
+        let base = volid.split_once(':').map(|(_, n)| n).unwrap_or_default();
+        let name = plain.split_once(':').map(|(_, n)| n).unwrap_or_default();
+        let linked = if file_based {
+            format!(
+                "{storage}:{vmid}/{}/{name}",
+                base.rsplit('/').next().unwrap_or(base)
+            )
+        } else {
+            format!("{storage}:{base}/{name}")
+        };
+        (linked, format, Some(volid.clone()))
+    };
+    c.volumes.push(Volume {
+        node: c.volume_node(&storage, target),
+        storage,
+        volid: new_volid.clone(),
+        content: "images".into(),
+        format,
+        size: source.size,
+        virtual_size: source.virtual_size,
+        vmid: Some(newid),
+        parent,
+        notes: None,
+        checksums: BTreeMap::new(),
+        ctime: now(),
+    });
+    allocated.push(new_volid.clone());
+    props.first = Some(new_volid);
+    Ok(props.print())
+}
+
+fn vm_status(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    ctx.shared.read(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        let config = vm.effective_config();
+        let mut status = json!({
+            "vmid": vmid, "status": if vm.running {"running"} else {"stopped"}, "qmpstatus": if vm.running {"running"} else {"stopped"},
+            "ha": {"managed": 0}, "template": u8::from(vm.is_template()),
+            "maxmem": config.get("memory").and_then(|m| m.parse::<u64>().ok()).unwrap_or(512) << 20,
+        });
+        if let Some(name) = config.get("name") {
+            status["name"] = json!(name);
+        }
+        if let Some(lock) = vm.lock() {
+            status["lock"] = json!(lock);
+        }
+        data(status)
+    })
+}
+
+fn power(ctx: &Ctx, kind: &'static str) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        let upid = start_task(ctx, c, &node, kind, &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let Some(vm) = c.vms.get_mut(&vmid) else {
+                    return Err(format!("VM {vmid} does not exist"));
+                };
+                match kind {
+                    "qmstart" if vm.is_template() => {
+                        Err("you can't start a vm if it's a template".to_string())
+                    }
+                    "qmstart" if vm.running => Err(format!("VM {vmid} already running")),
+                    "qmstart" => {
+                        vm.apply_pending();
+                        vm.running = true;
+                        Ok(vec![format!("started VM {vmid}")])
+                    }
+                    _ if !vm.running => Err(format!("VM {vmid} not running")),
+                    _ => {
+                        vm.running = false;
+                        vm.apply_pending();
+                        Ok(vec![format!("stopped VM {vmid}")])
+                    }
+                }
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+fn destroy_vm(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        if vm.running {
+            return Err(ApiError::fail(format!(
+                "VM {vmid} is running - destroy failed"
+            )));
+        }
+        if vm.config.get("protection").is_some_and(|p| p == "1") {
+            return Err(ApiError::fail(format!(
+                "can't remove VM {vmid} - protection mode enabled"
+            )));
+        }
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "qmdestroy", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let owned: Vec<Volume> = c
+                    .volumes
+                    .iter()
+                    .filter(|v| v.vmid == Some(vmid) && (v.node.is_empty() || v.node == task_node))
+                    .cloned()
+                    .collect();
+                for base in &owned {
+                    let in_use = c
+                        .volumes
+                        .iter()
+                        .any(|v| v.parent.as_deref() == Some(base.volid.as_str()));
+                    let thin = c
+                        .storage(&base.storage)
+                        .is_some_and(|s| s.kind == "lvmthin");
+                    if in_use && !thin {
+                        return Err(format!(
+                            "base volume '{}' is still in use by linked clone",
+                            base.volid
+                        ));
+                    }
+                }
+                for volume in &owned {
+                    c.remove_volume(&task_node, &volume.volid);
+                }
+                c.vms.remove(&vmid);
+                Ok(vec![format!(
+                    "destroyed VM {vmid} and {} volume(s)",
+                    owned.len()
+                )])
+            })
+        });
+        data(json!(upid))
+    })
+}
+
+fn find_task<'a>(c: &'a Cluster, ctx: &Ctx) -> Result<&'a Task, ApiError> {
+    let upid = ctx.req("upid");
+    c.tasks
+        .get(upid)
+        .filter(|t| t.node == ctx.req("node"))
+        .ok_or_else(|| ApiError::fail(format!("no such task '{upid}'")))
+}
+
+fn task_status(ctx: &Ctx) -> Reply {
+    ctx.shared.read(|c| {
+        let task = find_task(c, ctx)?;
+        let mut status = json!({
+            "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart, "starttime": task.starttime,
+            "type": task.kind, "id": task.id, "user": task.user, "status": if task.running {"running"} else {"stopped"},
+        });
+        if let Some(exit) = &task.exitstatus {
+            status["exitstatus"] = json!(exit);
+        }
+        data(status)
+    })
+}
+
+fn task_log(ctx: &Ctx) -> Reply {
+    ctx.shared.read(|c| {
+        let task = find_task(c, ctx)?;
+        let start = ctx
+            .get("start")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let limit = ctx
+            .get("limit")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(50);
+        let lines: Vec<Value> = task
+            .log
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, t)| json!({"n": i + 1, "t": t}))
+            .collect();
+        Ok((Value::Array(lines), Some(task.log.len() as u64)))
+    })
+}

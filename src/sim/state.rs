@@ -1,0 +1,302 @@
+//! The simulated cluster's state: nodes, storages, volumes, VMs (flat config as Proxmox keeps
+//! it, pending changes, lock, power), tasks, and its persistence to a JSON file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// A node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Node {
+    pub name: String,
+    pub online: bool,
+}
+
+/// A storage definition (cluster-wide, as in `storage.cfg`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Storage {
+    pub id: String,
+    /// `dir`, `lvmthin`, `nfs`, …
+    pub kind: String,
+    pub content: Vec<String>,
+    pub shared: bool,
+    pub total: u64,
+}
+
+impl Storage {
+    pub fn file_based(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "dir" | "nfs" | "cifs" | "btrfs" | "cephfs"
+        )
+    }
+
+    pub fn has_content(&self, content: &str) -> bool {
+        self.content.iter().any(|c| c == content)
+    }
+
+    /// Linked clones need the storage to snapshot/clone base volumes.
+    pub fn can_link(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "dir" | "nfs" | "cifs" | "btrfs" | "lvmthin" | "zfspool" | "rbd"
+        )
+    }
+}
+
+/// A volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Volume {
+    /// Node holding it; empty for shared storages.
+    pub node: String,
+    pub storage: String,
+    pub volid: String,
+    pub content: String,
+    pub format: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Virtual size for disk images (what a VM disk imported from it gets).
+    pub virtual_size: u64,
+    pub vmid: Option<u32>,
+    pub parent: Option<String>,
+    pub notes: Option<String>,
+    /// Known digests of the file, by algorithm.
+    pub checksums: BTreeMap<String, String>,
+    pub ctime: u64,
+}
+
+/// A VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Vm {
+    pub vmid: u32,
+    pub node: String,
+    /// Committed config (without `digest`).
+    pub config: BTreeMap<String, String>,
+    /// Pending values (`None` = pending deletion).
+    pub pending: BTreeMap<String, Option<String>>,
+    pub running: bool,
+}
+
+impl Vm {
+    pub fn lock(&self) -> Option<&str> {
+        self.config.get("lock").map(String::as_str)
+    }
+
+    pub fn is_template(&self) -> bool {
+        self.config.get("template").is_some_and(|t| t == "1")
+    }
+
+    /// Config with pending changes applied (what GET config shows by default).
+    pub fn effective_config(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        for (key, value) in &self.pending {
+            match value {
+                Some(value) => config.insert(key.clone(), value.clone()),
+                None => config.remove(key),
+            };
+        }
+        config
+    }
+
+    /// SHA1 of the config file as written (committed values, then the pending section).
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha1::new();
+        for (key, value) in &self.config {
+            hasher.update(format!("{key}: {value}\n").as_bytes());
+        }
+        if !self.pending.is_empty() {
+            hasher.update(b"[PENDING]\n");
+            for (key, value) in &self.pending {
+                hasher.update(format!("{key}: {value:?}\n").as_bytes());
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    pub fn apply_pending(&mut self) {
+        for (key, value) in std::mem::take(&mut self.pending) {
+            match value {
+                Some(value) => self.config.insert(key, value),
+                None => self.config.remove(&key),
+            };
+        }
+    }
+}
+
+/// A task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub upid: String,
+    pub node: String,
+    pub pid: u32,
+    pub pstart: u32,
+    pub starttime: u64,
+    pub kind: String,
+    pub id: String,
+    pub user: String,
+    pub running: bool,
+    pub exitstatus: Option<String>,
+    pub log: Vec<String>,
+}
+
+/// The whole cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Cluster {
+    pub nodes: Vec<Node>,
+    pub storages: Vec<Storage>,
+    pub volumes: Vec<Volume>,
+    pub vms: BTreeMap<u32, Vm>,
+    pub tasks: BTreeMap<String, Task>,
+    pub next_pid: u32,
+}
+
+const GIB: u64 = 1 << 30;
+
+impl Cluster {
+    /// A fresh cluster: `n_nodes` nodes, each with `local` (dir) and `local-lvm` (lvmthin),
+    /// plus a shared NFS storage `shared` when there is more than one node.
+    pub fn new(n_nodes: usize) -> Cluster {
+        let nodes = (1..=n_nodes.max(1))
+            .map(|i| Node {
+                name: format!("pve{i}"),
+                online: true,
+            })
+            .collect();
+        let mut storages = vec![
+            Storage {
+                id: "local".into(),
+                kind: "dir".into(),
+                content: ["backup", "import", "iso", "snippets", "vztmpl"]
+                    .map(String::from)
+                    .to_vec(),
+                shared: false,
+                total: 100 * GIB,
+            },
+            Storage {
+                id: "local-lvm".into(),
+                kind: "lvmthin".into(),
+                content: vec!["images".into(), "rootdir".into()],
+                shared: false,
+                total: 400 * GIB,
+            },
+        ];
+        if n_nodes > 1 {
+            storages.push(Storage {
+                id: "shared".into(),
+                kind: "nfs".into(),
+                content: ["images", "import", "iso", "snippets"]
+                    .map(String::from)
+                    .to_vec(),
+                shared: true,
+                total: 2000 * GIB,
+            });
+        }
+        Cluster {
+            nodes,
+            storages,
+            volumes: Vec::new(),
+            vms: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            next_pid: 0x1000,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn storage(&self, id: &str) -> Option<&Storage> {
+        self.storages.iter().find(|s| s.id == id)
+    }
+
+    /// The node key a volume on `storage` seen from `node` is stored under.
+    pub fn volume_node(&self, storage: &str, node: &str) -> String {
+        if self.storage(storage).is_some_and(|s| s.shared) {
+            String::new()
+        } else {
+            node.to_string()
+        }
+    }
+
+    pub fn find_volume(&self, node: &str, volid: &str) -> Option<&Volume> {
+        let storage = volid.split(':').next().unwrap_or_default();
+        let key = self.volume_node(storage, node);
+        self.volumes
+            .iter()
+            .find(|v| v.volid == volid && v.node == key)
+    }
+
+    pub fn find_volume_mut(&mut self, node: &str, volid: &str) -> Option<&mut Volume> {
+        let storage = volid.split(':').next().unwrap_or_default().to_string();
+        let key = self.volume_node(&storage, node);
+        self.volumes
+            .iter_mut()
+            .find(|v| v.volid == volid && v.node == key)
+    }
+
+    pub fn remove_volume(&mut self, node: &str, volid: &str) {
+        let storage = volid.split(':').next().unwrap_or_default().to_string();
+        let key = self.volume_node(&storage, node);
+        self.volumes
+            .retain(|v| !(v.volid == volid && v.node == key));
+    }
+
+    /// Name for the next disk of `vmid` on `storage` (`vm-100-disk-0`, or the qcow2 path on
+    /// file storages).
+    pub fn next_disk_volid(&self, node: &str, storage: &str, vmid: u32) -> (String, String) {
+        let file_based = self.storage(storage).is_some_and(Storage::file_based);
+        let key = self.volume_node(storage, node);
+        let mut index = 0;
+        loop {
+            let name = format!("vm-{vmid}-disk-{index}");
+            let taken = self.volumes.iter().any(|v| {
+                v.node == key
+                    && v.storage == storage
+                    && (v.volid.contains(&format!("/{name}"))
+                        || v.volid.contains(&format!(":{name}"))
+                        || v.volid.contains(&format!("base-{vmid}-disk-{index}")))
+            });
+            if !taken {
+                return if file_based {
+                    (format!("{storage}:{vmid}/{name}.qcow2"), "qcow2".into())
+                } else {
+                    (format!("{storage}:{name}"), "raw".into())
+                };
+            }
+            index += 1;
+        }
+    }
+
+    pub fn used_bytes(&self, node: &str, storage: &str) -> u64 {
+        let key = self.volume_node(storage, node);
+        self.volumes
+            .iter()
+            .filter(|v| v.node == key && v.storage == storage)
+            .map(|v| v.size)
+            .sum()
+    }
+
+    /// Save as JSON, atomically (temp file, then rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Load from JSON. Tasks that were running when the state was saved ended with the process
+    /// that ran them: they are marked as ended abnormally, their locks stay (as on a node that
+    /// lost power).
+    pub fn load(path: &Path) -> std::io::Result<Cluster> {
+        let text = std::fs::read_to_string(path)?;
+        let mut cluster: Cluster = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        for task in cluster.tasks.values_mut().filter(|t| t.running) {
+            task.running = false;
+            task.exitstatus = Some("unexpected status".into());
+            task.log.push("TASK ERROR: unexpected status".into());
+        }
+        Ok(cluster)
+    }
+}
