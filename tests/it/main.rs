@@ -5,4 +5,5 @@ mod cli;
 mod common;
 mod diff;
 mod e2e;
+mod sim;
 mod spec;

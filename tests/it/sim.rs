@@ -1,0 +1,541 @@
+//! The simulator over plain HTTP, without proxfleet's client: envelopes, status codes and
+//! wording as Proxmox answers, and the semantics proxfleet relies on (template conversion,
+//! clones, digests, locks, download-url idempotency, resize, persistence).
+
+use std::time::Duration;
+
+use proxfleet::sim::{SimConfig, SimHandle};
+use serde_json::{Value, json};
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn start(config: SimConfig) -> (SimHandle, Api) {
+        let sim = SimHandle::start(config).await.unwrap();
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: format!("{}/api2/json", sim.endpoint()),
+            token: sim.token(),
+        };
+        (sim, api)
+    }
+
+    async fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("Authorization", format!("PVEAPIToken={}", self.token));
+        req = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
+            req.query(form)
+        } else {
+            req.form(form)
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Call, expect a UPID, wait for the task; returns its exit status.
+    async fn task(&self, method: &str, path: &str, form: &[(&str, &str)]) -> String {
+        let (status, body) = self.call(method, path, form).await;
+        assert_eq!(status, 200, "{method} {path}: {body}");
+        let upid = body["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("UPID from {path}: {body}"))
+            .to_string();
+        let node = upid.split(':').nth(1).unwrap().to_string();
+        let encoded: String = url::form_urlencoded::byte_serialize(upid.as_bytes()).collect();
+        for _ in 0..500 {
+            let (_, status) = self
+                .call("GET", &format!("/nodes/{node}/tasks/{encoded}/status"), &[])
+                .await;
+            if status["data"]["status"] == "stopped" {
+                return status["data"]["exitstatus"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("task {upid} did not finish");
+    }
+
+    async fn config(&self, vmid: u32) -> Value {
+        self.call("GET", &format!("/nodes/pve1/qemu/{vmid}/config"), &[])
+            .await
+            .1["data"]
+            .clone()
+    }
+}
+
+fn fast() -> SimConfig {
+    SimConfig {
+        task_duration: Duration::from_millis(2),
+        ..SimConfig::default()
+    }
+}
+
+const IMAGE: &str = "local:import/noble.qcow2";
+const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+/// An image, a template 9000 built from it.
+async fn template(api: &Api) {
+    let exit = api
+        .task(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &[
+                ("content", "import"),
+                ("filename", "noble.qcow2"),
+                ("url", "https://example.com/noble.img"),
+                ("checksum", SHA),
+                ("checksum-algorithm", "sha256"),
+            ],
+        )
+        .await;
+    assert_eq!(exit, "OK");
+    let scsi0 = format!("local-lvm:0,import-from={IMAGE},discard=on");
+    let exit = api
+        .task(
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "9000"),
+                ("name", "base"),
+                ("scsi0", &scsi0),
+                ("ide2", "local-lvm:cloudinit"),
+                ("net0", "virtio,bridge=vmbr0"),
+                ("efidisk0", "local-lvm:1,efitype=4m"),
+                ("tpmstate0", "local-lvm:1,version=v2.0"),
+            ],
+        )
+        .await;
+    assert_eq!(exit, "OK");
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/9000/template", &[])
+            .await,
+        "OK"
+    );
+}
+
+#[tokio::test]
+async fn errors_use_proxmox_envelopes_and_status_codes() {
+    let (sim, api) = Api::start(fast()).await;
+    let anonymous = reqwest::get(format!("{}/api2/json/version", sim.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap(),
+        json!({"data": null, "message": "authentication failure\n"})
+    );
+
+    let (status, body) = api.call("GET", "/nodes/pve1/frobnicate", &[]).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            501,
+            Some("Method 'GET /nodes/pve1/frobnicate' not implemented\n")
+        )
+    );
+
+    let (status, body) = api
+        .call(
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "100"),
+                ("colour", "blue"),
+                ("onboot", "true"),
+                ("cores", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["message"], "Parameter verification failed.\n");
+    assert_eq!(
+        body["errors"]["colour"],
+        "property is not defined in schema and the schema does not allow additional properties"
+    );
+    assert_eq!(
+        body["errors"]["onboot"],
+        "type check ('boolean') failed - got 'true'"
+    );
+    assert_eq!(
+        body["errors"]["cores"],
+        "value must have a minimum value of 1"
+    );
+
+    let (status, body) = api.call("GET", "/version", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["release"], "9.1");
+}
+
+#[tokio::test]
+async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
+    let (sim, api) = Api::start(fast()).await;
+    template(&api).await;
+    let config = api.config(9000).await;
+    assert_eq!(config["template"], 1);
+    let scsi0 = config["scsi0"].as_str().unwrap();
+    assert!(
+        scsi0.starts_with("local-lvm:base-9000-disk-") && scsi0.contains("size=2G"),
+        "{scsi0}"
+    );
+    assert!(config["ide2"].as_str().unwrap().contains("media=cdrom"));
+    let mac = config["net0"].as_str().unwrap().to_string();
+    assert!(mac.starts_with("virtio=BC:24:11:"), "{mac}");
+
+    // Conversion is refused a second time, and a template cannot start.
+    let (status, body) = api
+        .call("POST", "/nodes/pve1/qemu/9000/template", &[])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("you can't convert a template to a template\n"))
+    );
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/9000/status/start", &[])
+            .await,
+        "you can't start a vm if it's a template"
+    );
+
+    // Three linked clones at once; each is locked while its task runs.
+    let (_, first) = api
+        .call(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "201"), ("name", "a"), ("full", "0")],
+        )
+        .await;
+    let (_, second) = api
+        .call(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "202"), ("name", "b"), ("full", "0")],
+        )
+        .await;
+    assert!(first["data"].as_str().unwrap().contains(":qmclone:9000:"));
+    assert!(second["data"].is_string());
+    let locked: Vec<_> = sim
+        .vms()
+        .into_iter()
+        .filter(|vm| vm.lock.as_deref() == Some("clone"))
+        .map(|vm| vm.vmid)
+        .collect();
+    assert_eq!(locked, vec![201, 202]);
+    let (status, body) = api
+        .call("POST", "/nodes/pve1/qemu/201/config", &[("memory", "1024")])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("VM is locked (clone)\n"))
+    );
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "203"), ("name", "c"), ("full", "1")]
+        )
+        .await,
+        "OK"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let clone = api.config(201).await;
+    assert!(
+        clone.get("lock").is_none() && clone.get("template").is_none(),
+        "{clone}"
+    );
+    assert_ne!(
+        clone["net0"].as_str().unwrap(),
+        mac,
+        "a clone gets a new MAC"
+    );
+    assert!(
+        clone["scsi0"]
+            .as_str()
+            .unwrap()
+            .starts_with("local-lvm:base-9000-disk-1/vm-201-disk-"),
+        "{clone}"
+    );
+    let full = api.config(203).await;
+    assert!(
+        full["scsi0"]
+            .as_str()
+            .unwrap()
+            .starts_with("local-lvm:vm-203-disk-"),
+        "{full}"
+    );
+
+    // Linked clones from a VM that is not a template are refused; storage only with full.
+    let (status, body) = api
+        .call(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "204"), ("full", "0"), ("storage", "local-lvm")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn digests_locks_power_and_destroy_behave_as_proxmox() {
+    let (_sim, api) = Api::start(fast()).await;
+    template(&api).await;
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "201"), ("name", "web")]
+        )
+        .await,
+        "OK"
+    );
+    let digest = api.config(201).await["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/qemu/201/config",
+            &[("memory", "1024"), ("digest", &digest)]
+        )
+        .await,
+        "OK"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/nodes/pve1/qemu/201/config",
+            &[("memory", "2048"), ("digest", &digest)],
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            500,
+            Some("checksum mismatch (file change by other user?)\n")
+        )
+    );
+
+    // Running: memory goes to pending, the name applies at once.
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/201/status/start", &[])
+            .await,
+        "OK"
+    );
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/qemu/201/config",
+            &[("memory", "4096"), ("name", "web2")]
+        )
+        .await,
+        "OK"
+    );
+    let (_, pending) = api.call("GET", "/nodes/pve1/qemu/201/pending", &[]).await;
+    let memory = pending["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "memory")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (memory["value"].as_str(), memory["pending"].as_str()),
+        (Some("1024"), Some("4096"))
+    );
+    assert_eq!(
+        api.config(201).await["memory"],
+        4096,
+        "GET config shows pending values applied"
+    );
+
+    let (status, body) = api.call("DELETE", "/nodes/pve1/qemu/201", &[]).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("VM 201 is running - destroy failed\n"))
+    );
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/201/status/stop", &[])
+            .await,
+        "OK"
+    );
+    assert_eq!(api.task("DELETE", "/nodes/pve1/qemu/201", &[]).await, "OK");
+    let (status, _) = api.call("GET", "/nodes/pve1/qemu/201/config", &[]).await;
+    assert_eq!(status, 500);
+}
+
+#[tokio::test]
+async fn resize_grows_and_refuses_to_shrink() {
+    let (_sim, api) = Api::start(fast()).await;
+    template(&api).await;
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "201"), ("name", "web")]
+        )
+        .await,
+        "OK"
+    );
+    assert_eq!(
+        api.task(
+            "PUT",
+            "/nodes/pve1/qemu/201/resize",
+            &[("disk", "scsi0"), ("size", "20G")]
+        )
+        .await,
+        "OK"
+    );
+    assert!(
+        api.config(201).await["scsi0"]
+            .as_str()
+            .unwrap()
+            .contains("size=20G")
+    );
+    assert_eq!(
+        api.task(
+            "PUT",
+            "/nodes/pve1/qemu/201/resize",
+            &[("disk", "scsi0"), ("size", "+512M")]
+        )
+        .await,
+        "OK"
+    );
+    assert!(
+        api.config(201).await["scsi0"]
+            .as_str()
+            .unwrap()
+            .contains("size=20992M")
+    );
+    assert_eq!(
+        api.task(
+            "PUT",
+            "/nodes/pve1/qemu/201/resize",
+            &[("disk", "scsi0"), ("size", "10G")]
+        )
+        .await,
+        "shrinking disks is not supported"
+    );
+}
+
+#[tokio::test]
+async fn download_url_is_idempotent_with_a_checksum_only() {
+    let (_sim, api) = Api::start(fast()).await;
+    let download = |checksum: Option<&'static str>| {
+        let mut form = vec![
+            ("content", "import"),
+            ("filename", "noble.qcow2"),
+            ("url", "https://example.com/noble.img"),
+        ];
+        if let Some(sum) = checksum {
+            form.push(("checksum", sum));
+            form.push(("checksum-algorithm", "sha256"));
+        }
+        form
+    };
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &download(Some(SHA))
+        )
+        .await,
+        "OK"
+    );
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &download(Some(SHA))
+        )
+        .await,
+        "OK",
+        "same file, same checksum"
+    );
+    let other = "00000000000000000000000000000000000000000000000000000000000000ff";
+    assert!(
+        api.task(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &download(Some(other))
+        )
+        .await
+        .starts_with("checksum mismatch")
+    );
+    assert_eq!(
+        api.task(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &download(None)
+        )
+        .await,
+        "refusing to override existing file 'noble.qcow2'"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &[
+                ("content", "import"),
+                ("filename", "noble.img"),
+                ("url", "https://example.com/noble.img"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"]["filename"].is_string());
+    let (status, _) = api
+        .call(
+            "POST",
+            "/nodes/pve1/storage/local-lvm/download-url",
+            &download(None),
+        )
+        .await;
+    assert_eq!(status, 500, "local-lvm has no import content");
+    let (_, content) = api
+        .call(
+            "GET",
+            "/nodes/pve1/storage/local/content",
+            &[("content", "import")],
+        )
+        .await;
+    assert_eq!(content["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn nextid_is_the_lowest_free_id_and_state_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sim.json");
+    let (sim, api) = Api::start(SimConfig {
+        state_file: Some(state.clone()),
+        ..fast()
+    })
+    .await;
+    sim.insert_vm("pve1", 100, &[("name", "a")]).unwrap();
+    sim.insert_vm("pve1", 102, &[("name", "b")]).unwrap();
+    assert_eq!(api.call("GET", "/cluster/nextid", &[]).await.1["data"], 101);
+    let (status, body) = api.call("GET", "/cluster/nextid", &[("vmid", "102")]).await;
+    assert_eq!(
+        (status, &body["errors"]["vmid"]),
+        (400, &json!("VM 102 already exists"))
+    );
+    template(&api).await;
+    sim.shutdown().await;
+
+    let (again, api) = Api::start(SimConfig {
+        state_file: Some(state),
+        ..fast()
+    })
+    .await;
+    let vmids: Vec<u32> = again.vms().iter().map(|vm| vm.vmid).collect();
+    assert_eq!(vmids, vec![100, 102, 9000]);
+    assert_eq!(api.config(9000).await["template"], 1);
+}
