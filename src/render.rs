@@ -149,8 +149,9 @@ fn action_word(action: Action) -> &'static str {
     }
 }
 
-/// The closing table of an apply or destroy: resource, action, result, duration, tasks, IP.
-pub fn report_table(report: &ApplyReport) -> String {
+/// The closing table of an apply or destroy (`verb`: `Apply`, `Destroy`): resource, action,
+/// result, duration, last task, IP.
+pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([

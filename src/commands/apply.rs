@@ -36,6 +36,7 @@ pub async fn run_apply(
         &desired,
         &actual,
         usize::from(args.parallelism),
+        "Apply",
         io,
     )
     .await
@@ -73,6 +74,7 @@ pub async fn run_destroy(
         &desired,
         &actual,
         usize::from(args.parallelism),
+        "Destroy",
         io,
     )
     .await
@@ -84,6 +86,7 @@ async fn execute(
     desired: &DesiredGraph,
     actual: &ActualState,
     parallelism: usize,
+    verb: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
     // Progress goes to stderr, one line per event, as it happens (events come from several
@@ -95,7 +98,9 @@ async fn execute(
     };
     let report = apply(&conn.client, plan, desired, actual, &options, sink).await;
     let _ = writeln!(io.out);
-    let _ = io.out.write_all(render::report_table(&report).as_bytes());
+    let _ = io
+        .out
+        .write_all(render::report_table(&report, verb).as_bytes());
     let failed = report
         .outcomes
         .iter()
