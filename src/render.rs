@@ -192,7 +192,7 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     let n_skipped = report.outcomes.len() - n_ok - n_failed;
     let _ = writeln!(
         out,
-        "Apply complete: {n_ok} succeeded, {n_failed} failed, {n_skipped} skipped."
+        "{verb} complete: {n_ok} succeeded, {n_failed} failed, {n_skipped} skipped."
     );
     for outcome in &report.outcomes {
         if let StepResult::Failed(reason) = &outcome.result {
