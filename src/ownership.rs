@@ -37,6 +37,14 @@ impl ResourceKind {
 }
 
 /// A resource's address, `image.NAME`, `template.NAME` or `clone.NAME`.
+///
+/// ```
+/// use proxfleet::ownership::{ResourceKey, ResourceKind};
+/// let key: ResourceKey = "clone.web-1".parse().unwrap();
+/// assert_eq!(key, ResourceKey::new(ResourceKind::Clone, "web-1"));
+/// assert_eq!(key.to_string(), "clone.web-1");
+/// assert!("vm.web-1".parse::<ResourceKey>().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceKey {
     /// Kind.
@@ -126,6 +134,14 @@ impl Marker {
     }
 
     /// Find and parse the marker line in a description or notes text.
+    ///
+    /// ```
+    /// use proxfleet::ownership::Marker;
+    /// let notes = "Web tier\n\nmanaged-by: proxfleet project=default key=clone.web-1 vmid=201";
+    /// let marker = Marker::find(notes).unwrap();
+    /// assert_eq!((marker.project.as_str(), marker.vmid), ("default", Some(201)));
+    /// assert!(Marker::find("created by hand").is_none());
+    /// ```
     pub fn find(text: &str) -> Option<Marker> {
         let line = text
             .lines()

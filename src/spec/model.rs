@@ -181,6 +181,12 @@ pub struct DiskSize(pub u64);
 
 impl DiskSize {
     /// Proxmox's way of printing a size: the largest unit that divides it exactly.
+    ///
+    /// ```
+    /// use proxfleet::spec::DiskSize;
+    /// assert_eq!(DiskSize(20 << 30).to_proxmox(), "20G");
+    /// assert_eq!(DiskSize(3584 << 20).to_proxmox(), "3584M");
+    /// ```
     pub fn to_proxmox(self) -> String {
         const UNITS: [(u64, &str); 4] = [
             (1 << 40, "T"),
