@@ -178,7 +178,8 @@ async fn errors_use_proxmox_envelopes_and_status_codes() {
 
 #[tokio::test]
 async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
-    let (sim, api) = Api::start(fast()).await;
+    // Tasks long enough that both clones are still running when their locks are checked.
+    let (sim, api) = Api::start(SimConfig { task_duration: Duration::from_millis(300), ..SimConfig::default() }).await;
     template(&api).await;
     let config = api.config(9000).await;
     assert_eq!(config["template"], 1);
@@ -245,7 +246,7 @@ async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
         .await,
         "OK"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let clone = api.config(201).await;
     assert!(
         clone.get("lock").is_none() && clone.get("template").is_none(),
