@@ -179,7 +179,11 @@ async fn errors_use_proxmox_envelopes_and_status_codes() {
 #[tokio::test]
 async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
     // Tasks long enough that both clones are still running when their locks are checked.
-    let (sim, api) = Api::start(SimConfig { task_duration: Duration::from_millis(300), ..SimConfig::default() }).await;
+    let (sim, api) = Api::start(SimConfig {
+        task_duration: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
     template(&api).await;
     let config = api.config(9000).await;
     assert_eq!(config["template"], 1);
