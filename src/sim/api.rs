@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::propstr::{Props, parse_size, print_size};
+use super::propstr::{NIC_MODELS, Props, parse_size, print_size};
 use super::state::{Cluster, Task, Vm, Volume};
 use super::{RequestRecord, Shared, schema};
 
@@ -466,23 +466,6 @@ fn is_net_key(key: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-const NIC_MODELS: [&str; 14] = [
-    "e1000",
-    "e1000-82540em",
-    "e1000-82544gc",
-    "e1000-82545em",
-    "e1000e",
-    "i82551",
-    "i82557b",
-    "i82559er",
-    "ne2k_isa",
-    "ne2k_pci",
-    "pcnet",
-    "rtl8139",
-    "virtio",
-    "vmxnet3",
-];
-
 /// Re-print a NIC as Proxmox stores it: `<model>=<MAC>,key=value…`, generating a MAC if needed.
 fn canonical_net(value: &str, new_mac: bool) -> String {
     let mut model = None;
@@ -584,20 +567,16 @@ fn allocate_disk(
         } else {
             format!("{storage}:vm-{vmid}-cloudinit")
         };
-        cluster.volumes.push(Volume {
-            node: vol_node,
-            storage: storage.clone(),
-            volid: volid.clone(),
-            content: "images".into(),
-            format: if file_based { "qcow2" } else { "raw" }.into(),
-            size: 4 << 20,
-            virtual_size: 4 << 20,
-            vmid: Some(vmid),
-            parent: None,
-            notes: None,
-            checksums: BTreeMap::new(),
-            ctime: now(),
-        });
+        let format = if file_based { "qcow2" } else { "raw" }.to_string();
+        cluster.volumes.push(Volume::vm_disk(
+            vol_node,
+            storage.clone(),
+            volid.clone(),
+            format,
+            4 << 20,
+            vmid,
+            None,
+        ));
         allocated.push(volid.clone());
         props.first = Some(volid);
         props.rest.insert("media".into(), "cdrom".into());
@@ -623,20 +602,15 @@ fn allocate_disk(
         (gib * (1u64 << 30) as f64) as u64
     };
     let (volid, format) = cluster.next_disk_volid(node, &storage, vmid);
-    cluster.volumes.push(Volume {
-        node: vol_node,
+    cluster.volumes.push(Volume::vm_disk(
+        vol_node,
         storage,
-        volid: volid.clone(),
-        content: "images".into(),
+        volid.clone(),
         format,
         size,
-        virtual_size: size,
-        vmid: Some(vmid),
-        parent: None,
-        notes: None,
-        checksums: BTreeMap::new(),
-        ctime: now(),
-    });
+        vmid,
+        None,
+    ));
     allocated.push(volid.clone());
     props.first = Some(volid);
     props.rest.insert("size".into(), print_size(size));
@@ -1542,20 +1516,18 @@ fn clone_disk(
         };
         (linked, format, Some(volid.clone()))
     };
-    c.volumes.push(Volume {
-        node: c.volume_node(&storage, target),
+    let vol_node = c.volume_node(&storage, target);
+    let mut volume = Volume::vm_disk(
+        vol_node,
         storage,
-        volid: new_volid.clone(),
-        content: "images".into(),
+        new_volid.clone(),
         format,
-        size: source.size,
-        virtual_size: source.virtual_size,
-        vmid: Some(newid),
+        source.size,
+        newid,
         parent,
-        notes: None,
-        checksums: BTreeMap::new(),
-        ctime: now(),
-    });
+    );
+    volume.virtual_size = source.virtual_size;
+    c.volumes.push(volume);
     allocated.push(new_volid.clone());
     props.first = Some(new_volid);
     Ok(props.print())

@@ -4,6 +4,24 @@
 
 use std::collections::BTreeMap;
 
+/// NIC models; in `net[n]` a model's key carries the MAC (`virtio=BC:24:11:…`).
+pub(crate) const NIC_MODELS: [&str; 14] = [
+    "e1000",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "e1000e",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "ne2k_isa",
+    "ne2k_pci",
+    "pcnet",
+    "rtl8139",
+    "virtio",
+    "vmxnet3",
+];
+
 /// A parsed property string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Props {

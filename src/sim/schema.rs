@@ -285,23 +285,7 @@ fn check_property_string(
 }
 
 fn is_nic_model(key: &str) -> bool {
-    [
-        "e1000",
-        "e1000-82540em",
-        "e1000-82544gc",
-        "e1000-82545em",
-        "e1000e",
-        "i82551",
-        "i82557b",
-        "i82559er",
-        "ne2k_isa",
-        "ne2k_pci",
-        "pcnet",
-        "rtl8139",
-        "virtio",
-        "vmxnet3",
-    ]
-    .contains(&key)
+    super::propstr::NIC_MODELS.contains(&key)
 }
 
 #[cfg(test)]

@@ -67,6 +67,37 @@ pub(crate) struct Volume {
     pub ctime: u64,
 }
 
+impl Volume {
+    /// A VM disk image (content `images`) owned by `vmid`.
+    pub fn vm_disk(
+        node: String,
+        storage: String,
+        volid: String,
+        format: String,
+        size: u64,
+        vmid: u32,
+        parent: Option<String>,
+    ) -> Volume {
+        Volume {
+            node,
+            storage,
+            volid,
+            content: "images".into(),
+            format,
+            size,
+            virtual_size: size,
+            vmid: Some(vmid),
+            parent,
+            notes: None,
+            checksums: BTreeMap::new(),
+            ctime: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// A VM.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Vm {
