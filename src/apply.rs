@@ -468,12 +468,18 @@ impl Job {
                 vm.key
             )));
         };
+        let mut params = build.create_params.clone();
+        params.extend(
+            vm.secrets
+                .iter()
+                .map(|(option, secret)| (option.clone(), secret.expose().to_string())),
+        );
         self.task(
             &format!("create VM {} from {}", vm.vmid, build.image),
             tasks,
             || async {
                 self.client
-                    .create_vm(&vm.node, vm.vmid, &build.create_params)
+                    .create_vm(&vm.node, vm.vmid, &params)
                     .await
                     .map(Some)
             },
@@ -523,12 +529,17 @@ impl Job {
             },
         )
         .await?;
-        let set: Vec<(String, String)> = vm
+        let mut set: Vec<(String, String)> = vm
             .settings
             .iter()
             .filter(|(option, _)| !matches!(option.as_str(), "name" | "description"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        set.extend(
+            vm.secrets
+                .iter()
+                .map(|(option, secret)| (option.clone(), secret.expose().to_string())),
+        );
         if !set.is_empty() {
             self.task("configure", tasks, || {
                 self.client

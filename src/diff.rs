@@ -370,6 +370,11 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
             }
         }
     }
+    fields.extend(
+        vm.secrets
+            .iter()
+            .map(|(option, _)| set(option, "(sensitive)")),
+    );
     fields
 }
 

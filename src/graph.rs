@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::ownership::{Marker, ResourceKey, ResourceKind, TAG};
 use crate::pve::propstr::encode_sshkeys;
-use crate::spec::{Bios, CloneVm, CloudInit, DiskBus, Image, Spec, Template};
+use crate::secret::Secret;
+use crate::spec::{Bios, CloneVm, CloudInit, DiskBus, Image, Spec, Template, ipconfig};
 
 /// An image volume the spec wants.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +90,9 @@ pub struct DesiredVm {
     pub recipe: Recipe,
     /// Should it be running (clones with `start`).
     pub running: bool,
+    /// Write-only options (`cipassword`): sent when the VM is made, never shown in a plan and
+    /// never compared (Proxmox answers `**********` for them).
+    pub secrets: Vec<(String, Secret)>,
 }
 
 /// A node of the desired graph.
@@ -271,12 +275,25 @@ fn cloud_init_settings(ci: &CloudInit, out: &mut BTreeMap<String, String>) {
     if !ci.ssh_keys.is_empty() {
         out.insert("sshkeys".into(), encode_sshkeys(&ci.ssh_keys));
     }
-    if let Some(ipv4) = ci.ipv4 {
-        out.insert("ipconfig0".into(), ipv4.to_proxmox());
+    if let Some(ipconfig0) = ipconfig(ci.ipv4, ci.ipv6) {
+        out.insert("ipconfig0".into(), ipconfig0);
+    }
+    if !ci.nameservers.is_empty() {
+        let servers: Vec<String> = ci.nameservers.iter().map(ToString::to_string).collect();
+        out.insert("nameserver".into(), servers.join(" "));
+    }
+    if let Some(domain) = &ci.searchdomain {
+        out.insert("searchdomain".into(), domain.clone());
     }
     if let Some(upgrade) = ci.upgrade {
         out.insert("ciupgrade".into(), bool_flag(upgrade).into());
     }
+}
+
+fn cloud_init_secrets(ci: Option<&CloudInit>) -> Vec<(String, Secret)> {
+    ci.and_then(|ci| ci.password.clone())
+        .map(|p| vec![("cipassword".to_string(), p)])
+        .unwrap_or_default()
 }
 
 fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> DesiredVm {
@@ -313,7 +330,13 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     params.push(("memory".into(), t.memory_mib.to_string()));
     let slot = t.disk.slot();
     if t.disk.bus == DiskBus::Scsi {
-        params.push(("scsihw".into(), "virtio-scsi-pci".into()));
+        // An I/O thread per SCSI disk needs one controller per disk.
+        let controller = if t.disk.iothread {
+            "virtio-scsi-single"
+        } else {
+            "virtio-scsi-pci"
+        };
+        params.push(("scsihw".into(), controller.into()));
     }
     let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
     if t.disk.discard {
@@ -322,11 +345,20 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     if t.disk.ssd {
         disk.push_str(",ssd=1");
     }
+    if t.disk.iothread {
+        disk.push_str(",iothread=1");
+    }
+    if let Some(cache) = &t.disk.cache {
+        disk.push_str(&format!(",cache={cache}"));
+    }
     params.push((slot.clone(), disk));
     for (nic_idx, nic) in t.networks.iter().enumerate() {
         let mut value = format!("{},bridge={}", nic.model.as_str(), nic.bridge);
         if nic.firewall {
             value.push_str(",firewall=1");
+        }
+        if let Some(mtu) = nic.mtu {
+            value.push_str(&format!(",mtu={mtu}"));
         }
         if let Some(tag) = nic.vlan {
             value.push_str(&format!(",tag={tag}"));
@@ -390,6 +422,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
             fingerprint,
         }),
         running: false,
+        secrets: cloud_init_secrets(t.cloud_init.as_ref()),
     }
 }
 
@@ -437,5 +470,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
             full: c.full,
         }),
         running: c.start,
+        secrets: cloud_init_secrets(c.cloud_init.as_ref()),
     }
 }

@@ -27,6 +27,8 @@ pub struct Loaded {
     pub spec: Spec,
     /// Warnings, for stderr.
     pub warnings: Vec<Warning>,
+    /// For every clone, each effective setting and the layer it comes from.
+    pub explanations: std::collections::BTreeMap<String, Vec<Explained>>,
 }
 
 /// Read and validate a spec file.
@@ -53,7 +55,7 @@ pub fn load_str(text: &str, file: &Path) -> Result<Loaded, SpecError> {
         diagnostics,
     };
     let raw = parse_yaml(text).map_err(|diag| invalid(vec![diag]))?;
-    validate::validate(raw).map_err(invalid)
+    validate::validate(raw, file).map_err(invalid)
 }
 
 /// The JSON Schema of the spec format, pretty-printed with a trailing newline.
@@ -72,6 +74,8 @@ fn parse_yaml(text: &str) -> Result<raw::RawSpec, Diagnostic> {
     {
         return Ok(raw::RawSpec {
             project: None,
+            defaults: None,
+            clone_groups: Default::default(),
             images: Default::default(),
             templates: Default::default(),
             clones: Default::default(),

@@ -2,9 +2,11 @@
 //! through `spec::load`, which has checked every invariant the rest of proxfleet relies on.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::secret::Secret;
 
 /// A Proxmox VM id, known to be in 100..=999999999.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -216,6 +218,10 @@ pub struct BootDisk {
     pub discard: bool,
     /// Emulate an SSD.
     pub ssd: bool,
+    /// Own I/O thread.
+    pub iothread: bool,
+    /// Cache mode (`none`, `writeback`, …).
+    pub cache: Option<String>,
 }
 
 impl BootDisk {
@@ -261,6 +267,8 @@ pub struct Network {
     pub vlan: Option<u16>,
     /// Firewall on.
     pub firewall: bool,
+    /// MTU.
+    pub mtu: Option<u32>,
 }
 
 /// IPv4 configuration of `net0` through cloud-init.
@@ -277,21 +285,57 @@ pub enum Ipv4Config {
     },
 }
 
-impl Ipv4Config {
-    /// The `ipconfig0` property string.
-    pub fn to_proxmox(self) -> String {
-        match self {
-            Ipv4Config::Dhcp => "ip=dhcp".to_string(),
-            Ipv4Config::Static {
-                address,
-                gateway: Some(gw),
-            } => format!("gw={gw},ip={address}"),
-            Ipv4Config::Static {
-                address,
-                gateway: None,
-            } => format!("ip={address}"),
-        }
+/// IPv6 configuration of `net0` through cloud-init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Config {
+    /// DHCPv6.
+    Dhcp,
+    /// SLAAC (`auto`).
+    Auto,
+    /// Static address with optional gateway.
+    Static {
+        /// Address and prefix.
+        address: Ipv6Net,
+        /// Gateway.
+        gateway: Option<Ipv6Addr>,
+    },
+}
+
+/// The `ipconfig0` property string for the given IPv4 and IPv6 settings, keys sorted as
+/// Proxmox prints them.
+///
+/// ```
+/// use proxfleet::spec::{ipconfig, Ipv4Config, Ipv6Config};
+/// let v4 = Ipv4Config::Static { address: "192.0.2.10/24".parse().unwrap(), gateway: Some("192.0.2.1".parse().unwrap()) };
+/// assert_eq!(ipconfig(Some(v4), Some(Ipv6Config::Auto)).as_deref(), Some("gw=192.0.2.1,ip=192.0.2.10/24,ip6=auto"));
+/// assert_eq!(ipconfig(None, None), None);
+/// ```
+pub fn ipconfig(ipv4: Option<Ipv4Config>, ipv6: Option<Ipv6Config>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(Ipv4Config::Static {
+        gateway: Some(gw), ..
+    }) = ipv4
+    {
+        parts.push(format!("gw={gw}"));
     }
+    if let Some(Ipv6Config::Static {
+        gateway: Some(gw), ..
+    }) = ipv6
+    {
+        parts.push(format!("gw6={gw}"));
+    }
+    match ipv4 {
+        Some(Ipv4Config::Dhcp) => parts.push("ip=dhcp".into()),
+        Some(Ipv4Config::Static { address, .. }) => parts.push(format!("ip={address}")),
+        None => {}
+    }
+    match ipv6 {
+        Some(Ipv6Config::Dhcp) => parts.push("ip6=dhcp".into()),
+        Some(Ipv6Config::Auto) => parts.push("ip6=auto".into()),
+        Some(Ipv6Config::Static { address, .. }) => parts.push(format!("ip6={address}")),
+        None => {}
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 /// Cloud-init settings. Every field is optional: what is not given is inherited or left as
@@ -302,10 +346,18 @@ pub struct CloudInit {
     pub storage: Option<String>,
     /// Default user.
     pub user: Option<String>,
-    /// OpenSSH public keys.
+    /// The user's password, resolved from its reference; never printed.
+    pub password: Option<Secret>,
+    /// OpenSSH public keys (inline and from files).
     pub ssh_keys: Vec<String>,
     /// IPv4 of `net0`.
     pub ipv4: Option<Ipv4Config>,
+    /// IPv6 of `net0`.
+    pub ipv6: Option<Ipv6Config>,
+    /// Name servers.
+    pub nameservers: Vec<IpAddr>,
+    /// Search domain.
+    pub searchdomain: Option<String>,
     /// Package upgrade on first boot.
     pub upgrade: Option<bool>,
 }
@@ -382,4 +434,18 @@ pub struct CloneVm {
     pub onboot: Option<bool>,
     /// User description.
     pub description: Option<String>,
+    /// The clone group it was expanded from, if any.
+    pub group: Option<String>,
+}
+
+/// Where an effective value of a clone comes from (`validate --explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    /// Field, e.g. `memory`.
+    pub field: String,
+    /// Effective value as shown to the user.
+    pub value: String,
+    /// The layer that set it: `clones.web-1`, `clone_groups.web`, `templates.base`, `defaults`,
+    /// or `Proxmox default`.
+    pub source: String,
 }

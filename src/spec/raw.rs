@@ -21,6 +21,10 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub project: Option<Spanned<String>>,
+    /// Cluster-wide defaults: the node, storages by role and bridge used where a resource does
+    /// not name its own
+    #[serde(default)]
+    pub defaults: Option<RawDefaults>,
     /// Cloud images fetched into a Proxmox storage (content type `import`), keyed by image name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawImage>")]
@@ -34,6 +38,120 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawClone>")]
     pub clones: IndexMap<Spanned<String>, RawClone>,
+    /// Groups of clones made alike: `count` clones named by a pattern, with vmids and IPv4
+    /// addresses counting up from the first, spread over nodes; keyed by group name
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawCloneGroup>")]
+    pub clone_groups: IndexMap<Spanned<String>, RawCloneGroup>,
+}
+
+/// Defaults for the whole cluster (the lowest layer: template < clone group < clone override them)
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Node for images, templates and clones that name none
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"pve1")]
+    pub node: Option<Spanned<String>>,
+    /// Storages by role
+    #[serde(default)]
+    pub storage: Option<RawStorageRoles>,
+    /// Bridge for network interfaces that name none
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"vmbr0")]
+    pub bridge: Option<Spanned<String>>,
+}
+
+/// Storages by role
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorageRoles {
+    /// Storage with the `import` content type that receives cloud images
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"local")]
+    pub images: Option<Spanned<String>>,
+    /// Storage with the `images` content type for VM disks, EFI and TPM state and cloud-init drives
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"local-lvm")]
+    pub disks: Option<Spanned<String>>,
+}
+
+/// A group of alike clones
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloneGroup {
+    /// How many clones (1..=1000)
+    #[schemars(with = "u32", range(min = 1, max = 1000))]
+    pub count: Spanned<u64>,
+    /// Name pattern; `{n}` is replaced by 1, 2, …; default `<group>-{n}`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"web-{n}")]
+    pub name: Option<Spanned<String>>,
+    /// VM id of the first clone; the others count up from it
+    #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    pub first_vmid: Spanned<u64>,
+    /// Name of the template (under `templates`) to clone
+    #[schemars(with = "String")]
+    pub template: Spanned<String>,
+    /// Nodes to spread the clones over, in turn; default: the template's node
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub nodes: Vec<Spanned<String>>,
+    /// Full clones (default) or linked clones (`false`)
+    #[serde(default)]
+    pub full: Option<bool>,
+    /// Override the template's cores
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1024))]
+    pub cores: Option<u32>,
+    /// Override the template's memory: MiB or a size with a unit (`4GiB`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Cloud-init for every clone; a static `ipv4` is the first clone's address and counts up
+    #[serde(default)]
+    pub cloud_init: Option<RawCloudInit>,
+    /// Tags (besides `proxfleet`); when given they replace the template's tags
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub tags: Option<Vec<Spanned<String>>>,
+    /// Start the clones and keep them running; default `true`
+    #[serde(default)]
+    pub start: Option<bool>,
+    /// Start the clones when their node boots
+    #[serde(default)]
+    pub onboot: Option<bool>,
+    /// Per-clone overrides, keyed by the generated clone name
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawClone>")]
+    pub overrides: IndexMap<Spanned<String>, RawCloneOverride>,
+}
+
+/// Per-clone overrides inside a group
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloneOverride {
+    /// Override the cores
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1024))]
+    pub cores: Option<u32>,
+    /// Override the memory
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub memory: Option<Spanned<String>>,
+    /// Override cloud-init settings
+    #[serde(default)]
+    pub cloud_init: Option<RawCloudInit>,
+    /// Override the tags
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub tags: Option<Vec<Spanned<String>>>,
+    /// Override start
+    #[serde(default)]
+    pub start: Option<bool>,
+    /// Override start on boot
+    #[serde(default)]
+    pub onboot: Option<bool>,
 }
 
 /// A cloud image downloaded by the node into a storage with the `import` content type
@@ -47,12 +165,15 @@ pub struct RawImage {
     /// Expected checksum as `sha256:<hex>` or `sha512:<hex>`; verified by Proxmox after download
     #[schemars(with = "String", regex(pattern = r"^(sha256|sha512):[0-9a-fA-F]+$"))]
     pub checksum: Spanned<String>,
-    /// Storage that receives the file; it must have the `import` content type
-    #[schemars(with = "String")]
-    pub storage: Spanned<String>,
-    /// Node that downloads the image
-    #[schemars(with = "String")]
-    pub node: Spanned<String>,
+    /// Storage that receives the file; it must have the `import` content type. Default:
+    /// `defaults.storage.images`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub storage: Option<Spanned<String>>,
+    /// Node that downloads the image; default: `defaults.node`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub node: Option<Spanned<String>>,
     /// File name in the storage; default: the last path segment of the url. Proxmox requires
     /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
     #[serde(default)]
@@ -86,9 +207,10 @@ pub struct RawTemplate {
     /// VM id of the template (100..=999999999)
     #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
     pub vmid: Spanned<u64>,
-    /// Node the template lives on
-    #[schemars(with = "String")]
-    pub node: Spanned<String>,
+    /// Node the template lives on; default: `defaults.node`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub node: Option<Spanned<String>>,
     /// Name of the image (under `images`) whose disk becomes the boot disk
     #[schemars(with = "String")]
     pub image: Spanned<String>,
@@ -211,9 +333,10 @@ pub enum RawBus {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDisk {
-    /// Storage that holds the disk (content type `images`)
-    #[schemars(with = "String")]
-    pub storage: Spanned<String>,
+    /// Storage that holds the disk (content type `images`); default: `defaults.storage.disks`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub storage: Option<Spanned<String>>,
     /// Size after import, with a unit: `20G`, `20GiB`, `512M`
     #[schemars(with = "String", example = &"20G")]
     pub size: Spanned<String>,
@@ -226,6 +349,28 @@ pub struct RawDisk {
     /// Present the disk as an SSD to the guest (not on virtio)
     #[serde(default)]
     pub ssd: bool,
+    /// Give the disk its own I/O thread (SCSI uses the `virtio-scsi-single` controller then)
+    #[serde(default)]
+    pub iothread: bool,
+    /// Cache mode; default: Proxmox's (no host page cache)
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// Disk cache mode
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCache {
+    /// No host page cache
+    None,
+    /// Write-through
+    Writethrough,
+    /// Write-back
+    Writeback,
+    /// Write-back, flushes ignored (unsafe)
+    Unsafe,
+    /// Direct sync
+    Directsync,
 }
 
 /// Network interface model
@@ -246,9 +391,10 @@ pub enum RawNicModel {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
-    /// Bridge on the node, e.g. `vmbr0`
-    #[schemars(with = "String")]
-    pub bridge: Spanned<String>,
+    /// Bridge on the node, e.g. `vmbr0`; default: `defaults.bridge`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub bridge: Option<Spanned<String>>,
     /// NIC model; default `virtio`
     #[serde(default)]
     pub model: Option<RawNicModel>,
@@ -259,10 +405,14 @@ pub struct RawNetwork {
     /// Enable the Proxmox firewall on this interface
     #[serde(default)]
     pub firewall: bool,
+    /// MTU (virtio only; 1 = the bridge's MTU)
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 65520))]
+    pub mtu: Option<Spanned<u32>>,
 }
 
 /// Cloud-init settings
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCloudInit {
     /// Storage for the cloud-init drive; default: the boot disk's storage
@@ -283,13 +433,47 @@ pub struct RawCloudInit {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub gateway: Option<Spanned<String>>,
+    /// IPv6 for `net0`: `dhcp`, `auto` (SLAAC) or an address with prefix (`2001:db8::10/64`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"auto")]
+    pub ipv6: Option<Spanned<String>>,
+    /// IPv6 gateway for a static `ipv6`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub gateway6: Option<Spanned<String>>,
+    /// Password of the user: `env:NAME` or `file:PATH` (never printed); a literal is accepted
+    /// with a warning
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"env:VM_PASSWORD")]
+    pub password: Option<Spanned<String>>,
+    /// Files with OpenSSH public keys (one per line), relative to the spec file
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ssh_key_files: Vec<Spanned<String>>,
+    /// DNS settings
+    #[serde(default)]
+    pub dns: Option<RawDns>,
     /// Upgrade packages on first boot (Proxmox's default: yes)
     #[serde(default)]
     pub upgrade: Option<bool>,
 }
 
+/// DNS settings handed to the guest by cloud-init
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// Name servers (IPv4 or IPv6 addresses)
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub servers: Vec<Spanned<String>>,
+    /// Search domain
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"example.internal")]
+    pub search_domain: Option<Spanned<String>>,
+}
+
 /// A VM cloned from a template
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClone {
     /// VM id of the clone (100..=999999999)

@@ -2,22 +2,64 @@
 //! uniqueness), all problems collected before returning so a user fixes them in one pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_saphyr::Spanned;
 
 use super::error::Diagnostic;
 use super::model::*;
 use super::raw::*;
 use super::{Loaded, Warning};
+use crate::secret::Secret;
 
 struct Ctx {
     diagnostics: Vec<Diagnostic>,
     warnings: Vec<Warning>,
+    /// Directory of the spec file: relative paths in it are relative to this.
+    base_dir: PathBuf,
+    defaults: Defaults,
+}
+
+/// The `defaults` block, validated.
+#[derive(Default)]
+struct Defaults {
+    node: Option<String>,
+    images: Option<String>,
+    disks: Option<String>,
+    bridge: Option<String>,
 }
 
 impl Ctx {
+    /// A required value: the resource's own, else the default, else an error at `place`.
+    fn pick(
+        &mut self,
+        own: Option<&Spanned<String>>,
+        default: Option<&String>,
+        place: &Spanned<String>,
+        path: &str,
+        what: &str,
+        default_key: &str,
+    ) -> Option<String> {
+        match (own, default) {
+            (Some(own), _) => Some(own.value.clone()),
+            (None, Some(default)) => Some(default.clone()),
+            (None, None) => {
+                self.error_at(
+                    place,
+                    path,
+                    format!("no {what} given and no `{default_key}` to fall back on"),
+                    Some(&format!(
+                        "set `{}` here or `{default_key}`",
+                        path.rsplit('.').next().unwrap_or(path)
+                    )),
+                );
+                None
+            }
+        }
+    }
+
     fn error_at<T>(
         &mut self,
         spanned: &Spanned<T>,
@@ -43,11 +85,43 @@ const STORAGE_ID_ALLOWED: &str = "a Proxmox storage id: `[a-z][a-z0-9-_.]*[a-z0-
 const NODE_ALLOWED: &str = "a node name: letters, digits and `-`";
 const TAG_ALLOWED: &str = "a Proxmox tag: `[a-z0-9_][a-z0-9_+.-]*`";
 
-pub(super) fn validate(raw: RawSpec) -> Result<Loaded, Vec<Diagnostic>> {
+pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let mut ctx = Ctx {
         diagnostics: Vec::new(),
         warnings: Vec::new(),
+        base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        defaults: Defaults::default(),
     };
+    if let Some(defaults) = &raw.defaults {
+        if let Some(node) = &defaults.node {
+            check_node(&mut ctx, node, "defaults.node");
+        }
+        let roles = defaults.storage.as_ref();
+        for (storage, path) in [
+            (
+                roles.and_then(|r| r.images.as_ref()),
+                "defaults.storage.images",
+            ),
+            (
+                roles.and_then(|r| r.disks.as_ref()),
+                "defaults.storage.disks",
+            ),
+        ] {
+            if let Some(storage) = storage {
+                check_storage(&mut ctx, storage, path);
+            }
+        }
+        ctx.defaults = Defaults {
+            node: defaults.node.as_ref().map(|n| n.value.clone()),
+            images: roles
+                .and_then(|r| r.images.as_ref())
+                .map(|s| s.value.clone()),
+            disks: roles
+                .and_then(|r| r.disks.as_ref())
+                .map(|s| s.value.clone()),
+            bridge: defaults.bridge.as_ref().map(|b| b.value.clone()),
+        };
+    }
     let image_names: Vec<String> = raw.images.keys().map(|k| k.value.clone()).collect();
     let template_names: Vec<String> = raw.templates.keys().map(|k| k.value.clone()).collect();
 
@@ -74,13 +148,35 @@ pub(super) fn validate(raw: RawSpec) -> Result<Loaded, Vec<Diagnostic>> {
         }
     }
 
+    let mut entries: Vec<CloneEntry> = raw
+        .clones
+        .iter()
+        .map(|(name, clone)| CloneEntry {
+            name: name.clone(),
+            source: format!("clones.{}", name.value),
+            raw: clone.clone(),
+            group: None,
+            overridden: BTreeSet::new(),
+        })
+        .collect();
+    for (group_name, group) in &raw.clone_groups {
+        entries.extend(expand_group(&mut ctx, group_name, group));
+    }
+
     let mut ips: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     let mut clones = Vec::new();
-    for (name, clone) in &raw.clones {
-        let path = format!("clones.{}", name.value);
-        check_vm_name(&mut ctx, name, &path, &mut vm_names);
+    let mut explanations = BTreeMap::new();
+    for entry in &entries {
+        let (name, clone) = (&entry.name, &entry.raw);
+        let path = entry.source.clone();
+        check_vm_name(
+            &mut ctx,
+            name,
+            &format!("clones.{}", name.value),
+            &mut vm_names,
+        );
         let template = templates.iter().find(|t| t.name == clone.template.value);
-        if template.is_none() {
+        if template.is_none() && !template_names.contains(&clone.template.value) {
             let allowed = if template_names.is_empty() {
                 "a template declared under `templates` (there are none)".to_string()
             } else {
@@ -94,19 +190,28 @@ pub(super) fn validate(raw: RawSpec) -> Result<Loaded, Vec<Diagnostic>> {
                 ),
                 None => format!("unknown template `{}`", clone.template.value),
             };
-            if template_names.contains(&clone.template.value) {
-                // Declared but invalid: its own errors were reported already.
-            } else {
+            // A group reports a bad template once, not once per clone.
+            let already = ctx
+                .diagnostics
+                .iter()
+                .any(|d| d.path == format!("{}.template", group_path(entry)));
+            if !already {
                 ctx.error_at(
                     &clone.template,
-                    &format!("{path}.template"),
+                    &format!("{}.template", group_path(entry)),
                     message,
                     Some(&allowed),
                 );
             }
         }
-        if let Some(c) = check_clone(&mut ctx, name, clone, template) {
-            claim_vmid(&mut ctx, &clone.vmid, &format!("{path}.vmid"), &mut vmids);
+        if let Some(mut c) = check_clone(&mut ctx, name, clone, template, &path) {
+            c.group = entry.group.clone();
+            claim_vmid(
+                &mut ctx,
+                &clone.vmid,
+                &format!("clones.{}.vmid", name.value),
+                &mut vmids,
+            );
             if let Some(CloudInit {
                 ipv4: Some(Ipv4Config::Static { address, .. }),
                 ..
@@ -116,13 +221,16 @@ pub(super) fn validate(raw: RawSpec) -> Result<Loaded, Vec<Diagnostic>> {
             {
                 ctx.error_at(
                     ci,
-                    &format!("{path}.cloud_init.ipv4"),
+                    &format!("clones.{}.cloud_init.ipv4", name.value),
                     format!(
                         "address {} is already used by clone `{first}`",
                         address.addr()
                     ),
                     Some("an address no other clone uses"),
                 );
+            }
+            if let Some(template) = template {
+                explanations.insert(c.name.clone(), explain(entry, &c, template, &ctx.defaults));
             }
             clones.push(c);
         }
@@ -150,11 +258,334 @@ pub(super) fn validate(raw: RawSpec) -> Result<Loaded, Vec<Diagnostic>> {
                 clones,
             },
             warnings: ctx.warnings,
+            explanations,
         })
     } else {
         ctx.diagnostics.sort_by_key(|d| (d.line, d.column));
         Err(ctx.diagnostics)
     }
+}
+
+/// A clone to validate: declared under `clones`, or expanded from a group.
+struct CloneEntry {
+    name: Spanned<String>,
+    /// Where its settings come from: `clones.NAME` or `clone_groups.GROUP`.
+    source: String,
+    raw: RawClone,
+    group: Option<String>,
+    /// Fields a group's per-clone override set.
+    overridden: BTreeSet<&'static str>,
+}
+
+fn group_path(entry: &CloneEntry) -> String {
+    entry.source.clone()
+}
+
+/// Expand a clone group into one entry per clone: names from the pattern, vmids and static
+/// IPv4 addresses counting up, nodes taken in turn, per-clone overrides applied.
+fn expand_group(
+    ctx: &mut Ctx,
+    group_name: &Spanned<String>,
+    group: &RawCloneGroup,
+) -> Vec<CloneEntry> {
+    let path = format!("clone_groups.{}", group_name.value);
+    let count = group.count.value;
+    if !(1..=1000).contains(&count) {
+        ctx.error_at(
+            &group.count,
+            &format!("{path}.count"),
+            format!("count {count} is out of range"),
+            Some("1..=1000"),
+        );
+        return Vec::new();
+    }
+    let pattern = group
+        .name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("{}-{{n}}", group_name.value));
+    let pattern_place = group.name.clone().unwrap_or_else(|| group_name.clone());
+    if count > 1 && !pattern.contains("{n}") {
+        ctx.error_at(&pattern_place, &format!("{path}.name"), format!("name pattern `{pattern}` has no `{{n}}`: all {count} clones would get the same name"), Some("a pattern with `{n}`, such as `web-{n}`"));
+        return Vec::new();
+    }
+    let names: Vec<String> = (1..=count)
+        .map(|n| pattern.replace("{n}", &n.to_string()))
+        .collect();
+    for (override_name, _) in &group.overrides {
+        if !names.contains(&override_name.value) {
+            let known: Vec<&str> = names.iter().map(String::as_str).collect();
+            let message = match super::closest(&override_name.value, &known) {
+                Some(near) => format!(
+                    "`{}` is not a clone of this group (did you mean `{near}`?)",
+                    override_name.value
+                ),
+                None => format!("`{}` is not a clone of this group", override_name.value),
+            };
+            let shown: Vec<&str> = known.iter().take(5).copied().collect();
+            let more = if known.len() > 5 { ", …" } else { "" };
+            ctx.error_at(
+                override_name,
+                &format!("{path}.overrides.{}", override_name.value),
+                message,
+                Some(&format!(
+                    "one of the group's clones: {}{more}",
+                    shown.join(", ")
+                )),
+            );
+        }
+    }
+    let first_ip = group
+        .cloud_init
+        .as_ref()
+        .and_then(|ci| ci.ipv4.as_ref())
+        .and_then(|ip| {
+            ip.value
+                .parse::<Ipv4Net>()
+                .ok()
+                .map(|net| (net, ip.clone()))
+        });
+    let mut out = Vec::new();
+    for (idx, name) in names.iter().enumerate() {
+        let overrides = group
+            .overrides
+            .iter()
+            .find(|(k, _)| &k.value == name)
+            .map(|(_, v)| v);
+        let mut overridden = BTreeSet::new();
+        if let Some(o) = overrides {
+            for (field, set) in [
+                ("cores", o.cores.is_some()),
+                ("memory", o.memory.is_some()),
+                ("cloud_init", o.cloud_init.is_some()),
+                ("tags", o.tags.is_some()),
+                ("start", o.start.is_some()),
+                ("onboot", o.onboot.is_some()),
+            ] {
+                if set {
+                    overridden.insert(field);
+                }
+            }
+        }
+        let mut cloud_init = merge_cloud_init(
+            group.cloud_init.as_ref(),
+            overrides.and_then(|o| o.cloud_init.as_ref()),
+        );
+        let own_ip = overrides
+            .and_then(|o| o.cloud_init.as_ref())
+            .and_then(|ci| ci.ipv4.as_ref())
+            .is_some();
+        if let (Some((net, place)), Some(ci), false) = (&first_ip, cloud_init.as_mut(), own_ip) {
+            let addr = u32::from(net.addr())
+                .checked_add(idx as u32)
+                .map(Ipv4Addr::from);
+            let inside = addr.filter(|a| net.contains(a) && *a != net.broadcast());
+            match inside {
+                Some(addr) => {
+                    ci.ipv4 = Some(Spanned::new(
+                        format!("{addr}/{}", net.prefix_len()),
+                        place.referenced,
+                        place.defined,
+                    ))
+                }
+                None => {
+                    ctx.error_at(
+                        place,
+                        &format!("{path}.cloud_init.ipv4"),
+                        format!(
+                            "{count} clones do not fit: `{name}` would get an address outside {}",
+                            net.trunc()
+                        ),
+                        Some(&format!(
+                            "a first address and count that stay inside {}",
+                            net.trunc()
+                        )),
+                    );
+                    return out;
+                }
+            }
+        }
+        let vmid = group.first_vmid.value.saturating_add(idx as u64);
+        let node = (!group.nodes.is_empty()).then(|| group.nodes[idx % group.nodes.len()].clone());
+        let raw = RawClone {
+            vmid: Spanned::new(vmid, group.first_vmid.referenced, group.first_vmid.defined),
+            template: group.template.clone(),
+            node,
+            full: group.full,
+            cores: overrides.and_then(|o| o.cores).or(group.cores),
+            memory: overrides
+                .and_then(|o| o.memory.clone())
+                .or_else(|| group.memory.clone()),
+            cloud_init,
+            tags: overrides
+                .and_then(|o| o.tags.clone())
+                .or_else(|| group.tags.clone()),
+            start: overrides.and_then(|o| o.start).or(group.start),
+            onboot: overrides.and_then(|o| o.onboot).or(group.onboot),
+            description: None,
+        };
+        out.push(CloneEntry {
+            name: Spanned::new(
+                name.clone(),
+                pattern_place.referenced,
+                pattern_place.defined,
+            ),
+            source: path.clone(),
+            raw,
+            group: Some(group_name.value.clone()),
+            overridden,
+        });
+    }
+    out
+}
+
+/// A group's cloud-init with a clone's overrides on top, field by field.
+fn merge_cloud_init(
+    base: Option<&RawCloudInit>,
+    top: Option<&RawCloudInit>,
+) -> Option<RawCloudInit> {
+    match (base, top) {
+        (None, None) => None,
+        (Some(b), None) => Some(b.clone()),
+        (None, Some(t)) => Some(t.clone()),
+        (Some(b), Some(t)) => Some(RawCloudInit {
+            storage: t.storage.clone().or_else(|| b.storage.clone()),
+            user: t.user.clone().or_else(|| b.user.clone()),
+            ssh_keys: if t.ssh_keys.is_empty() {
+                b.ssh_keys.clone()
+            } else {
+                t.ssh_keys.clone()
+            },
+            ipv4: t.ipv4.clone().or_else(|| b.ipv4.clone()),
+            gateway: t.gateway.clone().or_else(|| b.gateway.clone()),
+            ipv6: t.ipv6.clone().or_else(|| b.ipv6.clone()),
+            gateway6: t.gateway6.clone().or_else(|| b.gateway6.clone()),
+            password: t.password.clone().or_else(|| b.password.clone()),
+            ssh_key_files: if t.ssh_key_files.is_empty() {
+                b.ssh_key_files.clone()
+            } else {
+                t.ssh_key_files.clone()
+            },
+            dns: t.dns.clone().or_else(|| b.dns.clone()),
+            upgrade: t.upgrade.or(b.upgrade),
+        }),
+    }
+}
+
+/// Picks one cloud-init value for `--explain`.
+type CiField = dyn Fn(&CloudInit) -> Option<String>;
+
+/// Each effective setting of a clone and the layer it comes from.
+fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -> Vec<Explained> {
+    let own = |field: &'static str| -> String {
+        if entry.overridden.contains(field) {
+            format!("{}.overrides.{}", entry.source, c.name)
+        } else {
+            entry.source.clone()
+        }
+    };
+    let template_layer = format!("templates.{}", t.name);
+    let mut out = Vec::new();
+    let mut add = |field: &str, value: String, source: String| {
+        out.push(Explained {
+            field: field.to_string(),
+            value,
+            source,
+        })
+    };
+    add("vmid", c.vmid.to_string(), entry.source.clone());
+    add(
+        "template",
+        format!("{} (vmid {})", t.name, t.vmid),
+        entry.source.clone(),
+    );
+    let node_source = if entry.raw.node.is_some() {
+        own("node")
+    } else if defaults.node.as_deref() == Some(t.node.as_str()) && t.node == c.node {
+        "defaults".to_string()
+    } else {
+        template_layer.clone()
+    };
+    add("node", c.node.clone(), node_source);
+    add(
+        "full",
+        c.full.to_string(),
+        if entry.raw.full.is_some() {
+            own("full")
+        } else {
+            "proxfleet default".into()
+        },
+    );
+    match c.cores {
+        Some(cores) => add("cores", cores.to_string(), own("cores")),
+        None => add("cores", t.cores.to_string(), template_layer.clone()),
+    }
+    add("sockets", t.sockets.to_string(), template_layer.clone());
+    match c.memory_mib {
+        Some(memory) => add("memory", format!("{memory} MiB"), own("memory")),
+        None => add(
+            "memory",
+            format!("{} MiB", t.memory_mib),
+            template_layer.clone(),
+        ),
+    }
+    match &c.tags {
+        Some(tags) => add("tags", tags.join(";"), own("tags")),
+        None => add("tags", t.tags.join(";"), template_layer.clone()),
+    }
+    add(
+        "start",
+        c.start.to_string(),
+        if entry.raw.start.is_some() {
+            own("start")
+        } else {
+            "proxfleet default".into()
+        },
+    );
+    if let Some(onboot) = c.onboot {
+        add("onboot", onboot.to_string(), own("onboot"));
+    }
+    let ci_layer = |pick: &CiField| -> Option<(String, String)> {
+        if let Some(value) = c.cloud_init.as_ref().and_then(pick) {
+            return Some((value, own("cloud_init")));
+        }
+        t.cloud_init
+            .as_ref()
+            .and_then(pick)
+            .map(|value| (value, template_layer.clone()))
+    };
+    let fields: [(&str, &CiField); 6] = [
+        ("cloud_init.user", &|ci| ci.user.clone()),
+        ("cloud_init.ipconfig0", &|ci| ipconfig(ci.ipv4, ci.ipv6)),
+        ("cloud_init.ssh_keys", &|ci| {
+            (!ci.ssh_keys.is_empty()).then(|| format!("{} key(s)", ci.ssh_keys.len()))
+        }),
+        ("cloud_init.dns.servers", &|ci| {
+            (!ci.nameservers.is_empty()).then(|| {
+                ci.nameservers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        }),
+        ("cloud_init.dns.search_domain", &|ci| {
+            ci.searchdomain.clone()
+        }),
+        ("cloud_init.password", &|ci| {
+            ci.password.as_ref().map(|_| "(sensitive)".to_string())
+        }),
+    ];
+    for (field, pick) in fields {
+        if let Some((value, source)) = ci_layer(pick) {
+            out.push(Explained {
+                field: field.to_string(),
+                value,
+                source,
+            });
+        }
+    }
+    out
 }
 
 fn claim_vmid(ctx: &mut Ctx, vmid: &Spanned<u64>, path: &str, seen: &mut BTreeMap<u32, String>) {
@@ -256,8 +687,30 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         );
     }
     let checksum = parse_checksum(ctx, &image.checksum, &format!("{path}.checksum"));
-    check_storage(ctx, &image.storage, &format!("{path}.storage"));
-    check_node(ctx, &image.node, &format!("{path}.node"));
+    if let Some(storage) = &image.storage {
+        check_storage(ctx, storage, &format!("{path}.storage"));
+    }
+    if let Some(node) = &image.node {
+        check_node(ctx, node, &format!("{path}.node"));
+    }
+    let defaults_images = ctx.defaults.images.clone();
+    let defaults_node = ctx.defaults.node.clone();
+    let storage = ctx.pick(
+        image.storage.as_ref(),
+        defaults_images.as_ref(),
+        name,
+        &format!("{path}.storage"),
+        "storage",
+        "defaults.storage.images",
+    );
+    let node = ctx.pick(
+        image.node.as_ref(),
+        defaults_node.as_ref(),
+        name,
+        &format!("{path}.node"),
+        "node",
+        "defaults.node",
+    );
     let file_name = match &image.file_name {
         Some(file_name) => {
             check_import_file_name(ctx, file_name, &format!("{path}.file_name"), false);
@@ -285,8 +738,8 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         name: name.value.clone(),
         url: url.clone(),
         checksum: checksum?,
-        storage: image.storage.value.clone(),
-        node: image.node.value.clone(),
+        storage: storage?,
+        node: node?,
         file_name,
     })
 }
@@ -515,21 +968,100 @@ fn check_ssh_key(ctx: &mut Ctx, key: &Spanned<String>, path: &str) {
 
 fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<CloudInit> {
     let n_before = ctx.diagnostics.len();
+    let mut ssh_keys: Vec<String> = Vec::new();
     for (key_idx, key) in ci.ssh_keys.iter().enumerate() {
         check_ssh_key(ctx, key, &format!("{path}.ssh_keys[{key_idx}]"));
+        ssh_keys.push(key.value.trim().to_string());
+    }
+    for (file_idx, file) in ci.ssh_key_files.iter().enumerate() {
+        let file_path = format!("{path}.ssh_key_files[{file_idx}]");
+        let full = ctx.base_dir.join(&file.value);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => {
+                for line in text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    let key = Spanned::new(line.to_string(), file.referenced, file.defined);
+                    check_ssh_key(ctx, &key, &file_path);
+                    ssh_keys.push(line.to_string());
+                }
+            }
+            Err(err) => ctx.error_at(
+                file,
+                &file_path,
+                format!("cannot read `{}`: {err}", full.display()),
+                Some("a readable file of OpenSSH public keys, relative to the spec file"),
+            ),
+        }
     }
     let ipv4 = parse_ipv4(ctx, ci, path);
+    let ipv6 = parse_ipv6(ctx, ci, path);
+    let password = ci
+        .password
+        .as_ref()
+        .and_then(|p| resolve_secret(ctx, p, &format!("{path}.password")));
+    let mut nameservers = Vec::new();
+    let mut searchdomain = None;
+    if let Some(dns) = &ci.dns {
+        for (server_idx, server) in dns.servers.iter().enumerate() {
+            match server.value.parse::<IpAddr>() {
+                Ok(ip) => nameservers.push(ip),
+                Err(_) => ctx.error_at(
+                    server,
+                    &format!("{path}.dns.servers[{server_idx}]"),
+                    format!("`{}` is not an IP address", server.value),
+                    Some("an IPv4 or IPv6 address such as `192.0.2.53`"),
+                ),
+            }
+        }
+        if let Some(domain) = &dns.search_domain {
+            let ok = domain.value.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+            if ok {
+                searchdomain = Some(domain.value.clone());
+            } else {
+                ctx.error_at(
+                    domain,
+                    &format!("{path}.dns.search_domain"),
+                    format!("`{}` is not a domain name", domain.value),
+                    Some("DNS labels joined by dots, such as `example.internal`"),
+                );
+            }
+        }
+    }
     if let Some(storage) = &ci.storage
         && !is_storage_id(storage)
     {
-        ctx.diagnostics.push(Diagnostic {
-            path: format!("{path}.storage"),
-            message: format!("`{storage}` is not a valid storage id"),
-            allowed: Some(STORAGE_ID_ALLOWED.to_string()),
-            line: 0,
-            column: 0,
-            len: 1,
+        let place = ci.ipv4.clone().or_else(|| {
+            ci.user.clone().map(|u| {
+                Spanned::new(
+                    u,
+                    serde_saphyr::Location::UNKNOWN,
+                    serde_saphyr::Location::UNKNOWN,
+                )
+            })
         });
+        match place {
+            Some(place) => ctx.error_at(
+                &place,
+                &format!("{path}.storage"),
+                format!("`{storage}` is not a valid storage id"),
+                Some(STORAGE_ID_ALLOWED),
+            ),
+            None => ctx.diagnostics.push(Diagnostic {
+                path: format!("{path}.storage"),
+                message: format!("`{storage}` is not a valid storage id"),
+                allowed: Some(STORAGE_ID_ALLOWED.to_string()),
+                line: 0,
+                column: 0,
+                len: 1,
+            }),
+        }
     }
     if ctx.diagnostics.len() != n_before {
         return None;
@@ -537,14 +1069,119 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
     Some(CloudInit {
         storage: ci.storage.clone(),
         user: ci.user.clone(),
-        ssh_keys: ci
-            .ssh_keys
-            .iter()
-            .map(|k| k.value.trim().to_string())
-            .collect(),
+        password,
+        ssh_keys,
         ipv4: ipv4?,
+        ipv6: ipv6?,
+        nameservers,
+        searchdomain,
         upgrade: ci.upgrade,
     })
+}
+
+fn parse_ipv6(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Option<Ipv6Config>> {
+    let Some(ipv6) = &ci.ipv6 else {
+        if let Some(gw) = &ci.gateway6 {
+            ctx.error_at(
+                gw,
+                &format!("{path}.gateway6"),
+                "an IPv6 gateway needs a static `ipv6`".to_string(),
+                Some("`gateway6` together with `ipv6: <address>/<prefix>`"),
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let config = match ipv6.value.as_str() {
+        "dhcp" => Ipv6Config::Dhcp,
+        "auto" => Ipv6Config::Auto,
+        text => match text.parse::<Ipv6Net>() {
+            Ok(address) => {
+                let gateway = match &ci.gateway6 {
+                    None => None,
+                    Some(gw) => match gw.value.parse::<Ipv6Addr>() {
+                        Ok(addr) => Some(addr),
+                        Err(_) => {
+                            ctx.error_at(
+                                gw,
+                                &format!("{path}.gateway6"),
+                                format!("`{}` is not an IPv6 address", gw.value),
+                                Some("an IPv6 address such as `2001:db8::1`"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                return Some(Some(Ipv6Config::Static { address, gateway }));
+            }
+            Err(_) => {
+                ctx.error_at(ipv6, &format!("{path}.ipv6"), format!("`{text}` is not an IPv6 setting"), Some("`dhcp`, `auto` (SLAAC) or an address with prefix such as `2001:db8::10/64`"));
+                return None;
+            }
+        },
+    };
+    if let Some(gw) = &ci.gateway6 {
+        ctx.error_at(
+            gw,
+            &format!("{path}.gateway6"),
+            format!("a gateway cannot be combined with `ipv6: {}`", ipv6.value),
+            Some("`gateway6` only with a static `ipv6`"),
+        );
+        return None;
+    }
+    Some(Some(config))
+}
+
+/// Resolve `env:NAME` or `file:PATH` (relative to the spec) into a secret. A literal is
+/// accepted with a warning. The value never appears in a message.
+fn resolve_secret(ctx: &mut Ctx, reference: &Spanned<String>, path: &str) -> Option<Secret> {
+    let text = reference.value.as_str();
+    if let Some(name) = text.strip_prefix("env:") {
+        return match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                ctx.error_at(
+                    reference,
+                    path,
+                    format!("environment variable `{name}` is not set"),
+                    Some("`env:NAME` of a set variable, or `file:PATH`"),
+                );
+                None
+            }
+        };
+    }
+    if let Some(file) = text.strip_prefix("file:") {
+        let full = ctx.base_dir.join(file);
+        return match std::fs::read_to_string(&full) {
+            Ok(value) if !value.trim().is_empty() => {
+                Some(Secret::new(value.trim_end_matches(['\n', '\r'])))
+            }
+            Ok(_) => {
+                ctx.error_at(
+                    reference,
+                    path,
+                    format!("`{}` is empty", full.display()),
+                    Some("a file holding the password"),
+                );
+                None
+            }
+            Err(err) => {
+                ctx.error_at(
+                    reference,
+                    path,
+                    format!("cannot read `{}`: {err}", full.display()),
+                    Some("`file:PATH` of a readable file, relative to the spec file"),
+                );
+                None
+            }
+        };
+    }
+    ctx.warnings.push(Warning {
+        path: path.to_string(),
+        message: "a literal password is stored in the spec; use `env:NAME` or `file:PATH` instead"
+            .to_string(),
+    });
+    Some(Secret::new(text))
 }
 
 fn check_tags(ctx: &mut Ctx, tags: &[Spanned<String>], path: &str) -> Vec<String> {
@@ -581,7 +1218,20 @@ fn check_template(
     let path = format!("templates.{}", name.value);
     let n_before = ctx.diagnostics.len();
     let vmid = check_vmid(ctx, &t.vmid, &format!("{path}.vmid"));
-    check_node(ctx, &t.node, &format!("{path}.node"));
+    if let Some(node) = &t.node {
+        check_node(ctx, node, &format!("{path}.node"));
+    }
+    let defaults_node = ctx.defaults.node.clone();
+    let defaults_disks = ctx.defaults.disks.clone();
+    let defaults_bridge = ctx.defaults.bridge.clone();
+    let template_node = ctx.pick(
+        t.node.as_ref(),
+        defaults_node.as_ref(),
+        name,
+        &format!("{path}.node"),
+        "node",
+        "defaults.node",
+    );
     if !image_names.contains(&t.image.value) {
         let known: Vec<&str> = image_names.iter().map(String::as_str).collect();
         let message = match super::closest(&t.image.value, &known) {
@@ -612,7 +1262,17 @@ fn check_template(
         }
     }
     let memory_mib = parse_memory(ctx, &t.memory, &format!("{path}.memory"));
-    check_storage(ctx, &t.disk.storage, &format!("{path}.disk.storage"));
+    if let Some(storage) = &t.disk.storage {
+        check_storage(ctx, storage, &format!("{path}.disk.storage"));
+    }
+    let disk_storage = ctx.pick(
+        t.disk.storage.as_ref(),
+        defaults_disks.as_ref(),
+        name,
+        &format!("{path}.disk.storage"),
+        "disk storage",
+        "defaults.storage.disks",
+    );
     let disk_size = match parse_size(&t.disk.size.value, 0) {
         Some(bytes) if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) => Some(DiskSize(bytes)),
         _ => {
@@ -628,18 +1288,57 @@ fn check_template(
     let mut networks = Vec::new();
     for (nic_idx, nic) in t.network.iter().enumerate() {
         let nic_path = format!("{path}.network[{nic_idx}]");
-        let bridge_ok = !nic.bridge.value.is_empty()
-            && nic
-                .bridge
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !bridge_ok {
+        if let Some(bridge) = &nic.bridge {
+            let bridge_ok = !bridge.value.is_empty()
+                && bridge
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !bridge_ok {
+                ctx.error_at(
+                    bridge,
+                    &format!("{nic_path}.bridge"),
+                    format!("`{}` is not a valid bridge name", bridge.value),
+                    Some("a bridge name such as `vmbr0`"),
+                );
+            }
+        }
+        let bridge = ctx.pick(
+            nic.bridge.as_ref(),
+            defaults_bridge.as_ref(),
+            name,
+            &format!("{nic_path}.bridge"),
+            "bridge",
+            "defaults.bridge",
+        );
+        let mtu = match &nic.mtu {
+            Some(mtu) if (1..=65520).contains(&mtu.value) => Some(mtu.value),
+            Some(mtu) => {
+                ctx.error_at(
+                    mtu,
+                    &format!("{nic_path}.mtu"),
+                    format!("MTU {} is out of range", mtu.value),
+                    Some("1..=65520 (1 = the bridge's MTU)"),
+                );
+                None
+            }
+            None => None,
+        };
+        let model = match nic.model.unwrap_or(RawNicModel::Virtio) {
+            RawNicModel::Virtio => NicModel::Virtio,
+            RawNicModel::E1000 => NicModel::E1000,
+            RawNicModel::Vmxnet3 => NicModel::Vmxnet3,
+            RawNicModel::Rtl8139 => NicModel::Rtl8139,
+        };
+        if mtu.is_some()
+            && model != NicModel::Virtio
+            && let Some(place) = &nic.mtu
+        {
             ctx.error_at(
-                &nic.bridge,
-                &format!("{nic_path}.bridge"),
-                format!("`{}` is not a valid bridge name", nic.bridge.value),
-                Some("a bridge name such as `vmbr0`"),
+                place,
+                &format!("{nic_path}.mtu"),
+                "an MTU can only be set on a virtio interface".to_string(),
+                Some("`model: virtio` with `mtu`"),
             );
         }
         let vlan = match &nic.vlan {
@@ -656,15 +1355,11 @@ fn check_template(
             None => None,
         };
         networks.push(Network {
-            model: match nic.model.unwrap_or(RawNicModel::Virtio) {
-                RawNicModel::Virtio => NicModel::Virtio,
-                RawNicModel::E1000 => NicModel::E1000,
-                RawNicModel::Vmxnet3 => NicModel::Vmxnet3,
-                RawNicModel::Rtl8139 => NicModel::Rtl8139,
-            },
-            bridge: nic.bridge.value.clone(),
+            model,
+            bridge: bridge.unwrap_or_default(),
             vlan,
             firewall: nic.firewall,
+            mtu,
         });
     }
     let bios = match t.bios.unwrap_or(RawBios::Seabios) {
@@ -681,7 +1376,7 @@ fn check_template(
             Some("`efi_disk` only together with `bios: ovmf`"),
         );
     }
-    let disk_storage = t.disk.storage.value.clone();
+    let disk_storage = disk_storage.unwrap_or_default();
     let efi_disk = (bios == Bios::Ovmf).then(|| {
         let raw = t.efi_disk.as_ref();
         EfiDisk {
@@ -722,7 +1417,7 @@ fn check_template(
     Some(Template {
         name: name.value.clone(),
         vmid: vmid?,
-        node: t.node.value.clone(),
+        node: template_node?,
         image: t.image.value.clone(),
         machine: t.machine.as_ref().map(|m| m.value.clone()),
         bios,
@@ -738,6 +1433,17 @@ fn check_template(
             size: disk_size?,
             discard: t.disk.discard,
             ssd: t.disk.ssd,
+            iothread: t.disk.iothread,
+            cache: t.disk.cache.map(|c| {
+                match c {
+                    RawCache::None => "none",
+                    RawCache::Writethrough => "writethrough",
+                    RawCache::Writeback => "writeback",
+                    RawCache::Unsafe => "unsafe",
+                    RawCache::Directsync => "directsync",
+                }
+                .to_string()
+            }),
         },
         networks,
         agent: t.agent,
@@ -754,8 +1460,9 @@ fn check_clone(
     name: &Spanned<String>,
     c: &RawClone,
     template: Option<&Template>,
+    path: &str,
 ) -> Option<CloneVm> {
-    let path = format!("clones.{}", name.value);
+    let path = path.to_string();
     let n_before = ctx.diagnostics.len();
     let vmid = check_vmid(ctx, &c.vmid, &format!("{path}.vmid"));
     if let Some(node) = &c.node {
@@ -805,6 +1512,7 @@ fn check_clone(
         start: c.start.unwrap_or(true),
         onboot: c.onboot,
         description: c.description.clone(),
+        group: None,
     })
 }
 
