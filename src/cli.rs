@@ -69,6 +69,9 @@ pub struct ValidateArgs {
     /// Spec file
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// Show every effective setting of this clone and the layer it comes from
+    #[arg(long, value_name = "CLONE")]
+    pub explain: Option<String>,
 }
 
 /// `plan`.

@@ -201,3 +201,14 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     }
     out
 }
+
+/// `validate --explain`: each effective setting of a clone and the layer that set it.
+pub fn explanation_table(clone: &str, rows: &[crate::spec::Explained]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["setting", "value", "from"]);
+    for row in rows {
+        table.add_row([row.field.as_str(), row.value.as_str(), row.source.as_str()]);
+    }
+    format!("clone.{clone}\n{table}\n")
+}

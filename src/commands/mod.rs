@@ -63,6 +63,9 @@ pub enum CommandError {
     /// The user did not confirm.
     #[error("{0}")]
     NotConfirmed(String),
+    /// The command line names something that does not exist.
+    #[error("{0}")]
+    Usage(String),
     /// Some changes failed; the report was printed.
     #[error("{failed} change(s) failed or were skipped")]
     ChangesFailed {
@@ -90,7 +93,8 @@ impl CommandError {
             | CommandError::NoEndpoint
             | CommandError::NoToken
             | CommandError::Conflicts(_)
-            | CommandError::NotConfirmed(_) => ErrorKind::User,
+            | CommandError::NotConfirmed(_)
+            | CommandError::Usage(_) => ErrorKind::User,
             CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,

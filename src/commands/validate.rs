@@ -9,6 +9,21 @@ use crate::cli::ValidateArgs;
 /// Every problem in the spec, at once.
 pub fn run(args: &ValidateArgs, io: &mut Io<'_>) -> Result<(), CommandError> {
     let loaded = load_spec(&args.spec.file, io)?;
+    if let Some(name) = &args.explain {
+        let name = name.strip_prefix("clone.").unwrap_or(name);
+        let Some(rows) = loaded.explanations.get(name) else {
+            let known: Vec<&str> = loaded.explanations.keys().map(String::as_str).collect();
+            return Err(CommandError::Usage(format!(
+                "no clone `{name}` in {}; clones: {}",
+                args.spec.file.display(),
+                known.join(", ")
+            )));
+        };
+        let _ = io
+            .out
+            .write_all(crate::render::explanation_table(name, rows).as_bytes());
+        return Ok(());
+    }
     let spec = &loaded.spec;
     let _ = writeln!(
         io.out,

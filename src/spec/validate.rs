@@ -83,6 +83,8 @@ const DNS_LABEL_ALLOWED: &str =
     "letters, digits and `-` (not first or last), at most 63 characters; no `_`";
 const STORAGE_ID_ALLOWED: &str = "a Proxmox storage id: `[a-z][a-z0-9-_.]*[a-z0-9]`";
 const NODE_ALLOWED: &str = "a node name: letters, digits and `-`";
+/// Proxmox's stock storages, local to each node.
+const NODE_LOCAL_STORAGES: [&str; 3] = ["local", "local-lvm", "local-zfs"];
 const TAG_ALLOWED: &str = "a Proxmox tag: `[a-z0-9_][a-z0-9_+.-]*`";
 
 pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnostic>> {
@@ -169,12 +171,12 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
     for entry in &entries {
         let (name, clone) = (&entry.name, &entry.raw);
         let path = entry.source.clone();
-        check_vm_name(
-            &mut ctx,
-            name,
-            &format!("clones.{}", name.value),
-            &mut vm_names,
-        );
+        // Where to say a clone's own problem is: `clones.web-1`, or `clone_groups.web[web-2]`.
+        let clone_path = match &entry.group {
+            Some(_) => format!("{}[{}]", entry.source, name.value),
+            None => entry.source.clone(),
+        };
+        check_vm_name(&mut ctx, name, &clone_path, &mut vm_names);
         let template = templates.iter().find(|t| t.name == clone.template.value);
         if template.is_none() && !template_names.contains(&clone.template.value) {
             let allowed = if template_names.is_empty() {
@@ -209,7 +211,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             claim_vmid(
                 &mut ctx,
                 &clone.vmid,
-                &format!("clones.{}.vmid", name.value),
+                &format!("{clone_path}.vmid"),
                 &mut vmids,
             );
             if let Some(CloudInit {
@@ -221,7 +223,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             {
                 ctx.error_at(
                     ci,
-                    &format!("clones.{}.cloud_init.ipv4", name.value),
+                    &format!("{clone_path}.cloud_init.ipv4"),
                     format!(
                         "address {} is already used by clone `{first}`",
                         address.addr()
@@ -262,6 +264,8 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
         })
     } else {
         ctx.diagnostics.sort_by_key(|d| (d.line, d.column));
+        // A group's clones share the group's lines: report each problem once.
+        ctx.diagnostics.dedup();
         Err(ctx.diagnostics)
     }
 }
@@ -1480,16 +1484,21 @@ fn check_clone(
         .tags
         .as_ref()
         .map(|tags| check_tags(ctx, tags, &format!("{path}.tags")));
-    if let (Some(node), Some(template), Some(false)) = (&c.node, template, c.full)
+    // Cloning to another node needs the template's disks on shared storage. Proxmox's stock
+    // storages `local`, `local-lvm` and `local-zfs` are node-local, so that cannot work.
+    if let (Some(node), Some(template)) = (&c.node, template)
         && node.value != template.node
+        && NODE_LOCAL_STORAGES.contains(&template.disk.storage.as_str())
     {
-        ctx.warnings.push(Warning {
-                path: format!("{path}.node"),
-                message: format!(
-                    "a linked clone on node `{}` needs the template's disks on storage shared with node `{}`",
-                    node.value, template.node
-                ),
-            });
+        ctx.error_at(
+            node,
+            &format!("{path}.node"),
+            format!(
+                "a clone on node `{}` cannot be made from template `{}`: its disks are on `{}`, which is local to node `{}`",
+                node.value, template.name, template.disk.storage, template.node
+            ),
+            Some("the template's node, or a template whose disks are on shared storage (NFS, Ceph, …)"),
+        );
     }
     if ctx.diagnostics.len() != n_before {
         return None;
