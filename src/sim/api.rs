@@ -497,6 +497,19 @@ fn canonical_net(value: &str, new_mac: bool) -> String {
     out
 }
 
+/// Proxmox stores cloud-init passwords hashed (crypt); the simulator keeps a salted SHA-256.
+fn hash_password(password: &str) -> String {
+    use sha2::Digest as _;
+    let salt: [u8; 8] = rand::random();
+    format!(
+        "$5${}${}",
+        hex::encode(salt),
+        hex::encode(sha2::Sha256::digest(
+            [&salt[..], password.as_bytes()].concat()
+        ))
+    )
+}
+
 fn normalize_tags(value: &str) -> String {
     let mut tags: Vec<String> = value
         .split([';', ',', ' '])
@@ -1080,6 +1093,8 @@ fn build_config(
         }
         let value = if is_net_key(key) {
             canonical_net(value, false)
+        } else if key == "cipassword" {
+            hash_password(value)
         } else {
             value.clone()
         };
@@ -1108,6 +1123,12 @@ fn vm_config(ctx: &Ctx) -> Reply {
         };
         let mut out = serde_json::Map::new();
         for (key, value) in config {
+            // Proxmox never shows the stored password hash.
+            let value = if key == "cipassword" {
+                "**********".to_string()
+            } else {
+                value
+            };
             let number = matches!(
                 key.as_str(),
                 "cores"
@@ -1211,6 +1232,8 @@ fn update_config(ctx: &Ctx, asynchronous: bool) -> Reply {
                 canonical_net(value, false)
             } else if key == "tags" {
                 normalize_tags(value)
+            } else if key == "cipassword" {
+                hash_password(value)
             } else {
                 value.clone()
             };

@@ -123,7 +123,7 @@ pub struct RawCloneGroup {
     pub onboot: Option<bool>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, RawClone>")]
+    #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
     pub overrides: IndexMap<Spanned<String>, RawCloneOverride>,
 }
 

@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod diff;
 mod e2e;
+mod examples;
 mod sim;
 mod spec;

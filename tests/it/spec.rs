@@ -90,3 +90,91 @@ fn all_problems_are_reported_at_once() {
         vec!["clones.web_1", "clones.web_1.vmid", "clones.web_1.template"]
     );
 }
+
+mod fuzz {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use crate::common::*;
+
+    /// Mutations of a valid spec: cut it, duplicate a line, swap characters, insert YAML-ish
+    /// noise. The loader must answer with a spec or an error, never a panic.
+    fn mutate(text: &str, cut: usize, line: usize, noise: &str, flip: usize) -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        if !out.is_empty() {
+            let idx = line % out.len();
+            let dup = out[idx].clone();
+            out.insert(idx, format!("{dup}{noise}"));
+        }
+        let mut joined = out.join("\n");
+        if !joined.is_empty() {
+            let mut at = flip % joined.len();
+            while !joined.is_char_boundary(at) {
+                at -= 1;
+            }
+            joined.insert_str(at, noise);
+        }
+        let mut end = cut % (joined.len() + 1);
+        while !joined.is_char_boundary(end) {
+            end -= 1;
+        }
+        joined[..end].to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_specs_never_panic(cut in 0usize..4000, line in 0usize..200, flip in 0usize..4000, noise in prop::sample::select(vec![
+            "", ":", "- ", "{", "}", "[", "]", "&a", "*a", "<<: *a", "!!binary", "\t", "'", "\"", "\n  x: 1", "vmid: -1", "count: 99999999999999999999", "  ", "#", "~", "é", "\u{0}",
+        ])) {
+            let text = mutate(&quickstart_text(), cut, line, noise, flip);
+            let _ = proxfleet::spec::load_str(&text, Path::new("fuzz.yaml"));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = proxfleet::spec::load_str(&text, Path::new("fuzz.yaml"));
+        }
+    }
+}
+
+/// The YAML documents as JSON values, for the JSON Schema validator.
+fn yaml_as_json(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).expect("YAML parses as a generic value")
+}
+
+#[test]
+fn schema_accepts_every_example_and_agrees_with_the_loader_on_type_errors() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let doc = yaml_as_json(&std::fs::read_to_string(&path).unwrap());
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+    // Type-level mistakes: the schema and the loader both reject them.
+    let type_level = [
+        "unknown_image_field",
+        "unknown_clone_field",
+        "unknown_top_level_key",
+        "bad_bios_enum",
+        "vmid_not_a_number",
+        "group_count_zero",
+        "template_vmid_out_of_range",
+        "vlan_out_of_range",
+    ];
+    for name in type_level {
+        let path = root().join(format!("tests/fixtures/invalid/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc = yaml_as_json(&text);
+        assert!(!validator.is_valid(&doc), "the schema should reject {name}");
+        assert!(
+            proxfleet::spec::load_str(&text, &path).is_err(),
+            "the loader should reject {name}"
+        );
+    }
+}
