@@ -511,7 +511,7 @@ impl Job {
             name: Some(vm.name.clone()),
             full: Some(recipe.full),
             target: (vm.node != recipe.template_node).then(|| vm.node.clone()),
-            storage: None,
+            storage: recipe.storage.clone(),
             description: vm.settings.get("description").cloned(),
             pool: None,
         };

@@ -61,6 +61,8 @@ pub struct CloneRecipe {
     pub template_node: String,
     /// Full or linked.
     pub full: bool,
+    /// Target storage of a full clone.
+    pub storage: Option<String>,
 }
 
 /// How a VM comes to exist.
@@ -365,6 +367,9 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         }
         params.push((format!("net{nic_idx}"), value));
     }
+    for (pci_idx, device) in t.pci.iter().enumerate() {
+        params.push((format!("hostpci{pci_idx}"), device.to_proxmox()));
+    }
     if t.agent {
         params.push(("agent".into(), "enabled=1".into()));
     }
@@ -468,6 +473,7 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
             template_vmid: template.vmid.get(),
             template_node: template.node.clone(),
             full: c.full,
+            storage: c.storage.clone(),
         }),
         running: c.start,
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),

@@ -271,6 +271,53 @@ pub struct Network {
     pub mtu: Option<u32>,
 }
 
+/// A PCI device passed through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDevice {
+    /// Resource mapping id, or raw host address.
+    pub source: PciSource,
+    /// PCIe.
+    pub pcie: bool,
+    /// Primary GPU.
+    pub primary_gpu: bool,
+    /// Option ROM.
+    pub rombar: Option<bool>,
+    /// Mediated device type.
+    pub mdev: Option<String>,
+}
+
+/// Where a passed-through PCI device comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PciSource {
+    /// A cluster resource mapping.
+    Mapping(String),
+    /// A raw host address (root@pam only).
+    Host(String),
+}
+
+impl PciDevice {
+    /// The `hostpciN` property string.
+    pub fn to_proxmox(&self) -> String {
+        let mut value = match &self.source {
+            PciSource::Mapping(id) => format!("mapping={id}"),
+            PciSource::Host(addr) => addr.clone(),
+        };
+        if let Some(mdev) = &self.mdev {
+            value.push_str(&format!(",mdev={mdev}"));
+        }
+        if self.pcie {
+            value.push_str(",pcie=1");
+        }
+        if let Some(rombar) = self.rombar {
+            value.push_str(&format!(",rombar={}", u8::from(rombar)));
+        }
+        if self.primary_gpu {
+            value.push_str(",x-vga=1");
+        }
+        value
+    }
+}
+
 /// IPv4 configuration of `net0` through cloud-init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ipv4Config {
@@ -393,6 +440,8 @@ pub struct Template {
     pub disk: BootDisk,
     /// NICs, `net0` first.
     pub networks: Vec<Network>,
+    /// PCI devices, `hostpci0` first.
+    pub pci: Vec<PciDevice>,
     /// Guest agent.
     pub agent: bool,
     /// Serial console as display.
@@ -420,6 +469,8 @@ pub struct CloneVm {
     pub node: String,
     /// Full (true) or linked (false).
     pub full: bool,
+    /// Target storage of a full clone.
+    pub storage: Option<String>,
     /// Cores override.
     pub cores: Option<u32>,
     /// Memory override in MiB.

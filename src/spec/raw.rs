@@ -247,6 +247,9 @@ pub struct RawTemplate {
     /// Network interfaces, `net0` first
     #[serde(default)]
     pub network: Vec<RawNetwork>,
+    /// PCI devices passed through (GPUs, NICs, HBAs), `hostpci0` first
+    #[serde(default)]
+    pub pci: Vec<RawPci>,
     /// Enable the QEMU guest agent
     #[serde(default)]
     pub agent: bool,
@@ -373,6 +376,34 @@ pub enum RawCache {
     Directsync,
 }
 
+/// A PCI device passed through to the VM
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPci {
+    /// Cluster resource mapping id (Datacenter → Resource Mappings); works with API tokens
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"gpu0")]
+    pub mapping: Option<Spanned<String>>,
+    /// Raw host address `bus:dev[.func]`, e.g. `0000:01:00`; Proxmox allows it for root@pam
+    /// only, so API tokens cannot use it: prefer `mapping`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"0000:01:00")]
+    pub host: Option<Spanned<String>>,
+    /// Attach as PCIe (needs machine `q35`)
+    #[serde(default)]
+    pub pcie: bool,
+    /// The VM's primary GPU (`x-vga`)
+    #[serde(default)]
+    pub primary_gpu: bool,
+    /// Expose the device's option ROM; default: yes
+    #[serde(default)]
+    pub rombar: Option<bool>,
+    /// Mediated device type (vGPU), e.g. `nvidia-63`
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub mdev: Option<Spanned<String>>,
+}
+
 /// Network interface model
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -489,6 +520,10 @@ pub struct RawClone {
     /// Full clone (independent copy); `false` makes a linked clone. Default `true`
     #[serde(default)]
     pub full: Option<bool>,
+    /// Storage for a full clone's disks; default: the template's. Not for linked clones
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub storage: Option<Spanned<String>>,
     /// Override the template's cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]

@@ -412,6 +412,7 @@ fn expand_group(
         let vmid = group.first_vmid.value.saturating_add(idx as u64);
         let node = (!group.nodes.is_empty()).then(|| group.nodes[idx % group.nodes.len()].clone());
         let raw = RawClone {
+            storage: None,
             vmid: Spanned::new(vmid, group.first_vmid.referenced, group.first_vmid.defined),
             template: group.template.clone(),
             node,
@@ -1415,10 +1416,135 @@ fn check_template(
             Some("`ssd` with bus `scsi` or `sata`"),
         );
     }
+    let q35 = t
+        .machine
+        .as_ref()
+        .is_some_and(|m| m.value == "q35" || m.value.starts_with("pc-q35-"));
+    let mut pci = Vec::new();
+    for (pci_idx, dev) in t.pci.iter().enumerate() {
+        let pci_path = format!("{path}.pci[{pci_idx}]");
+        let source = match (&dev.mapping, &dev.host) {
+            (Some(mapping), None) => {
+                let ok = mapping.value.len() >= 2
+                    && mapping
+                        .value
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic())
+                    && mapping
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+                if !ok {
+                    ctx.error_at(
+                        mapping,
+                        &format!("{pci_path}.mapping"),
+                        format!("`{}` is not a resource mapping id", mapping.value),
+                        Some("an id such as `gpu0`: a letter, then letters, digits, `-` or `_`"),
+                    );
+                }
+                Some(PciSource::Mapping(mapping.value.clone()))
+            }
+            (None, Some(host)) => {
+                let ok = host.value.split(';').all(|addr| {
+                    let parts: Vec<&str> = addr.split(':').collect();
+                    let hex = |s: &str, n: usize| {
+                        s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit())
+                    };
+                    let (bus, devfn) = match parts.as_slice() {
+                        [domain, bus, devfn]
+                            if domain.len() >= 4
+                                && domain.chars().all(|c| c.is_ascii_hexdigit()) =>
+                        {
+                            (*bus, *devfn)
+                        }
+                        [bus, devfn] => (*bus, *devfn),
+                        _ => return false,
+                    };
+                    let (dev_part, func) = devfn
+                        .split_once('.')
+                        .map_or((devfn, None), |(d, f)| (d, Some(f)));
+                    hex(bus, 2) && hex(dev_part, 2) && func.is_none_or(|f| hex(f, 1))
+                });
+                if ok {
+                    ctx.warnings.push(Warning { path: format!("{pci_path}.host"), message: "raw PCI host ids are allowed for root@pam only: API tokens cannot use them; create a resource mapping and use `mapping` instead".to_string() });
+                } else {
+                    ctx.error_at(
+                        host,
+                        &format!("{pci_path}.host"),
+                        format!("`{}` is not a PCI address", host.value),
+                        Some("`[domain:]bus:dev[.func]` in hex, such as `0000:01:00` or `01:00.0`"),
+                    );
+                }
+                Some(PciSource::Host(host.value.to_ascii_lowercase()))
+            }
+            (Some(mapping), Some(_)) => {
+                ctx.error_at(
+                    mapping,
+                    &pci_path,
+                    "give either `mapping` or `host`, not both".to_string(),
+                    Some("exactly one of `mapping` (works with API tokens) and `host`"),
+                );
+                None
+            }
+            (None, None) => {
+                let place = Spanned::new((), t.vmid.referenced, t.vmid.defined);
+                ctx.error_at(
+                    &place,
+                    &pci_path,
+                    "a PCI device needs `mapping` or `host`".to_string(),
+                    Some("exactly one of `mapping` (works with API tokens) and `host`"),
+                );
+                None
+            }
+        };
+        if dev.pcie && !q35 {
+            let place = dev
+                .mapping
+                .clone()
+                .or_else(|| dev.host.clone())
+                .unwrap_or_else(|| Spanned::new(String::new(), t.vmid.referenced, t.vmid.defined));
+            ctx.error_at(
+                &place,
+                &format!("{pci_path}.pcie"),
+                "PCIe passthrough needs the q35 machine type".to_string(),
+                Some("`machine: q35` on the template, or `pcie: false`"),
+            );
+        }
+        if let Some(mdev) = &dev.mdev
+            && (mdev.value.is_empty() || mdev.value.contains(['/', '.', ':']))
+        {
+            ctx.error_at(
+                mdev,
+                &format!("{pci_path}.mdev"),
+                format!("`{}` is not a mediated device type", mdev.value),
+                Some("a type name such as `nvidia-63` (no `/`, `.` or `:`)"),
+            );
+        }
+        if let Some(source) = source {
+            pci.push(PciDevice {
+                source,
+                pcie: dev.pcie,
+                primary_gpu: dev.primary_gpu,
+                rombar: dev.rombar,
+                mdev: dev.mdev.as_ref().map(|m| m.value.clone()),
+            });
+        }
+    }
+    if t.pci.iter().filter(|d| d.primary_gpu).count() > 1 {
+        let place = Spanned::new((), t.vmid.referenced, t.vmid.defined);
+        ctx.error_at(
+            &place,
+            &format!("{path}.pci"),
+            "more than one PCI device is the primary GPU".to_string(),
+            Some("`primary_gpu: true` on one device at most"),
+        );
+    }
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     Some(Template {
+        pci,
         name: name.value.clone(),
         vmid: vmid?,
         node: template_node?,
@@ -1504,7 +1630,19 @@ fn check_clone(
         return None;
     }
     let template = template?;
+    if let Some(storage) = &c.storage {
+        check_storage(ctx, storage, &format!("{path}.storage"));
+        if c.full == Some(false) {
+            ctx.error_at(
+                storage,
+                &format!("{path}.storage"),
+                "a linked clone stays on its template's storage".to_string(),
+                Some("`storage` only with a full clone (`full: true`, the default)"),
+            );
+        }
+    }
     Some(CloneVm {
+        storage: c.storage.as_ref().map(|s| s.value.clone()),
         name: name.value.clone(),
         vmid: vmid?,
         template: template.name.clone(),

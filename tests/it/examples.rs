@@ -44,6 +44,13 @@ async fn homelab_applies_and_converges() {
     assert_eq!(template.config["searchdomain"], "home.arpa");
     assert!(template.config["ipconfig0"].contains("ip6=auto"));
 
+    let gpu = vms.iter().find(|vm| vm.vmid == 9001).unwrap();
+    assert_eq!(gpu.config["hostpci0"], "mapping=gpu0,pcie=1");
+    let jellyfin = vms.iter().find(|vm| vm.vmid == 120).unwrap();
+    assert_eq!(
+        jellyfin.config["hostpci0"], "mapping=gpu0,pcie=1",
+        "the clone inherits the device"
+    );
     let nas = vms.iter().find(|vm| vm.vmid == 110).unwrap();
     assert_eq!(
         (

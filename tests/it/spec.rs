@@ -178,3 +178,76 @@ fn schema_accepts_every_example_and_agrees_with_the_loader_on_type_errors() {
         );
     }
 }
+
+#[test]
+fn raw_pci_host_ids_and_literal_passwords_are_accepted_with_a_warning() {
+    let text = quickstart_text()
+        .replace(
+            "    agent: true\n",
+            "    agent: true\n    pci:\n      - host: 0000:01:00.0\n        pcie: true\n",
+        )
+        .replace(
+            "      user: debian\n",
+            "      user: debian\n      password: hunter2\n",
+        );
+    let loaded = proxfleet::spec::load_str(&text, Path::new("warn.yaml")).expect("valid");
+    let warnings: Vec<String> = loaded
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "templates.debian-12-base.cloud_init.password: a literal password is stored in the spec; use `env:NAME` or `file:PATH` instead",
+            "templates.debian-12-base.pci[0].host: raw PCI host ids are allowed for root@pam only: API tokens cannot use them; create a resource mapping and use `mapping` instead",
+        ]
+    );
+    assert!(warnings.iter().all(|w| !w.contains("hunter2")));
+    assert!(
+        !format!("{:?}", loaded.spec).contains("hunter2"),
+        "Debug of the spec redacts the password"
+    );
+}
+
+#[test]
+fn clone_groups_expand_with_counting_names_vmids_addresses_and_nodes() {
+    let loaded = proxfleet::spec::load(&example("cluster.yaml")).unwrap();
+    let app: Vec<_> = loaded
+        .spec
+        .clones
+        .iter()
+        .filter(|c| c.group.as_deref() == Some("app"))
+        .collect();
+    assert_eq!(app.len(), 24);
+    let summary: Vec<(String, u32, String)> = app
+        .iter()
+        .take(4)
+        .map(|c| (c.name.clone(), c.vmid.get(), c.node.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("app-1".into(), 1001, "pve1".into()),
+            ("app-2".into(), 1002, "pve2".into()),
+            ("app-3".into(), 1003, "pve3".into()),
+            ("app-4".into(), 1004, "pve1".into()),
+        ]
+    );
+    assert_eq!(app[0].memory_mib, Some(4096), "override for app-1 only");
+    assert_eq!(
+        app[1].memory_mib, None,
+        "the others inherit the template's memory"
+    );
+    let rows = &loaded.explanations["app-1"];
+    let memory = rows.iter().find(|r| r.field == "memory").unwrap();
+    assert_eq!(
+        (memory.value.as_str(), memory.source.as_str()),
+        ("4096 MiB", "clone_groups.app.overrides.app-1")
+    );
+    let cores = rows.iter().find(|r| r.field == "cores").unwrap();
+    assert_eq!(
+        (cores.value.as_str(), cores.source.as_str()),
+        ("2", "templates.debian-12-app")
+    );
+}
