@@ -338,18 +338,17 @@ impl Job {
         if matches!(action, Action::Delete | Action::Replace) {
             match self.change.key.kind {
                 ResourceKind::Image => {
-                    if let Some(Resource::Image(image)) = &self.resource {
-                        self.delete_image(&image.node, &image.storage, &image.volid, tasks)
-                            .await?;
-                    } else if let Some(volid) = self
+                    // The plan names every file to remove (the current one or earlier copies).
+                    let storage_of =
+                        |volid: &str| volid.split(':').next().unwrap_or_default().to_string();
+                    for volid in self
                         .change
                         .fields
                         .iter()
-                        .find(|f| f.name == "volume")
-                        .and_then(|f| f.old.clone())
+                        .filter(|f| f.name == "volume")
+                        .filter_map(|f| f.old.clone())
                     {
-                        let storage = volid.split(':').next().unwrap_or_default().to_string();
-                        self.delete_image(&self.change.node, &storage, &volid, tasks)
+                        self.delete_image(&self.change.node, &storage_of(&volid), &volid, tasks)
                             .await?;
                     }
                 }
@@ -429,18 +428,6 @@ impl Job {
                 .map(Some)
         })
         .await?;
-        (|| {
-            self.client
-                .set_volume_notes(&image.node, &image.storage, &image.volid, &image.notes)
-        })
-        .retry(self.options.backoff)
-        .when(PveError::is_transient)
-        .await
-        .map_err(|source| StepError::Pve {
-            what: format!("record notes on {}", image.volid),
-            source,
-        })?;
-        self.step("record checksum in the volume notes");
         Ok(())
     }
 

@@ -26,8 +26,10 @@ pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
     let mut unchanged = 0;
 
     // Deletions first: what we own that the spec no longer asks for.
+    // Images are only ever deleted by `destroy --include-images`: once out of the spec, nothing
+    // says which files were its.
     let not_in_spec = |key: &ResourceKey| desired.get(key).is_none();
-    changes.extend(deletions(desired, actual, not_in_spec, not_in_spec));
+    changes.extend(deletions(desired, actual, not_in_spec, |_| false));
 
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
     for resource in desired.in_order() {
@@ -114,21 +116,30 @@ fn deletions(
         }
     }
     let before: Vec<ResourceKey> = out.iter().map(|c| c.key.clone()).collect();
-    for vol in actual.owned_volumes(project) {
-        let Some(marker) = &vol.marker else { continue };
-        if marker.key.kind != ResourceKind::Image || !image_wanted(&marker.key) {
+    for resource in desired.in_order() {
+        let Resource::Image(image) = resource else {
+            continue;
+        };
+        if !image_wanted(&image.key) {
+            continue;
+        }
+        let fields: Vec<FieldChange> = image_copies(image, actual)
+            .into_iter()
+            .map(|volid| FieldChange {
+                name: "volume".into(),
+                old: Some(volid),
+                new: None,
+            })
+            .collect();
+        if fields.is_empty() {
             continue;
         }
         out.push(Change {
-            key: marker.key.clone(),
+            key: image.key.clone(),
             action: Action::Delete,
             vmid: None,
-            node: vol.node.clone(),
-            fields: vec![FieldChange {
-                name: "volume".into(),
-                old: Some(vol.volid.clone()),
-                new: None,
-            }],
+            node: image.node.clone(),
+            fields,
             reasons: Vec::new(),
             depends_on: before.clone(),
         });
@@ -136,31 +147,58 @@ fn deletions(
     out
 }
 
-fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
-    let existing = actual
+/// The volumes on the image's node that are this image: the current file and earlier copies
+/// (same name, another content tag). Only these are ever deleted: proxfleet names image files
+/// by their content, and no other file has such a name.
+fn image_copies(image: &DesiredImage, actual: &ActualState) -> Vec<String> {
+    actual
         .volumes
-        .get(&(image.node.clone(), image.volid.clone()));
-    let checksum = format!("{}:{}", image.checksum_algorithm, image.checksum_hex);
-    let create_fields = || {
-        vec![
-            FieldChange {
-                name: "volume".into(),
-                old: None,
-                new: Some(image.volid.clone()),
-            },
-            FieldChange {
-                name: "url".into(),
-                old: None,
-                new: Some(image.url.clone()),
-            },
-            FieldChange {
-                name: "checksum".into(),
-                old: None,
-                new: Some(checksum.clone()),
-            },
-        ]
+        .values()
+        .filter(|vol| {
+            vol.node == image.node
+                && (vol.volid == image.volid || image.image.is_stale_copy(&vol.volid))
+        })
+        .map(|vol| vol.volid.clone())
+        .collect()
+}
+
+fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
+    if actual
+        .volumes
+        .contains_key(&(image.node.clone(), image.volid.clone()))
+    {
+        // The name is content-addressed: the file is this image, as Proxmox verified it.
+        return None;
+    }
+    let set = |name: &str, value: &str| FieldChange {
+        name: name.into(),
+        old: None,
+        new: Some(value.to_string()),
     };
-    let change = |action, fields, reasons| Change {
+    let stale: Vec<String> = image_copies(image, actual);
+    let mut fields: Vec<FieldChange> = stale
+        .iter()
+        .map(|volid| FieldChange {
+            name: "volume".into(),
+            old: Some(volid.clone()),
+            new: None,
+        })
+        .collect();
+    fields.push(set("volume", &image.volid));
+    fields.push(set("url", &image.url));
+    fields.push(set(
+        "checksum",
+        &format!("{}:{}", image.checksum_algorithm, image.checksum_hex),
+    ));
+    let (action, reasons) = if stale.is_empty() {
+        (Action::Create, Vec::new())
+    } else {
+        (
+            Action::Replace,
+            vec!["the image checksum changed: a new file replaces the earlier copy".to_string()],
+        )
+    };
+    Some(Change {
         key: image.key.clone(),
         action,
         vmid: None,
@@ -168,32 +206,7 @@ fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
         fields,
         reasons,
         depends_on: Vec::new(),
-    };
-    match existing {
-        None => Some(change(Action::Create, create_fields(), Vec::new())),
-        Some(vol) => match &vol.marker {
-            Some(marker) if marker.checksum.as_deref() == Some(checksum.as_str()) => None,
-            Some(marker) => Some(change(
-                Action::Replace,
-                vec![FieldChange {
-                    name: "checksum".into(),
-                    old: marker.checksum.clone(),
-                    new: Some(checksum.clone()),
-                }],
-                vec!["the image checksum changed".into()],
-            )),
-            // A file of that name that proxfleet did not fetch: download-url with the checksum
-            // verifies it without downloading when it matches, and fails when it does not.
-            None => Some(change(
-                Action::Create,
-                create_fields(),
-                vec![format!(
-                    "{} exists without proxfleet's notes: its checksum will be verified",
-                    image.volid
-                )],
-            )),
-        },
-    }
+    })
 }
 
 fn diff_vm(

@@ -23,18 +23,18 @@ pub struct DesiredImage {
     pub node: String,
     /// Storage.
     pub storage: String,
-    /// File name.
+    /// Content-addressed file name in the storage.
     pub file_name: String,
     /// Volume id once present.
     pub volid: String,
+    /// The spec's image, to recognise earlier copies by name.
+    pub image: Image,
     /// Source URL.
     pub url: String,
     /// Checksum algorithm (`sha256`, `sha512`).
     pub checksum_algorithm: String,
     /// Checksum hex.
     pub checksum_hex: String,
-    /// The notes text that marks the volume as ours.
-    pub notes: String,
 }
 
 /// How a template VM is built.
@@ -133,7 +133,7 @@ impl DesiredGraph {
         let mut graph = DiGraph::new();
         let mut by_key = BTreeMap::new();
         for image in &spec.images {
-            let resource = Resource::Image(desired_image(&spec.project, image));
+            let resource = Resource::Image(desired_image(image));
             by_key.insert(resource.key().clone(), graph.add_node(resource));
         }
         for template in &spec.templates {
@@ -234,25 +234,17 @@ fn spec_ordered_toposort(graph: &DiGraph<Resource, ()>) -> Vec<NodeIndex> {
     order
 }
 
-fn desired_image(project: &str, image: &Image) -> DesiredImage {
-    let key = ResourceKey::new(ResourceKind::Image, &image.name);
-    let marker = Marker {
-        project: project.to_string(),
-        key: key.clone(),
-        vmid: None,
-        build: None,
-        checksum: Some(image.checksum.to_string()),
-    };
+fn desired_image(image: &Image) -> DesiredImage {
     DesiredImage {
-        notes: marker.to_line(),
-        key,
+        key: ResourceKey::new(ResourceKind::Image, &image.name),
         node: image.node.clone(),
         storage: image.storage.clone(),
-        file_name: image.file_name.clone(),
+        file_name: image.stored_name(),
         volid: image.volid(),
         url: image.url.clone(),
         checksum_algorithm: image.checksum.algorithm.as_str().to_string(),
         checksum_hex: image.checksum.hex.clone(),
+        image: image.clone(),
     }
 }
 

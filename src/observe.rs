@@ -154,7 +154,6 @@ pub async fn observe(
                 source,
             })?;
         for vol in content {
-            let marker = vol.notes.as_deref().and_then(Marker::find);
             volumes.insert(
                 (node.clone(), vol.volid.clone()),
                 ActualVolume {
@@ -162,7 +161,6 @@ pub async fn observe(
                     storage: storage.clone(),
                     volid: vol.volid,
                     size: vol.size,
-                    marker,
                 },
             );
         }

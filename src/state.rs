@@ -41,8 +41,6 @@ pub struct ActualVolume {
     pub volid: String,
     /// Size in bytes.
     pub size: Option<u64>,
-    /// Ownership marker from the notes.
-    pub marker: Option<Marker>,
 }
 
 /// The observed cluster.
@@ -60,15 +58,5 @@ impl ActualState {
         self.vms
             .values()
             .filter(move |vm| vm.marker.as_ref().is_some_and(|m| m.project == project))
-    }
-
-    /// Volumes owned by `project`.
-    pub fn owned_volumes<'a>(
-        &'a self,
-        project: &'a str,
-    ) -> impl Iterator<Item = &'a ActualVolume> + 'a {
-        self.volumes
-            .values()
-            .filter(move |vol| vol.marker.as_ref().is_some_and(|m| m.project == project))
     }
 }

@@ -802,6 +802,10 @@ fn volume_update(ctx: &Ctx) -> Reply {
             .find_volume_mut(&node, &volid)
             .ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
         if let Some(notes) = ctx.get("notes") {
+            // pve-storage keeps notes only for backup archives.
+            if v.content != "backup" {
+                return Err(ApiError::fail("only backups can have notes"));
+            }
             v.notes = Some(notes.to_string()).filter(|n| !n.is_empty());
         }
         data(Value::Null)

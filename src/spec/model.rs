@@ -98,14 +98,49 @@ pub struct Image {
     pub storage: String,
     /// Node that downloads it.
     pub node: String,
-    /// File name in the storage (ends in `.qcow2`, `.raw` or `.vmdk`).
+    /// File name as given or taken from the URL (ends in `.qcow2`, `.raw` or `.vmdk`).
     pub file_name: String,
 }
 
 impl Image {
+    /// The name the file gets in the storage: content-addressed, `<stem>-<first 12 hex digits
+    /// of the checksum>.<ext>`. Proxmox keeps no notes on import volumes, so the name is what
+    /// says which content a file has: a file with this name is this image, verified by Proxmox
+    /// when it was downloaded, and a changed checksum is a new file.
+    pub fn stored_name(&self) -> String {
+        let (stem, ext) = self
+            .file_name
+            .rsplit_once('.')
+            .unwrap_or((self.file_name.as_str(), "qcow2"));
+        format!(
+            "{stem}-{}.{ext}",
+            &self.checksum.hex[..12.min(self.checksum.hex.len())]
+        )
+    }
+
     /// The Proxmox volume id the image has once downloaded.
     pub fn volid(&self) -> String {
-        format!("{}:import/{}", self.storage, self.file_name)
+        format!("{}:import/{}", self.storage, self.stored_name())
+    }
+
+    /// Whether `volid` is an earlier copy of this image: same storage, stem and extension, a
+    /// different 12-hex-digit content tag.
+    pub fn is_stale_copy(&self, volid: &str) -> bool {
+        let (stem, ext) = self
+            .file_name
+            .rsplit_once('.')
+            .unwrap_or((self.file_name.as_str(), "qcow2"));
+        let Some(name) = volid.strip_prefix(&format!("{}:import/{stem}-", self.storage)) else {
+            return false;
+        };
+        let Some(tag) = name.strip_suffix(&format!(".{ext}")) else {
+            return false;
+        };
+        tag.len() == 12
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && volid != self.volid()
     }
 }
 

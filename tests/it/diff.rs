@@ -31,7 +31,6 @@ fn converged(desired: &DesiredGraph) -> ActualState {
                         storage: image.storage.clone(),
                         volid: image.volid.clone(),
                         size: Some(1 << 30),
-                        marker: Marker::find(&image.notes),
                     },
                 );
             }

@@ -23,18 +23,13 @@ async fn quickstart_apply_builds_image_template_and_running_clones_then_converge
         run.out
     );
 
-    // The image volume, with proxfleet's notes.
+    // The image volume, named by its content (the checksum's first 12 hex digits).
     let volumes = sim.volumes();
-    let image = volumes
-        .iter()
-        .find(|v| v.volid == "local:import/debian-12-genericcloud-amd64-20250210-2019.qcow2")
-        .expect("the image was downloaded into local (import)");
     assert!(
-        image
-            .notes
-            .as_deref()
-            .unwrap_or_default()
-            .contains("managed-by: proxfleet project=default key=image.debian-12")
+        volumes.iter().any(|v| v.volid
+            == "local:import/debian-12-genericcloud-amd64-20250210-2019-a58d86525d75.qcow2"
+            && v.content == "import"),
+        "the image was downloaded into local (import): {volumes:?}"
     );
 
     // The template: converted, disks renamed base-*, EFI disk and TPM, cloud-init drive.
@@ -284,4 +279,51 @@ async fn plan_json_is_versioned_data() {
             ("clone.web-3", "create"),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_changed_image_checksum_downloads_a_new_file_and_rebuilds_the_template() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = write_spec(dir.path(), "base.yaml", &quickstart_text());
+    assert!(apply(&conn, &base).await.result.is_ok());
+    let old_sum = "a58d86525d75fd8e139a2302531ce5d2ab75ef0273cfe78f9d53aada4b23efd45f8433b4806fa4570cfe981c8fae26f5e5e855cbd66ba2198862f28125fd2d45";
+    let new_sum = format!("b{}", &old_sum[1..]);
+    let spec = write_spec(
+        dir.path(),
+        "new.yaml",
+        &quickstart_text().replace(old_sum, &new_sum),
+    );
+    let run = plan(&conn, &spec).await;
+    assert_eq!(
+        change_headers(&run.out),
+        vec![
+            "# image.debian-12 (on pve1) must be replaced",
+            "# template.debian-12-base (vmid 9000 on pve1) must be replaced",
+        ],
+        "clones are not replaced unless asked: {}",
+        run.out
+    );
+    let applied = apply(&conn, &spec).await;
+    assert!(
+        applied.result.is_ok(),
+        "{:?}\n{}",
+        applied.result,
+        applied.out
+    );
+    let imports: Vec<String> = sim
+        .volumes()
+        .into_iter()
+        .filter(|v| v.content == "import")
+        .map(|v| v.volid)
+        .collect();
+    assert_eq!(
+        imports,
+        vec![
+            "local:import/debian-12-genericcloud-amd64-20250210-2019-b58d86525d75.qcow2"
+                .to_string()
+        ],
+        "the old copy is gone"
+    );
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
 }
