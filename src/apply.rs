@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Plan};
+use crate::pve::propstr::{nic_mac, with_mac};
 use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid};
 use crate::state::ActualState;
 
@@ -534,6 +535,14 @@ impl Job {
             })
             .await?;
         }
+        if let Some((slot, size)) = &vm.disk_grow {
+            let size = size.to_proxmox();
+            self.task(&format!("resize {slot} to {size}"), tasks, || {
+                self.client
+                    .resize_disk(&vm.node, vm.vmid, slot, &size, None)
+            })
+            .await?;
+        }
         if vm.running {
             self.task("start", tasks, || async {
                 self.client.start_vm(&vm.node, vm.vmid).await.map(Some)
@@ -544,11 +553,11 @@ impl Job {
     }
 
     async fn update_vm(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {
-        let set: Vec<(String, String)> = self
+        let mut set: Vec<(String, String)> = self
             .change
             .fields
             .iter()
-            .filter(|f| f.name != "status")
+            .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
             .collect();
         let node = self
@@ -558,19 +567,43 @@ impl Job {
             .unwrap_or_else(|| vm.node.clone());
         if !set.is_empty() {
             // Carry the digest of the config as it is now, so a concurrent edit is detected
-            // rather than overwritten.
-            let digest = self
+            // rather than overwritten; and keep each interface's MAC, which the spec leaves to
+            // Proxmox.
+            let config = self
                 .client
                 .vm_config(&node, vm.vmid)
                 .await
                 .map_err(|source| StepError::Pve {
                     what: "read config".into(),
                     source,
-                })?
-                .digest;
+                })?;
+            for (option, value) in set.iter_mut() {
+                if option.starts_with("net")
+                    && let Some(mac) = config
+                        .values
+                        .get(option.as_str())
+                        .and_then(|current| nic_mac(current))
+                {
+                    *value = with_mac(value, &mac);
+                }
+            }
+            let digest = config.digest;
             self.task("configure", tasks, || {
                 self.client
                     .update_vm_config(&node, vm.vmid, &set, &[], Some(&digest))
+            })
+            .await?;
+        }
+        if let Some((slot, size)) = &vm.disk_grow
+            && self
+                .change
+                .fields
+                .iter()
+                .any(|f| f.name == format!("{slot} size"))
+        {
+            let size = size.to_proxmox();
+            self.task(&format!("resize {slot} to {size}"), tasks, || {
+                self.client.resize_disk(&node, vm.vmid, slot, &size, None)
             })
             .await?;
         }

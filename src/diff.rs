@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, Plan};
-use crate::pve::propstr::{decode_sshkeys, normalize};
+use crate::pve::propstr::{decode_sshkeys, disk_size_bytes, nic_mac, normalize};
+use crate::spec::DiskSize;
 use crate::state::{ActualState, ActualVm};
 
 /// Compare the desired graph with the observed state.
@@ -336,6 +337,19 @@ fn diff_vm(
             new: Some(want.clone()),
         })
         .collect();
+    if let Some((slot, size)) = &vm.disk_grow {
+        let observed = current
+            .config
+            .get(slot)
+            .and_then(|value| disk_size_bytes(value));
+        if observed.is_none_or(|bytes| bytes < size.0) {
+            fields.push(FieldChange {
+                name: format!("{slot} size"),
+                old: observed.map(|b| DiskSize(b).to_proxmox()),
+                new: Some(size.to_proxmox()),
+            });
+        }
+    }
     if vm.running && !current.running {
         fields.push(FieldChange {
             name: "status".into(),
@@ -378,6 +392,9 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
             ));
             fields.push(set("full", if clone.full { "1" } else { "0" }));
             fields.extend(vm.settings.iter().map(|(k, v)| set(k, v)));
+            if let Some((slot, size)) = &vm.disk_grow {
+                fields.push(set(&format!("{slot} size"), &size.to_proxmox()));
+            }
             if vm.running {
                 fields.push(set("status", "running"));
             }
@@ -404,6 +421,17 @@ pub fn same_value(option: &str, observed: Option<&str>, desired: &str) -> bool {
         }
         "description" | "name" | "ciuser" | "searchdomain" => {
             observed.trim_end() == desired.trim_end()
+        }
+        // A MAC the spec does not give is Proxmox's to choose: not drift.
+        nic if nic.starts_with("net") && nic_mac(desired).is_none() => {
+            let without_mac = |value: &str| {
+                normalize(nic, value)
+                    .split(',')
+                    .filter(|item| !item.starts_with("macaddr="))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            without_mac(observed) == without_mac(desired)
         }
         _ => normalize(option, observed) == normalize(option, desired),
     }

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::ownership::{Marker, ResourceKey, ResourceKind, TAG};
 use crate::pve::propstr::encode_sshkeys;
 use crate::secret::Secret;
-use crate::spec::{Bios, CloneVm, CloudInit, DiskBus, Image, Spec, Template, ipconfig};
+use crate::spec::{
+    Bios, CloneVm, CloudInit, DiskBus, DiskSize, Image, Network, Spec, Template, ipconfig,
+};
 
 /// An image volume the spec wants.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +94,8 @@ pub struct DesiredVm {
     pub recipe: Recipe,
     /// Should it be running (clones with `start`).
     pub running: bool,
+    /// Grow the boot disk (option name, size) after cloning; never shrinks.
+    pub disk_grow: Option<(String, DiskSize)>,
     /// Write-only options (`cipassword`): sent when the VM is made, never shown in a plan and
     /// never compared (Proxmox answers `**********` for them).
     pub secrets: Vec<(String, Secret)>,
@@ -248,6 +252,21 @@ fn desired_image(image: &Image) -> DesiredImage {
     }
 }
 
+/// A `netN` value without a MAC: Proxmox generates one, and keeps it on later updates.
+fn network_value(nic: &Network) -> String {
+    let mut value = format!("{},bridge={}", nic.model.as_str(), nic.bridge);
+    if nic.firewall {
+        value.push_str(",firewall=1");
+    }
+    if let Some(mtu) = nic.mtu {
+        value.push_str(&format!(",mtu={mtu}"));
+    }
+    if let Some(tag) = nic.vlan {
+        value.push_str(&format!(",tag={tag}"));
+    }
+    value
+}
+
 fn bool_flag(value: bool) -> &'static str {
     if value { "1" } else { "0" }
 }
@@ -346,18 +365,20 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         disk.push_str(&format!(",cache={cache}"));
     }
     params.push((slot.clone(), disk));
+    for (disk, extra) in t
+        .extra_disks
+        .iter()
+        .map(|d| (d, format!("{}:{}", d.storage, d.size.0 >> 30)))
+    {
+        let value = if disk.discard {
+            format!("{extra},discard=on")
+        } else {
+            extra
+        };
+        params.push((disk.slot.clone(), value));
+    }
     for (nic_idx, nic) in t.networks.iter().enumerate() {
-        let mut value = format!("{},bridge={}", nic.model.as_str(), nic.bridge);
-        if nic.firewall {
-            value.push_str(",firewall=1");
-        }
-        if let Some(mtu) = nic.mtu {
-            value.push_str(&format!(",mtu={mtu}"));
-        }
-        if let Some(tag) = nic.vlan {
-            value.push_str(&format!(",tag={tag}"));
-        }
-        params.push((format!("net{nic_idx}"), value));
+        params.push((format!("net{nic_idx}"), network_value(nic)));
     }
     for (pci_idx, device) in t.pci.iter().enumerate() {
         params.push((format!("hostpci{pci_idx}"), device.to_proxmox()));
@@ -419,6 +440,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
             fingerprint,
         }),
         running: false,
+        disk_grow: None,
         secrets: cloud_init_secrets(t.cloud_init.as_ref()),
     }
 }
@@ -454,6 +476,9 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
     if let Some(ci) = &c.cloud_init {
         cloud_init_settings(ci, &mut settings);
     }
+    for (nic_idx, nic) in c.networks.iter().flatten().enumerate() {
+        settings.insert(format!("net{nic_idx}"), network_value(nic));
+    }
     DesiredVm {
         key,
         name: c.name.clone(),
@@ -468,6 +493,7 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
             storage: c.storage.clone(),
         }),
         running: c.start,
+        disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),
     }
 }

@@ -191,6 +191,54 @@ fn normal_bool_for(option: &str, value: &str) -> String {
     value.to_string()
 }
 
+/// The `size=` of a disk option in bytes (`local-lvm:vm-1-disk-0,size=20G` → 20 GiB).
+pub fn disk_size_bytes(value: &str) -> Option<u64> {
+    let size = PropertyString::parse(value).entries.get("size")?.clone();
+    let split = size
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(size.len());
+    let (number, unit) = size.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return None,
+    };
+    Some((number * factor as f64) as u64)
+}
+
+/// The MAC address of a `netN` value (`virtio=BC:24:11:..` or `macaddr=..`), upper-case.
+pub fn nic_mac(value: &str) -> Option<String> {
+    let parsed = PropertyString::parse(value);
+    parsed
+        .entries
+        .iter()
+        .find(|(key, v)| {
+            (NIC_MODELS.contains(&key.as_str()) || key.as_str() == "macaddr") && !v.is_empty()
+        })
+        .map(|(_, mac)| mac.to_ascii_uppercase())
+}
+
+/// A `netN` value with the given MAC carried over (`virtio,bridge=vmbr0` →
+/// `virtio=BC:24:11:..,bridge=vmbr0`), so an update does not make Proxmox invent a new one.
+pub fn with_mac(value: &str, mac: &str) -> String {
+    if nic_mac(value).is_some() {
+        return value.to_string();
+    }
+    let mut items: Vec<String> = value.split(',').map(str::to_string).collect();
+    match items
+        .iter()
+        .position(|item| NIC_MODELS.contains(&item.as_str()))
+    {
+        Some(idx) => items[idx] = format!("{}={mac}", items[idx]),
+        None => items.push(format!("macaddr={mac}")),
+    }
+    items.join(",")
+}
+
 /// Tags as Proxmox stores them: split on `;`, `,` or whitespace, lower-cased, unique, sorted,
 /// joined with `;`.
 pub fn normalize_tags(value: &str) -> String {
@@ -303,6 +351,23 @@ mod tests {
             normalize("net0", "virtio,bridge=vmbr0,tag=20")
         );
         assert_ne!(normalize("memory", "2048"), normalize("memory", "4096"));
+    }
+
+    #[test]
+    fn disk_sizes_and_macs_are_read_from_option_values() {
+        assert_eq!(
+            disk_size_bytes("local-lvm:vm-1-disk-0,discard=on,size=20G"),
+            Some(20 << 30)
+        );
+        assert_eq!(disk_size_bytes("local-lvm:vm-1-disk-0"), None);
+        assert_eq!(
+            nic_mac("virtio=bc:24:11:00:00:01,bridge=vmbr0").as_deref(),
+            Some("BC:24:11:00:00:01")
+        );
+        assert_eq!(
+            with_mac("virtio,bridge=vmbr1,tag=30", "BC:24:11:00:00:01"),
+            "virtio=BC:24:11:00:00:01,bridge=vmbr1,tag=30"
+        );
     }
 
     #[test]

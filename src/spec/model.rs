@@ -266,6 +266,19 @@ impl BootDisk {
     }
 }
 
+/// An extra, empty disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraDisk {
+    /// Option name (`scsi1`).
+    pub slot: String,
+    /// Storage.
+    pub storage: String,
+    /// Size, whole GiB.
+    pub size: DiskSize,
+    /// Pass discard.
+    pub discard: bool,
+}
+
 /// NIC model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NicModel {
@@ -477,6 +490,8 @@ pub struct Template {
     pub networks: Vec<Network>,
     /// PCI devices, `hostpci0` first.
     pub pci: Vec<PciDevice>,
+    /// Extra empty disks, in slot order after the boot disk.
+    pub extra_disks: Vec<ExtraDisk>,
     /// Guest agent.
     pub agent: bool,
     /// Serial console as display.
@@ -506,6 +521,10 @@ pub struct CloneVm {
     pub full: bool,
     /// Target storage of a full clone.
     pub storage: Option<String>,
+    /// Boot disk size to grow to.
+    pub disk_size: Option<DiskSize>,
+    /// Network interfaces replacing the template's.
+    pub networks: Option<Vec<Network>>,
     /// Cores override.
     pub cores: Option<u32>,
     /// Memory override in MiB.

@@ -100,6 +100,14 @@ pub struct RawCloneGroup {
     /// Full clones (default) or linked clones (`false`)
     #[serde(default)]
     pub full: Option<bool>,
+    /// Grow the boot disk to this size (never shrinks): `40G`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"40G")]
+    pub disk_size: Option<Spanned<String>>,
+    /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawNetwork>>")]
+    pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]
@@ -131,6 +139,14 @@ pub struct RawCloneGroup {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCloneOverride {
+    /// Grow the boot disk to this size (never shrinks): `40G`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"40G")]
+    pub disk_size: Option<Spanned<String>>,
+    /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawNetwork>>")]
+    pub network: Option<Vec<RawNetwork>>,
     /// Override the cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]
@@ -244,6 +260,9 @@ pub struct RawTemplate {
     pub memory: Spanned<String>,
     /// The boot disk, imported from the image and resized
     pub disk: RawDisk,
+    /// More disks, empty, after the boot disk on its bus (`scsi1`, `scsi2`, …)
+    #[serde(default)]
+    pub extra_disks: Vec<RawExtraDisk>,
     /// Network interfaces, `net0` first
     #[serde(default)]
     pub network: Vec<RawNetwork>,
@@ -360,6 +379,22 @@ pub struct RawDisk {
     pub cache: Option<RawCache>,
 }
 
+/// An extra, empty disk
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtraDisk {
+    /// Size in whole GiB: `100G`, `1T`
+    #[schemars(with = "String", example = &"100G")]
+    pub size: Spanned<String>,
+    /// Storage; default: the boot disk's
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub storage: Option<Spanned<String>>,
+    /// Pass TRIM/discard to the storage
+    #[serde(default)]
+    pub discard: bool,
+}
+
 /// Disk cache mode
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -419,7 +454,7 @@ pub enum RawNicModel {
 }
 
 /// A network interface
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
     /// Bridge on the node, e.g. `vmbr0`; default: `defaults.bridge`
@@ -524,6 +559,14 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub storage: Option<Spanned<String>>,
+    /// Grow the boot disk to this size (never shrinks): `40G`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"40G")]
+    pub disk_size: Option<Spanned<String>>,
+    /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawNetwork>>")]
+    pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]

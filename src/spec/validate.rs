@@ -413,6 +413,12 @@ fn expand_group(
         let node = (!group.nodes.is_empty()).then(|| group.nodes[idx % group.nodes.len()].clone());
         let raw = RawClone {
             storage: None,
+            disk_size: overrides
+                .and_then(|o| o.disk_size.clone())
+                .or_else(|| group.disk_size.clone()),
+            network: overrides
+                .and_then(|o| o.network.clone())
+                .or_else(|| group.network.clone()),
             vmid: Spanned::new(vmid, group.first_vmid.referenced, group.first_vmid.defined),
             template: group.template.clone(),
             node,
@@ -1214,6 +1220,95 @@ fn check_tags(ctx: &mut Ctx, tags: &[Spanned<String>], path: &str) -> Vec<String
     out.into_iter().collect()
 }
 
+/// Validate network interfaces (`net0` first); `place` is where a missing default bridge is
+/// reported.
+fn check_networks(
+    ctx: &mut Ctx,
+    nics: &[RawNetwork],
+    path: &str,
+    place: &Spanned<String>,
+) -> Vec<Network> {
+    let defaults_bridge = ctx.defaults.bridge.clone();
+    let mut networks = Vec::new();
+    for (nic_idx, nic) in nics.iter().enumerate() {
+        let nic_path = format!("{path}.network[{nic_idx}]");
+        if let Some(bridge) = &nic.bridge {
+            let bridge_ok = !bridge.value.is_empty()
+                && bridge
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !bridge_ok {
+                ctx.error_at(
+                    bridge,
+                    &format!("{nic_path}.bridge"),
+                    format!("`{}` is not a valid bridge name", bridge.value),
+                    Some("a bridge name such as `vmbr0`"),
+                );
+            }
+        }
+        let bridge = ctx.pick(
+            nic.bridge.as_ref(),
+            defaults_bridge.as_ref(),
+            place,
+            &format!("{nic_path}.bridge"),
+            "bridge",
+            "defaults.bridge",
+        );
+        let mtu = match &nic.mtu {
+            Some(mtu) if (1..=65520).contains(&mtu.value) => Some(mtu.value),
+            Some(mtu) => {
+                ctx.error_at(
+                    mtu,
+                    &format!("{nic_path}.mtu"),
+                    format!("MTU {} is out of range", mtu.value),
+                    Some("1..=65520 (1 = the bridge's MTU)"),
+                );
+                None
+            }
+            None => None,
+        };
+        let model = match nic.model.unwrap_or(RawNicModel::Virtio) {
+            RawNicModel::Virtio => NicModel::Virtio,
+            RawNicModel::E1000 => NicModel::E1000,
+            RawNicModel::Vmxnet3 => NicModel::Vmxnet3,
+            RawNicModel::Rtl8139 => NicModel::Rtl8139,
+        };
+        if mtu.is_some()
+            && model != NicModel::Virtio
+            && let Some(place) = &nic.mtu
+        {
+            ctx.error_at(
+                place,
+                &format!("{nic_path}.mtu"),
+                "an MTU can only be set on a virtio interface".to_string(),
+                Some("`model: virtio` with `mtu`"),
+            );
+        }
+        let vlan = match &nic.vlan {
+            Some(tag) if (1..=4094).contains(&tag.value) => u16::try_from(tag.value).ok(),
+            Some(tag) => {
+                ctx.error_at(
+                    tag,
+                    &format!("{nic_path}.vlan"),
+                    format!("VLAN tag {} is out of range", tag.value),
+                    Some("1..=4094"),
+                );
+                None
+            }
+            None => None,
+        };
+        networks.push(Network {
+            model,
+            bridge: bridge.unwrap_or_default(),
+            vlan,
+            firewall: nic.firewall,
+            mtu,
+        });
+    }
+    networks
+}
+
 fn check_template(
     ctx: &mut Ctx,
     name: &Spanned<String>,
@@ -1228,7 +1323,6 @@ fn check_template(
     }
     let defaults_node = ctx.defaults.node.clone();
     let defaults_disks = ctx.defaults.disks.clone();
-    let defaults_bridge = ctx.defaults.bridge.clone();
     let template_node = ctx.pick(
         t.node.as_ref(),
         defaults_node.as_ref(),
@@ -1290,83 +1384,7 @@ fn check_template(
             None
         }
     };
-    let mut networks = Vec::new();
-    for (nic_idx, nic) in t.network.iter().enumerate() {
-        let nic_path = format!("{path}.network[{nic_idx}]");
-        if let Some(bridge) = &nic.bridge {
-            let bridge_ok = !bridge.value.is_empty()
-                && bridge
-                    .value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !bridge_ok {
-                ctx.error_at(
-                    bridge,
-                    &format!("{nic_path}.bridge"),
-                    format!("`{}` is not a valid bridge name", bridge.value),
-                    Some("a bridge name such as `vmbr0`"),
-                );
-            }
-        }
-        let bridge = ctx.pick(
-            nic.bridge.as_ref(),
-            defaults_bridge.as_ref(),
-            name,
-            &format!("{nic_path}.bridge"),
-            "bridge",
-            "defaults.bridge",
-        );
-        let mtu = match &nic.mtu {
-            Some(mtu) if (1..=65520).contains(&mtu.value) => Some(mtu.value),
-            Some(mtu) => {
-                ctx.error_at(
-                    mtu,
-                    &format!("{nic_path}.mtu"),
-                    format!("MTU {} is out of range", mtu.value),
-                    Some("1..=65520 (1 = the bridge's MTU)"),
-                );
-                None
-            }
-            None => None,
-        };
-        let model = match nic.model.unwrap_or(RawNicModel::Virtio) {
-            RawNicModel::Virtio => NicModel::Virtio,
-            RawNicModel::E1000 => NicModel::E1000,
-            RawNicModel::Vmxnet3 => NicModel::Vmxnet3,
-            RawNicModel::Rtl8139 => NicModel::Rtl8139,
-        };
-        if mtu.is_some()
-            && model != NicModel::Virtio
-            && let Some(place) = &nic.mtu
-        {
-            ctx.error_at(
-                place,
-                &format!("{nic_path}.mtu"),
-                "an MTU can only be set on a virtio interface".to_string(),
-                Some("`model: virtio` with `mtu`"),
-            );
-        }
-        let vlan = match &nic.vlan {
-            Some(tag) if (1..=4094).contains(&tag.value) => u16::try_from(tag.value).ok(),
-            Some(tag) => {
-                ctx.error_at(
-                    tag,
-                    &format!("{nic_path}.vlan"),
-                    format!("VLAN tag {} is out of range", tag.value),
-                    Some("1..=4094"),
-                );
-                None
-            }
-            None => None,
-        };
-        networks.push(Network {
-            model,
-            bridge: bridge.unwrap_or_default(),
-            vlan,
-            firewall: nic.firewall,
-            mtu,
-        });
-    }
+    let networks = check_networks(ctx, &t.network, &path, name);
     let bios = match t.bios.unwrap_or(RawBios::Seabios) {
         RawBios::Seabios => Bios::SeaBios,
         RawBios::Ovmf => Bios::Ovmf,
@@ -1540,11 +1558,62 @@ fn check_template(
             Some("`primary_gpu: true` on one device at most"),
         );
     }
+    let mut extra_disks = Vec::new();
+    for (disk_idx, disk) in t.extra_disks.iter().enumerate() {
+        let disk_path = format!("{path}.extra_disks[{disk_idx}]");
+        if let Some(storage) = &disk.storage {
+            check_storage(ctx, storage, &format!("{disk_path}.storage"));
+        }
+        match parse_size(&disk.size.value, 0) {
+            Some(bytes) if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) => {
+                extra_disks.push(ExtraDisk {
+                    slot: format!(
+                        "{}{}",
+                        t.disk.bus.map_or("scsi", |b| match b {
+                            RawBus::Scsi => "scsi",
+                            RawBus::Virtio => "virtio",
+                            RawBus::Sata => "sata",
+                        }),
+                        disk_idx + 1
+                    ),
+                    storage: disk
+                        .storage
+                        .as_ref()
+                        .map(|s| s.value.clone())
+                        .unwrap_or_else(|| disk_storage.clone()),
+                    size: DiskSize(bytes),
+                    discard: disk.discard,
+                })
+            }
+            _ => ctx.error_at(
+                &disk.size,
+                &format!("{disk_path}.size"),
+                format!("`{}` is not a size in whole GiB", disk.size.value),
+                Some("a whole number of GiB with a unit: `100G`, `1T`"),
+            ),
+        }
+    }
+    let max_slot = match t.disk.bus.unwrap_or(RawBus::Scsi) {
+        RawBus::Scsi => 30,
+        RawBus::Virtio => 15,
+        RawBus::Sata => 5,
+    };
+    if t.extra_disks.len() > max_slot
+        && let Some(last) = t.extra_disks.last()
+    {
+        ctx.error_at(
+            &last.size,
+            &format!("{path}.extra_disks"),
+            format!("{} extra disks do not fit on the bus", t.extra_disks.len()),
+            Some(&format!("at most {max_slot} besides the boot disk")),
+        );
+    }
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     Some(Template {
         pci,
+        extra_disks,
         name: name.value.clone(),
         vmid: vmid?,
         node: template_node?,
@@ -1626,6 +1695,42 @@ fn check_clone(
             Some("the template's node, or a template whose disks are on shared storage (NFS, Ceph, …)"),
         );
     }
+    let disk_size = c
+        .disk_size
+        .as_ref()
+        .and_then(|size| match parse_size(&size.value, 0) {
+            Some(bytes) if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) => {
+                if let Some(template) = template
+                    && bytes < template.disk.size.0
+                {
+                    ctx.error_at(
+                        size,
+                        &format!("{path}.disk_size"),
+                        format!(
+                            "{} is smaller than the template's {}: disks can only grow",
+                            DiskSize(bytes).to_proxmox(),
+                            template.disk.size.to_proxmox()
+                        ),
+                        Some(&format!("{} or more", template.disk.size.to_proxmox())),
+                    );
+                    return None;
+                }
+                Some(DiskSize(bytes))
+            }
+            _ => {
+                ctx.error_at(
+                    size,
+                    &format!("{path}.disk_size"),
+                    format!("`{}` is not a valid disk size", size.value),
+                    Some("a whole number with a unit: `40G`, `512M`"),
+                );
+                None
+            }
+        });
+    let networks = c
+        .network
+        .as_ref()
+        .map(|nics| check_networks(ctx, nics, &path, name));
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -1642,6 +1747,8 @@ fn check_clone(
         }
     }
     Some(CloneVm {
+        disk_size,
+        networks,
         storage: c.storage.as_ref().map(|s| s.value.clone()),
         name: name.value.clone(),
         vmid: vmid?,

@@ -327,3 +327,63 @@ async fn a_changed_image_checksum_downloads_a_new_file_and_rebuilds_the_template
     );
     assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
 }
+
+#[tokio::test]
+async fn clone_disk_and_network_overrides_converge_and_keep_the_mac() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_overrides = |vlan: u32| {
+        quickstart_text()
+            .replace("      discard: true\n      ssd: true\n", "      discard: true\n      ssd: true\n    extra_disks:\n      - size: 10G\n")
+            .replace(
+                "  web-1:\n    vmid: 201\n    template: debian-12-base\n",
+                &format!("  web-1:\n    vmid: 201\n    template: debian-12-base\n    disk_size: 40G\n    network:\n      - bridge: vmbr1\n        vlan: {vlan}\n"),
+            )
+    };
+    let spec = write_spec(dir.path(), "a.yaml", &with_overrides(30));
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    let web1 = sim.vms().into_iter().find(|vm| vm.vmid == 201).unwrap();
+    assert!(
+        web1.config["scsi0"].contains("size=40G"),
+        "{}",
+        web1.config["scsi0"]
+    );
+    assert!(
+        web1.config["scsi1"].contains("size=10G"),
+        "extra disk from the template"
+    );
+    let net0 = web1.config["net0"].clone();
+    assert!(
+        net0.starts_with("virtio=BC:24:11:")
+            && net0.contains("bridge=vmbr1")
+            && net0.contains("tag=30"),
+        "{net0}"
+    );
+    assert!(
+        plan(&conn, &spec).await.out.starts_with("No changes."),
+        "a MAC Proxmox chose is not drift"
+    );
+
+    let spec = write_spec(dir.path(), "b.yaml", &with_overrides(31));
+    let run = plan(&conn, &spec).await;
+    assert_eq!(
+        change_headers(&run.out),
+        vec!["# clone.web-1 (vmid 201 on pve1) will be updated in place"]
+    );
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    let after = sim
+        .vms()
+        .into_iter()
+        .find(|vm| vm.vmid == 201)
+        .unwrap()
+        .config["net0"]
+        .clone();
+    assert!(after.contains("tag=31"), "{after}");
+    assert_eq!(
+        after.split(',').next(),
+        net0.split(',').next(),
+        "the interface keeps its MAC"
+    );
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
