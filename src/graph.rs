@@ -137,14 +137,18 @@ impl DesiredGraph {
         let mut graph = DiGraph::new();
         let mut by_key = BTreeMap::new();
         for image in &spec.images {
-            let resource = Resource::Image(desired_image(image));
-            by_key.insert(resource.key().clone(), graph.add_node(resource));
+            for node in &image.nodes {
+                let resource = Resource::Image(desired_image(image, node));
+                by_key.insert(resource.key().clone(), graph.add_node(resource));
+            }
         }
         for template in &spec.templates {
             let image = spec.images.iter().find(|i| i.name == template.image);
             let vm = desired_template(&spec.project, template, image);
             let key = vm.key.clone();
-            let image_key = ResourceKey::new(ResourceKind::Image, &template.image);
+            let image_key = image
+                .map(|i| image_key(i, &template.node))
+                .unwrap_or_else(|| ResourceKey::new(ResourceKind::Image, &template.image));
             let idx = graph.add_node(Resource::Vm(vm));
             if let Some(&image_idx) = by_key.get(&image_key) {
                 graph.add_edge(image_idx, idx, ());
@@ -238,10 +242,19 @@ fn spec_ordered_toposort(graph: &DiGraph<Resource, ()>) -> Vec<NodeIndex> {
     order
 }
 
-fn desired_image(image: &Image) -> DesiredImage {
+/// `image.NAME`, or `image.NAME@NODE` for an image fetched onto several nodes.
+fn image_key(image: &Image, node: &str) -> ResourceKey {
+    if image.nodes.len() > 1 {
+        ResourceKey::new(ResourceKind::Image, format!("{}@{node}", image.name))
+    } else {
+        ResourceKey::new(ResourceKind::Image, &image.name)
+    }
+}
+
+fn desired_image(image: &Image, node: &str) -> DesiredImage {
     DesiredImage {
-        key: ResourceKey::new(ResourceKind::Image, &image.name),
-        node: image.node.clone(),
+        key: image_key(image, node),
+        node: node.to_string(),
         storage: image.storage.clone(),
         file_name: image.stored_name(),
         volid: image.volid(),
@@ -434,7 +447,9 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         // fingerprint, so no option is managed in place.
         settings: BTreeMap::new(),
         recipe: Recipe::Build(BuildRecipe {
-            image: ResourceKey::new(ResourceKind::Image, &t.image),
+            image: image
+                .map(|i| image_key(i, &t.node))
+                .unwrap_or_else(|| ResourceKey::new(ResourceKind::Image, &t.image)),
             create_params: params,
             resize,
             fingerprint,

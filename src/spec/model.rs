@@ -96,8 +96,8 @@ pub struct Image {
     pub checksum: Checksum,
     /// Target storage.
     pub storage: String,
-    /// Node that downloads it.
-    pub node: String,
+    /// Nodes that download it (at least one).
+    pub nodes: Vec<String>,
     /// File name as given or taken from the URL (ends in `.qcow2`, `.raw` or `.vmdk`).
     pub file_name: String,
 }

@@ -190,6 +190,11 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub node: Option<Spanned<String>>,
+    /// Several nodes that each download the image (for templates on several nodes with
+    /// node-local storage); instead of `node`
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub nodes: Vec<Spanned<String>>,
     /// File name in the storage; default: the last path segment of the url. Proxmox requires
     /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
     #[serde(default)]

@@ -139,7 +139,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
     for (name, template) in &raw.templates {
         let path = format!("templates.{}", name.value);
         check_vm_name(&mut ctx, name, &path, &mut vm_names);
-        if let Some(t) = check_template(&mut ctx, name, template, &image_names) {
+        if let Some(t) = check_template(&mut ctx, name, template, &image_names, &images) {
             claim_vmid(
                 &mut ctx,
                 &template.vmid,
@@ -703,6 +703,28 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
     }
     if let Some(node) = &image.node {
         check_node(ctx, node, &format!("{path}.node"));
+        if !image.nodes.is_empty() {
+            ctx.error_at(
+                node,
+                &format!("{path}.node"),
+                "give `node` or `nodes`, not both".to_string(),
+                Some("`node: pve1`, or `nodes: [pve1, pve2]`"),
+            );
+        }
+    }
+    for (node_idx, node) in image.nodes.iter().enumerate() {
+        check_node(ctx, node, &format!("{path}.nodes[{node_idx}]"));
+        if image.nodes[..node_idx]
+            .iter()
+            .any(|earlier| earlier.value == node.value)
+        {
+            ctx.error_at(
+                node,
+                &format!("{path}.nodes[{node_idx}]"),
+                format!("node `{}` is listed twice", node.value),
+                Some("each node once"),
+            );
+        }
     }
     let defaults_images = ctx.defaults.images.clone();
     let defaults_node = ctx.defaults.node.clone();
@@ -714,14 +736,19 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         "storage",
         "defaults.storage.images",
     );
-    let node = ctx.pick(
-        image.node.as_ref(),
-        defaults_node.as_ref(),
-        name,
-        &format!("{path}.node"),
-        "node",
-        "defaults.node",
-    );
+    let nodes: Option<Vec<String>> = if image.nodes.is_empty() {
+        ctx.pick(
+            image.node.as_ref(),
+            defaults_node.as_ref(),
+            name,
+            &format!("{path}.node"),
+            "node",
+            "defaults.node",
+        )
+        .map(|n| vec![n])
+    } else {
+        Some(image.nodes.iter().map(|n| n.value.clone()).collect())
+    };
     let file_name = match &image.file_name {
         Some(file_name) => {
             check_import_file_name(ctx, file_name, &format!("{path}.file_name"), false);
@@ -750,7 +777,7 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         url: url.clone(),
         checksum: checksum?,
         storage: storage?,
-        node: node?,
+        nodes: nodes?,
         file_name,
     })
 }
@@ -1314,6 +1341,7 @@ fn check_template(
     name: &Spanned<String>,
     t: &RawTemplate,
     image_names: &[String],
+    images: &[Image],
 ) -> Option<Template> {
     let path = format!("templates.{}", name.value);
     let n_before = ctx.diagnostics.len();
@@ -1385,6 +1413,25 @@ fn check_template(
         }
     };
     let networks = check_networks(ctx, &t.network, &path, name);
+    if let (Some(image), Some(node)) = (
+        images.iter().find(|i| i.name == t.image.value),
+        &template_node,
+    ) {
+        let local = NODE_LOCAL_STORAGES.contains(&image.storage.as_str());
+        if !image.nodes.contains(node) && (image.nodes.len() > 1 || local) {
+            ctx.error_at(
+                &t.image,
+                &format!("{path}.image"),
+                format!(
+                    "image `{}` is not fetched onto node `{node}`, where this template is built",
+                    image.name
+                ),
+                Some(&format!(
+                    "add `{node}` to the image's `nodes`, or keep the image on shared storage"
+                )),
+            );
+        }
+    }
     let bios = match t.bios.unwrap_or(RawBios::Seabios) {
         RawBios::Seabios => Bios::SeaBios,
         RawBios::Ovmf => Bios::Ovmf,

@@ -183,3 +183,42 @@ async fn a_password_is_sent_but_never_shown_or_compared() {
         "a masked password is not drift"
     );
 }
+
+#[tokio::test]
+async fn an_image_fetched_onto_several_nodes_feeds_a_template_on_each() {
+    let (sim, conn) = cluster_sim(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = quickstart_text()
+        .replace("    node: pve1\n\ntemplates:", "    nodes: [pve1, pve2]\n\ntemplates:")
+        .replace("clones:\n", "  debian-12-base-2:\n    vmid: 9001\n    node: pve2\n    image: debian-12\n    disk:\n      storage: local-lvm\n      size: 20G\n\nclones:\n");
+    let spec = write_spec(dir.path(), "two.yaml", &text);
+    let run = plan(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    let headers = change_headers(&run.out);
+    assert!(
+        headers.contains(&"# image.debian-12@pve1 (on pve1) will be created".to_string()),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&"# image.debian-12@pve2 (on pve2) will be created".to_string()),
+        "{headers:?}"
+    );
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    let imports: Vec<(String, String)> = sim
+        .volumes()
+        .into_iter()
+        .filter(|v| v.content == "import")
+        .map(|v| (v.node, v.storage))
+        .collect();
+    assert_eq!(
+        imports,
+        vec![
+            ("pve1".to_string(), "local".to_string()),
+            ("pve2".to_string(), "local".to_string())
+        ]
+    );
+    let vms = sim.vms();
+    let second = vms.iter().find(|vm| vm.vmid == 9001).unwrap();
+    assert_eq!((second.node.as_str(), second.template), ("pve2", true));
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
