@@ -20,6 +20,7 @@ pub struct RawSpec {
     /// ever changes or deletes resources of the same project. Default `default`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"web-tier")]
     pub project: Option<Spanned<String>>,
     /// Cluster-wide defaults: the node, storages by role and bridge used where a resource does
     /// not name its own
@@ -55,6 +56,7 @@ pub struct RawDefaults {
     pub node: Option<Spanned<String>>,
     /// Storages by role
     #[serde(default)]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<RawStorageRoles>,
     /// Bridge for network interfaces that name none
     #[serde(default)]
@@ -82,6 +84,7 @@ pub struct RawStorageRoles {
 pub struct RawCloneGroup {
     /// How many clones (1..=1000)
     #[schemars(with = "u32", range(min = 1, max = 1000))]
+    #[schemars(example = 3)]
     pub count: Spanned<u64>,
     /// Name pattern; `{n}` is replaced by 1, 2, …; default `<group>-{n}`
     #[serde(default)]
@@ -89,16 +92,20 @@ pub struct RawCloneGroup {
     pub name: Option<Spanned<String>>,
     /// VM id of the first clone; the others count up from it
     #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    #[schemars(example = 201)]
     pub first_vmid: Spanned<u64>,
     /// Name of the template (under `templates`) to clone
     #[schemars(with = "String")]
+    #[schemars(example = &"debian-12-base")]
     pub template: Spanned<String>,
     /// Nodes to spread the clones over, in turn; default: the template's node
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["pve1", "pve2"])]
     pub nodes: Vec<Spanned<String>>,
     /// Full clones (default) or linked clones (`false`)
     #[serde(default)]
+    #[schemars(example = true)]
     pub full: Option<bool>,
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
@@ -107,31 +114,39 @@ pub struct RawCloneGroup {
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]
+    #[schemars(example = serde_json::json!([{"bridge": "vmbr0", "vlan": 20}]))]
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]
+    #[schemars(example = 2)]
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init for every clone; a static `ipv4` is the first clone's address and counts up
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
     pub cloud_init: Option<RawCloudInit>,
     /// Tags (besides `proxfleet`); when given they replace the template's tags
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(example = ["web", "debian"])]
     pub tags: Option<Vec<Spanned<String>>>,
     /// Start the clones and keep them running; default `true`
     #[serde(default)]
+    #[schemars(example = true)]
     pub start: Option<bool>,
     /// Start the clones when their node boots
     #[serde(default)]
+    #[schemars(example = true)]
     pub onboot: Option<bool>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
+    #[schemars(example = serde_json::json!({"web-1": {"memory": "4GiB"}}))]
     pub overrides: IndexMap<Spanned<String>, RawCloneOverride>,
 }
 
@@ -146,27 +161,34 @@ pub struct RawCloneOverride {
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]
+    #[schemars(example = serde_json::json!([{"bridge": "vmbr0", "vlan": 20}]))]
     pub network: Option<Vec<RawNetwork>>,
     /// Override the cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]
+    #[schemars(example = 2)]
     pub cores: Option<u32>,
     /// Override the memory
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Override cloud-init settings
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
     pub cloud_init: Option<RawCloudInit>,
     /// Override the tags
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(example = ["web", "debian"])]
     pub tags: Option<Vec<Spanned<String>>>,
     /// Override start
     #[serde(default)]
+    #[schemars(example = true)]
     pub start: Option<bool>,
     /// Override start on boot
     #[serde(default)]
+    #[schemars(example = true)]
     pub onboot: Option<bool>,
 }
 
@@ -177,28 +199,34 @@ pub struct RawCloneOverride {
 pub struct RawImage {
     /// Where the node downloads the image from (http or https)
     #[schemars(with = "String", url)]
+    #[schemars(example = &"https://cloud.debian.org/images/cloud/bookworm/20250210-2019/debian-12-genericcloud-amd64-20250210-2019.qcow2")]
     pub url: Spanned<String>,
     /// Expected checksum as `sha256:<hex>` or `sha512:<hex>`; verified by Proxmox after download
     #[schemars(with = "String", regex(pattern = r"^(sha256|sha512):[0-9a-fA-F]+$"))]
+    #[schemars(example = &"sha512:a58d86525d75fd8e139a2302531ce5d2ab75ef0273cfe78f9d53aada4b23efd45f8433b4806fa4570cfe981c8fae26f5e5e855cbd66ba2198862f28125fd2d45")]
     pub checksum: Spanned<String>,
     /// Storage that receives the file; it must have the `import` content type. Default:
     /// `defaults.storage.images`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<Spanned<String>>,
     /// Node that downloads the image; default: `defaults.node`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"pve1")]
     pub node: Option<Spanned<String>>,
     /// Several nodes that each download the image (for templates on several nodes with
     /// node-local storage); instead of `node`
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["pve1", "pve2"])]
     pub nodes: Vec<Spanned<String>>,
     /// File name in the storage; default: the last path segment of the url. Proxmox requires
     /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"noble-server-cloudimg-amd64.qcow2")]
     pub file_name: Option<Spanned<String>>,
 }
 
@@ -227,13 +255,16 @@ pub enum RawBios {
 pub struct RawTemplate {
     /// VM id of the template (100..=999999999)
     #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    #[schemars(example = 9000)]
     pub vmid: Spanned<u64>,
     /// Node the template lives on; default: `defaults.node`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"pve1")]
     pub node: Option<Spanned<String>>,
     /// Name of the image (under `images`) whose disk becomes the boot disk
     #[schemars(with = "String")]
+    #[schemars(example = &"debian-12")]
     pub image: Spanned<String>,
     /// Machine type, e.g. `q35` or `pc`; default: Proxmox's (`pc`)
     #[serde(default)]
@@ -241,57 +272,73 @@ pub struct RawTemplate {
     pub machine: Option<Spanned<String>>,
     /// BIOS: `seabios` (default) or `ovmf` (UEFI)
     #[serde(default)]
+    #[schemars(example = &"ovmf")]
     pub bios: Option<RawBios>,
     /// EFI disk, for `bios: ovmf`; default: on the boot disk's storage
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"pre_enrolled_keys": true}))]
     pub efi_disk: Option<RawEfiDisk>,
     /// TPM state disk
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"version": "v2.0"}))]
     pub tpm: Option<RawTpm>,
     /// CPU type, e.g. `host` or `x86-64-v2-AES`; default: Proxmox's
     #[serde(default)]
+    #[schemars(example = &"host")]
     pub cpu: Option<String>,
     /// CPU cores per socket
     #[serde(default = "default_cores")]
     #[schemars(range(min = 1, max = 1024))]
+    #[schemars(example = 2)]
     pub cores: u32,
     /// CPU sockets
     #[serde(default = "default_sockets")]
     #[schemars(range(min = 1, max = 16))]
+    #[schemars(example = 1)]
     pub sockets: u32,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
     #[schemars(with = "String", example = &"2GiB")]
     pub memory: Spanned<String>,
     /// The boot disk, imported from the image and resized
+    #[schemars(example = serde_json::json!({"storage": "local-lvm", "size": "20G", "discard": true, "ssd": true}))]
     pub disk: RawDisk,
     /// More disks, empty, after the boot disk on its bus (`scsi1`, `scsi2`, …)
     #[serde(default)]
+    #[schemars(example = serde_json::json!([{"size": "100G"}]))]
     pub extra_disks: Vec<RawExtraDisk>,
     /// Network interfaces, `net0` first
     #[serde(default)]
+    #[schemars(example = serde_json::json!([{"bridge": "vmbr0", "vlan": 20}]))]
     pub network: Vec<RawNetwork>,
     /// PCI devices passed through (GPUs, NICs, HBAs), `hostpci0` first
     #[serde(default)]
+    #[schemars(example = serde_json::json!([{"mapping": "gpu0", "pcie": true}]))]
     pub pci: Vec<RawPci>,
     /// Enable the QEMU guest agent
     #[serde(default)]
+    #[schemars(example = true)]
     pub agent: bool,
     /// Add a serial console and use it as the display (many cloud images expect one)
     #[serde(default)]
+    #[schemars(example = true)]
     pub serial_console: bool,
     /// Guest OS type, e.g. `l26` (Linux); default `l26`
     #[serde(default)]
+    #[schemars(example = &"l26")]
     pub ostype: Option<String>,
     /// Cloud-init settings baked into the template; clones inherit them
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
     pub cloud_init: Option<RawCloudInit>,
     /// Tags (besides `proxfleet`, which is always added)
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["web", "debian"])]
     pub tags: Vec<Spanned<String>>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(example = &"Web tier, managed in git")]
     pub description: Option<String>,
 }
 
@@ -315,9 +362,11 @@ fn default_memory() -> Spanned<String> {
 pub struct RawEfiDisk {
     /// Storage for the EFI disk; default: the boot disk's storage
     #[serde(default)]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<String>,
     /// Enrol the distribution and Microsoft Secure Boot keys (Secure Boot on)
     #[serde(default)]
+    #[schemars(example = true)]
     pub pre_enrolled_keys: bool,
 }
 
@@ -327,9 +376,11 @@ pub struct RawEfiDisk {
 pub struct RawTpm {
     /// Storage for the TPM state; default: the boot disk's storage
     #[serde(default)]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<String>,
     /// TPM version; cannot be changed after creation
     #[serde(default)]
+    #[schemars(example = &"v2.0")]
     pub version: Option<RawTpmVersion>,
 }
 
@@ -363,24 +414,30 @@ pub struct RawDisk {
     /// Storage that holds the disk (content type `images`); default: `defaults.storage.disks`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<Spanned<String>>,
     /// Size after import, with a unit: `20G`, `20GiB`, `512M`
     #[schemars(with = "String", example = &"20G")]
     pub size: Spanned<String>,
     /// Bus the disk is attached to; default `scsi`
     #[serde(default)]
+    #[schemars(example = &"scsi")]
     pub bus: Option<RawBus>,
     /// Pass TRIM/discard to the storage
     #[serde(default)]
+    #[schemars(example = true)]
     pub discard: bool,
     /// Present the disk as an SSD to the guest (not on virtio)
     #[serde(default)]
+    #[schemars(example = true)]
     pub ssd: bool,
     /// Give the disk its own I/O thread (SCSI uses the `virtio-scsi-single` controller then)
     #[serde(default)]
+    #[schemars(example = true)]
     pub iothread: bool,
     /// Cache mode; default: Proxmox's (no host page cache)
     #[serde(default)]
+    #[schemars(example = &"none")]
     pub cache: Option<RawCache>,
 }
 
@@ -394,9 +451,11 @@ pub struct RawExtraDisk {
     /// Storage; default: the boot disk's
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<Spanned<String>>,
     /// Pass TRIM/discard to the storage
     #[serde(default)]
+    #[schemars(example = true)]
     pub discard: bool,
 }
 
@@ -431,16 +490,20 @@ pub struct RawPci {
     pub host: Option<Spanned<String>>,
     /// Attach as PCIe (needs machine `q35`)
     #[serde(default)]
+    #[schemars(example = true)]
     pub pcie: bool,
     /// The VM's primary GPU (`x-vga`)
     #[serde(default)]
+    #[schemars(example = false)]
     pub primary_gpu: bool,
     /// Expose the device's option ROM; default: yes
     #[serde(default)]
+    #[schemars(example = true)]
     pub rombar: Option<bool>,
     /// Mediated device type (vGPU), e.g. `nvidia-63`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"nvidia-63")]
     pub mdev: Option<Spanned<String>>,
 }
 
@@ -465,20 +528,25 @@ pub struct RawNetwork {
     /// Bridge on the node, e.g. `vmbr0`; default: `defaults.bridge`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"vmbr0")]
     pub bridge: Option<Spanned<String>>,
     /// NIC model; default `virtio`
     #[serde(default)]
+    #[schemars(example = &"virtio")]
     pub model: Option<RawNicModel>,
     /// VLAN tag (1..=4094)
     #[serde(default)]
     #[schemars(with = "Option<u16>", range(min = 1, max = 4094))]
+    #[schemars(example = 20)]
     pub vlan: Option<Spanned<u32>>,
     /// Enable the Proxmox firewall on this interface
     #[serde(default)]
+    #[schemars(example = true)]
     pub firewall: bool,
     /// MTU (virtio only; 1 = the bridge's MTU)
     #[serde(default)]
     #[schemars(with = "Option<u32>", range(min = 1, max = 65520))]
+    #[schemars(example = 1)]
     pub mtu: Option<Spanned<u32>>,
 }
 
@@ -488,13 +556,16 @@ pub struct RawNetwork {
 pub struct RawCloudInit {
     /// Storage for the cloud-init drive; default: the boot disk's storage
     #[serde(default)]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<String>,
     /// Default user created by cloud-init
     #[serde(default)]
+    #[schemars(example = &"debian")]
     pub user: Option<String>,
     /// OpenSSH public keys authorised for the user
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6pOI1wJK37hZeBNvahZhylneTi+5ph ops@example.com"])]
     pub ssh_keys: Vec<Spanned<String>>,
     /// IPv4 for `net0`: `dhcp` or an address with prefix (`192.0.2.10/24`)
     #[serde(default)]
@@ -503,6 +574,7 @@ pub struct RawCloudInit {
     /// IPv4 gateway for a static `ipv4`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"192.0.2.1")]
     pub gateway: Option<Spanned<String>>,
     /// IPv6 for `net0`: `dhcp`, `auto` (SLAAC) or an address with prefix (`2001:db8::10/64`)
     #[serde(default)]
@@ -511,6 +583,7 @@ pub struct RawCloudInit {
     /// IPv6 gateway for a static `ipv6`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"2001:db8::1")]
     pub gateway6: Option<Spanned<String>>,
     /// Password of the user: `env:NAME` or `file:PATH` (never printed); a literal is accepted
     /// with a warning
@@ -520,12 +593,15 @@ pub struct RawCloudInit {
     /// Files with OpenSSH public keys (one per line), relative to the spec file
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["keys/ops.pub"])]
     pub ssh_key_files: Vec<Spanned<String>>,
     /// DNS settings
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"servers": ["192.0.2.53"], "search_domain": "example.internal"}))]
     pub dns: Option<RawDns>,
     /// Upgrade packages on first boot (Proxmox's default: yes)
     #[serde(default)]
+    #[schemars(example = false)]
     pub upgrade: Option<bool>,
 }
 
@@ -536,6 +612,7 @@ pub struct RawDns {
     /// Name servers (IPv4 or IPv6 addresses)
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[schemars(example = ["192.0.2.53", "2001:db8::53"])]
     pub servers: Vec<Spanned<String>>,
     /// Search domain
     #[serde(default)]
@@ -549,20 +626,25 @@ pub struct RawDns {
 pub struct RawClone {
     /// VM id of the clone (100..=999999999)
     #[schemars(with = "u64", range(min = 100, max = 999_999_999))]
+    #[schemars(example = 9000)]
     pub vmid: Spanned<u64>,
     /// Name of the template (under `templates`) to clone
     #[schemars(with = "String")]
+    #[schemars(example = &"debian-12-base")]
     pub template: Spanned<String>,
     /// Node the clone runs on; default: the template's node
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"pve1")]
     pub node: Option<Spanned<String>>,
     /// Full clone (independent copy); `false` makes a linked clone. Default `true`
     #[serde(default)]
+    #[schemars(example = true)]
     pub full: Option<bool>,
     /// Storage for a full clone's disks; default: the template's. Not for linked clones
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"local-lvm")]
     pub storage: Option<Spanned<String>>,
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
@@ -571,29 +653,37 @@ pub struct RawClone {
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]
+    #[schemars(example = serde_json::json!([{"bridge": "vmbr0", "vlan": 20}]))]
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
     #[schemars(range(min = 1, max = 1024))]
+    #[schemars(example = 2)]
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init settings for this clone (override the template's)
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
     pub cloud_init: Option<RawCloudInit>,
     /// Tags (besides `proxfleet`); when given they replace the template's tags on this clone
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(example = ["web", "debian"])]
     pub tags: Option<Vec<Spanned<String>>>,
     /// Start the clone after creating it, and keep it running; default `true`
     #[serde(default)]
+    #[schemars(example = true)]
     pub start: Option<bool>,
     /// Start the clone when the node boots
     #[serde(default)]
+    #[schemars(example = true)]
     pub onboot: Option<bool>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(example = &"Web tier, managed in git")]
     pub description: Option<String>,
 }

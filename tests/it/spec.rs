@@ -251,3 +251,29 @@ fn clone_groups_expand_with_counting_names_vmids_addresses_and_nodes() {
         ("2", "templates.debian-12-app")
     );
 }
+
+#[test]
+fn every_schema_field_has_a_description_and_an_example() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let mut missing = Vec::new();
+    let mut n_fields = 0;
+    let objects = schema["$defs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, def)| (name.clone(), def))
+        .chain(std::iter::once(("root".to_string(), &schema)));
+    for (name, def) in objects {
+        for (field, prop) in def["properties"].as_object().into_iter().flatten() {
+            n_fields += 1;
+            if name != "root" && prop.get("examples").is_none() {
+                missing.push(format!("{name}.{field}: example"));
+            }
+            if prop.get("description").is_none() {
+                missing.push(format!("{name}.{field}: description"));
+            }
+        }
+    }
+    assert!(n_fields > 100, "{n_fields}");
+    assert_eq!(missing, Vec::<String>::new());
+}
