@@ -24,6 +24,7 @@ SERVED = [
     ("PUT", "/nodes/{node}/storage/{storage}/content/{volume}"),
     ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"),
     ("POST", "/nodes/{node}/storage/{storage}/download-url"),
+    ("POST", "/nodes/{node}/storage/{storage}/upload"),
     ("GET", "/nodes/{node}/qemu"),
     ("POST", "/nodes/{node}/qemu"),
     ("GET", "/nodes/{node}/qemu/{vmid}/config"),

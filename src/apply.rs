@@ -14,7 +14,8 @@ use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Plan};
 use crate::pve::propstr::{nic_mac, with_mac};
-use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid};
+use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest};
+use crate::spec::ImageMode;
 use crate::state::ActualState;
 
 /// How apply runs.
@@ -415,6 +416,33 @@ impl Job {
         image: &DesiredImage,
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
+        if image.image.mode == ImageMode::Upload {
+            let file = crate::fetch::fetch_verified(
+                &image.url,
+                &image.checksum_algorithm,
+                &image.checksum_hex,
+            )
+            .await
+            .map_err(|err| StepError::Inconsistent(err.to_string()))?;
+            self.step(format!(
+                "fetch {} and verify its {} checksum",
+                image.url, image.checksum_algorithm
+            ));
+            let request = UploadRequest {
+                file: file.path().to_path_buf(),
+                filename: image.file_name.clone(),
+                content: "import".into(),
+                checksum: Some((image.checksum_algorithm.clone(), image.checksum_hex.clone())),
+            };
+            return self
+                .task(&format!("upload {}", image.volid), tasks, || async {
+                    self.client
+                        .upload(&image.node, &image.storage, &request)
+                        .await
+                        .map(Some)
+                })
+                .await;
+        }
         let request = DownloadRequest {
             url: image.url.clone(),
             filename: image.file_name.clone(),

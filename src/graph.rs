@@ -29,7 +29,7 @@ pub struct DesiredImage {
     pub file_name: String,
     /// Volume id once present.
     pub volid: String,
-    /// The spec's image, to recognise earlier copies by name.
+    /// The spec's image: its mode, and its name to recognise earlier copies.
     pub image: Image,
     /// Source URL.
     pub url: String,

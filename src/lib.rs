@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod diff;
+pub mod fetch;
 pub mod graph;
 pub mod observe;
 pub mod ownership;

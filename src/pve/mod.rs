@@ -12,6 +12,6 @@ pub use client::{ApiToken, ClientConfig, PveClient};
 pub use error::PveError;
 pub use types::{
     CloneRequest, DownloadRequest, NodeSummary, PendingEntry, StorageSummary, TaskOutcome,
-    TaskStatus, VersionInfo, VmConfig, VmStatus, VmSummary, VolumeInfo,
+    TaskStatus, UploadRequest, VersionInfo, VmConfig, VmStatus, VmSummary, VolumeInfo,
 };
 pub use upid::{BadUpid, Upid};

@@ -117,6 +117,19 @@ pub struct DownloadRequest {
     pub verify_certificates: Option<bool>,
 }
 
+/// A file to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRequest {
+    /// Local file.
+    pub file: std::path::PathBuf,
+    /// Target file name.
+    pub filename: String,
+    /// Content type (`import`, `iso`, `vztmpl`).
+    pub content: String,
+    /// (algorithm, hex digest), verified by the node.
+    pub checksum: Option<(String, String)>,
+}
+
 /// Parameters of a clone.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CloneRequest {

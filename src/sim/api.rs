@@ -81,7 +81,11 @@ async fn handle(
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }
-    let response = match dispatch(&shared, &method, &uri, &headers, &body) {
+    let upload = match parse_multipart(&headers, body.clone()).await {
+        Ok(upload) => upload,
+        Err(err) => return err.into_response(),
+    };
+    let response = match dispatch(&shared, &method, &uri, &headers, &body, upload) {
         Ok((value, total)) => {
             let mut envelope = json!({ "data": value });
             if let Some(total) = total {
@@ -126,12 +130,68 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError
     Ok(id.to_string())
 }
 
+/// A `multipart/form-data` body: its text fields, then the file part (pveproxy spools it to
+/// `/var/tmp`; here it stays in memory).
+pub(crate) struct Upload {
+    fields: Vec<(String, String)>,
+    file_name: Option<String>,
+    bytes: Option<Bytes>,
+}
+
+async fn parse_multipart(headers: &HeaderMap, body: Bytes) -> Result<Option<Upload>, ApiError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("multipart/form-data") {
+        return Ok(None);
+    }
+    let bad = |e: multer::Error| ApiError::fail(format!("unable to parse multipart body: {e}"));
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut upload = Upload {
+        fields: Vec::new(),
+        file_name: None,
+        bytes: None,
+    };
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if let Some(file_name) = field.file_name().map(str::to_string) {
+            // pve-storage normalises the name: characters outside [a-zA-Z0-9_.-] become `_`.
+            let normalised: String = file_name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            upload.file_name = Some(normalised);
+            upload.bytes = Some(field.bytes().await.map_err(bad)?);
+        } else {
+            if upload.bytes.is_some() {
+                // pveproxy reads the form fields before the file; anything after it is lost.
+                return Err(ApiError::fail(format!(
+                    "multipart field '{name}' after the file part"
+                )));
+            }
+            let text = field.text().await.map_err(bad)?;
+            upload.fields.push((name, text));
+        }
+    }
+    Ok(Some(upload))
+}
+
 fn dispatch(
     shared: &Arc<Shared>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
+    upload: Option<Upload>,
 ) -> Reply {
     let raw_path = uri.path();
     let not_implemented = || {
@@ -200,7 +260,14 @@ fn dispatch(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if !body.is_empty() {
+    let mut upload_bytes = None;
+    if let Some(upload) = upload {
+        request_params.extend(upload.fields);
+        if let Some(file_name) = upload.file_name {
+            request_params.insert("filename".into(), file_name);
+        }
+        upload_bytes = upload.bytes;
+    } else if !body.is_empty() {
         if json_body {
             let value: Value = serde_json::from_slice(body)
                 .map_err(|_| ApiError::fail("unable to parse JSON body"))?;
@@ -255,6 +322,7 @@ fn dispatch(
         shared: Arc::clone(shared),
         user,
         params,
+        upload: upload_bytes,
     };
     route(endpoint, &ctx)
 }
@@ -263,6 +331,8 @@ struct Ctx {
     shared: Arc<Shared>,
     user: String,
     params: Params,
+    /// The file part of an upload.
+    upload: Option<Bytes>,
 }
 
 impl Ctx {
@@ -304,6 +374,7 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "PUT /nodes/{node}/storage/{storage}/content/{volume}" => volume_update(ctx),
         "DELETE /nodes/{node}/storage/{storage}/content/{volume}" => volume_delete(ctx),
         "POST /nodes/{node}/storage/{storage}/download-url" => download_url(ctx),
+        "POST /nodes/{node}/storage/{storage}/upload" => upload(ctx),
         "GET /nodes/{node}/qemu" => vm_list(ctx),
         "POST /nodes/{node}/qemu" => create_vm(ctx),
         "GET /nodes/{node}/qemu/{vmid}/config" => vm_config(ctx),
@@ -996,6 +1067,111 @@ fn download_url(ctx: &Ctx) -> Reply {
         });
         data(json!(upid))
     })
+}
+
+fn upload(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let storage = ctx.req("storage").to_string();
+    let content = ctx.req("content").to_string();
+    let filename = ctx.req("filename").to_string();
+    let checksum = ctx.get("checksum").map(str::to_ascii_lowercase);
+    let algorithm = ctx.get("checksum-algorithm").map(str::to_string);
+    if checksum.is_some() != algorithm.is_some() {
+        return Err(ApiError::param(
+            if checksum.is_some() {
+                "checksum-algorithm"
+            } else {
+                "checksum"
+            },
+            "'checksum' and 'checksum-algorithm' go together",
+        ));
+    }
+    check_file_name(&content, &filename)?;
+    let Some(bytes) = ctx.upload.clone() else {
+        return Err(ApiError::param(
+            "filename",
+            "property is missing and it is not optional",
+        ));
+    };
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let def = c
+            .storage(&storage)
+            .ok_or_else(|| ApiError::fail(format!("storage '{storage}' does not exist")))?;
+        if !def.has_content(&content) {
+            return Err(ApiError::fail(format!(
+                "storage '{storage}' is not configured for content-type '{content}'"
+            )));
+        }
+        if !def.file_based() {
+            return Err(ApiError::fail(format!(
+                "storage '{storage}' is not a file based storage"
+            )));
+        }
+        let volid = format!("{storage}:{content}/{filename}");
+        let vol_node = c.volume_node(&storage, &node);
+        let lookup_node = vol_node_or(&vol_node, &node);
+        let upid = start_task(ctx, c, &node, "imgcopy", "", async move {
+            let mut log = vec![format!(
+                "starting file import from: /var/tmp/pveupload-{}",
+                hex::encode(&digest_hex("sha256", &bytes).unwrap_or_default()[..8])
+            )];
+            if let (Some(want), Some(algo)) = (&checksum, &algorithm) {
+                let got = digest_hex(algo, &bytes).unwrap_or_default();
+                if &got != want {
+                    return Err(format!(
+                        "checksum mismatch: got '{got}' != expected '{want}'"
+                    ));
+                }
+                log.push(format!(
+                    "calculating checksum... OK, {algo} checksum verified"
+                ));
+            }
+            let qcow2 = bytes.len() >= 4 && &bytes[..4] == b"QFI\xfb";
+            if content == "import" && filename.ends_with(".qcow2") != qcow2 {
+                return Err(format!(
+                    "detected format of '{filename}' does not match its extension"
+                ));
+            }
+            let mut checksums = BTreeMap::new();
+            for algo in ["sha256", "sha512"] {
+                checksums.insert(
+                    algo.to_string(),
+                    digest_hex(algo, &bytes).unwrap_or_default(),
+                );
+            }
+            shared.mutate(|c| {
+                // An existing file of that name is silently replaced, as pve-storage does.
+                c.remove_volume(&lookup_node, &volid);
+                c.volumes.push(Volume {
+                    node: vol_node.clone(),
+                    storage: volid.split(':').next().unwrap_or_default().to_string(),
+                    volid: volid.clone(),
+                    content: content.clone(),
+                    format: filename.rsplit('.').next().unwrap_or("raw").to_string(),
+                    size: bytes.len() as u64,
+                    virtual_size: virtual_size(&bytes),
+                    vmid: None,
+                    parent: None,
+                    notes: None,
+                    checksums,
+                    ctime: now(),
+                });
+            });
+            log.push(format!("target file: {volid}"));
+            Ok(log)
+        });
+        data(json!(upid))
+    })
+}
+
+/// The node a volume lookup goes through (shared storages are stored under the empty node).
+fn vol_node_or(vol_node: &str, node: &str) -> String {
+    if vol_node.is_empty() {
+        node.to_string()
+    } else {
+        vol_node.to_string()
+    }
 }
 
 fn vm_list(ctx: &Ctx) -> Reply {

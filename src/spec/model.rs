@@ -98,6 +98,8 @@ pub struct Image {
     pub storage: String,
     /// Nodes that download it (at least one).
     pub nodes: Vec<String>,
+    /// How it reaches the storage.
+    pub mode: ImageMode,
     /// File name as given or taken from the URL (ends in `.qcow2`, `.raw` or `.vmdk`).
     pub file_name: String,
 }
@@ -142,6 +144,15 @@ impl Image {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             && volid != self.volid()
     }
+}
+
+/// How an image reaches the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    /// The node fetches it (download-url).
+    Download,
+    /// proxfleet fetches, verifies and uploads it.
+    Upload,
 }
 
 /// BIOS implementation.

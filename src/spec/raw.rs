@@ -222,6 +222,11 @@ pub struct RawImage {
     #[schemars(with = "Vec<String>")]
     #[schemars(example = ["pve1", "pve2"])]
     pub nodes: Vec<Spanned<String>>,
+    /// `download`: the node fetches the URL itself (default); `upload`: proxfleet fetches it,
+    /// verifies the checksum and uploads it, for nodes without internet access
+    #[serde(default)]
+    #[schemars(example = &"upload")]
+    pub mode: Option<RawImageMode>,
     /// File name in the storage; default: the last path segment of the url. Proxmox requires
     /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
     #[serde(default)]
@@ -237,6 +242,16 @@ fn example_image() -> serde_json::Value {
         "storage": "local",
         "node": "pve1"
     })
+}
+
+/// How an image reaches the storage
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawImageMode {
+    /// The node downloads it (Proxmox's download-url)
+    Download,
+    /// proxfleet downloads it and uploads it to the node
+    Upload,
 }
 
 /// BIOS implementation of a VM

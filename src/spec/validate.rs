@@ -778,6 +778,10 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         checksum: checksum?,
         storage: storage?,
         nodes: nodes?,
+        mode: match image.mode {
+            Some(RawImageMode::Upload) => ImageMode::Upload,
+            _ => ImageMode::Download,
+        },
         file_name,
     })
 }

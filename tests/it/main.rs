@@ -6,5 +6,6 @@ mod common;
 mod diff;
 mod e2e;
 mod examples;
+mod images;
 mod sim;
 mod spec;
