@@ -433,7 +433,6 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         key: key.clone(),
         vmid: Some(t.vmid.get()),
         build: Some(fingerprint.clone()),
-        checksum: None,
     };
     let description = marker.to_description(t.description.as_deref());
 
@@ -467,7 +466,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
         key: key.clone(),
         vmid: Some(c.vmid.get()),
         build: None,
-        checksum: None,
     };
     let mut settings = BTreeMap::new();
     settings.insert("name".to_string(), c.name.clone());

@@ -1,6 +1,7 @@
 //! Ownership: how proxfleet marks what it creates and recognises it later. The cluster itself is
 //! the state (no local state file): a VM carries the `proxfleet` tag and one marker line in its
-//! description; an image volume carries the marker in its notes.
+//! description. (Image files carry no marker: Proxmox keeps notes only on backups; they are
+//! named by their content instead, see `spec::Image::stored_name`.)
 //!
 //! A marker names the project, the resource key and the vmid the resource was created with, so
 //! a VM cloned by hand from a proxfleet template (which copies the description) is not mistaken
@@ -94,7 +95,7 @@ impl FromStr for ResourceKey {
     }
 }
 
-/// The parsed ownership marker of a resource.
+/// The parsed ownership marker of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
     /// Project.
@@ -105,8 +106,6 @@ pub struct Marker {
     pub vmid: Option<u32>,
     /// Build fingerprint (templates only).
     pub build: Option<String>,
-    /// Checksum `algo:hex` (images only).
-    pub checksum: Option<String>,
 }
 
 impl Marker {
@@ -118,9 +117,6 @@ impl Marker {
         }
         if let Some(build) = &self.build {
             line.push_str(&format!(" build={build}"));
-        }
-        if let Some(checksum) = &self.checksum {
-            line.push_str(&format!(" checksum={checksum}"));
         }
         line
     }
@@ -151,7 +147,6 @@ impl Marker {
         let mut key = None;
         let mut vmid = None;
         let mut build = None;
-        let mut checksum = None;
         for field in line.trim()[MARKER_PREFIX.len()..].split_whitespace() {
             let Some((name, value)) = field.split_once('=') else {
                 continue;
@@ -161,7 +156,6 @@ impl Marker {
                 "key" => key = value.parse().ok(),
                 "vmid" => vmid = value.parse().ok(),
                 "build" => build = Some(value.to_string()),
-                "checksum" => checksum = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -170,7 +164,6 @@ impl Marker {
             key: key?,
             vmid,
             build,
-            checksum,
         })
     }
 }
@@ -199,7 +192,6 @@ mod tests {
             key: "template.base".parse().unwrap(),
             vmid: Some(9000),
             build: Some("abc123".into()),
-            checksum: None,
         };
         let text = marker.to_description(Some("Base image for web servers\n"));
         assert_eq!(

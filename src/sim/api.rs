@@ -1047,20 +1047,7 @@ fn download_url(ctx: &Ctx) -> Reply {
                 log.push(format!("calculating checksum... OK, {algo} checksum verified"));
             }
             shared.mutate(|c| {
-                c.volumes.push(Volume {
-                    node: vol_node,
-                    storage: volid.split(':').next().unwrap_or_default().to_string(),
-                    volid: volid.clone(),
-                    content: content.clone(),
-                    format: filename.rsplit('.').next().unwrap_or("raw").to_string(),
-                    size,
-                    virtual_size: vsize,
-                    vmid: None,
-                    parent: None,
-                    notes: None,
-                    checksums,
-                    ctime: now(),
-                })
+                c.volumes.push(Volume::file(vol_node, &volid, &content, size, vsize, checksums))
             });
             log.push(format!("download of '{url}' to '{volid}' finished"));
             Ok(log)
@@ -1143,20 +1130,14 @@ fn upload(ctx: &Ctx) -> Reply {
             shared.mutate(|c| {
                 // An existing file of that name is silently replaced, as pve-storage does.
                 c.remove_volume(&lookup_node, &volid);
-                c.volumes.push(Volume {
-                    node: vol_node.clone(),
-                    storage: volid.split(':').next().unwrap_or_default().to_string(),
-                    volid: volid.clone(),
-                    content: content.clone(),
-                    format: filename.rsplit('.').next().unwrap_or("raw").to_string(),
-                    size: bytes.len() as u64,
-                    virtual_size: virtual_size(&bytes),
-                    vmid: None,
-                    parent: None,
-                    notes: None,
+                c.volumes.push(Volume::file(
+                    vol_node.clone(),
+                    &volid,
+                    &content,
+                    bytes.len() as u64,
+                    virtual_size(&bytes),
                     checksums,
-                    ctime: now(),
-                });
+                ));
             });
             log.push(format!("target file: {volid}"));
             Ok(log)

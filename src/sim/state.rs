@@ -68,6 +68,36 @@ pub(crate) struct Volume {
 }
 
 impl Volume {
+    /// A file put on a storage by download-url or upload (`local:import/x.qcow2`); its format
+    /// is its extension.
+    pub fn file(
+        node: String,
+        volid: &str,
+        content: &str,
+        size: u64,
+        virtual_size: u64,
+        checksums: BTreeMap<String, String>,
+    ) -> Volume {
+        let (storage, name) = volid.split_once(':').unwrap_or((volid, volid));
+        Volume {
+            node,
+            storage: storage.to_string(),
+            volid: volid.to_string(),
+            content: content.to_string(),
+            format: name.rsplit('.').next().unwrap_or("raw").to_string(),
+            size,
+            virtual_size,
+            vmid: None,
+            parent: None,
+            notes: None,
+            checksums,
+            ctime: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        }
+    }
+
     /// A VM disk image (content `images`) owned by `vmid`.
     pub fn vm_disk(
         node: String,
