@@ -144,4 +144,10 @@ pub struct SimServeArgs {
     /// API token accepted, USER@REALM!ID=SECRET (repeatable); without it a default token is used and printed
     #[arg(long = "token")]
     pub tokens: Vec<String>,
+    /// Serve HTTPS with a self-signed certificate, written to --ca-file for clients to trust
+    #[arg(long)]
+    pub tls: bool,
+    /// Where --tls writes the certificate clients should trust
+    #[arg(long, default_value = "proxfleet-sim-ca.pem", requires = "tls")]
+    pub ca_file: std::path::PathBuf,
 }

@@ -135,6 +135,11 @@ impl Connection {
         Ok(Connection { client, sim: None })
     }
 
+    /// A connection through an existing client (tests, or a client set up by hand).
+    pub fn with_client(client: PveClient) -> Connection {
+        Connection { client, sim: None }
+    }
+
     /// Close it: an embedded simulator saves its state and stops.
     pub async fn close(self) {
         if let Some(sim) = self.sim {

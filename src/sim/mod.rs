@@ -10,6 +10,7 @@ mod api;
 mod propstr;
 mod schema;
 mod state;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Where the state is loaded from and saved to.
     pub state_file: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate (see `SimHandle::certificate_pem`).
+    pub tls: bool,
 }
 
 impl Default for SimConfig {
@@ -46,6 +49,7 @@ impl Default for SimConfig {
             task_duration: Duration::from_millis(20),
             latency: Duration::ZERO,
             state_file: None,
+            tls: false,
         }
     }
 }
@@ -64,6 +68,9 @@ pub enum SimError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or configuration could not be made.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// An admin operation named something that does not exist or conflicts.
     #[error("{0}")]
     Admin(String),
@@ -156,6 +163,7 @@ impl Shared {
 pub struct SimHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    certificate_pem: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -198,24 +206,57 @@ impl SimHandle {
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let mut certificate_pem = None;
+        let server = if shared.config.tls {
+            let certificate = tls::self_signed()?;
+            let rustls_config = tls::server_config(&certificate).await?;
+            certificate_pem = Some(certificate.cert_pem);
+            let std_listener = listener.into_std().map_err(SimError::Listen)?;
+            let server = axum_server::from_tcp_rustls(std_listener, rustls_config)
+                .map_err(SimError::Listen)?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                let _ = rx.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            tokio::spawn(async move {
+                let _ = server
+                    .handle(handle)
+                    .serve(router.into_make_service())
+                    .await;
+            })
+        } else {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+            })
+        };
         Ok(SimHandle {
             shared,
             addr,
+            certificate_pem,
             shutdown: Some(tx),
             server,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.certificate_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The self-signed certificate (PEM) a TLS simulator serves; clients trust it as their CA.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
     }
 
     /// The first accepted token, `user@realm!id=secret`.

@@ -147,3 +147,76 @@ fn the_token_secret_never_appears_in_output() {
     let all = format!("{}{}", text(&run.stdout), text(&run.stderr));
     assert!(!all.contains("s3cr3t-value-1234"), "{all}");
 }
+
+#[test]
+fn sim_serve_tls_is_a_real_https_server_other_processes_can_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        example("quickstart.yaml"),
+        dir.path().join("proxfleet.yaml"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let ca = dir.path().join("ca.pem");
+    let token = "ops@pve!ci=1b6f1c52-0c8e-4d5f-9a3b-7e2d4c6f8a90";
+    let mut server = Command::new(env!("CARGO_BIN_EXE_proxfleet"))
+        .args([
+            "sim",
+            "serve",
+            "--tls",
+            "--listen",
+            &listen,
+            "--token",
+            token,
+            "--task-ms",
+            "5",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sim serve starts");
+    // Wait until it listens and has written the certificate.
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        ca.exists() && std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let run = |ca_file: Option<&std::path::Path>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxfleet"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("PROXMOX_VE_ENDPOINT", format!("https://{listen}"))
+            .env("PROXMOX_VE_API_TOKEN", token)
+            .env_remove("PROXMOX_VE_CA_FILE");
+        if let Some(ca_file) = ca_file {
+            cmd.env("PROXMOX_VE_CA_FILE", ca_file);
+        }
+        cmd.output().unwrap()
+    };
+    let untrusted = ready.then(|| run(None, &["plan"]));
+    let applied = ready.then(|| run(Some(&ca), &["apply", "--auto-approve"]));
+    let planned = ready.then(|| run(Some(&ca), &["plan"]));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ready, "sim serve --tls did not come up");
+    let untrusted = untrusted.unwrap();
+    assert_eq!(
+        untrusted.status.code(),
+        Some(1),
+        "TLS is verified by default"
+    );
+    let applied = applied.unwrap();
+    assert!(
+        applied.status.success(),
+        "{}\n{}",
+        text(&applied.stdout),
+        text(&applied.stderr)
+    );
+    assert!(text(&applied.stdout).contains("Apply complete: 5 succeeded"));
+    assert!(text(&planned.unwrap().stdout).starts_with("No changes."));
+}
