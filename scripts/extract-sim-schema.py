@@ -15,6 +15,7 @@ import sys
 
 SERVED = [
     ("GET", "/version"),
+    ("POST", "/access/ticket"),
     ("GET", "/cluster/resources"),
     ("GET", "/cluster/nextid"),
     ("GET", "/nodes"),

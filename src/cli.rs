@@ -144,6 +144,9 @@ pub struct SimServeArgs {
     /// API token accepted, USER@REALM!ID=SECRET (repeatable); without it a default token is used and printed
     #[arg(long = "token")]
     pub tokens: Vec<String>,
+    /// User who may log in with a password (tickets + CSRF), USER@REALM:PASSWORD (repeatable)
+    #[arg(long = "user")]
+    pub users: Vec<String>,
     /// Serve HTTPS with a self-signed certificate, written to --ca-file for clients to trust
     #[arg(long)]
     pub tls: bool,

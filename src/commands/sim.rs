@@ -23,6 +23,7 @@ pub async fn serve(args: &SimServeArgs, io: &mut Io<'_>) -> Result<(), CommandEr
         latency: Duration::from_millis(args.latency_ms),
         state_file: args.state.clone(),
         tls: args.tls,
+        users: args.users.clone(),
         ..SimConfig::default()
     };
     if !args.tokens.is_empty() {

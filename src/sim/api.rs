@@ -113,21 +113,103 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Who is calling, from the `Authorization` header.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
+fn authenticate(shared: &Shared, headers: &HeaderMap, method: &Method) -> Result<String, ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication failure");
-    let value = headers
+    let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let token = value
+        .unwrap_or_default();
+    if let Some(token) = authorization
         .strip_prefix("PVEAPIToken=")
-        .or_else(|| value.strip_prefix("PVEAPIToken "))
+        .or_else(|| authorization.strip_prefix("PVEAPIToken "))
+    {
+        if !shared.config.tokens.iter().any(|t| t == token.trim()) {
+            return Err(unauthorized());
+        }
+        let (id, _) = token.rsplit_once('=').ok_or_else(unauthorized)?;
+        return Ok(id.to_string());
+    }
+    // A ticket, as cookie or as `Authorization: PVEAuthCookie=…`.
+    let cookie = headers
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let ticket = cookie
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("PVEAuthCookie="))
+        .or_else(|| authorization.strip_prefix("PVEAuthCookie="))
+        .map(|t| percent_decode(t.trim()))
         .ok_or_else(unauthorized)?;
-    if !shared.config.tokens.iter().any(|t| t == token.trim()) {
+    let session = shared
+        .tickets
+        .lock()
+        .ok()
+        .and_then(|tickets| tickets.get(&ticket).cloned())
+        .ok_or_else(unauthorized)?;
+    if now().saturating_sub(session.issued) > TICKET_LIFETIME_SECS {
         return Err(unauthorized());
     }
-    let (id, _) = token.rsplit_once('=').ok_or_else(unauthorized)?;
-    Ok(id.to_string())
+    if method != Method::GET {
+        let csrf = headers
+            .get("csrfpreventiontoken")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if csrf != session.csrf {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Permission denied - invalid csrf token",
+            ));
+        }
+    }
+    Ok(session.user)
+}
+
+/// Tickets live two hours, as pve-access-control's `$ticket_lifetime`.
+const TICKET_LIFETIME_SECS: u64 = 2 * 3600;
+
+/// `POST /access/ticket`: password login (or renewal with a ticket as the password).
+fn login(ctx: &Ctx) -> Reply {
+    let mut username = ctx.req("username").to_string();
+    if !username.contains('@')
+        && let Some(realm) = ctx.get("realm")
+    {
+        username = format!("{username}@{realm}");
+    }
+    let password = ctx.req("password");
+    let fail = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication failure");
+    let by_password = ctx
+        .shared
+        .config
+        .users
+        .iter()
+        .any(|u| u.split_once(':') == Some((username.as_str(), password)));
+    let by_ticket = ctx.shared.tickets.lock().ok().is_some_and(|t| {
+        t.get(password).is_some_and(|s| {
+            s.user == username && now().saturating_sub(s.issued) <= TICKET_LIFETIME_SECS
+        })
+    });
+    if !by_password && !by_ticket {
+        return Err(fail());
+    }
+    let issued = now();
+    let ticket = format!(
+        "PVE:{username}:{issued:08X}::{}",
+        hex::encode(rand::random::<[u8; 24]>())
+    );
+    let csrf = format!("{issued:08X}:{}", hex::encode(rand::random::<[u8; 16]>()));
+    if let Ok(mut tickets) = ctx.shared.tickets.lock() {
+        tickets.insert(
+            ticket.clone(),
+            super::Session {
+                user: username.clone(),
+                csrf: csrf.clone(),
+                issued,
+            },
+        );
+    }
+    data(
+        json!({"ticket": ticket, "CSRFPreventionToken": csrf, "username": username, "clustername": "proxfleet-sim"}),
+    )
 }
 
 /// A `multipart/form-data` body: its text fields, then the file part (pveproxy spools it to
@@ -206,7 +288,6 @@ fn dispatch(
     let path = raw_path
         .strip_prefix("/api2/json")
         .ok_or_else(not_implemented)?;
-    let user = authenticate(shared, headers)?;
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -248,6 +329,13 @@ fn dispatch(
             format!("Method '{method} {path}' not implemented"),
         )
     })?;
+    // The ticket endpoint is open to anyone (it is how one logs in); every other one needs a
+    // token, or a ticket plus, for writes, its CSRF token.
+    let user = if endpoint == "POST /access/ticket" {
+        String::new()
+    } else {
+        authenticate(shared, headers, method)?
+    };
 
     let mut request_params = Params::new();
     if let Some(query) = uri.query() {
@@ -362,6 +450,7 @@ impl Ctx {
 
 fn route(endpoint: &str, ctx: &Ctx) -> Reply {
     match endpoint {
+        "POST /access/ticket" => login(ctx),
         "GET /version" => data(json!({"release": "9.1", "version": "9.1.9", "repoid": "proxfleet-sim"})),
         "GET /cluster/resources" => cluster_resources(ctx),
         "GET /cluster/nextid" => next_id(ctx),

@@ -39,6 +39,8 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// Serve HTTPS with a self-signed certificate (see `SimHandle::certificate_pem`).
     pub tls: bool,
+    /// Users who may log in with a password (`POST /access/ticket`), as `user@realm:password`.
+    pub users: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -50,6 +52,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             state_file: None,
             tls: false,
+            users: Vec::new(),
         }
     }
 }
@@ -126,8 +129,17 @@ pub struct SimVolume {
 }
 
 /// Shared state of a running simulator.
+/// A logged-in ticket.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub user: String,
+    pub csrf: String,
+    pub issued: u64,
+}
+
 pub(crate) struct Shared {
     pub cluster: Mutex<Cluster>,
+    pub tickets: Mutex<BTreeMap<String, Session>>,
     pub config: SimConfig,
     pub requests: Mutex<Vec<RequestRecord>>,
     pub running_tasks: Mutex<tokio::task::JoinSet<()>>,
@@ -200,6 +212,7 @@ impl SimHandle {
         let addr = listener.local_addr().map_err(SimError::Listen)?;
         let shared = Arc::new(Shared {
             cluster: Mutex::new(cluster),
+            tickets: Mutex::default(),
             config,
             requests: Mutex::default(),
             running_tasks: Mutex::default(),

@@ -544,3 +544,65 @@ async fn nextid_is_the_lowest_free_id_and_state_persists() {
     assert_eq!(vmids, vec![100, 102, 9000]);
     assert_eq!(api.config(9000).await["template"], 1);
 }
+
+#[tokio::test]
+async fn tickets_log_in_and_writes_need_the_csrf_token() {
+    let (sim, api) = Api::start(SimConfig {
+        users: vec!["ops@pve:hunter2".into()],
+        ..fast()
+    })
+    .await;
+    sim.insert_vm("pve1", 100, &[("name", "a")]).unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("{}/api2/json", sim.endpoint());
+    let login = |password: &str| {
+        http.post(format!("{base}/access/ticket"))
+            .form(&[("username", "ops@pve"), ("password", password)])
+            .send()
+    };
+    let wrong = login("nope").await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let session: Value = login("hunter2").await.unwrap().json().await.unwrap();
+    let ticket = session["data"]["ticket"].as_str().unwrap().to_string();
+    let csrf = session["data"]["CSRFPreventionToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ticket.starts_with("PVE:ops@pve:"));
+    assert_eq!(session["data"]["username"], "ops@pve");
+
+    let cookie = format!("PVEAuthCookie={ticket}");
+    let read = http
+        .get(format!("{base}/nodes/pve1/qemu/100/config"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200, "reads need no CSRF token");
+    let write = |with_csrf: bool| {
+        let mut req = http
+            .put(format!("{base}/nodes/pve1/qemu/100/config"))
+            .header("Cookie", &cookie)
+            .form(&[("memory", "1024")]);
+        if with_csrf {
+            req = req.header("CSRFPreventionToken", &csrf);
+        }
+        req.send()
+    };
+    let refused = write(false).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["message"],
+        "Permission denied - invalid csrf token\n"
+    );
+    assert_eq!(write(true).await.unwrap().status().as_u16(), 200);
+
+    let renewed: Value = login(&ticket).await.unwrap().json().await.unwrap();
+    assert_ne!(
+        renewed["data"]["ticket"].as_str(),
+        Some(ticket.as_str()),
+        "a ticket renews into a new one"
+    );
+    // Tokens keep working beside tickets.
+    assert_eq!(api.call("GET", "/version", &[]).await.0, 200);
+}
