@@ -5,10 +5,13 @@ Source: the Proxmox VE API viewer's apidata (pve-docs `api-viewer/apidata.js`, P
 converted to JSON at ../shared/pve-api/pve-api-schema.json. Run from the repository root:
 
     python3 scripts/extract-sim-schema.py ../shared/pve-api/pve-api-schema.json > src/sim/api-schema.json
+    python3 scripts/extract-sim-schema.py --permissions ../shared/pve-api/pve-api-schema.json > src/sim/api-permissions.json
 
 For every (method, path) the simulator serves, it keeps each parameter's type, optional flag,
 enum, minimum/maximum, pattern, maxLength, format (a name, or for property strings the
 sub-schema's keys) and typetext, which is what the simulator validates requests against.
+With --permissions it writes instead, for the same endpoints, the permission entry (`check`,
+`user`, `description`) and `allowtoken`, which is what the simulator checks ACLs against.
 """
 import json
 import sys
@@ -16,6 +19,7 @@ import sys
 SERVED = [
     ("GET", "/version"),
     ("POST", "/access/ticket"),
+    ("GET", "/access/permissions"),
     ("GET", "/cluster/resources"),
     ("GET", "/cluster/nextid"),
     ("GET", "/nodes"),
@@ -68,11 +72,21 @@ def param(spec):
 
 
 def main():
-    schema = json.load(open(sys.argv[1]))
+    args = sys.argv[1:]
+    permissions = "--permissions" in args
+    args = [a for a in args if a != "--permissions"]
+    schema = json.load(open(args[0]))
     by_path = index(schema, {})
     out = {}
     for method, path in SERVED:
         info = by_path[path]["info"][method]
+        if permissions:
+            perm = info.get("permissions") or {}
+            out[f"{method} {path}"] = {
+                "allowtoken": info.get("allowtoken", 1),
+                **{k: perm[k] for k in ("check", "user", "description") if k in perm},
+            }
+            continue
         props = (info.get("parameters") or {}).get("properties") or {}
         out[f"{method} {path}"] = {name: param(spec) for name, spec in sorted(props.items())}
     json.dump(out, sys.stdout, indent=1, sort_keys=True)

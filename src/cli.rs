@@ -138,12 +138,29 @@ pub struct SimServeArgs {
     /// Added latency per request, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Duration of every simulated task, in milliseconds
-    #[arg(long, default_value_t = 200)]
-    pub task_ms: u64,
-    /// API token accepted, USER@REALM!ID=SECRET (repeatable); without it a default token is used and printed
+    /// Factor applied to each task's nominal duration (a full clone 12 s, a linked one 1.5 s,
+    /// a start 1.5 s, a download 30 s, …): 1 is real time, 0.05 twenty times faster
+    #[arg(long, default_value_t = 0.05, value_parser = parse_scale)]
+    pub task_scale: f64,
+    /// Make every task take exactly this many milliseconds instead (then scaled by --task-scale 1)
+    #[arg(long, conflicts_with = "task_scale")]
+    pub task_ms: Option<u64>,
+    /// API token accepted, USER@REALM!ID=SECRET[,privsep=1] (repeatable); without it one is made and printed
     #[arg(long = "token")]
     pub tokens: Vec<String>,
+    /// ACL entry PATH:ROLE:USER_OR_TOKEN[:PROPAGATE] (repeatable), e.g. /:PVEVMAdmin:ci@pve!deploy; root@pam needs none
+    #[arg(long = "acl")]
+    pub acls: Vec<String>,
+    /// Custom role NAME=PRIV[,PRIV…] (repeatable), e.g. Deploy=VM.Allocate,VM.Clone,VM.Audit
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Fault to inject (repeatable), e.g. error,path=/nodes/*/qemu/*/clone,rate=0.2,status=500
+    /// or drop,when=after or task-error,message=… or lock,vmid=100 or offline,node=pve2
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
+    /// Seed for the random choices of faults with a rate
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
     /// User who may log in with a password (tickets + CSRF), USER@REALM:PASSWORD (repeatable)
     #[arg(long = "user")]
     pub users: Vec<String>,
@@ -153,4 +170,11 @@ pub struct SimServeArgs {
     /// Where --tls writes the certificate clients should trust
     #[arg(long, default_value = "proxfleet-sim-ca.pem", requires = "tls")]
     pub ca_file: std::path::PathBuf,
+}
+
+fn parse_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale >= 0.0 => Ok(scale),
+        _ => Err(format!("'{text}' is not a non-negative number")),
+    }
 }

@@ -184,7 +184,7 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
         }
         let config = SimConfig {
             state_file: Some(state_file),
-            task_duration: Duration::from_millis(30),
+            task_duration: Some(Duration::from_millis(30)),
             ..SimConfig::default()
         };
         let sim = SimHandle::start(config).await?;

@@ -4,7 +4,20 @@ use std::time::Duration;
 
 use super::{CommandError, Io};
 use crate::cli::SimServeArgs;
-use crate::sim::{SimConfig, SimHandle};
+use crate::sim::{AclEntry, FaultSpec, SimConfig, SimHandle};
+
+/// A random UUID-shaped secret.
+fn generated_secret() -> String {
+    let h = hex::encode(rand::random::<[u8; 16]>());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
 
 /// Serve until Ctrl-C.
 ///
@@ -17,18 +30,53 @@ pub async fn serve(args: &SimServeArgs, io: &mut Io<'_>) -> Result<(), CommandEr
             context: format!("cannot listen on {}", args.listen),
             source,
         })?;
+    let invalid = |message: String| CommandError::Usage(message);
+    let acls = args
+        .acls
+        .iter()
+        .map(|a| AclEntry::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let faults = args
+        .faults
+        .iter()
+        .map(|f| FaultSpec::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let mut roles = std::collections::BTreeMap::new();
+    for role in &args.roles {
+        let (name, privs) = role
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("invalid role '{role}': expected NAME=PRIV[,PRIV…]")))?;
+        roles.insert(
+            name.to_string(),
+            privs.split(',').map(str::to_string).collect(),
+        );
+    }
     let mut config = SimConfig {
         nodes: usize::from(args.nodes),
-        task_duration: Duration::from_millis(args.task_ms),
+        task_duration: args.task_ms.map(Duration::from_millis),
+        task_scale: if args.task_ms.is_some() {
+            1.0
+        } else {
+            args.task_scale
+        },
+        acls,
+        roles,
+        faults,
+        fault_seed: args.fault_seed,
         latency: Duration::from_millis(args.latency_ms),
         state_file: args.state.clone(),
         tls: args.tls,
         users: args.users.clone(),
         ..SimConfig::default()
     };
-    if !args.tokens.is_empty() {
-        config.tokens = args.tokens.clone();
-    }
+    config.tokens = if args.tokens.is_empty() {
+        // A fresh secret each time: a served simulator may be reachable by others.
+        vec![format!("root@pam!proxfleet={}", generated_secret())]
+    } else {
+        args.tokens.clone()
+    };
     let sim = SimHandle::start_on(config, listener).await?;
     let _ = writeln!(
         io.out,
@@ -49,8 +97,9 @@ pub async fn serve(args: &SimServeArgs, io: &mut Io<'_>) -> Result<(), CommandEr
         ca_hint = format!(" PROXMOX_VE_CA_FILE={}", args.ca_file.display());
     }
     if args.tokens.is_empty() {
-        // The default token is not a secret: it is documented and only opens the simulator.
-        let _ = writeln!(io.out, "API token (default): {}", sim.token());
+        // Printed once so the user can copy it: it was made for this run and opens only the
+        // simulator.
+        let _ = writeln!(io.out, "API token (made for this run): {}", sim.token());
     }
     let _ = writeln!(
         io.out,

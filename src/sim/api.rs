@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::propstr::{NIC_MODELS, Props, parse_size, print_size};
 use super::state::{Cluster, Task, Vm, Volume};
-use super::{RequestRecord, Shared, schema};
+use super::{RequestRecord, Shared, access, schema};
 
 type Params = BTreeMap<String, String>;
 type Reply = Result<(Value, Option<u64>), ApiError>;
@@ -78,22 +78,52 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !shared.config.latency.is_zero() {
-        tokio::time::sleep(shared.config.latency).await;
+    let api_path = uri.path().strip_prefix("/api2/json").unwrap_or(uri.path());
+    let effects = shared
+        .faults
+        .lock()
+        .map(|mut faults| faults.effects(method.as_str(), api_path))
+        .unwrap_or_default();
+    let latency = shared.config.latency + effects.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
-    let upload = match parse_multipart(&headers, body.clone()).await {
-        Ok(upload) => upload,
-        Err(err) => return err.into_response(),
-    };
-    let response = match dispatch(&shared, &method, &uri, &headers, &body, upload) {
-        Ok((value, total)) => {
-            let mut envelope = json!({ "data": value });
-            if let Some(total) = total {
-                envelope["total"] = json!(total);
+    let response = if effects.drop == Some(false) {
+        dropped_connection()
+    } else if let Some((status, message)) = effects.error {
+        ApiError::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        )
+        .into_response()
+    } else {
+        let answer = match parse_multipart(&headers, body.clone()).await {
+            Ok(upload) => dispatch(
+                &shared,
+                &method,
+                &uri,
+                &headers,
+                &body,
+                upload,
+                effects.task_error,
+            ),
+            Err(err) => Err(err),
+        };
+        let response = match answer {
+            Ok((value, total)) => {
+                let mut envelope = json!({ "data": value });
+                if let Some(total) = total {
+                    envelope["total"] = json!(total);
+                }
+                (StatusCode::OK, axum::Json(envelope)).into_response()
             }
-            (StatusCode::OK, axum::Json(envelope)).into_response()
+            Err(err) => err.into_response(),
+        };
+        if effects.drop == Some(true) {
+            dropped_connection()
+        } else {
+            response
         }
-        Err(err) => err.into_response(),
     };
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(RequestRecord {
@@ -103,6 +133,22 @@ async fn handle(
         });
     }
     response
+}
+
+/// A response whose body breaks off: the client sees its connection reset mid-answer.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection dropped by fault injection",
+        ))
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json;charset=UTF-8")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -123,10 +169,15 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, method: &Method) -> Result
         .strip_prefix("PVEAPIToken=")
         .or_else(|| authorization.strip_prefix("PVEAPIToken "))
     {
-        if !shared.config.tokens.iter().any(|t| t == token.trim()) {
+        let (id, secret) = token.trim().rsplit_once('=').ok_or_else(unauthorized)?;
+        if !shared
+            .access
+            .tokens
+            .iter()
+            .any(|t| t.id == id && t.secret == secret)
+        {
             return Err(unauthorized());
         }
-        let (id, _) = token.rsplit_once('=').ok_or_else(unauthorized)?;
         return Ok(id.to_string());
     }
     // A ticket, as cookie or as `Authorization: PVEAuthCookie=…`.
@@ -274,6 +325,7 @@ fn dispatch(
     headers: &HeaderMap,
     body: &Bytes,
     upload: Option<Upload>,
+    task_error: Option<String>,
 ) -> Reply {
     let raw_path = uri.path();
     let not_implemented = || {
@@ -406,11 +458,24 @@ fn dispatch(
             Some(true) => {}
         }
     }
+    if user.contains('!') && !access::allows_token(endpoint) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication failure: API tokens are not allowed here",
+        ));
+    }
+    if access::check_endpoint(&shared.access, endpoint, &user, &params).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Permission check failed",
+        ));
+    }
     let ctx = Ctx {
         shared: Arc::clone(shared),
         user,
         params,
         upload: upload_bytes,
+        task_error,
     };
     route(endpoint, &ctx)
 }
@@ -421,6 +486,8 @@ struct Ctx {
     params: Params,
     /// The file part of an upload.
     upload: Option<Bytes>,
+    /// An injected failure for the task this request starts.
+    task_error: Option<String>,
 }
 
 impl Ctx {
@@ -446,11 +513,40 @@ impl Ctx {
             .and_then(|v| v.parse().ok())
             .unwrap_or_default()
     }
+
+    /// Whether the caller has `privs` (all, or any with `any`) on `path`.
+    fn allowed(&self, path: &str, privs: &[&str], any: bool) -> bool {
+        self.shared.access.has(&self.user, path, privs, any)
+    }
+
+    /// A handler's own permission check, failing as `$rpcenv->check` does.
+    fn require(&self, path: &str, privs: &[&str]) -> Result<(), ApiError> {
+        match privs.iter().find(|p| !self.allowed(path, &[p], false)) {
+            None => Ok(()),
+            Some(missing) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Permission check failed ({path}, {missing})"),
+            )),
+        }
+    }
+
+    /// Like `require`, but any one of `privs` will do.
+    fn require_any(&self, path: &str, privs: &[&str]) -> Result<(), ApiError> {
+        if self.allowed(path, privs, true) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Permission check failed ({path}, {})", privs.join("|")),
+            ))
+        }
+    }
 }
 
 fn route(endpoint: &str, ctx: &Ctx) -> Reply {
     match endpoint {
         "POST /access/ticket" => login(ctx),
+        "GET /access/permissions" => permissions(ctx),
         "GET /version" => data(json!({"release": "9.1", "version": "9.1.9", "repoid": "proxfleet-sim"})),
         "GET /cluster/resources" => cluster_resources(ctx),
         "GET /cluster/nextid" => next_id(ctx),
@@ -550,11 +646,35 @@ where
         },
     );
     let shared = Arc::clone(&ctx.shared);
-    let duration = shared.config.task_duration;
+    let duration = shared
+        .config
+        .task_duration
+        .unwrap_or_else(|| nominal_duration(kind, ctx))
+        .mul_f64(shared.config.task_scale.max(0.0));
     let task_upid = upid.clone();
+    // An injected failure: the task does nothing and fails; a VM it was creating (whose id was
+    // claimed with a lock before the task forked) is removed again, as Proxmox cleans up.
+    let injected = ctx.task_error.clone();
+    let placeholder = match kind {
+        "qmcreate" => Some(ctx.vmid()),
+        "qmclone" => ctx.get("newid").and_then(|v| v.parse::<u32>().ok()),
+        _ => None,
+    };
     let runner = async move {
         tokio::time::sleep(duration).await;
-        let result = work.await;
+        let result = match injected {
+            None => work.await,
+            Some(message) => {
+                if let Some(vmid) = placeholder {
+                    shared.mutate(|c| {
+                        if c.vms.get(&vmid).is_some_and(|vm| vm.lock().is_some()) {
+                            c.vms.remove(&vmid);
+                        }
+                    });
+                }
+                Err(message)
+            }
+        };
         shared.mutate(|cluster| {
             if let Some(task) = cluster.tasks.get_mut(&task_upid) {
                 task.running = false;
@@ -578,6 +698,46 @@ where
         tasks.spawn(runner);
     }
     upid
+}
+
+/// How long a task of this kind takes on real hardware, roughly (scaled by `task_scale`).
+fn nominal_duration(kind: &str, ctx: &Ctx) -> std::time::Duration {
+    let millis = match kind {
+        "qmclone" if ctx.flag("full") == Some(false) => 1_500,
+        "qmclone" => 12_000,
+        "qmcreate" => 4_000,
+        "download" => 30_000,
+        "imgcopy" => 5_000,
+        "qmtemplate" => 2_000,
+        "qmstart" => 1_500,
+        "qmshutdown" => 4_000,
+        "qmdestroy" => 2_000,
+        "resize" => 1_000,
+        _ => 500,
+    };
+    std::time::Duration::from_millis(millis)
+}
+
+/// `GET /access/permissions`: the caller's privileges per ACL path (or another user's, for
+/// callers with `Sys.Audit` on `/access`, or the caller's own tokens).
+fn permissions(ctx: &Ctx) -> Reply {
+    let target = ctx.get("userid").unwrap_or(&ctx.user).to_string();
+    let own_user = ctx
+        .user
+        .split_once('!')
+        .map_or(ctx.user.as_str(), |(u, _)| u);
+    let allowed = target == ctx.user
+        || target
+            .split_once('!')
+            .is_some_and(|(user, _)| user == own_user && !ctx.user.contains('!'))
+        || ctx.allowed("/access", &["Sys.Audit"], false);
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Permission check failed (/access, Sys.Audit)",
+        ));
+    }
+    data(ctx.shared.access.permissions_dump(&target, ctx.get("path")))
 }
 
 fn missing_vm(node: &str, vmid: u32) -> ApiError {
@@ -688,6 +848,60 @@ fn disk_storage(value: &str) -> Option<String> {
 }
 
 /// Check, before a task forks, that every storage a new disk names exists and holds images.
+/// What qemu-server's `check_vm_modify_config_perm` and friends ask of a create or config
+/// change: each option's privilege on the VM, space on every storage a disk is allocated on
+/// (and read access to an `import-from` source), `SDN.Use` on each bridge, `Mapping.Use` on each
+/// PCI mapping, and root for raw PCI devices.
+fn check_config_permissions(ctx: &Ctx, vmid: u32, deleted: &[String]) -> Result<(), ApiError> {
+    let vm_path = format!("/vms/{vmid}");
+    let options = ctx
+        .params
+        .keys()
+        .filter(|k| !CONTROL.contains(&k.as_str()))
+        .chain(deleted.iter());
+    for option in options {
+        ctx.require(&vm_path, &[access::config_privilege(option)])?;
+    }
+    for (key, value) in ctx
+        .params
+        .iter()
+        .filter(|(k, _)| !CONTROL.contains(&k.as_str()))
+    {
+        let props = Props::parse(value, if is_net_key(key) { "model" } else { "file" });
+        if is_disk_key(key) {
+            if let Some((storage, rest)) = props.first.as_deref().and_then(|f| f.split_once(':'))
+                && (rest == "cloudinit" || rest.parse::<f64>().is_ok())
+            {
+                ctx.require(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
+            }
+            if let Some((storage, _)) = props
+                .rest
+                .get("import-from")
+                .and_then(|f| f.split_once(':'))
+            {
+                ctx.require_any(
+                    &format!("/storage/{storage}"),
+                    &["Datastore.Audit", "Datastore.AllocateSpace"],
+                )?;
+            }
+        } else if is_net_key(key) {
+            if let Some(bridge) = props.rest.get("bridge") {
+                ctx.require(&format!("/sdn/zones/localnetwork/{bridge}"), &["SDN.Use"])?;
+            }
+        } else if key.starts_with("hostpci") {
+            let props = Props::parse(value, "host");
+            if let Some(mapping) = props.rest.get("mapping") {
+                ctx.require(&format!("/mapping/pci/{mapping}"), &["Mapping.Use"])?;
+            } else if ctx.user != "root@pam" {
+                return Err(ApiError::fail(format!(
+                    "only root can set '{key}' config for non-mapped devices"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_disk_storages(cluster: &Cluster, params: &Params) -> Result<(), ApiError> {
     for (key, value) in params.iter().filter(|(k, _)| is_disk_key(k)) {
         let Some(file) = Props::parse(value, "file").first else {
@@ -816,6 +1030,9 @@ fn cluster_resources(ctx: &Ctx) -> Reply {
         let mut out = Vec::new();
         if kind.is_none() || kind == Some("vm") {
             for vm in c.vms.values() {
+                if !ctx.allowed(&format!("/vms/{}", vm.vmid), &["VM.Audit"], false) {
+                    continue;
+                }
                 let config = vm.effective_config();
                 let mut entry = json!({
                     "id": format!("qemu/{}", vm.vmid), "type": "qemu", "vmid": vm.vmid, "node": vm.node,
@@ -844,6 +1061,9 @@ fn cluster_resources(ctx: &Ctx) -> Reply {
         if kind.is_none() || kind == Some("storage") {
             for node in &c.nodes {
                 for storage in &c.storages {
+                    if !ctx.allowed(&format!("/storage/{}", storage.id), STORAGE_READ, true) {
+                        continue;
+                    }
                     out.push(json!({
                         "id": format!("storage/{}/{}", node.name, storage.id), "type": "storage", "node": node.name,
                         "storage": storage.id, "plugintype": storage.kind, "content": storage.content.join(","),
@@ -877,6 +1097,7 @@ fn node_storages(ctx: &Ctx) -> Reply {
         Value::Array(
             c.storages
                 .iter()
+                .filter(|s| ctx.allowed(&format!("/storage/{}", s.id), STORAGE_READ, true))
                 .filter(|s| ctx.get("content").is_none_or(|want| s.has_content(want)))
                 .filter(|s| ctx.get("storage").is_none_or(|want| s.id == want))
                 .map(|s| {
@@ -891,6 +1112,9 @@ fn node_storages(ctx: &Ctx) -> Reply {
         )
     }))
 }
+
+/// Either privilege lets a caller see a storage and read its volumes.
+const STORAGE_READ: &[&str] = &["Datastore.Audit", "Datastore.AllocateSpace"];
 
 fn volume_json(v: &Volume) -> Value {
     let mut entry = json!({"volid": v.volid, "content": v.content, "format": v.format, "size": v.size, "ctime": v.ctime});
@@ -944,6 +1168,7 @@ fn volume_param(ctx: &Ctx) -> String {
 fn volume_info(ctx: &Ctx) -> Reply {
     let node = ctx.node();
     let volid = volume_param(ctx);
+    ctx.require_any(&format!("/storage/{}", ctx.req("storage")), STORAGE_READ)?;
     ctx.shared.read(|c| {
         let v = c.find_volume(&node, &volid).ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
         let mut info = json!({"path": format!("/var/lib/vz/{}", v.volid.split_once(':').map(|(_, n)| n).unwrap_or_default()), "size": v.size, "used": v.size, "format": v.format});
@@ -957,6 +1182,7 @@ fn volume_info(ctx: &Ctx) -> Reply {
 fn volume_update(ctx: &Ctx) -> Reply {
     let node = ctx.node();
     let volid = volume_param(ctx);
+    ctx.require_any(&format!("/storage/{}", ctx.req("storage")), STORAGE_READ)?;
     ctx.shared.mutate(|c| {
         let v = c
             .find_volume_mut(&node, &volid)
@@ -975,6 +1201,10 @@ fn volume_update(ctx: &Ctx) -> Reply {
 fn volume_delete(ctx: &Ctx) -> Reply {
     let node = ctx.node();
     let volid = volume_param(ctx);
+    ctx.require(
+        &format!("/storage/{}", ctx.req("storage")),
+        &["Datastore.Allocate"],
+    )?;
     let shared = Arc::clone(&ctx.shared);
     ctx.shared.mutate(|c| {
         let v = c
@@ -1251,6 +1481,7 @@ fn vm_list(ctx: &Ctx) -> Reply {
             c.vms
                 .values()
                 .filter(|vm| vm.node == node)
+                .filter(|vm| ctx.allowed(&format!("/vms/{}", vm.vmid), &["VM.Audit"], false))
                 .map(|vm| {
                     let config = vm.effective_config();
                     let mut entry = json!({"vmid": vm.vmid, "status": if vm.running {"running"} else {"stopped"}, "template": u8::from(vm.is_template())});
@@ -1272,6 +1503,8 @@ fn create_vm(ctx: &Ctx) -> Reply {
     let params = ctx.params.clone();
     let start = ctx.flag("start").unwrap_or(false);
     let shared = Arc::clone(&ctx.shared);
+    ctx.require(&format!("/vms/{vmid}"), &["VM.Allocate"])?;
+    check_config_permissions(ctx, vmid, &[])?;
     ctx.shared.mutate(|c| {
         if c.vms.contains_key(&vmid) {
             return Err(ApiError::fail(format!(
@@ -1470,6 +1703,7 @@ fn update_config(ctx: &Ctx, asynchronous: bool) -> Reply {
     if set.is_empty() && delete.is_empty() && ctx.get("revert").is_none() {
         return Err(ApiError::fail("no options specified"));
     }
+    check_config_permissions(ctx, vmid, &delete)?;
     let shared = Arc::clone(&ctx.shared);
     let task_node = node.clone();
     let apply = move |c: &mut Cluster| -> Result<(), String> {
@@ -1686,6 +1920,9 @@ fn clone_vm(ctx: &Ctx) -> Reply {
             && c.storage(storage).is_none()
         {
             return Err(ApiError::fail(format!("storage '{storage}' does not exist")));
+        }
+        if let Some(storage) = ctx.get("storage") {
+            ctx.require(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
         }
         c.vms.insert(newid, Vm { vmid: newid, node: target.clone(), config: BTreeMap::from([("lock".to_string(), "clone".to_string())]), pending: BTreeMap::new(), running: false });
         let name = ctx.get("name").map(str::to_string).unwrap_or_else(|| format!("Copy-of-VM-{}", config.get("name").cloned().unwrap_or_else(|| vmid.to_string())));
@@ -1919,10 +2156,16 @@ fn destroy_vm(ctx: &Ctx) -> Reply {
 
 fn find_task<'a>(c: &'a Cluster, ctx: &Ctx) -> Result<&'a Task, ApiError> {
     let upid = ctx.req("upid");
-    c.tasks
+    let task = c
+        .tasks
         .get(upid)
         .filter(|t| t.node == ctx.req("node"))
-        .ok_or_else(|| ApiError::fail(format!("no such task '{upid}'")))
+        .ok_or_else(|| ApiError::fail(format!("no such task '{upid}'")))?;
+    // Other users' tasks need Sys.Audit on the node.
+    if task.user != ctx.user {
+        ctx.require(&format!("/nodes/{}", task.node), &["Sys.Audit"])?;
+    }
+    Ok(task)
 }
 
 fn task_status(ctx: &Ctx) -> Reply {

@@ -6,7 +6,9 @@
 //! It speaks only Proxmox JSON and imports nothing from the rest of proxfleet, so it cannot
 //! drift into agreeing with our client's mistakes.
 
+mod access;
 mod api;
+mod faults;
 mod propstr;
 mod schema;
 mod state;
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use access::AclEntry;
+pub use faults::{Fault, FaultAction, FaultSpec};
 use state::Cluster;
 
 /// The token the simulator accepts when none is configured. Not a secret: it opens only the
@@ -29,10 +33,23 @@ pub const DEFAULT_TOKEN: &str = "root@pam!proxfleet=00000000-0000-4000-8000-0000
 pub struct SimConfig {
     /// Number of nodes (`pve1`, `pve2`, …).
     pub nodes: usize,
-    /// Accepted API tokens, `user@realm!id=secret`.
+    /// Accepted API tokens, `user@realm!id=secret`, optionally followed by `,privsep=1` for a
+    /// privilege-separated token (its privileges are then its own ACLs intersected with its
+    /// user's).
     pub tokens: Vec<String>,
-    /// How long every task runs.
-    pub task_duration: Duration,
+    /// ACL entries; `root@pam` and its tokens need none.
+    pub acls: Vec<AclEntry>,
+    /// Custom roles, name → privileges (besides the built-in ones, `PVEVMAdmin` and the like).
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// How long every task runs; `None` for each kind's nominal duration (a full clone takes
+    /// longer than a start) times `task_scale`.
+    pub task_duration: Option<Duration>,
+    /// Factor applied to task durations.
+    pub task_scale: f64,
+    /// Faults injected from the start (more can be added through `SimHandle::add_fault`).
+    pub faults: Vec<FaultSpec>,
+    /// Seed of the random numbers behind fault rates, so a faulty run can be repeated.
+    pub fault_seed: u64,
     /// Added latency per request.
     pub latency: Duration,
     /// Where the state is loaded from and saved to.
@@ -48,7 +65,12 @@ impl Default for SimConfig {
         SimConfig {
             nodes: 1,
             tokens: vec![DEFAULT_TOKEN.to_string()],
-            task_duration: Duration::from_millis(20),
+            acls: Vec::new(),
+            roles: BTreeMap::new(),
+            task_duration: Some(Duration::from_millis(20)),
+            task_scale: 1.0,
+            faults: Vec::new(),
+            fault_seed: 0,
             latency: Duration::ZERO,
             state_file: None,
             tls: false,
@@ -139,6 +161,8 @@ pub(crate) struct Session {
 
 pub(crate) struct Shared {
     pub cluster: Mutex<Cluster>,
+    pub access: access::AccessControl,
+    pub faults: Mutex<faults::Faults>,
     pub tickets: Mutex<BTreeMap<String, Session>>,
     pub config: SimConfig,
     pub requests: Mutex<Vec<RequestRecord>>,
@@ -210,8 +234,49 @@ impl SimHandle {
             _ => Cluster::new(config.nodes),
         };
         let addr = listener.local_addr().map_err(SimError::Listen)?;
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| access::Token::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SimError::Admin)?;
+        let mut roles = BTreeMap::new();
+        for (name, privs) in &config.roles {
+            if let Some(unknown) = privs
+                .iter()
+                .find(|p| !access::ALL_PRIVILEGES.contains(&p.as_str()))
+            {
+                return Err(SimError::Admin(format!(
+                    "role {name}: unknown privilege '{unknown}'"
+                )));
+            }
+            roles.insert(name.clone(), privs.iter().cloned().collect());
+        }
+        for entry in &config.acls {
+            if access::builtin_role(&entry.role).is_none() && !roles.contains_key(&entry.role) {
+                return Err(SimError::Admin(format!(
+                    "ACL on {}: unknown role '{}'",
+                    entry.path, entry.role
+                )));
+            }
+        }
+        let access = access::AccessControl {
+            acls: config.acls.clone(),
+            roles,
+            tokens,
+        };
+        let mut faults = faults::Faults::new(config.fault_seed);
+        let mut cluster_faults = Vec::new();
+        for spec in &config.faults {
+            match spec {
+                FaultSpec::Rule(rule) => faults.add(rule.clone()),
+                other => cluster_faults.push(other.clone()),
+            }
+        }
         let shared = Arc::new(Shared {
             cluster: Mutex::new(cluster),
+            access,
+            faults: Mutex::new(faults),
             tickets: Mutex::default(),
             config,
             requests: Mutex::default(),
@@ -248,12 +313,103 @@ impl SimHandle {
                     .await;
             })
         };
-        Ok(SimHandle {
+        let handle = SimHandle {
             shared,
             addr,
             certificate_pem,
             shutdown: Some(tx),
             server,
+        };
+        for spec in cluster_faults {
+            handle.inject(spec)?;
+        }
+        Ok(handle)
+    }
+
+    /// Inject a fault: a request rule, a held lock or an offline node.
+    ///
+    /// # Errors
+    /// The VM or node does not exist.
+    pub fn inject(&self, spec: FaultSpec) -> Result<(), SimError> {
+        match spec {
+            FaultSpec::Rule(rule) => {
+                self.add_fault(rule);
+                Ok(())
+            }
+            FaultSpec::Lock {
+                vmid,
+                lock,
+                release_after,
+            } => {
+                self.set_lock(vmid, Some(&lock))?;
+                if let Some(after) = release_after {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        shared.mutate(|c| {
+                            if let Some(vm) = c.vms.get_mut(&vmid)
+                                && vm.lock() == Some(lock.as_str())
+                            {
+                                vm.config.remove("lock");
+                            }
+                        });
+                    });
+                }
+                Ok(())
+            }
+            FaultSpec::Offline { node, back_after } => {
+                self.set_node_online(&node, false)?;
+                if let Some(after) = back_after {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        shared.mutate(|c| {
+                            if let Some(n) = c.nodes.iter_mut().find(|n| n.name == node) {
+                                n.online = true;
+                            }
+                        });
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Add a request rule.
+    pub fn add_fault(&self, fault: Fault) {
+        if let Ok(mut faults) = self.shared.faults.lock() {
+            faults.add(fault);
+        }
+    }
+
+    /// Remove every request rule.
+    pub fn clear_faults(&self) {
+        if let Ok(mut faults) = self.shared.faults.lock() {
+            faults.clear();
+        }
+    }
+
+    /// Hold (or with `None` release) a lock on a VM, as a backup or migration would.
+    ///
+    /// # Errors
+    /// No such VM.
+    pub fn set_lock(&self, vmid: u32, lock: Option<&str>) -> Result<(), SimError> {
+        self.set_vm_config(vmid, "lock", lock)
+    }
+
+    /// Take a node offline or bring it back.
+    ///
+    /// # Errors
+    /// No such node.
+    pub fn set_node_online(&self, node: &str, online: bool) -> Result<(), SimError> {
+        self.shared.mutate(|c| {
+            let n = c
+                .nodes
+                .iter_mut()
+                .find(|n| n.name == node)
+                .ok_or_else(|| SimError::Admin(format!("no node {node}")))?;
+            n.online = online;
+            Ok(())
         })
     }
 
@@ -275,10 +431,10 @@ impl SimHandle {
     /// The first accepted token, `user@realm!id=secret`.
     pub fn token(&self) -> String {
         self.shared
-            .config
+            .access
             .tokens
             .first()
-            .cloned()
+            .map(|t| format!("{}={}", t.id, t.secret))
             .unwrap_or_else(|| DEFAULT_TOKEN.to_string())
     }
 

@@ -29,7 +29,7 @@ pub fn snapshot_settings() -> insta::Settings {
 /// A fresh simulator with fast tasks, and a connection to it.
 pub async fn sim() -> (SimHandle, Connection) {
     let sim = SimHandle::start(SimConfig {
-        task_duration: Duration::from_millis(5),
+        task_duration: Some(Duration::from_millis(5)),
         ..SimConfig::default()
     })
     .await

@@ -12,7 +12,7 @@ use crate::common::*;
 async fn cluster_sim(nodes: usize) -> (SimHandle, Connection) {
     let sim = SimHandle::start(SimConfig {
         nodes,
-        task_duration: Duration::from_millis(2),
+        task_duration: Some(Duration::from_millis(2)),
         ..SimConfig::default()
     })
     .await

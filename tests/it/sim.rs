@@ -24,6 +24,15 @@ impl Api {
         (sim, api)
     }
 
+    /// The same simulator, called with another token.
+    fn as_token(&self, token: &str) -> Api {
+        Api {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: token.to_string(),
+        }
+    }
+
     async fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
@@ -38,6 +47,26 @@ impl Api {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Call and report a transport failure (a dropped connection) instead of panicking.
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("PVEAPIToken={}", self.token))
+            .form(form)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await?;
+        Ok((status, body))
     }
 
     /// Call, expect a UPID, wait for the task; returns its exit status.
@@ -75,7 +104,7 @@ impl Api {
 
 fn fast() -> SimConfig {
     SimConfig {
-        task_duration: Duration::from_millis(2),
+        task_duration: Some(Duration::from_millis(2)),
         ..SimConfig::default()
     }
 }
@@ -180,7 +209,7 @@ async fn errors_use_proxmox_envelopes_and_status_codes() {
 async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
     // Tasks long enough that both clones are still running when their locks are checked.
     let (sim, api) = Api::start(SimConfig {
-        task_duration: Duration::from_millis(300),
+        task_duration: Some(Duration::from_millis(300)),
         ..SimConfig::default()
     })
     .await;
@@ -549,6 +578,7 @@ async fn nextid_is_the_lowest_free_id_and_state_persists() {
 async fn tickets_log_in_and_writes_need_the_csrf_token() {
     let (sim, api) = Api::start(SimConfig {
         users: vec!["ops@pve:hunter2".into()],
+        acls: vec![proxfleet::sim::AclEntry::parse("/vms:PVEVMAdmin:ops@pve").unwrap()],
         ..fast()
     })
     .await;
@@ -605,4 +635,240 @@ async fn tickets_log_in_and_writes_need_the_csrf_token() {
     );
     // Tokens keep working beside tickets.
     assert_eq!(api.call("GET", "/version", &[]).await.0, 200);
+}
+
+const ALICE_CI: &str = "alice@pve!ci=11111111-2222-4333-8444-555555555555";
+const ALICE_FULL: &str = "alice@pve!full=66666666-2222-4333-8444-555555555555";
+const BOB: &str = "bob@pve!deploy=77777777-2222-4333-8444-555555555555";
+
+#[tokio::test]
+async fn acls_and_privilege_separated_tokens_are_checked_as_proxmox_does() {
+    let acl = |text: &str| proxfleet::sim::AclEntry::parse(text).unwrap();
+    let (_sim, root) = Api::start(SimConfig {
+        tokens: vec![
+            proxfleet::sim::DEFAULT_TOKEN.to_string(),
+            format!("{ALICE_CI},privsep=1"),
+            ALICE_FULL.to_string(),
+            BOB.to_string(),
+        ],
+        acls: vec![
+            acl("/:PVEVMAdmin:alice@pve"),
+            acl("/storage:PVEDatastoreUser:alice@pve"),
+            acl("/:PVEAuditor:alice@pve!ci"),
+            acl("/vms/9000:PVETemplateUser:bob@pve"),
+            acl("/vms/300:PVEVMAdmin:bob@pve"),
+        ],
+        ..fast()
+    })
+    .await;
+    template(&root).await;
+
+    // A privilege-separated token has its user's privileges only where its own ACLs grant them.
+    let ci = root.as_token(ALICE_CI);
+    let (status, body) = ci.call("GET", "/nodes/pve1/qemu/9000/config", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ci
+        .call(
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "150"), ("memory", "512")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            403,
+            Some("Permission check failed (/vms/150, VM.Allocate)\n")
+        )
+    );
+    // Without separation the token has all of alice's privileges.
+    let full = root.as_token(ALICE_FULL);
+    let (status, body) = full
+        .call(
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "150"), ("memory", "512")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // …but alice cannot use a bridge without SDN.Use.
+    let (status, body) = full
+        .call(
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "151"), ("net0", "virtio,bridge=vmbr0")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            403,
+            Some("Permission check failed (/sdn/zones/localnetwork/vmbr0, SDN.Use)\n")
+        )
+    );
+
+    // bob may clone template 9000 into 300 only: the schema's check (and/or on two paths).
+    let bob = root.as_token(BOB);
+    let (status, body) = bob
+        .call("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "301")])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (403, Some("Permission check failed\n"))
+    );
+    let exit = bob
+        .task(
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "300"), ("name", "b")],
+        )
+        .await;
+    assert_eq!(exit, "OK");
+    // bob sees only what he may audit; his changes need the matching VM.Config privilege.
+    let (_, resources) = bob
+        .call("GET", "/cluster/resources", &[("type", "vm")])
+        .await;
+    let mut seen: Vec<u64> = resources["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["vmid"].as_u64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![300, 9000]);
+    let (status, body) = bob
+        .call("PUT", "/nodes/pve1/qemu/9000/config", &[("memory", "4096")])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (403, Some("Permission check failed\n"))
+    );
+    let (status, _) = bob
+        .call("PUT", "/nodes/pve1/qemu/300/config", &[("memory", "4096")])
+        .await;
+    assert_eq!(status, 200);
+
+    // /access/permissions tells each caller what it has.
+    let (_, perms) = ci.call("GET", "/access/permissions", &[]).await;
+    assert_eq!(perms["data"]["/"]["VM.Audit"], 1, "{perms}");
+    assert!(perms["data"]["/"].get("VM.Allocate").is_none(), "{perms}");
+    let (status, _) = bob
+        .call("GET", "/access/permissions", &[("userid", "alice@pve")])
+        .await;
+    assert_eq!(status, 403);
+    // A wrong secret is an authentication failure, not a permission one.
+    let (status, _) = root
+        .as_token("alice@pve!ci=00000000-0000-4000-8000-000000000009")
+        .call("GET", "/version", &[])
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn faults_on_demand_errors_drops_task_failures_locks_and_offline_nodes() {
+    use proxfleet::sim::{Fault, FaultAction, FaultSpec};
+    let (sim, api) = Api::start(SimConfig { nodes: 2, ..fast() }).await;
+    template(&api).await;
+    let clone_path = "/nodes/*/qemu/*/clone";
+
+    // An HTTP error, once.
+    sim.add_fault(
+        Fault::on(
+            "POST",
+            clone_path,
+            FaultAction::Error {
+                status: 500,
+                message: "can't lock file '/var/lock/qemu-server/lock-9000.conf' - got timeout"
+                    .into(),
+            },
+        )
+        .times(1),
+    );
+    let (status, body) = api
+        .call("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "201")])
+        .await;
+    assert_eq!(status, 500);
+    assert!(body["message"].as_str().unwrap().contains("got timeout"));
+    assert!(!sim.vms().iter().any(|vm| vm.vmid == 201));
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "201")])
+            .await,
+        "OK"
+    );
+
+    // A connection dropped before the request is handled changes nothing; one dropped after
+    // it is handled leaves the change made and the client none the wiser.
+    sim.add_fault(Fault::on("POST", clone_path, FaultAction::Drop { after: false }).times(1));
+    assert!(
+        api.try_call("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "202")])
+            .await
+            .is_err()
+    );
+    assert!(!sim.vms().iter().any(|vm| vm.vmid == 202));
+    sim.add_fault(Fault::on("POST", clone_path, FaultAction::Drop { after: true }).times(1));
+    assert!(
+        api.try_call("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "202")])
+            .await
+            .is_err()
+    );
+    assert!(sim.vms().iter().any(|vm| vm.vmid == 202));
+
+    // A task that fails: the request succeeds, the task ends with the message, and the clone it
+    // was making is cleaned up.
+    sim.add_fault(
+        Fault::on(
+            "POST",
+            clone_path,
+            FaultAction::TaskError("clone failed: disk quota exceeded".into()),
+        )
+        .times(1),
+    );
+    let exit = api
+        .task("POST", "/nodes/pve1/qemu/9000/clone", &[("newid", "203")])
+        .await;
+    assert_eq!(exit, "clone failed: disk quota exceeded");
+    assert!(!sim.vms().iter().any(|vm| vm.vmid == 203));
+
+    // Latency on one path only (a lower bound, never a timing assertion on the upper side).
+    sim.add_fault(Fault::on(
+        "GET",
+        "/version",
+        FaultAction::Latency(Duration::from_millis(150)),
+    ));
+    let started = std::time::Instant::now();
+    api.call("GET", "/version", &[]).await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    sim.clear_faults();
+
+    // A held lock refuses changes with Proxmox's message until released.
+    sim.inject(FaultSpec::parse("lock,vmid=201,lock=backup").unwrap())
+        .unwrap();
+    let (status, body) = api
+        .call("PUT", "/nodes/pve1/qemu/201/config", &[("memory", "1024")])
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("VM is locked (backup)\n"))
+    );
+    let (_, config) = api.call("GET", "/nodes/pve1/qemu/201/config", &[]).await;
+    assert_eq!(config["data"]["lock"], "backup");
+    sim.set_lock(201, None).unwrap();
+    let (status, _) = api
+        .call("PUT", "/nodes/pve1/qemu/201/config", &[("memory", "1024")])
+        .await;
+    assert_eq!(status, 200);
+
+    // An offline node cannot be reached through the others.
+    sim.inject(FaultSpec::parse("offline,node=pve2").unwrap())
+        .unwrap();
+    let (status, body) = api.call("GET", "/nodes/pve2/qemu", &[]).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (595, Some("no route to host pve2\n"))
+    );
+    let (_, nodes) = api.call("GET", "/nodes", &[]).await;
+    assert_eq!(nodes["data"][1]["status"], "offline");
+    sim.set_node_online("pve2", true).unwrap();
+    let (status, _) = api.call("GET", "/nodes/pve2/qemu", &[]).await;
+    assert_eq!(status, 200);
 }
