@@ -48,6 +48,12 @@ SERVED = [
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
 ]
 
+# Enums the schema leaves null because Proxmox computes them at runtime.
+RUNTIME_ENUMS = {
+    # pve-storage KNOWN_COMPRESSION_FORMATS (PVE::Storage::decompressor_info)
+    ("POST", "/nodes/{node}/storage/{storage}/download-url", "compression"): ["gz", "lzo", "zst", "bz2"],
+}
+
 KEEP = ("type", "optional", "enum", "minimum", "maximum", "pattern", "maxLength", "typetext", "default", "requires")
 
 
@@ -88,7 +94,11 @@ def main():
             }
             continue
         props = (info.get("parameters") or {}).get("properties") or {}
-        out[f"{method} {path}"] = {name: param(spec) for name, spec in sorted(props.items())}
+        params = {name: param(spec) for name, spec in sorted(props.items())}
+        for (m, p, name), values in RUNTIME_ENUMS.items():
+            if (m, p) == (method, path) and name in params:
+                params[name]["enum"] = values
+        out[f"{method} {path}"] = params
     json.dump(out, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 

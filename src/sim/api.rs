@@ -1614,9 +1614,10 @@ fn vm_config(ctx: &Ctx) -> Reply {
             };
             let number = matches!(
                 key.as_str(),
+                // `memory` is a property string since PVE 8.1 (`[current=]<integer>`), so it
+                // stays a string, as check_type leaves strings.
                 "cores"
                     | "sockets"
-                    | "memory"
                     | "onboot"
                     | "template"
                     | "protection"
@@ -2156,6 +2157,13 @@ fn destroy_vm(ctx: &Ctx) -> Reply {
 
 fn find_task<'a>(c: &'a Cluster, ctx: &Ctx) -> Result<&'a Task, ApiError> {
     let upid = ctx.req("upid");
+    // PVE::Tools::upid_decode
+    let fields: Vec<&str> = upid.split(':').collect();
+    if fields.len() < 9 || fields[0] != "UPID" {
+        return Err(ApiError::fail(format!(
+            "unable to parse worker upid '{upid}'"
+        )));
+    }
     let task = c
         .tasks
         .get(upid)

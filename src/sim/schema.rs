@@ -127,6 +127,9 @@ fn check_value(name: &str, param: &Value, value: &str, json_body: bool) -> Resul
                 return Err(format!("value may only be {max} characters long"));
             }
             check_enum(param, value)?;
+            if let Some(pattern) = param.get("pattern").and_then(Value::as_str) {
+                check_pattern(pattern, value)?;
+            }
             match param.get("format") {
                 Some(Value::Object(sub)) => check_property_string(name, sub, value)?,
                 Some(Value::String(format)) => check_named_format(format, value)?,
@@ -135,6 +138,21 @@ fn check_value(name: &str, param: &Value, value: &str, json_body: bool) -> Resul
         }
     }
     Ok(())
+}
+
+/// JSONSchema.pm matches `m/^$pattern$/`; Perl's `(?^:…)` groups are plain groups here.
+fn check_pattern(pattern: &str, value: &str) -> Result<(), String> {
+    static CACHE: OnceLock<std::sync::Mutex<BTreeMap<String, Option<regex::Regex>>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let compiled = cache.entry(pattern.to_string()).or_insert_with(|| {
+        regex::Regex::new(&format!("^(?:{})$", pattern.replace("(?^:", "(?:"))).ok()
+    });
+    match compiled {
+        Some(re) if !re.is_match(value) => Err("value does not match the regex pattern".into()),
+        _ => Ok(()),
+    }
 }
 
 fn check_range(param: &Value, number: f64) -> Result<(), String> {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod conformance;
 mod diff;
 mod e2e;
 mod examples;

@@ -7,14 +7,14 @@ use std::time::Duration;
 use proxfleet::sim::{SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Api {
-    async fn start(config: SimConfig) -> (SimHandle, Api) {
+    pub(crate) async fn start(config: SimConfig) -> (SimHandle, Api) {
         let sim = SimHandle::start(config).await.unwrap();
         let api = Api {
             http: reqwest::Client::new(),
@@ -33,7 +33,12 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .http
@@ -70,7 +75,7 @@ impl Api {
     }
 
     /// Call, expect a UPID, wait for the task; returns its exit status.
-    async fn task(&self, method: &str, path: &str, form: &[(&str, &str)]) -> String {
+    pub(crate) async fn task(&self, method: &str, path: &str, form: &[(&str, &str)]) -> String {
         let (status, body) = self.call(method, path, form).await;
         assert_eq!(status, 200, "{method} {path}: {body}");
         let upid = body["data"]
@@ -102,7 +107,7 @@ impl Api {
     }
 }
 
-fn fast() -> SimConfig {
+pub(crate) fn fast() -> SimConfig {
     SimConfig {
         task_duration: Some(Duration::from_millis(2)),
         ..SimConfig::default()
@@ -113,7 +118,7 @@ const IMAGE: &str = "local:import/noble.qcow2";
 const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 
 /// An image, a template 9000 built from it.
-async fn template(api: &Api) {
+pub(crate) async fn template(api: &Api) {
     let exit = api
         .task(
             "POST",
@@ -387,7 +392,7 @@ async fn digests_locks_power_and_destroy_behave_as_proxmox() {
     );
     assert_eq!(
         api.config(201).await["memory"],
-        4096,
+        "4096",
         "GET config shows pending values applied"
     );
 
