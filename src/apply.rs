@@ -122,6 +122,14 @@ enum StepError {
     Inconsistent(String),
 }
 
+/// A step whose error says it was done already (by an attempt whose answer was lost) succeeded.
+fn already_done(result: Result<(), StepError>, sign: &str) -> Result<(), StepError> {
+    match result {
+        Err(err) if err.to_string().contains(sign) => Ok(()),
+        other => other,
+    }
+}
+
 /// A sink for events; called from several tasks at once.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -490,29 +498,34 @@ impl Job {
                 .iter()
                 .map(|(option, secret)| (option.clone(), secret.expose().to_string())),
         );
-        self.task(
-            &format!("create VM {} from {}", vm.vmid, build.image),
-            tasks,
-            || async {
-                self.client
-                    .create_vm(&vm.node, vm.vmid, &params)
-                    .await
-                    .map(Some)
-            },
-        )
-        .await?;
+        let created = self
+            .task(
+                &format!("create VM {} from {}", vm.vmid, build.image),
+                tasks,
+                || async {
+                    self.client
+                        .create_vm(&vm.node, vm.vmid, &params)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await;
+        self.unless_made_earlier(created, vm).await?;
         let (disk, size) = &build.resize;
         self.task(&format!("resize {disk} to {size}"), tasks, || {
             self.client.resize_disk(&vm.node, vm.vmid, disk, size, None)
         })
         .await?;
-        self.task("convert to template", tasks, || async {
-            self.client
-                .convert_to_template(&vm.node, vm.vmid)
-                .await
-                .map(Some)
-        })
-        .await
+        let converted = self
+            .task("convert to template", tasks, || async {
+                self.client
+                    .convert_to_template(&vm.node, vm.vmid)
+                    .await
+                    .map(Some)
+            })
+            .await;
+        // An earlier attempt whose answer was lost may have converted it already.
+        already_done(converted, "you can't convert a template to a template")
     }
 
     async fn create_clone(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {
@@ -531,20 +544,22 @@ impl Job {
             description: vm.settings.get("description").cloned(),
             pool: None,
         };
-        self.task(
-            &format!(
-                "clone {} (vmid {}) to {}",
-                recipe.template, recipe.template_vmid, vm.vmid
-            ),
-            tasks,
-            || async {
-                self.client
-                    .clone_vm(&recipe.template_node, recipe.template_vmid, &request)
-                    .await
-                    .map(Some)
-            },
-        )
-        .await?;
+        let cloned = self
+            .task(
+                &format!(
+                    "clone {} (vmid {}) to {}",
+                    recipe.template, recipe.template_vmid, vm.vmid
+                ),
+                tasks,
+                || async {
+                    self.client
+                        .clone_vm(&recipe.template_node, recipe.template_vmid, &request)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await;
+        self.unless_made_earlier(cloned, vm).await?;
         let mut set: Vec<(String, String)> = vm
             .settings
             .iter()
@@ -572,12 +587,75 @@ impl Job {
             .await?;
         }
         if vm.running {
-            self.task("start", tasks, || async {
-                self.client.start_vm(&vm.node, vm.vmid).await.map(Some)
-            })
-            .await?;
+            let started = self
+                .task("start", tasks, || async {
+                    self.client.start_vm(&vm.node, vm.vmid).await.map(Some)
+                })
+                .await;
+            already_done(started, "already running")?;
         }
         Ok(())
+    }
+
+    /// A create or clone that failed because the vmid is taken succeeded after all when the VM
+    /// there carries this resource's marker: an earlier attempt (of this run, whose answer was
+    /// lost, or of an interrupted run) made it. Anything else in the way stays an error.
+    async fn unless_made_earlier(
+        &self,
+        result: Result<(), StepError>,
+        vm: &DesiredVm,
+    ) -> Result<(), StepError> {
+        let Err(err) = result else {
+            return Ok(());
+        };
+        if !err.to_string().contains("already exists") {
+            return Err(err);
+        }
+        let described = vm
+            .settings
+            .get("description")
+            .cloned()
+            .or_else(|| match &vm.recipe {
+                Recipe::Build(build) => build
+                    .create_params
+                    .iter()
+                    .find(|(k, _)| k == "description")
+                    .map(|(_, v)| v.clone()),
+                Recipe::Clone(_) => None,
+            });
+        let wanted = described
+            .as_deref()
+            .and_then(crate::ownership::Marker::find);
+        // While the earlier attempt's task runs, the VM holds only its lock; wait for it.
+        let mut found = None;
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..40 {
+            let Ok(config) = self.client.vm_config(&vm.node, vm.vmid).await else {
+                break;
+            };
+            let busy = config
+                .values
+                .get("lock")
+                .is_some_and(|l| l == "create" || l == "clone");
+            if !busy {
+                found = config
+                    .values
+                    .get("description")
+                    .and_then(|d| crate::ownership::Marker::find(d));
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        if wanted.is_some() && found == wanted {
+            self.step(format!(
+                "VM {} was already made by an earlier attempt; carrying on",
+                vm.vmid
+            ));
+            Ok(())
+        } else {
+            Err(err)
+        }
     }
 
     async fn update_vm(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {

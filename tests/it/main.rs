@@ -7,6 +7,7 @@ mod conformance;
 mod diff;
 mod e2e;
 mod examples;
+mod faults;
 mod images;
 mod sim;
 mod spec;
