@@ -123,10 +123,10 @@ enum StepError {
 }
 
 /// A step whose error says it was done already (by an attempt whose answer was lost) succeeded.
-fn already_done(result: Result<(), StepError>, sign: &str) -> Result<(), StepError> {
+fn already_done(result: Result<(), StepError>, sign: &str) -> Result<(), Box<StepError>> {
     match result {
         Err(err) if err.to_string().contains(sign) => Ok(()),
-        other => other,
+        other => other.map_err(Box::new),
     }
 }
 
@@ -525,7 +525,7 @@ impl Job {
             })
             .await;
         // An earlier attempt whose answer was lost may have converted it already.
-        already_done(converted, "you can't convert a template to a template")
+        already_done(converted, "you can't convert a template to a template").map_err(|e| *e)
     }
 
     async fn create_clone(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {
@@ -592,7 +592,7 @@ impl Job {
                     self.client.start_vm(&vm.node, vm.vmid).await.map(Some)
                 })
                 .await;
-            already_done(started, "already running")?;
+            already_done(started, "already running").map_err(|e| *e)?;
         }
         Ok(())
     }
