@@ -1,10 +1,17 @@
-//! NoCloud cloud-init seeds, built in memory. So far, the ISO 9660 image writer with Rock Ridge
-//! and Joliet names (what `genisoimage -iso-level 3 -R -J -V cidata` makes, and what Proxmox
-//! itself attaches).
+//! NoCloud cloud-init seeds, built in memory: an ISO 9660 image writer with Rock Ridge and
+//! Joliet names (what `genisoimage -iso-level 3 -R -J -V cidata` makes, and what Proxmox itself
+//! attaches), the seed's `meta-data` and content-addressed file name, a merge of a user's
+//! `#cloud-config` with the user proxfleet declares, and a network-config (version 2) renderer.
 //!
-//! Pure: no clock, no I/O, no other proxfleet module. The same inputs give the same bytes.
+//! Pure: no clock, no I/O, no other proxfleet module. The same inputs give the same bytes, so a
+//! seed ISO can be named by its hash and a file with the desired name *is* the seed.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use sha2::Digest;
 
 // ---------------------------------------------------------------------------------------------
 // ISO 9660 writer
@@ -791,6 +798,638 @@ fn rrip_nm(name: &str) -> Vec<u8> {
     entry
 }
 
+// ---------------------------------------------------------------------------------------------
+// NoCloud seed
+
+/// The volume id cloud-init's NoCloud data source looks for.
+pub const VOLUME_ID: &str = "cidata";
+
+/// Why a seed, its user-data or its network-config could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeedError {
+    /// The hostname is not an RFC 1123 host name.
+    #[error(
+        "invalid hostname `{hostname}`: expected labels of letters, digits and `-`, joined by `.`"
+    )]
+    InvalidHostname {
+        /// The hostname as given.
+        hostname: String,
+    },
+    /// The declared user's name is not one `useradd` takes.
+    #[error(
+        "invalid user name `{name}`: expected a lower-case letter or `_`, then letters, digits, `_` or `-`, at most 32"
+    )]
+    InvalidUserName {
+        /// The name as given.
+        name: String,
+    },
+    /// An SSH key is empty or spans several lines.
+    #[error("invalid SSH key #{index} of user `{user}`: {reason}")]
+    InvalidSshKey {
+        /// The user.
+        user: String,
+        /// 1-based position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The password hash is not a crypt(3) hash (the value is not repeated: it may be a password).
+    #[error("the password hash of user `{user}` is not a crypt(3) hash such as `$6$...`")]
+    InvalidPasswordHash {
+        /// The user.
+        user: String,
+    },
+    /// The user-data says `#cloud-config` but is not a YAML mapping.
+    #[error("user-data is #cloud-config but not a YAML mapping: {message}")]
+    UserDataNotMapping {
+        /// The YAML parser's message.
+        message: String,
+    },
+    /// The user-data sets `user`, which proxfleet sets from the declared user.
+    #[error(
+        "user-data sets `user`, which proxfleet sets for the declared user `{user}`: declare the user in one place"
+    )]
+    UserDataSetsUser {
+        /// The declared user.
+        user: String,
+    },
+    /// The declared user could not be appended to the user-data and stay one mapping (for
+    /// example a flow mapping `{...}`, or a document ended by `...`).
+    #[error(
+        "cannot add the declared user to this user-data: {message} (write it as a block mapping)"
+    )]
+    UserDataNotMergeable {
+        /// What went wrong.
+        message: String,
+    },
+    /// An interface name is not a Linux interface name.
+    #[error("invalid interface name `{name}`: expected 1 to 15 letters, digits, `.`, `_` or `-`")]
+    InvalidInterfaceName {
+        /// The name as given.
+        name: String,
+    },
+    /// Two interfaces have the same name.
+    #[error("interface `{name}` is given twice")]
+    DuplicateInterface {
+        /// The repeated name.
+        name: String,
+    },
+    /// Two interfaces match the same MAC address.
+    #[error("MAC address {mac} is matched by two interfaces")]
+    DuplicateMac {
+        /// The repeated address.
+        mac: MacAddress,
+    },
+    /// An interface is static but has no address.
+    #[error("interface `{interface}` has a static {family} configuration without addresses")]
+    StaticWithoutAddress {
+        /// The interface.
+        interface: String,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
+    /// A search domain is not a DNS name.
+    #[error("invalid search domain `{domain}` on interface `{interface}`")]
+    InvalidSearchDomain {
+        /// The interface.
+        interface: String,
+        /// The domain as given.
+        domain: String,
+    },
+    /// A MAC address is not six colon-separated hexadecimal bytes.
+    #[error(
+        "invalid MAC address `{text}`: expected six hexadecimal bytes such as `bc:24:11:00:00:01`"
+    )]
+    InvalidMac {
+        /// The text as given.
+        text: String,
+    },
+    /// The ISO image could not be written.
+    #[error(transparent)]
+    Iso(#[from] IsoError),
+}
+
+/// What a NoCloud seed holds. Each text is the file's whole content; `None` leaves an optional
+/// file out (`user-data` is then written empty: cloud-init requires the file). `Debug` prints
+/// the files' sizes only: user-data often holds secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// The guest's host name (`local-hostname` in `meta-data`).
+    pub hostname: String,
+    /// `user-data`: a `#cloud-config` (see [`merge_user_data`]), a script, or any format
+    /// cloud-init reads.
+    pub user_data: Option<String>,
+    /// `vendor-data`, in the same formats as user-data.
+    pub vendor_data: Option<String>,
+    /// `network-config` (see [`network_config`]).
+    pub network_config: Option<String>,
+}
+
+/// A seed ISO, ready to upload as `iso` content and attach as a CD-ROM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SeedIso {
+    /// `proxfleet-ci-<first 12 hex digits of the image's SHA-256>.iso`.
+    pub file_name: String,
+    /// The `instance-id` in its `meta-data`.
+    pub instance_id: String,
+    /// The image.
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for SeedIso {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeedIso")
+            .field("file_name", &self.file_name)
+            .field("instance_id", &self.instance_id)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size =
+            |text: &Option<String>| text.as_ref().map(|text| format!("<{} bytes>", text.len()));
+        f.debug_struct("Seed")
+            .field("hostname", &self.hostname)
+            .field("user_data", &size(&self.user_data))
+            .field("vendor_data", &size(&self.vendor_data))
+            .field("network_config", &size(&self.network_config))
+            .finish()
+    }
+}
+
+impl Seed {
+    /// `proxfleet-` and 16 hex digits of a SHA-256 over the hostname and every file's content
+    /// (each length-prefixed, absent distinct from empty). Any change gives a new id, which
+    /// cloud-init takes as a new instance: it runs its once-per-instance modules again.
+    pub fn instance_id(&self) -> String {
+        let mut hasher = sha2::Sha256::new();
+        for (field, value) in [
+            ("local-hostname", Some(&self.hostname)),
+            ("user-data", self.user_data.as_ref()),
+            ("vendor-data", self.vendor_data.as_ref()),
+            ("network-config", self.network_config.as_ref()),
+        ] {
+            hasher.update(field.as_bytes());
+            match value {
+                None => hasher.update([0]),
+                Some(text) => {
+                    hasher.update([1]);
+                    hasher.update((text.len() as u64).to_be_bytes());
+                    hasher.update(text.as_bytes());
+                }
+            }
+        }
+        let digest = hasher.finalize();
+        format!("proxfleet-{}", hex::encode(&digest[..8]))
+    }
+
+    /// The `meta-data` file: `instance-id` and `local-hostname`.
+    ///
+    /// # Errors
+    /// The hostname is not an RFC 1123 host name.
+    pub fn meta_data(&self) -> Result<String, SeedError> {
+        if !is_dns_name(&self.hostname) {
+            return Err(SeedError::InvalidHostname {
+                hostname: self.hostname.clone(),
+            });
+        }
+        Ok(format!(
+            "instance-id: {}\nlocal-hostname: {}\n",
+            yaml_quoted(&self.instance_id()),
+            yaml_quoted(&self.hostname)
+        ))
+    }
+
+    /// The seed ISO: volume `cidata` with `meta-data`, `user-data` and, when given,
+    /// `vendor-data` and `network-config`, named by its content.
+    ///
+    /// # Errors
+    /// An invalid hostname, or a file too large for ISO 9660.
+    pub fn build(&self) -> Result<SeedIso, SeedError> {
+        let meta_data = self.meta_data()?;
+        let mut files: Vec<(&str, &[u8])> = vec![
+            ("meta-data", meta_data.as_bytes()),
+            (
+                "user-data",
+                self.user_data.as_deref().unwrap_or_default().as_bytes(),
+            ),
+        ];
+        if let Some(vendor_data) = &self.vendor_data {
+            files.push(("vendor-data", vendor_data.as_bytes()));
+        }
+        if let Some(network_config) = &self.network_config {
+            files.push(("network-config", network_config.as_bytes()));
+        }
+        let bytes = iso9660(VOLUME_ID, &files)?;
+        let digest = sha2::Sha256::digest(&bytes);
+        Ok(SeedIso {
+            file_name: format!("proxfleet-ci-{}.iso", hex::encode(&digest[..6])),
+            instance_id: self.instance_id(),
+            bytes,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// user-data
+
+/// The user proxfleet declares on a VM (what Proxmox calls `ciuser`, `sshkeys` and a hashed
+/// `cipassword`). It becomes cloud-init's default user: the distribution's groups and sudo
+/// rights, this name, these keys. `Debug` prints the password hash as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeclaredUser {
+    /// The login name.
+    pub name: String,
+    /// OpenSSH public keys, one per entry (`ssh-ed25519 AAAA... comment`).
+    pub ssh_authorized_keys: Vec<String>,
+    /// A crypt(3) hash (`$6$...`, `$y$...`), never a plain password. `None` locks the password:
+    /// the user logs in with a key only. The hash ends up readable in the seed ISO.
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for DeclaredUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeclaredUser")
+            .field("name", &self.name)
+            .field("ssh_authorized_keys", &self.ssh_authorized_keys)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// The first line that marks user-data as cloud-config.
+const CLOUD_CONFIG_HEADER: &str = "#cloud-config";
+
+/// User-data with the declared user added.
+///
+/// - No user-data: a `#cloud-config` with the user.
+/// - A `#cloud-config` (first line exactly that): the text unchanged, comments and all, with a
+///   top-level `user:` appended. cloud-init merges `user:` into the distribution's default user
+///   and always creates it, so the user-data's own `users:`, `ssh_authorized_keys:` and the rest
+///   keep their meaning and add to it.
+/// - Anything else (a `#!` script, `#include`, `#cloud-config-archive`, MIME multipart, ...):
+///   returned unchanged; the declared user is not applied, so the caller may want to say so.
+///
+/// The user-data is parsed only to check that it is a mapping without `user:`, and parsed
+/// again with the user appended to check that the result is that mapping plus `user`: the
+/// user's YAML is never re-emitted, so YAML 1.1 readings (`yes`, `0644`) stay cloud-init's.
+///
+/// # Errors
+/// An invalid declared user; a `#cloud-config` that is not a YAML mapping, sets `user:`, or
+/// cannot take a block-style key appended at its end.
+pub fn merge_user_data(user_data: Option<&str>, user: &DeclaredUser) -> Result<String, SeedError> {
+    let block = user_block(user)?;
+    let Some(text) = user_data else {
+        return Ok(format!("{CLOUD_CONFIG_HEADER}\n{block}"));
+    };
+    let first_line = text.lines().next().unwrap_or_default();
+    if first_line.trim_end() != CLOUD_CONFIG_HEADER {
+        return Ok(text.to_string());
+    }
+    let keys = top_level_keys(text).map_err(|message| SeedError::UserDataNotMapping { message })?;
+    if keys.iter().any(|key| key == "user") {
+        return Err(SeedError::UserDataSetsUser {
+            user: user.name.clone(),
+        });
+    }
+    let mut merged = text.to_string();
+    if !merged.ends_with('\n') {
+        merged.push('\n');
+    }
+    merged.push_str(&block);
+    let merged_keys =
+        top_level_keys(&merged).map_err(|message| SeedError::UserDataNotMergeable { message })?;
+    let mut expected = keys;
+    expected.push("user".to_string());
+    if merged_keys != expected {
+        return Err(SeedError::UserDataNotMergeable {
+            message: format!("the result has the keys {merged_keys:?}, not {expected:?}"),
+        });
+    }
+    Ok(merged)
+}
+
+/// The top-level keys of a YAML document that is a mapping (an empty document has none).
+fn top_level_keys(text: &str) -> Result<Vec<String>, String> {
+    let mapping: Option<indexmap::IndexMap<String, serde::de::IgnoredAny>> =
+        serde_saphyr::from_str(text).map_err(|err| err.to_string())?;
+    Ok(mapping.unwrap_or_default().into_keys().collect())
+}
+
+/// The `user:` block for the declared user, after checking it.
+fn user_block(user: &DeclaredUser) -> Result<String, SeedError> {
+    if !is_user_name(&user.name) {
+        return Err(SeedError::InvalidUserName {
+            name: user.name.clone(),
+        });
+    }
+    let mut block = String::from("# The user proxfleet declares.\nuser:\n");
+    block.push_str(&format!("  name: {}\n", yaml_quoted(&user.name)));
+    match &user.password_hash {
+        None => block.push_str("  lock_passwd: true\n"),
+        Some(hash) => {
+            let is_crypt = hash.starts_with('$')
+                && hash.len() > 1
+                && hash.chars().all(|c| c.is_ascii_graphic());
+            if !is_crypt {
+                return Err(SeedError::InvalidPasswordHash {
+                    user: user.name.clone(),
+                });
+            }
+            block.push_str("  lock_passwd: false\n");
+            block.push_str(&format!("  passwd: {}\n", yaml_quoted(hash)));
+        }
+    }
+    if !user.ssh_authorized_keys.is_empty() {
+        block.push_str("  ssh_authorized_keys:\n");
+    }
+    for (key_idx, key) in user.ssh_authorized_keys.iter().enumerate() {
+        let invalid = |reason| SeedError::InvalidSshKey {
+            user: user.name.clone(),
+            index: key_idx + 1,
+            reason,
+        };
+        // Surrounding white space (the newline that ends a key file) is not part of the key.
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(invalid("it has a line break or another control character"));
+        }
+        block.push_str(&format!("    - {}\n", yaml_quoted(key)));
+    }
+    Ok(block)
+}
+
+/// `useradd`'s default rule (Debian's `NAME_REGEX` without upper case): a lower-case letter or
+/// `_`, then lower-case letters, digits, `_` or `-`, at most 32 characters.
+fn is_user_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// RFC 1123 host names (and DNS names generally): labels of 1 to 63 letters, digits and `-`,
+/// not starting or ending with `-`, joined by `.`, at most 253 characters.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A YAML double-quoted scalar, which reads the same in YAML 1.1 (cloud-init's PyYAML) and 1.2:
+/// no `yes`, `0644` or `1:30` surprises. Whatever is not YAML-printable is escaped.
+fn yaml_quoted(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            // YAML 1.1 5.1 c-printable, less the line breaks and tab escaped above.
+            ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' => {
+                quoted.push(c);
+            }
+            c if u32::from(c) >= 0x10000 => quoted.push(c),
+            c => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+// ---------------------------------------------------------------------------------------------
+// network-config
+
+/// A MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddress(pub [u8; 6]);
+
+impl FromStr for MacAddress {
+    type Err = SeedError;
+
+    /// Six hexadecimal bytes separated by `:` (as Proxmox writes them) or `-`, either case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || SeedError::InvalidMac {
+            text: text.to_string(),
+        };
+        let mut bytes = [0; 6];
+        let mut parts = text.split([':', '-']);
+        for byte in &mut bytes {
+            let part = parts.next().ok_or_else(invalid)?;
+            // `from_str_radix` alone would take a sign: `+c`.
+            if part.len() != 2 || !part.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
+        }
+        if parts.next().is_some() {
+            return Err(invalid());
+        }
+        Ok(MacAddress(bytes))
+    }
+}
+
+impl fmt::Display for MacAddress {
+    /// Lower case with colons, the form netplan documents.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// How an interface gets its IPv4 address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Ipv4Config {
+    /// No IPv4 configuration.
+    #[default]
+    None,
+    /// DHCP (`dhcp4: true`).
+    Dhcp,
+    /// Fixed addresses, with the default gateway when there is one.
+    Static {
+        /// Addresses with their prefix length (`192.0.2.10/24`).
+        addresses: Vec<ipnet::Ipv4Net>,
+        /// `gateway4`.
+        gateway: Option<Ipv4Addr>,
+    },
+}
+
+/// How an interface gets its IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Ipv6Config {
+    /// No IPv6 configuration (the kernel's defaults).
+    #[default]
+    None,
+    /// DHCPv6 (`dhcp6: true`).
+    Dhcp,
+    /// Stateless autoconfiguration from router advertisements (`accept-ra: true`).
+    Slaac,
+    /// Fixed addresses, with the default gateway when there is one.
+    Static {
+        /// Addresses with their prefix length (`2001:db8::10/64`).
+        addresses: Vec<ipnet::Ipv6Net>,
+        /// `gateway6`.
+        gateway: Option<Ipv6Addr>,
+    },
+}
+
+/// One Ethernet interface of a network-config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The interface's id in the config and, when it is matched by MAC, its name in the guest
+    /// (`set-name`); otherwise the guest's name for it (`eth0`, `ens18`).
+    pub name: String,
+    /// Match the NIC by MAC address rather than by name.
+    pub mac: Option<MacAddress>,
+    /// IPv4.
+    pub ipv4: Ipv4Config,
+    /// IPv6.
+    pub ipv6: Ipv6Config,
+    /// DNS servers.
+    pub nameservers: Vec<IpAddr>,
+    /// DNS search domains.
+    pub search: Vec<String>,
+}
+
+/// A cloud-init network-config, version 2 (netplan's format), for `interfaces`: `version: 2`
+/// and `ethernets` at the top level, the form NoCloud has always read. Every value is quoted.
+///
+/// # Errors
+/// An invalid or repeated interface name, a MAC matched twice, a static configuration without
+/// addresses, an invalid search domain.
+pub fn network_config(interfaces: &[Interface]) -> Result<String, SeedError> {
+    let mut names = BTreeSet::new();
+    let mut macs = BTreeSet::new();
+    let mut out = String::from("version: 2\n");
+    if interfaces.is_empty() {
+        out.push_str("ethernets: {}\n");
+        return Ok(out);
+    }
+    out.push_str("ethernets:\n");
+    for interface in interfaces {
+        let name = &interface.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 15
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(SeedError::InvalidInterfaceName { name: name.clone() });
+        }
+        if !names.insert(name.as_str()) {
+            return Err(SeedError::DuplicateInterface { name: name.clone() });
+        }
+        out.push_str(&format!("  {}:\n", yaml_quoted(name)));
+        if let Some(mac) = interface.mac {
+            if !macs.insert(mac) {
+                return Err(SeedError::DuplicateMac { mac });
+            }
+            out.push_str("    match:\n");
+            out.push_str(&format!(
+                "      macaddress: {}\n",
+                yaml_quoted(&mac.to_string())
+            ));
+            out.push_str(&format!("    set-name: {}\n", yaml_quoted(name)));
+        }
+        let mut addresses = Vec::new();
+        match &interface.ipv4 {
+            Ipv4Config::None => {}
+            Ipv4Config::Dhcp => out.push_str("    dhcp4: true\n"),
+            Ipv4Config::Static { addresses: v4, .. } => {
+                if v4.is_empty() {
+                    return Err(SeedError::StaticWithoutAddress {
+                        interface: name.clone(),
+                        family: "IPv4",
+                    });
+                }
+                addresses.extend(v4.iter().map(ToString::to_string));
+            }
+        }
+        match &interface.ipv6 {
+            Ipv6Config::None | Ipv6Config::Static { .. } => {}
+            Ipv6Config::Dhcp => out.push_str("    dhcp6: true\n"),
+            Ipv6Config::Slaac => out.push_str("    accept-ra: true\n"),
+        }
+        if let Ipv6Config::Static { addresses: v6, .. } = &interface.ipv6 {
+            if v6.is_empty() {
+                return Err(SeedError::StaticWithoutAddress {
+                    interface: name.clone(),
+                    family: "IPv6",
+                });
+            }
+            addresses.extend(v6.iter().map(ToString::to_string));
+        }
+        push_list(&mut out, "    addresses", &addresses);
+        if let Ipv4Config::Static {
+            gateway: Some(gateway),
+            ..
+        } = &interface.ipv4
+        {
+            out.push_str(&format!(
+                "    gateway4: {}\n",
+                yaml_quoted(&gateway.to_string())
+            ));
+        }
+        if let Ipv6Config::Static {
+            gateway: Some(gateway),
+            ..
+        } = &interface.ipv6
+        {
+            out.push_str(&format!(
+                "    gateway6: {}\n",
+                yaml_quoted(&gateway.to_string())
+            ));
+        }
+        if let Some(domain) = interface.search.iter().find(|domain| !is_dns_name(domain)) {
+            return Err(SeedError::InvalidSearchDomain {
+                interface: name.clone(),
+                domain: domain.clone(),
+            });
+        }
+        if !interface.nameservers.is_empty() || !interface.search.is_empty() {
+            out.push_str("    nameservers:\n");
+            let servers: Vec<String> = interface
+                .nameservers
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            push_list(&mut out, "      addresses", &servers);
+            push_list(&mut out, "      search", &interface.search);
+        }
+    }
+    Ok(out)
+}
+
+/// `key:` and one quoted item a line, or nothing for an empty list.
+fn push_list(out: &mut String, key: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(key);
+    out.push_str(":\n");
+    let indent = key.len() - key.trim_start().len() + 2;
+    for item in items {
+        out.push_str(&format!("{:indent$}- {}\n", "", yaml_quoted(item)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1198,5 +1837,456 @@ mod tests {
             "file `big.img` is 4294967296 bytes, an ISO 9660 extent holds at most 4294967295"
         );
         assert_eq!(data_length("max.img", u32::MAX as usize), Ok(u32::MAX));
+    }
+
+    // --- the seed ---
+
+    fn seed() -> Seed {
+        Seed {
+            hostname: "web-1".into(),
+            user_data: Some("#cloud-config\npackages: [nginx]\n".into()),
+            vendor_data: None,
+            network_config: Some("version: 2\nethernets: {}\n".into()),
+        }
+    }
+
+    #[test]
+    fn meta_data_names_the_instance_and_host() {
+        // Pinned: a new instance-id makes cloud-init treat every VM as a new instance.
+        assert_eq!(
+            seed().meta_data().unwrap(),
+            "instance-id: \"proxfleet-8b4c8eba2f99d63d\"\nlocal-hostname: \"web-1\"\n"
+        );
+    }
+
+    #[test]
+    fn instance_id_changes_with_any_content() {
+        let base = seed();
+        let mut ids = BTreeSet::from([base.instance_id()]);
+        let variants = [
+            Seed {
+                hostname: "web-2".into(),
+                ..base.clone()
+            },
+            Seed {
+                user_data: None,
+                ..base.clone()
+            },
+            Seed {
+                vendor_data: Some(String::new()),
+                ..base.clone()
+            },
+            Seed {
+                network_config: None,
+                ..base.clone()
+            },
+            // The same text in another file is another seed.
+            Seed {
+                user_data: None,
+                vendor_data: base.user_data.clone(),
+                ..base.clone()
+            },
+        ];
+        for variant in &variants {
+            assert!(ids.insert(variant.instance_id()), "{variant:?}");
+        }
+        assert_eq!(seed().instance_id(), base.instance_id());
+    }
+
+    #[test]
+    fn the_seed_iso_is_named_by_its_content() {
+        let iso = seed().build().unwrap();
+        let digest = hex::encode(sha2::Sha256::digest(&iso.bytes));
+        assert_eq!(iso.file_name, format!("proxfleet-ci-{}.iso", &digest[..12]));
+        assert_eq!(iso.instance_id, seed().instance_id());
+        assert_eq!(seed().build().unwrap(), iso, "deterministic");
+        assert!(format!("{iso:?}").contains(&format!("<{} bytes>", iso.bytes.len())));
+        assert!(!format!("{:?}", seed()).contains("nginx"), "{:?}", seed());
+        assert_eq!(sector(&iso.bytes, 16)[40..46], *b"cidata");
+        let files = files_in(&iso.bytes, 16);
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["meta-data", "network-config", "user-data"]);
+        assert_eq!(files[0].1, seed().meta_data().unwrap().as_bytes());
+
+        // cloud-init requires user-data: an empty one is written when there is none.
+        let bare = Seed {
+            hostname: "web-1".into(),
+            user_data: None,
+            vendor_data: None,
+            network_config: None,
+        };
+        let files = files_in(&bare.build().unwrap().bytes, 17);
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["meta-data", "user-data"]);
+        assert!(files[1].1.is_empty());
+    }
+
+    #[test]
+    fn bad_hostnames_are_refused() {
+        for hostname in ["", "web_1", "-web", "web-", "a..b", &"a".repeat(64), "wéb"] {
+            let bad = Seed {
+                hostname: hostname.to_string(),
+                ..seed()
+            };
+            assert_eq!(
+                bad.build(),
+                Err(SeedError::InvalidHostname {
+                    hostname: hostname.to_string()
+                })
+            );
+        }
+        for hostname in ["web-1", "web-1.example.com", "123", "true"] {
+            let good = Seed {
+                hostname: hostname.to_string(),
+                ..seed()
+            };
+            assert!(good.build().is_ok(), "{hostname}");
+        }
+    }
+
+    // --- user-data ---
+
+    fn admin() -> DeclaredUser {
+        DeclaredUser {
+            name: "admin".into(),
+            ssh_authorized_keys: vec!["ssh-ed25519 AAAAC3Nza admin@laptop\n".into()],
+            password_hash: None,
+        }
+    }
+
+    const ADMIN_BLOCK: &str = "# The user proxfleet declares.\nuser:\n  name: \"admin\"\n  lock_passwd: true\n  ssh_authorized_keys:\n    - \"ssh-ed25519 AAAAC3Nza admin@laptop\"\n";
+
+    #[test]
+    fn no_user_data_is_a_cloud_config_with_the_user() {
+        assert_eq!(
+            merge_user_data(None, &admin()).unwrap(),
+            format!("#cloud-config\n{ADMIN_BLOCK}")
+        );
+        let with_hash = DeclaredUser {
+            password_hash: Some("$6$salt$hash".into()),
+            ssh_authorized_keys: Vec::new(),
+            ..admin()
+        };
+        assert_eq!(
+            merge_user_data(None, &with_hash).unwrap(),
+            "#cloud-config\n# The user proxfleet declares.\nuser:\n  name: \"admin\"\n  lock_passwd: false\n  passwd: \"$6$salt$hash\"\n"
+        );
+    }
+
+    #[test]
+    fn cloud_config_keeps_its_text_and_gains_the_user() {
+        let text = "#cloud-config\n# mine\nusers:\n  - default\n  - name: bob\nwrite_files:\n  - path: /etc/motd\n    permissions: 0644\n    content: |\n      hello\nssh_pwauth: yes";
+        let merged = merge_user_data(Some(text), &admin()).unwrap();
+        assert_eq!(merged, format!("{text}\n{ADMIN_BLOCK}"));
+        assert_eq!(
+            top_level_keys(&merged).unwrap(),
+            ["users", "write_files", "ssh_pwauth", "user"]
+        );
+        // Trailing spaces or a CR after the header are still cloud-config.
+        let crlf = "#cloud-config \r\npackages: [curl]\r\n";
+        assert_eq!(
+            merge_user_data(Some(crlf), &admin()).unwrap(),
+            format!("{crlf}{ADMIN_BLOCK}")
+        );
+        let empty = "#cloud-config\n";
+        assert_eq!(
+            merge_user_data(Some(empty), &admin()).unwrap(),
+            format!("{empty}{ADMIN_BLOCK}")
+        );
+    }
+
+    #[test]
+    fn other_formats_pass_through_unchanged() {
+        for text in [
+            "#!/bin/sh\necho hello\n",
+            "#cloud-config-archive\n- type: text/cloud-config\n  content: 'a: 1'\n",
+            "#include\nhttps://example.com/user-data\n",
+            "Content-Type: multipart/mixed; boundary=\"x\"\n",
+            " #cloud-config\na: 1\n",
+            "",
+        ] {
+            assert_eq!(merge_user_data(Some(text), &admin()).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn cloud_config_that_cannot_take_the_user_is_refused() {
+        let err = merge_user_data(Some("#cloud-config\nuser: ubuntu\n"), &admin()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user-data sets `user`, which proxfleet sets for the declared user `admin`: declare the user in one place"
+        );
+        for text in [
+            "#cloud-config\n- a\n- b\n",
+            "#cloud-config\na: [1\n",
+            "#cloud-config\njust text\n",
+        ] {
+            let err = merge_user_data(Some(text), &admin()).unwrap_err();
+            assert!(
+                matches!(err, SeedError::UserDataNotMapping { .. }),
+                "{text}: {err}"
+            );
+        }
+        for text in [
+            "#cloud-config\n{a: 1}\n",
+            "#cloud-config\na: 1\n...\n",
+            "#cloud-config\n  a: 1\n",
+        ] {
+            let err = merge_user_data(Some(text), &admin()).unwrap_err();
+            assert!(
+                matches!(err, SeedError::UserDataNotMergeable { .. }),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_declared_users_are_refused() {
+        for name in ["", "Admin", "1admin", "ad min", &"a".repeat(33)] {
+            let user = DeclaredUser {
+                name: name.to_string(),
+                ..admin()
+            };
+            assert_eq!(
+                merge_user_data(None, &user),
+                Err(SeedError::InvalidUserName {
+                    name: name.to_string()
+                })
+            );
+        }
+        let plain = DeclaredUser {
+            password_hash: Some("hunter2".into()),
+            ..admin()
+        };
+        assert!(!format!("{plain:?}").contains("hunter2"), "{plain:?}");
+        let err = merge_user_data(None, &plain).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(
+            err,
+            SeedError::InvalidPasswordHash {
+                user: "admin".into()
+            }
+        );
+        for (key, reason) in [
+            ("  ", "it is empty"),
+            (
+                "ssh-ed25519 AAAA\nssh-rsa BBBB",
+                "it has a line break or another control character",
+            ),
+        ] {
+            let user = DeclaredUser {
+                ssh_authorized_keys: vec!["ssh-ed25519 AAAA".into(), key.into()],
+                ..admin()
+            };
+            assert_eq!(
+                merge_user_data(None, &user),
+                Err(SeedError::InvalidSshKey {
+                    user: "admin".into(),
+                    index: 2,
+                    reason
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_quoting_escapes_what_yaml_would_read_otherwise() {
+        assert_eq!(yaml_quoted("yes"), "\"yes\"");
+        assert_eq!(yaml_quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(yaml_quoted("a\nb\tc\u{7}"), "\"a\\nb\\tc\\u0007\"");
+        assert_eq!(yaml_quoted("\u{fffe}é😀"), "\"\\ufffeé😀\"");
+    }
+
+    // --- network-config ---
+
+    fn v4(text: &str) -> ipnet::Ipv4Net {
+        text.parse().unwrap()
+    }
+
+    fn v6(text: &str) -> ipnet::Ipv6Net {
+        text.parse().unwrap()
+    }
+
+    fn interface(name: &str) -> Interface {
+        Interface {
+            name: name.into(),
+            mac: None,
+            ipv4: Ipv4Config::None,
+            ipv6: Ipv6Config::None,
+            nameservers: Vec::new(),
+            search: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn network_config_renders_version_2() {
+        let interfaces = [
+            Interface {
+                mac: Some("BC:24:11:0A:00:01".parse().unwrap()),
+                ipv4: Ipv4Config::Static {
+                    addresses: vec![v4("192.0.2.10/24"), v4("198.51.100.10/25")],
+                    gateway: Some("192.0.2.1".parse().unwrap()),
+                },
+                ipv6: Ipv6Config::Static {
+                    addresses: vec![v6("2001:db8::10/64")],
+                    gateway: Some("2001:db8::1".parse().unwrap()),
+                },
+                nameservers: vec![
+                    "192.0.2.53".parse().unwrap(),
+                    "2001:db8::53".parse().unwrap(),
+                ],
+                search: vec!["example.com".into(), "lab.example.com".into()],
+                ..interface("eth0")
+            },
+            Interface {
+                ipv4: Ipv4Config::Dhcp,
+                ipv6: Ipv6Config::Dhcp,
+                ..interface("eth1")
+            },
+            Interface {
+                ipv6: Ipv6Config::Slaac,
+                search: vec!["example.org".into()],
+                ..interface("ens20")
+            },
+        ];
+        let text = network_config(&interfaces).unwrap();
+        assert_eq!(
+            text,
+            r#"version: 2
+ethernets:
+  "eth0":
+    match:
+      macaddress: "bc:24:11:0a:00:01"
+    set-name: "eth0"
+    addresses:
+      - "192.0.2.10/24"
+      - "198.51.100.10/25"
+      - "2001:db8::10/64"
+    gateway4: "192.0.2.1"
+    gateway6: "2001:db8::1"
+    nameservers:
+      addresses:
+        - "192.0.2.53"
+        - "2001:db8::53"
+      search:
+        - "example.com"
+        - "lab.example.com"
+  "eth1":
+    dhcp4: true
+    dhcp6: true
+  "ens20":
+    accept-ra: true
+    nameservers:
+      search:
+        - "example.org"
+"#
+        );
+        let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["ethernets"]["eth0"]["addresses"][2],
+            "2001:db8::10/64"
+        );
+        assert_eq!(network_config(&[]).unwrap(), "version: 2\nethernets: {}\n");
+    }
+
+    #[test]
+    fn bad_network_configs_are_refused() {
+        let mac: MacAddress = "bc:24:11:00:00:01".parse().unwrap();
+        let cases = [
+            (
+                vec![interface("")],
+                SeedError::InvalidInterfaceName { name: "".into() },
+            ),
+            (
+                vec![interface("a-very-long-name0")],
+                SeedError::InvalidInterfaceName {
+                    name: "a-very-long-name0".into(),
+                },
+            ),
+            (
+                vec![interface("eth 0")],
+                SeedError::InvalidInterfaceName {
+                    name: "eth 0".into(),
+                },
+            ),
+            (
+                vec![interface("eth0"), interface("eth0")],
+                SeedError::DuplicateInterface {
+                    name: "eth0".into(),
+                },
+            ),
+            (
+                vec![
+                    Interface {
+                        mac: Some(mac),
+                        ..interface("eth0")
+                    },
+                    Interface {
+                        mac: Some(mac),
+                        ..interface("eth1")
+                    },
+                ],
+                SeedError::DuplicateMac { mac },
+            ),
+            (
+                vec![Interface {
+                    ipv4: Ipv4Config::Static {
+                        addresses: Vec::new(),
+                        gateway: None,
+                    },
+                    ..interface("eth0")
+                }],
+                SeedError::StaticWithoutAddress {
+                    interface: "eth0".into(),
+                    family: "IPv4",
+                },
+            ),
+            (
+                vec![Interface {
+                    ipv6: Ipv6Config::Static {
+                        addresses: Vec::new(),
+                        gateway: None,
+                    },
+                    ..interface("eth0")
+                }],
+                SeedError::StaticWithoutAddress {
+                    interface: "eth0".into(),
+                    family: "IPv6",
+                },
+            ),
+            (
+                vec![Interface {
+                    search: vec!["bad domain".into()],
+                    ..interface("eth0")
+                }],
+                SeedError::InvalidSearchDomain {
+                    interface: "eth0".into(),
+                    domain: "bad domain".into(),
+                },
+            ),
+        ];
+        for (interfaces, expected) in cases {
+            assert_eq!(network_config(&interfaces), Err(expected));
+        }
+    }
+
+    #[test]
+    fn mac_addresses_parse_in_either_case_and_print_lower_case() {
+        let mac: MacAddress = "BC-24-11-AB-cd-0F".parse().unwrap();
+        assert_eq!(mac, MacAddress([0xbc, 0x24, 0x11, 0xab, 0xcd, 0x0f]));
+        assert_eq!(mac.to_string(), "bc:24:11:ab:cd:0f");
+        for text in [
+            "",
+            "bc:24:11:ab:cd",
+            "bc:24:11:ab:cd:0f:00",
+            "bc:24:11:ab:cd:g0",
+            "bc:24:11:ab:cd:0",
+            "+c:24:11:ab:cd:0f",
+        ] {
+            assert_eq!(
+                text.parse::<MacAddress>(),
+                Err(SeedError::InvalidMac { text: text.into() })
+            );
+        }
     }
 }
