@@ -10,6 +10,7 @@ pub mod commands;
 pub mod diff;
 pub mod fetch;
 pub mod graph;
+pub mod nocloud;
 pub mod observe;
 pub mod ownership;
 pub mod plan;

@@ -9,5 +9,6 @@ mod e2e;
 mod examples;
 mod faults;
 mod images;
+mod nocloud;
 mod sim;
 mod spec;
