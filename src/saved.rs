@@ -1,18 +1,20 @@
 //! Saved plans (`plan --out FILE`, `apply FILE`): the plan as `plan --json` prints it, plus a
 //! `saved` object recording what it was computed from: the spec file and a sha256 of its bytes
 //! (and of the SSH key files it reads), the targeting request, and fingerprints of the cluster
-//! (each observed VM's config digest, lock and power state; the image volumes seen). At apply
-//! time the same things are taken again; anything that differs makes the plan stale.
+//! (the config digest, lock and power state of each VM the plan depends on; the image volumes
+//! seen). At apply time the same things are taken again; anything that differs makes the plan
+//! stale.
 //!
 //! Pure: reading and writing the file, hashing files and observing the cluster are the
 //! commands' job. Secrets never reach the file: plans show `(sensitive)` for passwords, the API
 //! token is not part of any plan, and password files are deliberately not hashed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::graph::{DesiredGraph, Resource};
 use crate::plan::{Action, Change, PLAN_FORMAT_VERSION, Plan};
 use crate::state::ActualState;
 use crate::target::Request;
@@ -62,7 +64,7 @@ pub struct SpecFingerprint {
     pub references: Vec<FileFingerprint>,
 }
 
-/// One VM whose configuration the plan read.
+/// One VM the plan depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmFingerprint {
     /// VM id.
@@ -96,22 +98,39 @@ pub struct VolumeFingerprint {
 /// What the plan was computed from in the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterFingerprint {
-    /// VMs whose configuration was read (proxfleet's, and any VM in the way of the spec), by
-    /// vmid.
+    /// The project's VMs and any VM holding a vmid or name the spec wants, by vmid.
     pub vms: Vec<VmFingerprint>,
-    /// Volumes in the storages that hold the spec's images.
+    /// The spec's image volumes and earlier copies of them.
     pub volumes: Vec<VolumeFingerprint>,
 }
 
 impl ClusterFingerprint {
-    /// The fingerprint of an observation. Only VMs whose configuration was read count: the
-    /// others did not enter the plan (a VM that moves into the spec's way is read next time,
-    /// and shows up as new).
-    pub fn of(actual: &ActualState, project: &str) -> ClusterFingerprint {
+    /// The fingerprint of what a plan for `desired` depends on in an observation: the
+    /// project's own VMs, any VM holding a vmid or name the spec wants (a VM that moves into
+    /// the way later shows up as new), and the volumes that are the spec's images or earlier
+    /// copies of them. Other projects and other files do not make a plan stale.
+    pub fn of(actual: &ActualState, desired: &DesiredGraph) -> ClusterFingerprint {
+        let project = desired.project.as_str();
+        let mut vmids = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        let mut images = Vec::new();
+        for resource in desired.in_order() {
+            match resource {
+                Resource::Vm(vm) => {
+                    vmids.insert(vm.vmid);
+                    names.insert(vm.name.as_str());
+                }
+                Resource::Image(image) => images.push(image),
+            }
+        }
         let vms = actual
             .vms
             .values()
-            .filter(|vm| !vm.digest.is_empty())
+            .filter(|vm| {
+                vm.marker.as_ref().is_some_and(|m| m.project == project)
+                    || vmids.contains(&vm.vmid)
+                    || vm.name.as_deref().is_some_and(|name| names.contains(name))
+            })
             .map(|vm| VmFingerprint {
                 vmid: vm.vmid,
                 node: vm.node.clone(),
@@ -129,6 +148,12 @@ impl ClusterFingerprint {
         let volumes = actual
             .volumes
             .values()
+            .filter(|vol| {
+                images.iter().any(|image| {
+                    image.node == vol.node
+                        && (image.volid == vol.volid || image.image.is_stale_copy(&vol.volid))
+                })
+            })
             .map(|vol| VolumeFingerprint {
                 node: vol.node.clone(),
                 volid: vol.volid.clone(),
@@ -227,8 +252,7 @@ pub fn cluster_drift(saved: &ClusterFingerprint, now: &ClusterFingerprint) -> Ve
     let before: BTreeMap<u32, &VmFingerprint> = saved.vms.iter().map(|vm| (vm.vmid, vm)).collect();
     let after: BTreeMap<u32, &VmFingerprint> = now.vms.iter().map(|vm| (vm.vmid, vm)).collect();
     let mut drift = Vec::new();
-    let vmids: std::collections::BTreeSet<u32> =
-        before.keys().chain(after.keys()).copied().collect();
+    let vmids: BTreeSet<u32> = before.keys().chain(after.keys()).copied().collect();
     for vmid in vmids {
         match (before.get(&vmid), after.get(&vmid)) {
             (Some(old), None) => drift.push(Drift {
@@ -280,9 +304,8 @@ pub fn cluster_drift(saved: &ClusterFingerprint, now: &ClusterFingerprint) -> Ve
             (None, None) => {}
         }
     }
-    let old_volumes: std::collections::BTreeSet<&VolumeFingerprint> =
-        saved.volumes.iter().collect();
-    let new_volumes: std::collections::BTreeSet<&VolumeFingerprint> = now.volumes.iter().collect();
+    let old_volumes: BTreeSet<&VolumeFingerprint> = saved.volumes.iter().collect();
+    let new_volumes: BTreeSet<&VolumeFingerprint> = now.volumes.iter().collect();
     for gone in old_volumes.difference(&new_volumes) {
         drift.push(Drift {
             subject: format!("volume {} on {}", gone.volid, gone.node),

@@ -114,7 +114,7 @@ async fn apply_saved(
         .map_err(Box::new)?;
     drift.extend(saved::cluster_drift(
         &provenance.cluster,
-        &ClusterFingerprint::of(&actual, &desired.project),
+        &ClusterFingerprint::of(&actual, &desired),
     ));
     match target::resolve(&provenance.request, &desired, &actual, Reach::Dependencies) {
         Ok(options) => {

@@ -98,7 +98,7 @@ pub async fn run(
                 proxfleet_version: env!("CARGO_PKG_VERSION").to_string(),
                 spec: spec_fingerprint(&args.spec.file, &planned)?,
                 request,
-                cluster: ClusterFingerprint::of(&planned.actual, &planned.desired.project),
+                cluster: ClusterFingerprint::of(&planned.actual, &planned.desired),
             },
         };
         std::fs::write(out, saved.to_json()).map_err(|source| CommandError::Io {

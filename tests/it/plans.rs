@@ -221,6 +221,54 @@ async fn a_plan_made_stale_by_a_deleted_vm_is_refused() {
 }
 
 #[tokio::test]
+async fn only_what_a_plan_depends_on_can_make_it_stale() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = write_spec(dir.path(), "base.yaml", &quickstart_text());
+    assert!(apply(&conn, &base).await.result.is_ok());
+    let with_web4 = format!(
+        "{}  web-4:\n    vmid: 204\n    template: debian-12-base\n",
+        quickstart_text()
+    );
+    let spec = write_spec(dir.path(), "fleet.yaml", &with_web4);
+    let file = dir.path().join("plan.json");
+    assert!(plan_out(&conn, &spec, &file).await.result.is_ok());
+
+    // Another project's VM and a VM nobody manages come and go: not this plan's business.
+    let other = "managed-by: proxfleet project=other key=clone.db vmid=500";
+    sim.insert_vm(
+        "pve1",
+        500,
+        &[
+            ("name", "db"),
+            ("tags", "proxfleet"),
+            ("description", other),
+        ],
+    )
+    .unwrap();
+    sim.insert_vm("pve1", 600, &[("name", "scratch")]).unwrap();
+    let applied = apply_with(&conn, &apply_file(&file)).await;
+    assert!(applied.result.is_ok(), "{:?}", applied.result);
+
+    // A VM that takes a vmid the spec wants is.
+    let with_web5 = format!("{with_web4}  web-5:\n    vmid: 205\n    template: debian-12-base\n");
+    let spec = write_spec(dir.path(), "fleet.yaml", &with_web5);
+    assert!(plan_out(&conn, &spec, &file).await.result.is_ok());
+    sim.insert_vm("pve1", 205, &[("name", "intruder")]).unwrap();
+    sim.clear_requests();
+    let message = stale_message(&apply_with(&conn, &apply_file(&file)).await);
+    assert!(
+        message.contains("✗ VM 205 (`intruder`): appeared on node pve1\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("✗ clone.web-5: now conflicts: vmid 205 is taken by VM 205 (`intruder`)"),
+        "{message}"
+    );
+    assert_eq!(write_requests(&sim), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn power_and_lock_changes_make_even_an_empty_saved_plan_stale() {
     let (sim, conn) = sim().await;
     let dir = tempfile::tempdir().unwrap();
