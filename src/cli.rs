@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ownership::ResourceKind;
 
 /// Declarative, desired-state reconciler for Proxmox VE virtual machines
 #[derive(Debug, Parser)]
@@ -74,6 +76,44 @@ pub struct ValidateArgs {
     pub explain: Option<String>,
 }
 
+/// A kind of resource, for `--only` and `--skip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Cloud image volumes
+    #[value(alias = "image")]
+    Images,
+    /// Template VMs
+    #[value(alias = "template")]
+    Templates,
+    /// Clone VMs
+    #[value(alias = "clone")]
+    Clones,
+}
+
+impl From<KindArg> for ResourceKind {
+    fn from(kind: KindArg) -> ResourceKind {
+        match kind {
+            KindArg::Images => ResourceKind::Image,
+            KindArg::Templates => ResourceKind::Template,
+            KindArg::Clones => ResourceKind::Clone,
+        }
+    }
+}
+
+/// Which resources `plan` and `apply` cover.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    /// Cover only this resource and what it depends on, e.g. clone.web-1 (repeatable)
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Cover only these kinds of resource
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub only: Vec<KindArg>,
+    /// Leave these kinds of resource out
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub skip: Vec<KindArg>,
+}
+
 /// `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -83,11 +123,32 @@ pub struct PlanArgs {
     /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
+    /// Save the plan to this file, for `proxfleet apply FILE` to apply exactly it
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there is nothing to do, 2 when there are changes (1 is an error)
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Which resources to cover
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Replace this resource even if it matches the spec, e.g. clone.web-1 (repeatable)
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+    /// Print the plan without colour (also: the NO_COLOR environment variable)
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// `apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `plan --out`: apply exactly it, without asking, unless it is stale
+    #[arg(
+        value_name = "PLAN_FILE",
+        conflicts_with_all = ["file", "targets", "only", "skip", "replace"]
+    )]
+    pub plan_file: Option<PathBuf>,
     /// Spec file
     #[command(flatten)]
     pub spec: SpecArgs,
@@ -97,6 +158,15 @@ pub struct ApplyArgs {
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Which resources to cover
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Replace this resource even if it matches the spec, e.g. clone.web-1 (repeatable)
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+    /// Print the plan without colour (also: the NO_COLOR environment variable)
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// `destroy`.
@@ -108,12 +178,24 @@ pub struct DestroyArgs {
     /// Destroy without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
-    /// Also delete the image volumes this project downloaded
+    /// Also delete the image volumes this project downloaded (implied by --target image.NAME and --only images)
     #[arg(long)]
     pub include_images: bool,
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Destroy only this resource and what depends on it, e.g. template.base (repeatable)
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Destroy only these kinds of resource
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub only: Vec<KindArg>,
+    /// Leave these kinds of resource standing
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub skip: Vec<KindArg>,
+    /// Print the plan without colour (also: the NO_COLOR environment variable)
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// `sim` subcommands.

@@ -9,13 +9,33 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
-use crate::plan::{Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, Plan};
+use crate::plan::{Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, Plan, Targeting};
 use crate::pve::propstr::{decode_sshkeys, disk_size_bytes, nic_mac, normalize};
 use crate::spec::DiskSize;
 use crate::state::{ActualState, ActualVm};
 
+/// What a plan covers and what it must replace regardless of drift: the command line's
+/// `--target`, `--only`, `--skip` and `--replace`, resolved by `target::resolve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The resources the plan covers; `None` for all of them.
+    pub scope: Option<BTreeSet<ResourceKey>>,
+    /// Recorded in the plan when it is partial, so it says so.
+    pub targeting: Option<Targeting>,
+    /// Resources to replace even when they match the spec (`--replace`).
+    pub replace: BTreeSet<ResourceKey>,
+}
+
+/// Why a resource is replaced when the user asked for it.
+pub const REPLACE_REQUESTED: &str = "replacement requested with --replace";
+
 /// Compare the desired graph with the observed state.
 pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
+    diff_with(desired, actual, &PlanOptions::default())
+}
+
+/// Compare the desired graph with the observed state, limited and forced as `options` say.
+pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOptions) -> Plan {
     let project = desired.project.as_str();
     let owned_by_key: BTreeMap<&ResourceKey, &ActualVm> = actual
         .owned_vms(project)
@@ -34,13 +54,15 @@ pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
 
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
     for resource in desired.in_order() {
+        let forced = options.replace.contains(resource.key());
         let change = match resource {
-            Resource::Image(image) => diff_image(image, actual),
+            Resource::Image(image) => diff_image(image, actual, forced),
             Resource::Vm(vm) => diff_vm(
                 vm,
                 owned_by_key.get(&vm.key).copied(),
                 actual,
                 project,
+                forced,
                 &mut conflicts,
             ),
         };
@@ -58,24 +80,103 @@ pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
         }
     }
 
-    Plan {
+    let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: project.to_string(),
         changes,
         unchanged,
         conflicts,
-    }
+        targeting: None,
+    };
+    restrict(plan, desired, options)
 }
 
 /// The plan that deletes everything this project owns (images only with `include_images`).
 pub fn destroy(desired: &DesiredGraph, actual: &ActualState, include_images: bool) -> Plan {
+    destroy_with(desired, actual, include_images, &PlanOptions::default())
+}
+
+/// The destroy plan, limited as `options` say (`replace` does not apply).
+pub fn destroy_with(
+    desired: &DesiredGraph,
+    actual: &ActualState,
+    include_images: bool,
+    options: &PlanOptions,
+) -> Plan {
     let changes = deletions(desired, actual, |_| true, |_| include_images);
-    Plan {
+    let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: desired.project.clone(),
         changes,
         unchanged: 0,
         conflicts: Vec::new(),
+        targeting: None,
+    };
+    restrict(plan, desired, options)
+}
+
+/// Keep only the changes and conflicts in `options.scope`. A kept change that needs a
+/// resource the scope leaves out, and that does not exist yet or is being rebuilt, could not
+/// succeed: that is a conflict, not a surprise halfway through apply.
+fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions) -> Plan {
+    let Some(scope) = &options.scope else {
+        return Plan {
+            targeting: options.targeting.clone(),
+            ..full
+        };
+    };
+    let (kept, left_out): (Vec<Change>, Vec<Change>) = full
+        .changes
+        .into_iter()
+        .partition(|change| scope.contains(&change.key));
+    let left_out: BTreeMap<ResourceKey, Action> = left_out
+        .into_iter()
+        .map(|change| (change.key, change.action))
+        .collect();
+    let kept_keys: BTreeSet<ResourceKey> = kept.iter().map(|c| c.key.clone()).collect();
+    let mut conflicts: Vec<Conflict> = full
+        .conflicts
+        .into_iter()
+        .filter(|conflict| scope.contains(&conflict.key))
+        .collect();
+    let mut changes = Vec::with_capacity(kept.len());
+    for mut change in kept {
+        change.depends_on.retain(|dep| kept_keys.contains(dep));
+        if change.action != Action::Delete {
+            for dep in desired.dependencies(&change.key) {
+                let Some(&dep_action) = left_out.get(&dep) else {
+                    continue;
+                };
+                let state = match dep_action {
+                    Action::Create => "does not exist yet",
+                    Action::Replace => "is to be replaced",
+                    Action::Update | Action::Delete => continue,
+                };
+                conflicts.push(Conflict {
+                    key: change.key.clone(),
+                    message: format!("it needs {dep}, which {state} but is left out of this plan"),
+                    hint: format!(
+                        "include {dep} (see --only, --skip and --target), or apply it first"
+                    ),
+                });
+            }
+        }
+        changes.push(change);
+    }
+    let unchanged = desired
+        .in_order()
+        .map(Resource::key)
+        .filter(|key| {
+            scope.contains(*key) && !kept_keys.contains(*key) && !left_out.contains_key(*key)
+        })
+        .count();
+    Plan {
+        format_version: full.format_version,
+        project: full.project,
+        changes,
+        unchanged,
+        conflicts,
+        targeting: options.targeting.clone(),
     }
 }
 
@@ -163,10 +264,11 @@ fn image_copies(image: &DesiredImage, actual: &ActualState) -> Vec<String> {
         .collect()
 }
 
-fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
-    if actual
-        .volumes
-        .contains_key(&(image.node.clone(), image.volid.clone()))
+fn diff_image(image: &DesiredImage, actual: &ActualState, forced: bool) -> Option<Change> {
+    if !forced
+        && actual
+            .volumes
+            .contains_key(&(image.node.clone(), image.volid.clone()))
     {
         // The name is content-addressed: the file is this image, as Proxmox verified it.
         return None;
@@ -191,13 +293,19 @@ fn diff_image(image: &DesiredImage, actual: &ActualState) -> Option<Change> {
         "checksum",
         &format!("{}:{}", image.checksum_algorithm, image.checksum_hex),
     ));
-    let (action, reasons) = if stale.is_empty() {
-        (Action::Create, Vec::new())
+    // With `--replace`, the current file is among the copies to delete and fetch again.
+    let mut reasons = Vec::new();
+    if stale.iter().any(|volid| *volid != image.volid) {
+        reasons
+            .push("the image checksum changed: a new file replaces the earlier copy".to_string());
+    }
+    if forced && !stale.is_empty() {
+        reasons.push(REPLACE_REQUESTED.to_string());
+    }
+    let action = if stale.is_empty() {
+        Action::Create
     } else {
-        (
-            Action::Replace,
-            vec!["the image checksum changed: a new file replaces the earlier copy".to_string()],
-        )
+        Action::Replace
     };
     Some(Change {
         key: image.key.clone(),
@@ -215,6 +323,7 @@ fn diff_vm(
     owned: Option<&ActualVm>,
     actual: &ActualState,
     project: &str,
+    forced: bool,
     conflicts: &mut Vec<Conflict>,
 ) -> Option<Change> {
     // Whatever occupies the desired vmid must be this very resource.
@@ -297,6 +406,9 @@ fn diff_vm(
     }
     if current.template && matches!(vm.recipe, Recipe::Clone(_)) {
         reasons.push("the VM was converted to a template".into());
+    }
+    if forced {
+        reasons.push(REPLACE_REQUESTED.into());
     }
     if !reasons.is_empty() {
         let mut fields = creation_fields(vm);

@@ -198,6 +198,17 @@ impl DesiredGraph {
             .collect()
     }
 
+    /// The keys that depend on this resource directly.
+    pub fn dependants(&self, key: &ResourceKey) -> Vec<ResourceKey> {
+        let Some(&idx) = self.by_key.get(key) else {
+            return Vec::new();
+        };
+        self.graph
+            .neighbors_directed(idx, petgraph::Direction::Outgoing)
+            .map(|next| self.graph[next].key().clone())
+            .collect()
+    }
+
     /// Number of resources.
     pub fn len(&self) -> usize {
         self.graph.node_count()

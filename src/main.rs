@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use proxfleet::cli::{Cli, Command, SimCommand};
-use proxfleet::commands::{self, CommandError, Connection, Io};
+use proxfleet::commands::{self, CommandError, Connection, Io, Success};
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -23,11 +23,13 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<(), CommandError> {
+async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<Success, CommandError> {
     match &cli.command {
-        Command::Validate(args) => commands::validate::run(args, io),
-        Command::Schema => commands::schema::run(io),
-        Command::Sim(SimCommand::Serve(args)) => commands::sim::serve(args, io).await,
+        Command::Validate(args) => commands::validate::run(args, io).map(|()| Success::Done),
+        Command::Schema => commands::schema::run(io).map(|()| Success::Done),
+        Command::Sim(SimCommand::Serve(args)) => {
+            commands::sim::serve(args, io).await.map(|()| Success::Done)
+        }
         Command::Plan(_) | Command::Apply(_) | Command::Destroy(_) => {
             let conn = commands::connect(&cli.global).await?;
             let result = with_connection(cli, &conn, io).await;
@@ -44,17 +46,28 @@ async fn with_connection(
     cli: &Cli,
     conn: &Connection,
     io: &mut Io<'_>,
-) -> Result<(), CommandError> {
+) -> Result<Success, CommandError> {
     match &cli.command {
         Command::Plan(args) => commands::plan::run(args, conn, io).await,
-        Command::Apply(args) => commands::apply::run_apply(args, conn, io).await,
-        Command::Destroy(args) => commands::apply::run_destroy(args, conn, io).await,
-        _ => Ok(()),
+        Command::Apply(args) => commands::apply::run_apply(args, conn, io)
+            .await
+            .map(|()| Success::Done),
+        Command::Destroy(args) => commands::apply::run_destroy(args, conn, io)
+            .await
+            .map(|()| Success::Done),
+        _ => Ok(Success::Done),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: `plan --detailed-exitcode` gives 2 its own meaning.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.exit_code() == 0 { 0 } else { 1 });
+        }
+    };
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,6 +79,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Colour only for a terminal, and never with NO_COLOR (anstream's rules, as clap's).
+    let color = anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never;
     // Not locked for the whole run: apply's progress lines come from other threads.
     let mut out = io::stdout();
     let mut err = io::stderr();
@@ -73,13 +88,15 @@ fn main() -> ExitCode {
     let mut input = stdin.lock();
     let mut io = Io {
         out: &mut out,
+        color,
         err: &mut err,
         input: &mut input,
     };
     let result = runtime.block_on(run(&cli, &mut io));
     let _ = io.out.flush();
+    let code = u8::try_from(commands::exit_code(&result)).unwrap_or(1);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(code),
         Err(error) => {
             let text = error.to_string();
             if text.starts_with("error") {
@@ -87,7 +104,7 @@ fn main() -> ExitCode {
             } else {
                 let _ = writeln!(io.err, "error: {}", text.trim_end());
             }
-            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+            ExitCode::from(code)
         }
     }
 }

@@ -16,7 +16,10 @@ pub const TAG: &str = "proxfleet";
 const MARKER_PREFIX: &str = "managed-by: proxfleet";
 
 /// What kind of resource a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
     /// A cloud image volume.
     Image,

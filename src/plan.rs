@@ -1,15 +1,16 @@
 //! A plan: the ordered list of changes that takes the cluster from what was observed to what the
 //! spec asks for, as plain data (serialisable, rendered elsewhere, executed by `apply`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::ownership::ResourceKey;
+use crate::ownership::{ResourceKey, ResourceKind};
 
-/// Version of the plan's JSON form; bumped on any incompatible change.
+/// Version of the plan's JSON form (`plan --json` and saved plan files); bumped on any
+/// incompatible change. Added optional fields do not bump it.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
 /// What happens to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Make it.
@@ -30,7 +31,7 @@ impl Action {
 }
 
 /// One option's change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// Proxmox option name (`memory`, `ipconfig0`) or `status` for the power state.
     pub name: String,
@@ -41,7 +42,7 @@ pub struct FieldChange {
 }
 
 /// A change to one resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// The resource.
     pub key: ResourceKey,
@@ -55,15 +56,15 @@ pub struct Change {
     /// Option-level detail.
     pub fields: Vec<FieldChange>,
     /// Why (replacements and notable updates).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
     /// Changes in this plan that must finish first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceKey>,
 }
 
 /// Something in the cluster that stops the plan from being applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     /// The resource that cannot be reconciled.
     pub key: ResourceKey,
@@ -74,7 +75,7 @@ pub struct Conflict {
 }
 
 /// An ordered plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// JSON format version.
     pub format_version: u32,
@@ -86,6 +87,35 @@ pub struct Plan {
     pub unchanged: usize,
     /// Blocking conflicts; a plan with any cannot be applied.
     pub conflicts: Vec<Conflict>,
+    /// What the plan was limited to, when it is partial (`--target`, `--only`, `--skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<Targeting>,
+}
+
+/// Which way a target reaches through the dependency graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// A target brings in what it depends on (plan, apply): a clone needs its template.
+    Dependencies,
+    /// A target brings in what depends on it (destroy): a template takes its clones with it.
+    Dependants,
+}
+
+/// What a partial plan was limited to, so it can say so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targeting {
+    /// `--target` addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<ResourceKey>,
+    /// `--only` kinds (empty: every kind).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<ResourceKind>,
+    /// `--skip` kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<ResourceKind>,
+    /// What a target brings in with it.
+    pub reach: Reach,
 }
 
 impl Plan {

@@ -4,18 +4,44 @@
 
 use std::fmt::Write as _;
 
+use anstyle::{AnsiColor, Style};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::apply::{ApplyReport, Event, StepResult};
-use crate::plan::{Action, Change, FieldChange, Plan};
+use crate::ownership::ResourceKind;
+use crate::plan::{Action, Change, FieldChange, Plan, Reach, Targeting};
 use crate::pve::propstr::decode_sshkeys;
+use crate::saved::Drift;
+use crate::target::Request;
 
-fn symbol(action: Action) -> &'static str {
-    match action {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Replace => "-/+",
-        Action::Delete => "-",
+const ADD: Style = AnsiColor::Green.on_default();
+const CHANGE: Style = AnsiColor::Yellow.on_default();
+const DESTROY: Style = AnsiColor::Red.on_default();
+const BOLD: Style = Style::new().bold();
+
+/// Colour for a human plan, or none: with colour off the text is exactly the plain text.
+#[derive(Debug, Clone, Copy)]
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn paint(self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// An action's symbol: green `+`, yellow `~`, red `-`, and `-/+` in both for a replacement.
+    fn symbol(self, action: Action) -> String {
+        match action {
+            Action::Create => self.paint(ADD, "+"),
+            Action::Update => self.paint(CHANGE, "~"),
+            Action::Replace => format!("{}/{}", self.paint(DESTROY, "-"), self.paint(ADD, "+")),
+            Action::Delete => self.paint(DESTROY, "-"),
+        }
     }
 }
 
@@ -38,14 +64,25 @@ fn shown(field: &str, value: &str) -> String {
     format!("{readable:?}")
 }
 
-fn render_field(out: &mut String, field: &FieldChange, width: usize) {
+fn render_field(out: &mut String, field: &FieldChange, width: usize, paint: Paint) {
     let name = &field.name;
     let _ = match (&field.old, &field.new) {
-        (None, Some(new)) => writeln!(out, "      + {name:<width$} = {}", shown(name, new)),
-        (Some(old), None) => writeln!(out, "      - {name:<width$} = {}", shown(name, old)),
+        (None, Some(new)) => writeln!(
+            out,
+            "      {} {name:<width$} = {}",
+            paint.symbol(Action::Create),
+            shown(name, new)
+        ),
+        (Some(old), None) => writeln!(
+            out,
+            "      {} {name:<width$} = {}",
+            paint.symbol(Action::Delete),
+            shown(name, old)
+        ),
         (Some(old), Some(new)) => writeln!(
             out,
-            "      ~ {name:<width$} = {} → {}",
+            "      {} {name:<width$} = {} → {}",
+            paint.symbol(Action::Update),
             shown(name, old),
             shown(name, new)
         ),
@@ -53,16 +90,17 @@ fn render_field(out: &mut String, field: &FieldChange, width: usize) {
     };
 }
 
-fn render_change(out: &mut String, change: &Change) {
+fn render_change(out: &mut String, change: &Change, paint: Paint) {
     let place = match change.vmid {
         Some(vmid) => format!(" (vmid {vmid} on {})", change.node),
         None => format!(" (on {})", change.node),
     };
-    let _ = writeln!(out, "  # {}{place} {}", change.key, verb(change.action));
+    let header = format!("# {}{place} {}", change.key, verb(change.action));
+    let _ = writeln!(out, "  {}", paint.paint(BOLD, &header));
     for reason in &change.reasons {
         let _ = writeln!(out, "  #   because {reason}");
     }
-    let _ = writeln!(out, "  {} {} {{", symbol(change.action), change.key);
+    let _ = writeln!(out, "  {} {} {{", paint.symbol(change.action), change.key);
     let width = change
         .fields
         .iter()
@@ -70,27 +108,133 @@ fn render_change(out: &mut String, change: &Change) {
         .max()
         .unwrap_or(0);
     for field in &change.fields {
-        render_field(out, field, width);
+        render_field(out, field, width, paint);
     }
     let _ = writeln!(out, "    }}");
 }
 
-/// A plan for people: each change with its fields, then the summary line.
+fn kinds(kinds: &[ResourceKind]) -> String {
+    kinds
+        .iter()
+        .map(|kind| format!("{}s", kind.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The command-line flags of a targeting request, for messages (` --target clone.web-1`).
+pub fn request_flags(request: &Request) -> String {
+    let mut flags = String::new();
+    for target in &request.targets {
+        let _ = write!(flags, " --target {target}");
+    }
+    if !request.only.is_empty() {
+        let _ = write!(flags, " --only {}", kinds(&request.only));
+    }
+    if !request.skip.is_empty() {
+        let _ = write!(flags, " --skip {}", kinds(&request.skip));
+    }
+    for address in &request.replace {
+        let _ = write!(flags, " --replace {address}");
+    }
+    flags
+}
+
+/// The note under a partial plan.
+fn targeting_note(targeting: &Targeting) -> String {
+    let mut flags = Vec::new();
+    flags.extend(targeting.targets.iter().map(|t| format!("--target {t}")));
+    if !targeting.only.is_empty() {
+        flags.push(format!("--only {}", kinds(&targeting.only)));
+    }
+    if !targeting.skip.is_empty() {
+        flags.push(format!("--skip {}", kinds(&targeting.skip)));
+    }
+    let reach = match (targeting.targets.is_empty(), targeting.reach) {
+        (true, _) => "",
+        (false, Reach::Dependencies) => " and what they depend on",
+        (false, Reach::Dependants) => " and what depends on them",
+    };
+    format!(
+        "Note: targeting is in effect ({}): this plan covers only the selected resources{reach}, \
+         so it may not show every change the spec asks for.\n",
+        flags.join(" ")
+    )
+}
+
+/// A plan for people: each change with its fields, then the summary line (and a note when the
+/// plan is partial). No colour: for logs, files and tests.
 pub fn plan_text(plan: &Plan) -> String {
+    plan_text_colored(plan, false)
+}
+
+/// A plan for people, in colour when `color` (green `+`, yellow `~`, red `-`, `-/+`).
+pub fn plan_text_colored(plan: &Plan, color: bool) -> String {
+    let paint = Paint { color };
     let mut out = String::new();
     if plan.changes.is_empty() {
-        out.push_str("No changes. The cluster matches the spec.\n");
+        match &plan.targeting {
+            None => out.push_str("No changes. The cluster matches the spec.\n"),
+            Some(targeting) => {
+                out.push_str("No changes. The selected resources match the spec.\n\n");
+                out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
+            }
+        }
         return out;
     }
     out.push_str("proxfleet will perform the following actions:\n\n");
     for change in &plan.changes {
-        render_change(&mut out, change);
+        render_change(&mut out, change, paint);
         out.push('\n');
     }
     let (add, change, destroy) = plan.counts();
     let _ = writeln!(
         out,
         "Plan: {add} to add, {change} to change, {destroy} to destroy."
+    );
+    if let Some(targeting) = &plan.targeting {
+        out.push('\n');
+        out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
+    }
+    out
+}
+
+/// What `plan --out` says after saving (`command`: how to invoke proxfleet, e.g.
+/// `proxfleet --sim`).
+pub fn saved_note(file: &std::path::Path, command: &str) -> String {
+    format!(
+        "\nSaved the plan to: {file}\n\nTo apply exactly this plan, run:\n    {command} apply {file}\n",
+        file = file.display()
+    )
+}
+
+/// What `apply FILE` says before it applies a saved plan (it is not shown again in full: it
+/// was reviewed when it was made).
+pub fn saved_plan_header(file: &std::path::Path, plan: &Plan) -> String {
+    let (add, change, destroy) = plan.counts();
+    let mut out = format!(
+        "Applying the saved plan {}: {add} to add, {change} to change, {destroy} to destroy.\n",
+        file.display()
+    );
+    if let Some(targeting) = &plan.targeting {
+        out.push_str(&targeting_note(targeting));
+    }
+    out
+}
+
+/// Why a saved plan was refused, and what to do (`replan`: the command that makes it again).
+pub fn stale_plan_text(file: &std::path::Path, drift: &[Drift], replan: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "the saved plan {} is stale: what it was computed from has changed, so it was not applied and nothing was changed",
+        file.display()
+    );
+    for item in drift {
+        let _ = writeln!(out, "  ✗ {}: {}", item.subject, item.detail);
+    }
+    let _ = write!(
+        out,
+        "  hint: run `{replan}` again, review the new plan, and apply that file"
     );
     out
 }

@@ -1,28 +1,42 @@
-//! `proxfleet apply` and `proxfleet destroy`: show the plan, ask, execute, report.
+//! `proxfleet apply` and `proxfleet destroy`: show the plan, ask, execute, report. `apply FILE`
+//! applies a saved plan without asking, after proving it is not stale.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{CommandError, Connection, Io, confirm, load_spec};
+use super::{CommandError, Connection, Io, confirm, load_spec, parse_spec};
 use crate::apply::{ApplyOptions, Event, EventSink, apply};
 use crate::cli::{ApplyArgs, DestroyArgs};
 use crate::graph::DesiredGraph;
-use crate::plan::Plan;
+use crate::ownership::ResourceKind;
+use crate::plan::{Plan, Reach};
+use crate::saved::{ClusterFingerprint, Drift, FileFingerprint, SavedPlan, sha256_hex};
 use crate::state::ActualState;
-use crate::{diff, observe, render};
+use crate::target::{self, Request};
+use crate::{diff, observe, render, saved};
 
-/// Converge the cluster to the spec.
+/// Converge the cluster to the spec, or apply a saved plan.
 ///
 /// # Errors
-/// Spec errors, observation failures, conflicts, a declined confirmation, failed changes.
+/// Spec errors, observation failures, unknown addresses, conflicts, a declined confirmation,
+/// failed changes; for a saved plan, an unreadable file or a stale plan.
 pub async fn run_apply(
     args: &ApplyArgs,
     conn: &Connection,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
-    let (desired, actual, plan) = super::plan::make_plan(&args.spec.file, conn, io).await?;
-    let _ = io.out.write_all(render::plan_text(&plan).as_bytes());
+    if let Some(file) = &args.plan_file {
+        return apply_saved(file, args, conn, io).await;
+    }
+    let request = super::plan::request_of(&args.select, &args.replace);
+    let planned = super::plan::make_plan(&args.spec.file, &request, conn, io).await?;
+    let plan = &planned.plan;
+    let color = io.color && !args.no_color;
+    let _ = io
+        .out
+        .write_all(render::plan_text_colored(plan, color).as_bytes());
     if !plan.conflicts.is_empty() {
-        return Err(CommandError::Conflicts(render::conflicts_text(&plan)));
+        return Err(CommandError::Conflicts(render::conflicts_text(plan)));
     }
     if plan.is_empty() {
         return Ok(());
@@ -32,7 +46,107 @@ pub async fn run_apply(
     }
     execute(
         conn,
-        &plan,
+        plan,
+        &planned.desired,
+        &planned.actual,
+        usize::from(args.parallelism),
+        "Apply",
+        io,
+    )
+    .await
+}
+
+/// Apply a saved plan: re-read the spec and check its bytes, re-observe the cluster and compare
+/// fingerprints, make the plan again and compare it; apply only if nothing moved.
+async fn apply_saved(
+    file: &Path,
+    args: &ApplyArgs,
+    conn: &Connection,
+    io: &mut Io<'_>,
+) -> Result<(), CommandError> {
+    let text = std::fs::read_to_string(file).map_err(|source| CommandError::Io {
+        context: format!("cannot read the saved plan {}", file.display()),
+        source,
+    })?;
+    let saved = SavedPlan::from_json(&text).map_err(|source| CommandError::SavedPlan {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let provenance = &saved.saved;
+    let spec_path = PathBuf::from(&provenance.spec.file.path);
+    let replan = format!(
+        "{} plan -f {}{} --out {}",
+        conn.command_prefix(),
+        spec_path.display(),
+        render::request_flags(&provenance.request),
+        file.display()
+    );
+    let stale =
+        |drift: &[Drift]| CommandError::StalePlan(render::stale_plan_text(file, drift, &replan));
+
+    // The spec and the files it reads, byte for byte.
+    let mut drift = Vec::new();
+    let spec_text = match std::fs::read_to_string(&spec_path) {
+        Ok(text) => {
+            drift.extend(file_drift(&provenance.spec.file, text.as_bytes()));
+            Some(text)
+        }
+        Err(err) => {
+            drift.push(unreadable(&provenance.spec.file, &err));
+            None
+        }
+    };
+    for reference in &provenance.spec.references {
+        match std::fs::read(&reference.path) {
+            Ok(bytes) => drift.extend(file_drift(reference, &bytes)),
+            Err(err) => drift.push(unreadable(reference, &err)),
+        }
+    }
+    let Some(spec_text) = spec_text.filter(|_| drift.is_empty()) else {
+        return Err(stale(&drift));
+    };
+
+    // The cluster, fingerprint by fingerprint; then the plan it gives now.
+    let loaded = parse_spec(&spec_text, &spec_path, io)?;
+    let desired = DesiredGraph::build(&loaded.spec);
+    let actual = observe::observe(&conn.client, &desired)
+        .await
+        .map_err(Box::new)?;
+    drift.extend(saved::cluster_drift(
+        &provenance.cluster,
+        &ClusterFingerprint::of(&actual, &desired),
+    ));
+    match target::resolve(&provenance.request, &desired, &actual, Reach::Dependencies) {
+        Ok(options) => {
+            let fresh = diff::diff_with(&desired, &actual, &options);
+            drift.extend(saved::plan_drift(&saved.plan, &fresh));
+        }
+        Err(unknown) => drift.push(Drift {
+            subject: "--target/--replace".into(),
+            detail: unknown.to_string().replace('\n', "; "),
+        }),
+    }
+    if !drift.is_empty() {
+        return Err(stale(&drift));
+    }
+
+    let plan = &saved.plan;
+    if !plan.conflicts.is_empty() {
+        return Err(CommandError::Conflicts(render::conflicts_text(plan)));
+    }
+    if plan.is_empty() {
+        let color = io.color && !args.no_color;
+        let _ = io
+            .out
+            .write_all(render::plan_text_colored(plan, color).as_bytes());
+        return Ok(());
+    }
+    let _ = io
+        .out
+        .write_all(render::saved_plan_header(file, plan).as_bytes());
+    execute(
+        conn,
+        plan,
         &desired,
         &actual,
         usize::from(args.parallelism),
@@ -42,10 +156,30 @@ pub async fn run_apply(
     .await
 }
 
-/// Delete what the spec's project owns.
+fn file_drift(saved: &FileFingerprint, bytes: &[u8]) -> Option<Drift> {
+    let now = sha256_hex(bytes);
+    (now != saved.sha256).then(|| Drift {
+        subject: saved.path.clone(),
+        detail: format!(
+            "changed since the plan was made (sha256 {} → {})",
+            &saved.sha256[..saved.sha256.len().min(12)],
+            &now[..12]
+        ),
+    })
+}
+
+fn unreadable(saved: &FileFingerprint, err: &std::io::Error) -> Drift {
+    Drift {
+        subject: saved.path.clone(),
+        detail: format!("cannot be read ({err}); run apply where plan ran"),
+    }
+}
+
+/// Delete what the spec's project owns (or the selected part of it).
 ///
 /// # Errors
-/// Spec errors, observation failures, a declined confirmation, failed changes.
+/// Spec errors, observation failures, unknown addresses, a declined confirmation, failed
+/// changes.
 pub async fn run_destroy(
     args: &DestroyArgs,
     conn: &Connection,
@@ -56,14 +190,39 @@ pub async fn run_destroy(
     let actual = observe::observe(&conn.client, &desired)
         .await
         .map_err(Box::new)?;
-    let plan = diff::destroy(&desired, &actual, args.include_images);
-    let _ = io.out.write_all(render::plan_text(&plan).as_bytes());
+    let request = Request {
+        targets: args.targets.clone(),
+        only: args.only.iter().map(|&k| k.into()).collect(),
+        skip: args.skip.iter().map(|&k| k.into()).collect(),
+        replace: Vec::new(),
+    };
+    let options = target::resolve(&request, &desired, &actual, Reach::Dependants)?;
+    // Images are cached for the next build: deleted only when asked for by name or kind.
+    let images_asked = options.targeting.as_ref().is_some_and(|t| {
+        t.only.contains(&ResourceKind::Image)
+            || t.targets.iter().any(|k| k.kind == ResourceKind::Image)
+    });
+    let plan = diff::destroy_with(
+        &desired,
+        &actual,
+        args.include_images || images_asked,
+        &options,
+    );
+    let color = io.color && !args.no_color;
+    let _ = io
+        .out
+        .write_all(render::plan_text_colored(&plan, color).as_bytes());
     if plan.is_empty() {
         return Ok(());
     }
     if !args.auto_approve {
+        let what = if plan.targeting.is_some() {
+            "the selected resources"
+        } else {
+            "all resources"
+        };
         let question = format!(
-            "Do you really want to destroy all resources of project `{}`?\n  proxfleet will destroy everything shown above. There is no undo.",
+            "Do you really want to destroy {what} of project `{}`?\n  proxfleet will destroy everything shown above. There is no undo.",
             plan.project
         );
         confirm(io, &question)?;

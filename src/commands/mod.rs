@@ -66,6 +66,20 @@ pub enum CommandError {
     /// The command line names something that does not exist.
     #[error("{0}")]
     Usage(String),
+    /// `--target` or `--replace` name no resource.
+    #[error("{0}")]
+    UnknownAddresses(#[from] crate::target::UnknownAddresses),
+    /// A saved plan cannot be read.
+    #[error("cannot apply {}: {source}", file.display())]
+    SavedPlan {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: crate::saved::SavedPlanError,
+    },
+    /// A saved plan no longer matches the spec or the cluster; the message says what changed.
+    #[error("{0}")]
+    StalePlan(String),
     /// Some changes failed; the report was printed.
     #[error("{failed} change(s) failed or were skipped")]
     ChangesFailed {
@@ -94,7 +108,10 @@ impl CommandError {
             | CommandError::NoToken
             | CommandError::Conflicts(_)
             | CommandError::NotConfirmed(_)
-            | CommandError::Usage(_) => ErrorKind::User,
+            | CommandError::Usage(_)
+            | CommandError::UnknownAddresses(_)
+            | CommandError::SavedPlan { .. }
+            | CommandError::StalePlan(_) => ErrorKind::User,
             CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,
@@ -111,10 +128,32 @@ impl CommandError {
     }
 }
 
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    /// Exit code 0.
+    Done,
+    /// Exit code 2: `plan --detailed-exitcode` found changes to make.
+    ChangesPresent,
+}
+
+/// The process exit code of a command's result: 0 done, 1 failed, 2 changes present (only
+/// `plan --detailed-exitcode` reports that).
+pub fn exit_code(result: &Result<Success, CommandError>) -> i32 {
+    match result {
+        Ok(Success::Done) => 0,
+        Ok(Success::ChangesPresent) => 2,
+        Err(error) => error.exit_code(),
+    }
+}
+
 /// Standard streams, injectable for tests.
 pub struct Io<'a> {
     /// Data (plans, tables, JSON).
     pub out: &'a mut dyn Write,
+    /// Whether `out` may carry colour (a terminal, and `NO_COLOR` not set): decided where the
+    /// real stream is known; `--no-color` can still turn it off.
+    pub color: bool,
     /// Progress and prompts.
     pub err: &'a mut dyn Write,
     /// Answers to prompts.
@@ -138,6 +177,15 @@ impl Connection {
     /// A connection through an existing client (tests, or a client set up by hand).
     pub fn with_client(client: PveClient) -> Connection {
         Connection { client, sim: None }
+    }
+
+    /// How to invoke proxfleet for this connection, for messages that suggest a command.
+    pub fn command_prefix(&self) -> &'static str {
+        if self.sim.is_some() {
+            "proxfleet --sim"
+        } else {
+            "proxfleet"
+        }
     }
 
     /// Close it: an embedded simulator saves its state and stops.
@@ -202,7 +250,23 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
 
 /// Load a spec, printing its warnings.
 pub fn load_spec(file: &Path, io: &mut Io<'_>) -> Result<Loaded, CommandError> {
-    let loaded = crate::spec::load(file)?;
+    Ok(load_spec_text(file, io)?.1)
+}
+
+/// Load a spec, printing its warnings; also return the text it was loaded from, so a saved
+/// plan hashes exactly the bytes it was computed from.
+pub fn load_spec_text(file: &Path, io: &mut Io<'_>) -> Result<(String, Loaded), CommandError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let loaded = parse_spec(&text, file, io)?;
+    Ok((text, loaded))
+}
+
+/// Validate spec text read from `file`, printing its warnings.
+pub fn parse_spec(text: &str, file: &Path, io: &mut Io<'_>) -> Result<Loaded, CommandError> {
+    let loaded = crate::spec::load_str(text, file)?;
     for warning in &loaded.warnings {
         let _ = writeln!(io.err, "warning: {}: {}", warning.path, warning.message);
     }

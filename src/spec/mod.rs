@@ -29,6 +29,10 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
     /// For every clone, each effective setting and the layer it comes from.
     pub explanations: std::collections::BTreeMap<String, Vec<Explained>>,
+    /// Files the spec made proxfleet read besides itself (SSH key files), so a saved plan can
+    /// tell when one changed. Password files are left out on purpose: a hash of a short
+    /// secret is a guessable secret.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Read and validate a spec file.

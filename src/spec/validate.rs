@@ -20,6 +20,8 @@ struct Ctx {
     /// Directory of the spec file: relative paths in it are relative to this.
     base_dir: PathBuf,
     defaults: Defaults,
+    /// Files read besides the spec (SSH key files), for saved plans' fingerprints.
+    files_read: Vec<PathBuf>,
 }
 
 /// The `defaults` block, validated.
@@ -93,6 +95,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
         warnings: Vec::new(),
         base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         defaults: Defaults::default(),
+        files_read: Vec::new(),
     };
     if let Some(defaults) = &raw.defaults {
         if let Some(node) = &defaults.node {
@@ -261,6 +264,12 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             },
             warnings: ctx.warnings,
             explanations,
+            files: {
+                let mut files = ctx.files_read;
+                files.sort();
+                files.dedup();
+                files
+            },
         })
     } else {
         ctx.diagnostics.sort_by_key(|d| (d.line, d.column));
@@ -1020,6 +1029,7 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
         let full = ctx.base_dir.join(&file.value);
         match std::fs::read_to_string(&full) {
             Ok(text) => {
+                ctx.files_read.push(full.clone());
                 for line in text
                     .lines()
                     .map(str::trim)

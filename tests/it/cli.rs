@@ -1,24 +1,9 @@
 //! The binary as a user runs it: the embedded simulator in a scratch directory, errors that
 //! name file, line and field, and no panic on bad input.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common::*;
-
-fn proxfleet(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_proxfleet"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PROXMOX_VE_ENDPOINT")
-        .env_remove("PROXMOX_VE_API_TOKEN")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn quickstart_on_the_embedded_simulator_persists_between_runs() {

@@ -2,10 +2,11 @@
 //! and insta settings that keep snapshots in `snapshots/` at the repository root.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use proxfleet::cli::{ApplyArgs, DestroyArgs, PlanArgs, SpecArgs};
-use proxfleet::commands::{self, CommandError, Connection, Io};
+use proxfleet::cli::{ApplyArgs, DestroyArgs, PlanArgs, SelectArgs, SpecArgs};
+use proxfleet::commands::{self, CommandError, Connection, Io, Success};
 use proxfleet::sim::{SimConfig, SimHandle};
 
 /// The repository root.
@@ -43,11 +44,13 @@ pub struct Run {
     pub out: String,
     pub err: String,
     pub result: Result<(), CommandError>,
+    /// The exit code the binary would end with.
+    pub code: i32,
 }
 
 async fn capture<F>(f: F) -> Run
 where
-    F: AsyncFnOnce(&mut Io<'_>) -> Result<(), CommandError>,
+    F: AsyncFnOnce(&mut Io<'_>) -> Result<Success, CommandError>,
 {
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -55,6 +58,7 @@ where
     let result = {
         let mut io = Io {
             out: &mut out,
+            color: false,
             err: &mut err,
             input: &mut input,
         };
@@ -63,7 +67,8 @@ where
     Run {
         out: String::from_utf8_lossy(&out).into_owned(),
         err: String::from_utf8_lossy(&err).into_owned(),
-        result,
+        code: commands::exit_code(&result),
+        result: result.map(|_| ()),
     }
 }
 
@@ -73,43 +78,93 @@ fn spec_args(file: &Path) -> SpecArgs {
     }
 }
 
-/// `proxfleet plan`.
-pub async fn plan(conn: &Connection, file: &Path) -> Run {
-    let args = PlanArgs {
+/// `proxfleet plan -f FILE`, to adjust before running it with `plan_with`.
+pub fn plan_args(file: &Path) -> PlanArgs {
+    PlanArgs {
         spec: spec_args(file),
         json: false,
-    };
-    capture(async |io| commands::plan::run(&args, conn, io).await).await
+        out: None,
+        detailed_exitcode: false,
+        select: SelectArgs::default(),
+        replace: Vec::new(),
+        no_color: false,
+    }
+}
+
+/// `proxfleet apply -f FILE --auto-approve`, to adjust before running it with `apply_with`.
+pub fn apply_args(file: &Path) -> ApplyArgs {
+    ApplyArgs {
+        plan_file: None,
+        spec: spec_args(file),
+        auto_approve: true,
+        parallelism: 8,
+        select: SelectArgs::default(),
+        replace: Vec::new(),
+        no_color: false,
+    }
+}
+
+/// `proxfleet destroy -f FILE --auto-approve`, to adjust before running it with `destroy_with`.
+pub fn destroy_args(file: &Path) -> DestroyArgs {
+    DestroyArgs {
+        spec: spec_args(file),
+        auto_approve: true,
+        include_images: false,
+        parallelism: 8,
+        targets: Vec::new(),
+        only: Vec::new(),
+        skip: Vec::new(),
+        no_color: false,
+    }
+}
+
+/// `proxfleet plan` with these arguments.
+pub async fn plan_with(conn: &Connection, args: &PlanArgs) -> Run {
+    capture(async |io| commands::plan::run(args, conn, io).await).await
+}
+
+/// `proxfleet apply` with these arguments.
+pub async fn apply_with(conn: &Connection, args: &ApplyArgs) -> Run {
+    capture(async |io| {
+        commands::apply::run_apply(args, conn, io)
+            .await
+            .map(|()| Success::Done)
+    })
+    .await
+}
+
+/// `proxfleet destroy` with these arguments.
+pub async fn destroy_with(conn: &Connection, args: &DestroyArgs) -> Run {
+    capture(async |io| {
+        commands::apply::run_destroy(args, conn, io)
+            .await
+            .map(|()| Success::Done)
+    })
+    .await
+}
+
+/// `proxfleet plan`.
+pub async fn plan(conn: &Connection, file: &Path) -> Run {
+    plan_with(conn, &plan_args(file)).await
 }
 
 /// `proxfleet plan --json`.
 pub async fn plan_json(conn: &Connection, file: &Path) -> Run {
     let args = PlanArgs {
-        spec: spec_args(file),
         json: true,
+        ..plan_args(file)
     };
-    capture(async |io| commands::plan::run(&args, conn, io).await).await
+    plan_with(conn, &args).await
 }
 
 /// `proxfleet apply --auto-approve`.
 pub async fn apply(conn: &Connection, file: &Path) -> Run {
-    let args = ApplyArgs {
-        spec: spec_args(file),
-        auto_approve: true,
-        parallelism: 8,
-    };
-    capture(async |io| commands::apply::run_apply(&args, conn, io).await).await
+    apply_with(conn, &apply_args(file)).await
 }
 
 /// `proxfleet destroy --auto-approve`.
 pub async fn destroy(conn: &Connection, file: &Path) -> Run {
-    let args = DestroyArgs {
-        spec: spec_args(file),
-        auto_approve: true,
-        include_images: false,
-        parallelism: 8,
-    };
-    capture(async |io| commands::apply::run_destroy(&args, conn, io).await).await
+    destroy_with(conn, &destroy_args(file)).await
 }
 
 /// Write `text` as a spec file in `dir`.
@@ -140,4 +195,22 @@ pub fn change_headers(plan_text: &str) -> Vec<String> {
         .filter(|l| l.starts_with("  # ") && !l.starts_with("  #   "))
         .map(|l| l.trim().to_string())
         .collect()
+}
+
+/// The binary, run in `dir` without any cluster in the environment and without colour.
+pub fn proxfleet(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_proxfleet"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PROXMOX_VE_ENDPOINT")
+        .env_remove("PROXMOX_VE_API_TOKEN")
+        .env_remove("CLICOLOR_FORCE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("binary runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -10,5 +10,6 @@ mod examples;
 mod faults;
 mod images;
 mod nocloud;
+mod plans;
 mod sim;
 mod spec;
