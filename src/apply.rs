@@ -586,6 +586,7 @@ impl Job {
             })
             .await?;
         }
+        self.attach_seed(vm, &vm.node, None, tasks).await?;
         if vm.running {
             let started = self
                 .task("start", tasks, || async {
@@ -664,6 +665,7 @@ impl Job {
             .fields
             .iter()
             .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
+            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()))
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
             .collect();
         let node = self
@@ -713,6 +715,12 @@ impl Job {
             })
             .await?;
         }
+        if let Some(field) = self.change.fields.iter().find(|f| f.name == "ide2")
+            && vm.seed.is_some()
+        {
+            self.attach_seed(vm, &node, field.old.as_deref(), tasks)
+                .await?;
+        }
         let wants_start = self
             .change
             .fields
@@ -725,6 +733,107 @@ impl Job {
             .await?;
         }
         Ok(())
+    }
+
+    /// Build the clone's cloud-init seed ISO against its MAC as it is now, upload it unless the
+    /// storage holds it already (its name is its content), attach it as `ide2` in place of
+    /// Proxmox's cloud-init drive, and delete the seed it replaces (`previous`, a seed of this
+    /// VM's alone: seeds carry the host name).
+    async fn attach_seed(
+        &self,
+        vm: &DesiredVm,
+        node: &str,
+        previous: Option<&str>,
+        tasks: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let Some(plan) = &vm.seed else {
+            return Ok(());
+        };
+        let pve = |what: &str| {
+            let what = what.to_string();
+            move |source| StepError::Pve { what, source }
+        };
+        let config = self
+            .client
+            .vm_config(node, vm.vmid)
+            .await
+            .map_err(pve("read config"))?;
+        let mac = config.values.get("net0").and_then(|v| nic_mac(v));
+        let iso = plan
+            .build(mac.as_deref())
+            .map_err(|err| StepError::Inconsistent(format!("cloud-init seed: {err}")))?;
+        let volid = plan.volid(&iso);
+        let present = self
+            .client
+            .storage_content(node, &plan.storage, Some("iso"))
+            .await
+            .map_err(pve("list seed ISOs"))?
+            .iter()
+            .any(|v| v.volid == volid);
+        if !present {
+            let file = tempfile::NamedTempFile::new()
+                .and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, &iso.bytes)?;
+                    Ok(file)
+                })
+                .map_err(|err| StepError::Inconsistent(format!("cloud-init seed: {err}")))?;
+            let request = UploadRequest {
+                file: file.path().to_path_buf(),
+                filename: iso.file_name.clone(),
+                content: "iso".into(),
+                checksum: Some((
+                    "sha256".into(),
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&iso.bytes)),
+                )),
+            };
+            self.task(
+                &format!("upload cloud-init seed {volid}"),
+                tasks,
+                || async {
+                    self.client
+                        .upload(node, &plan.storage, &request)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await?;
+        }
+        let value = format!("{volid},media=cdrom");
+        let attached = config
+            .values
+            .get("ide2")
+            .is_some_and(|current| current.split(',').next() == Some(volid.as_str()));
+        if !attached {
+            let set = vec![("ide2".to_string(), value)];
+            self.task("attach cloud-init seed as ide2", tasks, || {
+                self.client
+                    .update_vm_config(node, vm.vmid, &set, &[], Some(&config.digest))
+            })
+            .await?;
+        }
+        if let Some(old) = previous.and_then(|v| v.split(',').next())
+            && old != volid
+            && crate::seed::is_seed_volid(old)
+        {
+            self.remove_seed(node, old, tasks).await?;
+        }
+        Ok(())
+    }
+
+    /// Delete a seed ISO proxfleet made.
+    async fn remove_seed(
+        &self,
+        node: &str,
+        volid: &str,
+        tasks: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let Some((storage, _)) = volid.split_once(':') else {
+            return Ok(());
+        };
+        self.task(&format!("delete cloud-init seed {volid}"), tasks, || {
+            self.client.delete_volume(node, storage, volid)
+        })
+        .await
     }
 
     async fn delete_vm(&self, current: &Current, tasks: &mut Vec<String>) -> Result<(), StepError> {
@@ -745,12 +854,25 @@ impl Job {
             })
             .await?;
         }
+        let seed = self
+            .client
+            .vm_config(&current.node, current.vmid)
+            .await
+            .ok()
+            .and_then(|config| config.values.get("ide2").cloned())
+            .and_then(|ide2| ide2.split(',').next().map(str::to_string))
+            .filter(|volid| crate::seed::is_seed_volid(volid));
         self.task(&format!("destroy VM {}", current.vmid), tasks, || async {
             self.client
                 .delete_vm(&current.node, current.vmid, true)
                 .await
                 .map(Some)
         })
-        .await
+        .await?;
+        // The VM's own seed ISO goes with it (seeds carry the host name: no other VM uses it).
+        if let Some(volid) = seed {
+            self.remove_seed(&current.node, &volid, tasks).await?;
+        }
+        Ok(())
     }
 }

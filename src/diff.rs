@@ -462,6 +462,31 @@ fn diff_vm(
             });
         }
     }
+    if let Some(plan) = &vm.seed {
+        // The seed depends on the MAC Proxmox gave `net0`: compare against the ISO it makes.
+        let mac = current.config.get("net0").and_then(|v| nic_mac(v));
+        match plan.build(mac.as_deref()) {
+            Ok(iso) => {
+                let volid = plan.volid(&iso);
+                let observed = current.config.get("ide2");
+                if observed.and_then(|v| v.split(',').next()) != Some(volid.as_str()) {
+                    fields.push(FieldChange {
+                        name: "ide2".into(),
+                        old: observed.cloned(),
+                        new: Some(format!("{volid},media=cdrom")),
+                    });
+                }
+            }
+            Err(err) => {
+                conflicts.push(Conflict {
+                    key: vm.key.clone(),
+                    message: format!("cannot build the cloud-init seed: {err}"),
+                    hint: "fix the custom cloud-init files the spec names".into(),
+                });
+                return None;
+            }
+        }
+    }
     if vm.running && !current.running {
         fields.push(FieldChange {
             name: "status".into(),
@@ -506,6 +531,15 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
             fields.extend(vm.settings.iter().map(|(k, v)| set(k, v)));
             if let Some((slot, size)) = &vm.disk_grow {
                 fields.push(set(&format!("{slot} size"), &size.to_proxmox()));
+            }
+            if let Some(plan) = &vm.seed {
+                fields.push(set(
+                    "ide2",
+                    &format!(
+                        "cloud-init seed ISO on {} (named by its content once the clone's MAC is known)",
+                        plan.storage
+                    ),
+                ));
             }
             if vm.running {
                 fields.push(set("status", "running"));

@@ -99,6 +99,10 @@ pub struct DesiredVm {
     /// Write-only options (`cipassword`): sent when the VM is made, never shown in a plan and
     /// never compared (Proxmox answers `**********` for them).
     pub secrets: Vec<(String, Secret)>,
+    /// A cloud-init seed ISO that replaces Proxmox's cloud-init drive (clones with custom
+    /// `user_data`, `vendor_data` or `network_data`); its `ide2` is computed against the
+    /// observed MAC (see `seed`).
+    pub seed: Option<Box<crate::seed::SeedPlan>>,
 }
 
 /// A node of the desired graph.
@@ -159,7 +163,14 @@ impl DesiredGraph {
             let Some(template) = spec.templates.iter().find(|t| t.name == clone.template) else {
                 continue; // validation guarantees the reference; nothing to link otherwise
             };
-            let vm = desired_clone(&spec.project, clone, template);
+            let iso_storage = spec.iso_storage.clone().unwrap_or_else(|| {
+                spec.images
+                    .iter()
+                    .find(|i| i.name == template.image)
+                    .map(|i| i.storage.clone())
+                    .unwrap_or_else(|| "local".to_string())
+            });
+            let vm = desired_clone(&spec.project, clone, template, &iso_storage);
             let key = vm.key.clone();
             let template_key = ResourceKey::new(ResourceKind::Template, &template.name);
             let idx = graph.add_node(Resource::Vm(vm));
@@ -467,11 +478,22 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         running: false,
         disk_grow: None,
         secrets: cloud_init_secrets(t.cloud_init.as_ref()),
+        seed: None,
     }
 }
 
-fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
+fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &str) -> DesiredVm {
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
+    let seed = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref())
+        .filter(CloudInit::has_custom_data)
+        .map(|cloud_init| {
+            Box::new(crate::seed::SeedPlan {
+                storage: iso_storage.to_string(),
+                hostname: c.name.clone(),
+                cloud_init,
+                salt_seed: format!("{project}/{key}"),
+            })
+        });
     let marker = Marker {
         project: project.to_string(),
         key: key.clone(),
@@ -519,5 +541,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template) -> DesiredVm {
         running: c.start,
         disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),
+        seed,
     }
 }

@@ -18,6 +18,7 @@ pub mod pve;
 pub mod render;
 pub mod saved;
 pub mod secret;
+pub mod seed;
 pub mod sim;
 pub mod spec;
 pub mod state;

@@ -945,6 +945,9 @@ fn allocate_disk(
     let Some((storage, rest)) = file.split_once(':') else {
         return Ok(value.to_string());
     };
+    if rest.starts_with("iso/") && cluster.find_volume(node, &file).is_none() {
+        return Err(format!("volume '{file}' does not exist"));
+    }
     let storage = storage.to_string();
     let file_based = cluster.storage(&storage).is_some_and(|s| s.file_based());
     let vol_node = cluster.volume_node(&storage, node);
@@ -1728,16 +1731,29 @@ fn update_config(ctx: &Ctx, asynchronous: bool) -> Reply {
         let Some(vm) = c.vms.get_mut(&vmid) else {
             return Err(format!("VM {vmid} does not exist"));
         };
+        let mut freed = Vec::new();
         for (key, value) in changes {
             if vm.running && !hotpluggable(&key) {
                 vm.pending.insert(key, value);
             } else {
                 vm.pending.remove(&key);
-                match value {
-                    Some(value) => vm.config.insert(key, value),
+                let old = match value {
+                    Some(value) => vm.config.insert(key.clone(), value),
                     None => vm.config.remove(&key),
                 };
+                // A replaced or removed cloud-init drive is freed, as qemu-server does.
+                if let Some(old) = old
+                    && is_disk_key(&key)
+                    && vm.config.get(&key) != Some(&old)
+                    && let Some(volid) = Props::parse(&old, "file").first
+                    && volid.ends_with("-cloudinit") | volid.contains("-cloudinit.")
+                {
+                    freed.push(volid);
+                }
             }
+        }
+        for volid in freed {
+            c.remove_volume(&task_node, &volid);
         }
         Ok(())
     };

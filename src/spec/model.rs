@@ -43,6 +43,8 @@ impl fmt::Display for VmId {
 pub struct Spec {
     /// Project name recorded in ownership markers.
     pub project: String,
+    /// Storage for cloud-init seed ISOs (`defaults.storage.iso`); default: the template image's.
+    pub iso_storage: Option<String>,
     /// Cloud images, in file order.
     pub images: Vec<Image>,
     /// Templates, in file order.
@@ -466,6 +468,28 @@ pub struct CloudInit {
     pub searchdomain: Option<String>,
     /// Package upgrade on first boot.
     pub upgrade: Option<bool>,
+    /// Custom user-data.
+    pub user_data: Option<CustomData>,
+    /// Custom vendor-data.
+    pub vendor_data: Option<CustomData>,
+    /// Custom network-config.
+    pub network_data: Option<CustomData>,
+}
+
+/// A custom cloud-init file, read when the spec was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomData {
+    /// The path as the spec gives it (relative to the spec file).
+    pub path: String,
+    /// The file's content.
+    pub content: String,
+}
+
+impl CloudInit {
+    /// Whether this block carries custom data (and so a seed ISO replaces Proxmox's drive).
+    pub fn has_custom_data(&self) -> bool {
+        self.user_data.is_some() || self.vendor_data.is_some() || self.network_data.is_some()
+    }
 }
 
 /// A template VM.

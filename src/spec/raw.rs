@@ -76,6 +76,12 @@ pub struct RawStorageRoles {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local-lvm")]
     pub disks: Option<Spanned<String>>,
+    /// Storage with the `iso` content type for the cloud-init seed ISOs proxfleet builds for
+    /// custom `user_data`, `vendor_data` and `network_data`; default: the storage of the
+    /// template's image
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"local")]
+    pub iso: Option<Spanned<String>>,
 }
 
 /// A group of alike clones
@@ -618,6 +624,23 @@ pub struct RawCloudInit {
     #[serde(default)]
     #[schemars(example = false)]
     pub upgrade: Option<bool>,
+    /// File with custom user-data (`#cloud-config` YAML, a `#!` script or another cloud-init
+    /// format), relative to the spec file. With any custom data, proxfleet builds the guest's
+    /// whole NoCloud seed itself (an ISO uploaded to `defaults.storage.iso` and attached in place
+    /// of Proxmox's cloud-init drive): a `#cloud-config` gets the declared `user`, `ssh_keys` and
+    /// `password` added; the network comes from `network_data`, or from `ipv4`/`ipv6`/`dns`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"cloud-init/web.yaml")]
+    pub user_data: Option<Spanned<String>>,
+    /// File with custom vendor-data, relative to the spec file (same formats as `user_data`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"cloud-init/vendor.yaml")]
+    pub vendor_data: Option<Spanned<String>>,
+    /// File with a custom network-config (version 1 or 2), relative to the spec file; replaces
+    /// the one proxfleet derives from `ipv4`, `ipv6` and `dns`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"cloud-init/network.yaml")]
+    pub network_data: Option<Spanned<String>>,
 }
 
 /// DNS settings handed to the guest by cloud-init

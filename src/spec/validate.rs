@@ -30,6 +30,7 @@ struct Defaults {
     node: Option<String>,
     images: Option<String>,
     disks: Option<String>,
+    iso: Option<String>,
     bridge: Option<String>,
 }
 
@@ -111,6 +112,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
                 roles.and_then(|r| r.disks.as_ref()),
                 "defaults.storage.disks",
             ),
+            (roles.and_then(|r| r.iso.as_ref()), "defaults.storage.iso"),
         ] {
             if let Some(storage) = storage {
                 check_storage(&mut ctx, storage, path);
@@ -124,6 +126,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             disks: roles
                 .and_then(|r| r.disks.as_ref())
                 .map(|s| s.value.clone()),
+            iso: roles.and_then(|r| r.iso.as_ref()).map(|s| s.value.clone()),
             bridge: defaults.bridge.as_ref().map(|b| b.value.clone()),
         };
     }
@@ -258,6 +261,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
         Ok(Loaded {
             spec: Spec {
                 project,
+                iso_storage: ctx.defaults.iso.clone(),
                 images,
                 templates,
                 clones,
@@ -488,6 +492,9 @@ fn merge_cloud_init(
             },
             dns: t.dns.clone().or_else(|| b.dns.clone()),
             upgrade: t.upgrade.or(b.upgrade),
+            user_data: t.user_data.clone().or_else(|| b.user_data.clone()),
+            vendor_data: t.vendor_data.clone().or_else(|| b.vendor_data.clone()),
+            network_data: t.network_data.clone().or_else(|| b.network_data.clone()),
         }),
     }
 }
@@ -574,7 +581,7 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
             .and_then(pick)
             .map(|value| (value, template_layer.clone()))
     };
-    let fields: [(&str, &CiField); 6] = [
+    let fields: [(&str, &CiField); 9] = [
         ("cloud_init.user", &|ci| ci.user.clone()),
         ("cloud_init.ipconfig0", &|ci| ipconfig(ci.ipv4, ci.ipv6)),
         ("cloud_init.ssh_keys", &|ci| {
@@ -594,6 +601,15 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
         }),
         ("cloud_init.password", &|ci| {
             ci.password.as_ref().map(|_| "(sensitive)".to_string())
+        }),
+        ("cloud_init.user_data", &|ci| {
+            ci.user_data.as_ref().map(|d| d.path.clone())
+        }),
+        ("cloud_init.vendor_data", &|ci| {
+            ci.vendor_data.as_ref().map(|d| d.path.clone())
+        }),
+        ("cloud_init.network_data", &|ci| {
+            ci.network_data.as_ref().map(|d| d.path.clone())
         }),
     ];
     for (field, pick) in fields {
@@ -1115,6 +1131,42 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
             }),
         }
     }
+    let user_data = ci
+        .user_data
+        .as_ref()
+        .and_then(|f| read_custom_data(ctx, f, &format!("{path}.user_data"), CustomKind::User));
+    let vendor_data = ci
+        .vendor_data
+        .as_ref()
+        .and_then(|f| read_custom_data(ctx, f, &format!("{path}.vendor_data"), CustomKind::Vendor));
+    let network_data = ci.network_data.as_ref().and_then(|f| {
+        read_custom_data(ctx, f, &format!("{path}.network_data"), CustomKind::Network)
+    });
+    if let Some(file) = &ci.user_data
+        && let Some(data) = &user_data
+    {
+        let declares_user = ci.user.is_some() || !ssh_keys.is_empty() || ci.password.is_some();
+        let cloud_config = data.content.lines().next() == Some("#cloud-config");
+        if declares_user && !cloud_config {
+            ctx.warnings.push(Warning {
+                path: format!("{path}.user_data"),
+                message: format!(
+                    "`{}` is not a #cloud-config: the declared user, SSH keys and password are not added to it",
+                    file.value
+                ),
+            });
+        } else if cloud_config
+            && ci.user.is_none()
+            && (!ssh_keys.is_empty() || ci.password.is_some())
+        {
+            ctx.error_at(
+                file,
+                &format!("{path}.user"),
+                "SSH keys and a password go to the user proxfleet adds to the user-data, which needs a name".to_string(),
+                Some("`user: NAME` beside `user_data`"),
+            );
+        }
+    }
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -1128,6 +1180,117 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
         nameservers,
         searchdomain,
         upgrade: ci.upgrade,
+        user_data,
+        vendor_data,
+        network_data,
+    })
+}
+
+/// Which custom cloud-init file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CustomKind {
+    User,
+    Vendor,
+    Network,
+}
+
+/// Largest custom cloud-init file accepted (cloud-init itself reads far less from a seed).
+const MAX_CUSTOM_DATA: u64 = 1 << 20;
+
+/// Read a custom cloud-init file and check that cloud-init can take it.
+fn read_custom_data(
+    ctx: &mut Ctx,
+    file: &Spanned<String>,
+    path: &str,
+    kind: CustomKind,
+) -> Option<CustomData> {
+    let full = ctx.base_dir.join(&file.value);
+    let text = match std::fs::metadata(&full) {
+        Ok(meta) if meta.len() > MAX_CUSTOM_DATA => {
+            ctx.error_at(
+                file,
+                path,
+                format!("`{}` is {} bytes", full.display(), meta.len()),
+                Some("a file of at most 1 MiB"),
+            );
+            return None;
+        }
+        _ => match std::fs::read_to_string(&full) {
+            Ok(text) => text,
+            Err(err) => {
+                ctx.error_at(
+                    file,
+                    path,
+                    format!("cannot read `{}`: {err}", full.display()),
+                    Some("a readable UTF-8 file, relative to the spec file"),
+                );
+                return None;
+            }
+        },
+    };
+    ctx.files_read.push(full.clone());
+    let first = text.lines().next().unwrap_or_default();
+    let problem =
+        match kind {
+            CustomKind::Network => match serde_saphyr::from_str::<serde_json::Value>(&text) {
+                Ok(value) => {
+                    let config = value.get("network").unwrap_or(&value);
+                    match config.get("version").and_then(serde_json::Value::as_u64) {
+                        Some(1 | 2) => None,
+                        _ => Some("it has no `version: 1` or `version: 2`".to_string()),
+                    }
+                }
+                Err(err) => Some(format!("it is not YAML: {err}")),
+            },
+            _ if first == "#cloud-config" => {
+                match serde_saphyr::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(map)) => (kind == CustomKind::User
+                    && map.contains_key("user"))
+                .then(|| {
+                    "it sets `user:`, which proxfleet writes from the spec's `user`, `ssh_keys` and `password`; use `users:` for further users".to_string()
+                }),
+                Ok(serde_json::Value::Null) => None,
+                Ok(_) => Some("its #cloud-config is not a YAML mapping".to_string()),
+                Err(err) => Some(format!("its #cloud-config is not YAML: {err}")),
+            }
+            }
+            _ if [
+                "#!",
+                "#include",
+                "#cloud-boothook",
+                "#cloud-config-archive",
+                "#part-handler",
+                "Content-Type:",
+            ]
+            .iter()
+            .any(|header| first.starts_with(header)) =>
+            {
+                None
+            }
+            _ => Some(format!(
+                "its first line `{first}` is not a cloud-init format"
+            )),
+        };
+    if let Some(problem) = problem {
+        let allowed = match kind {
+            CustomKind::Network => {
+                "a cloud-init network-config: YAML with `version: 1` or `version: 2`"
+            }
+            _ => {
+                "a file starting with `#cloud-config` (YAML), `#!` (a script), `#include`, `#cloud-boothook` or `Content-Type:` (MIME multipart)"
+            }
+        };
+        ctx.error_at(
+            file,
+            path,
+            format!("`{}`: {problem}", file.value),
+            Some(allowed),
+        );
+        return None;
+    }
+    Some(CustomData {
+        path: file.value.clone(),
+        content: text,
     })
 }
 

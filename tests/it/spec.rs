@@ -152,6 +152,9 @@ fn schema_accepts_every_example_and_agrees_with_the_loader_on_type_errors() {
     let validator = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
     for entry in std::fs::read_dir(root().join("examples")).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue; // files the examples reference (cloud-init data), not specs
+        }
         let doc = yaml_as_json(&std::fs::read_to_string(&path).unwrap());
         let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
