@@ -46,6 +46,9 @@ SERVED = [
     ("DELETE", "/nodes/{node}/qemu/{vmid}"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("GET", "/pools"),
+    ("POST", "/pools"),
+    ("PUT", "/pools"),
 ]
 
 # Enums the schema leaves null because Proxmox computes them at runtime.

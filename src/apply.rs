@@ -493,6 +493,10 @@ impl Job {
             )));
         };
         let mut params = build.create_params.clone();
+        if let Some(pool) = &vm.pool {
+            self.ensure_pool(pool).await?;
+            params.push(("pool".into(), pool.clone()));
+        }
         params.extend(
             vm.secrets
                 .iter()
@@ -542,8 +546,11 @@ impl Job {
             target: (vm.node != recipe.template_node).then(|| vm.node.clone()),
             storage: recipe.storage.clone(),
             description: vm.settings.get("description").cloned(),
-            pool: None,
+            pool: vm.pool.clone(),
         };
+        if let Some(pool) = &vm.pool {
+            self.ensure_pool(pool).await?;
+        }
         let cloned = self
             .task(
                 &format!(
@@ -665,7 +672,7 @@ impl Job {
             .fields
             .iter()
             .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
-            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()))
+            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()) && f.name != "pool")
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
             .collect();
         let node = self
@@ -715,6 +722,19 @@ impl Job {
             })
             .await?;
         }
+        if let Some(pool) = &vm.pool
+            && self.change.fields.iter().any(|f| f.name == "pool")
+        {
+            self.ensure_pool(pool).await?;
+            self.client
+                .set_pool(pool, vm.vmid)
+                .await
+                .map_err(|source| StepError::Pve {
+                    what: format!("move to pool {pool}"),
+                    source,
+                })?;
+            self.step(format!("move to pool {pool}"));
+        }
         if let Some(field) = self.change.fields.iter().find(|f| f.name == "ide2")
             && vm.seed.is_some()
         {
@@ -758,9 +778,8 @@ impl Job {
             .vm_config(node, vm.vmid)
             .await
             .map_err(pve("read config"))?;
-        let mac = config.values.get("net0").and_then(|v| nic_mac(v));
         let iso = plan
-            .build(mac.as_deref())
+            .build(&config.values)
             .map_err(|err| StepError::Inconsistent(format!("cloud-init seed: {err}")))?;
         let volid = plan.volid(&iso);
         let present = self
@@ -816,6 +835,22 @@ impl Job {
             && crate::seed::is_seed_volid(old)
         {
             self.remove_seed(node, old, tasks).await?;
+        }
+        Ok(())
+    }
+
+    /// Create the pool when it does not exist yet.
+    async fn ensure_pool(&self, pool: &str) -> Result<(), StepError> {
+        let created = self
+            .client
+            .ensure_pool(pool)
+            .await
+            .map_err(|source| StepError::Pve {
+                what: format!("create pool {pool}"),
+                source,
+            })?;
+        if created {
+            self.step(format!("create pool {pool}"));
         }
         Ok(())
     }

@@ -243,6 +243,9 @@ pub struct SimServeArgs {
     /// Seed for the random choices of faults with a rate
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Resource pool that exists from the start (repeatable)
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
     /// User who may log in with a password (tickets + CSRF), USER@REALM:PASSWORD (repeatable)
     #[arg(long = "user")]
     pub users: Vec<String>,

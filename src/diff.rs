@@ -462,10 +462,18 @@ fn diff_vm(
             });
         }
     }
+    if let Some(pool) = &vm.pool
+        && current.pool.as_ref() != Some(pool)
+    {
+        fields.push(FieldChange {
+            name: "pool".into(),
+            old: current.pool.clone(),
+            new: Some(pool.clone()),
+        });
+    }
     if let Some(plan) = &vm.seed {
         // The seed depends on the MAC Proxmox gave `net0`: compare against the ISO it makes.
-        let mac = current.config.get("net0").and_then(|v| nic_mac(v));
-        match plan.build(mac.as_deref()) {
+        match plan.build(&current.config) {
             Ok(iso) => {
                 let volid = plan.volid(&iso);
                 let observed = current.config.get("ide2");
@@ -545,6 +553,9 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
                 fields.push(set("status", "running"));
             }
         }
+    }
+    if let Some(pool) = &vm.pool {
+        fields.push(set("pool", pool));
     }
     fields.extend(
         vm.secrets

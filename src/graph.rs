@@ -103,6 +103,8 @@ pub struct DesiredVm {
     /// `user_data`, `vendor_data` or `network_data`); its `ide2` is computed against the
     /// observed MAC (see `seed`).
     pub seed: Option<Box<crate::seed::SeedPlan>>,
+    /// Resource pool (not a config option: set at creation, moved with `PUT /pools`).
+    pub pool: Option<String>,
 }
 
 /// A node of the desired graph.
@@ -326,6 +328,11 @@ fn cloud_init_settings(ci: &CloudInit, out: &mut BTreeMap<String, String>) {
     if let Some(ipconfig0) = ipconfig(ci.ipv4, ci.ipv6) {
         out.insert("ipconfig0".into(), ipconfig0);
     }
+    for (idx, nic) in ci.extra_interfaces.iter().enumerate() {
+        if let Some(value) = ipconfig(nic.ipv4, nic.ipv6) {
+            out.insert(format!("ipconfig{}", idx + 1), value);
+        }
+    }
     if !ci.nameservers.is_empty() {
         let servers: Vec<String> = ci.nameservers.iter().map(ToString::to_string).collect();
         out.insert("nameserver".into(), servers.join(" "));
@@ -479,6 +486,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         disk_grow: None,
         secrets: cloud_init_secrets(t.cloud_init.as_ref()),
         seed: None,
+        pool: t.pool.clone(),
     }
 }
 
@@ -542,5 +550,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
         disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),
         seed,
+        pool: c.pool.clone(),
     }
 }

@@ -106,6 +106,7 @@ pub async fn observe(
                 running: summary.running,
                 template: summary.template,
                 lock: summary.lock,
+                pool: summary.pool,
                 config: BTreeMap::new(),
                 digest: String::new(),
                 pending: Vec::new(),

@@ -13,11 +13,14 @@
 //! deterministic, including the password hash (its salt comes from the resource and the
 //! password), so an unchanged spec gives the same bytes and converges.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 use crate::nocloud::{self, DeclaredUser, Interface, Seed, SeedError, SeedIso};
+use crate::pve::propstr::nic_mac;
 use crate::secret::Secret;
-use crate::spec::{CloudInit, Ipv4Config, Ipv6Config};
+use crate::spec::{CloudInit, InterfaceIp, Ipv4Config, Ipv6Config};
 
 /// The spec's part of a clone's seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +62,11 @@ pub fn effective(base: Option<&CloudInit>, top: Option<&CloudInit>) -> Option<Cl
             user_data: t.user_data.clone().or_else(|| b.user_data.clone()),
             vendor_data: t.vendor_data.clone().or_else(|| b.vendor_data.clone()),
             network_data: t.network_data.clone().or_else(|| b.network_data.clone()),
+            extra_interfaces: if t.extra_interfaces.is_empty() {
+                b.extra_interfaces.clone()
+            } else {
+                t.extra_interfaces.clone()
+            },
         }),
     }
 }
@@ -86,12 +94,12 @@ pub fn password_hash(password: &Secret, salt_seed: &str, user: &str) -> Result<S
 }
 
 impl SeedPlan {
-    /// The seed for a VM whose `net0` has `mac` (`None`: the network-config matches no MAC and
-    /// is left out unless the spec gives its own).
+    /// The seed for a VM with this config (its `netN` options give the MACs the network-config
+    /// matches; interfaces without one are left out).
     ///
     /// # Errors
     /// What the seed builder refuses (a user-data it cannot add the user to, a bad host name).
-    pub fn seed(&self, mac: Option<&str>) -> Result<Seed, SeedError> {
+    pub fn seed(&self, config: &BTreeMap<String, String>) -> Result<Seed, SeedError> {
         let ci = &self.cloud_init;
         let user_data = match &ci.user {
             Some(name) => {
@@ -111,12 +119,29 @@ impl SeedPlan {
             }
             None => ci.user_data.as_ref().map(|d| d.content.clone()),
         };
-        let network_config = match (&ci.network_data, mac) {
-            (Some(custom), _) => Some(custom.content.clone()),
-            (None, Some(mac)) if ci.ipv4.is_some() || ci.ipv6.is_some() => {
-                Some(nocloud::network_config(&[self.interface(mac.parse()?)])?)
+        let network_config = match &ci.network_data {
+            Some(custom) => Some(custom.content.clone()),
+            None => {
+                let net0 = InterfaceIp {
+                    ipv4: ci.ipv4,
+                    ipv6: ci.ipv6,
+                };
+                let mut interfaces = Vec::new();
+                for (idx, ip) in std::iter::once(&net0)
+                    .chain(&ci.extra_interfaces)
+                    .enumerate()
+                {
+                    let mac = config.get(&format!("net{idx}")).and_then(|v| nic_mac(v));
+                    if let (Some(mac), true) = (mac, ip.ipv4.is_some() || ip.ipv6.is_some()) {
+                        interfaces.push(self.interface(idx, mac.parse()?, ip));
+                    }
+                }
+                if interfaces.is_empty() {
+                    None
+                } else {
+                    Some(nocloud::network_config(&interfaces)?)
+                }
             }
-            _ => None,
         };
         Ok(Seed {
             hostname: self.hostname.clone(),
@@ -126,12 +151,12 @@ impl SeedPlan {
         })
     }
 
-    /// The ISO for a VM whose `net0` has `mac`.
+    /// The ISO for a VM with this config.
     ///
     /// # Errors
     /// See `seed`.
-    pub fn build(&self, mac: Option<&str>) -> Result<SeedIso, SeedError> {
-        self.seed(mac)?.build()
+    pub fn build(&self, config: &BTreeMap<String, String>) -> Result<SeedIso, SeedError> {
+        self.seed(config)?.build()
     }
 
     /// The volume id an ISO gets on this plan's storage.
@@ -139,9 +164,9 @@ impl SeedPlan {
         format!("{}:iso/{}", self.storage, iso.file_name)
     }
 
-    fn interface(&self, mac: nocloud::MacAddress) -> Interface {
+    fn interface(&self, idx: usize, mac: nocloud::MacAddress, ip: &InterfaceIp) -> Interface {
         let ci = &self.cloud_init;
-        let ipv4 = match ci.ipv4 {
+        let ipv4 = match ip.ipv4 {
             None => nocloud::Ipv4Config::None,
             Some(Ipv4Config::Dhcp) => nocloud::Ipv4Config::Dhcp,
             Some(Ipv4Config::Static { address, gateway }) => nocloud::Ipv4Config::Static {
@@ -149,7 +174,7 @@ impl SeedPlan {
                 gateway,
             },
         };
-        let ipv6 = match ci.ipv6 {
+        let ipv6 = match ip.ipv6 {
             None => nocloud::Ipv6Config::None,
             Some(Ipv6Config::Dhcp) => nocloud::Ipv6Config::Dhcp,
             Some(Ipv6Config::Auto) => nocloud::Ipv6Config::Slaac,
@@ -158,13 +183,23 @@ impl SeedPlan {
                 gateway,
             },
         };
+        // DNS goes with the first interface, as Proxmox's own cloud-init drive does.
+        let first = idx == 0;
         Interface {
-            name: "eth0".into(),
+            name: format!("eth{idx}"),
             mac: Some(mac),
             ipv4,
             ipv6,
-            nameservers: ci.nameservers.to_vec(),
-            search: ci.searchdomain.iter().cloned().collect(),
+            nameservers: if first {
+                ci.nameservers.to_vec()
+            } else {
+                Vec::new()
+            },
+            search: if first {
+                ci.searchdomain.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct ActualVm {
     pub pending: Vec<String>,
     /// Ownership marker from the description, when it is proxfleet's and matches the vmid.
     pub marker: Option<Marker>,
+    /// Resource pool it belongs to.
+    pub pool: Option<String>,
 }
 
 /// A volume as observed.

@@ -65,6 +65,7 @@ pub async fn serve(args: &SimServeArgs, io: &mut Io<'_>) -> Result<(), CommandEr
         roles,
         faults,
         fault_seed: args.fault_seed,
+        pools: args.pools.clone(),
         latency: Duration::from_millis(args.latency_ms),
         state_file: args.state.clone(),
         tls: args.tls,

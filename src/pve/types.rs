@@ -29,6 +29,8 @@ pub struct VmSummary {
     pub tags: Vec<String>,
     /// Config lock.
     pub lock: Option<String>,
+    /// Resource pool.
+    pub pool: Option<String>,
 }
 
 /// A node from `/nodes`.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::propstr::{NIC_MODELS, Props, parse_size, print_size};
-use super::state::{Cluster, Task, Vm, Volume};
+use super::state::{self, Cluster, Task, Vm, Volume};
 use super::{RequestRecord, Shared, access, schema};
 
 type Params = BTreeMap<String, String>;
@@ -576,6 +576,9 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "DELETE /nodes/{node}/qemu/{vmid}" => destroy_vm(ctx),
         "GET /nodes/{node}/tasks/{upid}/status" => task_status(ctx),
         "GET /nodes/{node}/tasks/{upid}/log" => task_log(ctx),
+        "GET /pools" => pools_list(ctx),
+        "POST /pools" => pool_create(ctx),
+        "PUT /pools" => pool_update(ctx),
         other => Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("Method '{other}' not implemented"))),
     }
 }
@@ -668,7 +671,7 @@ where
                 if let Some(vmid) = placeholder {
                     shared.mutate(|c| {
                         if c.vms.get(&vmid).is_some_and(|vm| vm.lock().is_some()) {
-                            c.vms.remove(&vmid);
+                            c.remove_vm(vmid);
                         }
                     });
                 }
@@ -738,6 +741,136 @@ fn permissions(ctx: &Ctx) -> Reply {
         ));
     }
     data(ctx.shared.access.permissions_dump(&target, ctx.get("path")))
+}
+
+/// Put a new VM into a pool (create and clone take `pool`); the pool must exist.
+fn join_pool(c: &mut Cluster, pool: Option<&str>, vmid: u32) -> Result<(), ApiError> {
+    let Some(pool) = pool else {
+        return Ok(());
+    };
+    let members = c
+        .pools
+        .get_mut(pool)
+        .ok_or_else(|| ApiError::fail(format!("pool '{pool}' does not exist")))?;
+    members.vms.insert(vmid);
+    Ok(())
+}
+
+/// `GET /pools`: the pools the caller may audit (or one, with `poolid`, with its members).
+fn pools_list(ctx: &Ctx) -> Reply {
+    ctx.shared.read(|c| {
+        let wanted = ctx.get("poolid");
+        if let Some(id) = wanted
+            && !c.pools.contains_key(id)
+        {
+            return Err(ApiError::fail(format!("pool '{id}' does not exist")));
+        }
+        let list: Vec<Value> = c
+            .pools
+            .iter()
+            .filter(|(id, _)| wanted.is_none_or(|w| w == id.as_str()))
+            .filter(|(id, _)| ctx.allowed(&format!("/pool/{id}"), &["Pool.Audit"], false))
+            .map(|(id, pool)| {
+                let mut entry = json!({"poolid": id});
+                if let Some(comment) = &pool.comment {
+                    entry["comment"] = json!(comment);
+                }
+                if wanted.is_some() {
+                    entry["members"] = Value::Array(
+                        pool.vms
+                            .iter()
+                            .filter_map(|vmid| c.vms.get(vmid))
+                            .map(|vm| json!({"id": format!("qemu/{}", vm.vmid), "type": "qemu", "vmid": vm.vmid, "node": vm.node}))
+                            .collect(),
+                    );
+                }
+                entry
+            })
+            .collect();
+        data(Value::Array(list))
+    })
+}
+
+/// `POST /pools`.
+fn pool_create(ctx: &Ctx) -> Reply {
+    let id = ctx.req("poolid").to_string();
+    ctx.shared.mutate(|c| {
+        if c.pools.contains_key(&id) {
+            return Err(ApiError::fail(format!(
+                "create failed - pool '{id}' already exists"
+            )));
+        }
+        c.pools.insert(
+            id,
+            state::Pool {
+                comment: ctx.get("comment").map(str::to_string),
+                vms: Default::default(),
+            },
+        );
+        data(Value::Null)
+    })
+}
+
+/// `PUT /pools`: add VMs (moving them from another pool only with `allow-move`), or remove
+/// them with `delete`.
+fn pool_update(ctx: &Ctx) -> Reply {
+    let id = ctx.req("poolid").to_string();
+    let vmids: Vec<u32> = ctx
+        .get("vms")
+        .map(|v| {
+            v.split([',', ';', ' '])
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for vmid in &vmids {
+        ctx.require(&format!("/vms/{vmid}"), &["VM.Allocate"])?;
+    }
+    ctx.shared.mutate(|c| {
+        if !c.pools.contains_key(&id) {
+            return Err(ApiError::fail(format!("pool '{id}' does not exist")));
+        }
+        let delete = ctx.flag("delete").unwrap_or(false);
+        for vmid in &vmids {
+            if !c.vms.contains_key(vmid) {
+                return Err(ApiError::fail(format!("no such VMID '{vmid}'")));
+            }
+            let current = c.pool_of(*vmid).map(str::to_string);
+            if delete {
+                if let Some(pool) = c.pools.get_mut(&id) {
+                    pool.vms.remove(vmid);
+                }
+                continue;
+            }
+            match current {
+                Some(other) if other == id => {}
+                Some(other) if !ctx.flag("allow-move").unwrap_or(false) => {
+                    return Err(ApiError::fail(format!(
+                        "VM {vmid} belongs already to pool '{other}'"
+                    )));
+                }
+                Some(other) => {
+                    if let Some(pool) = c.pools.get_mut(&other) {
+                        pool.vms.remove(vmid);
+                    }
+                    if let Some(pool) = c.pools.get_mut(&id) {
+                        pool.vms.insert(*vmid);
+                    }
+                }
+                None => {
+                    if let Some(pool) = c.pools.get_mut(&id) {
+                        pool.vms.insert(*vmid);
+                    }
+                }
+            }
+        }
+        if let Some(comment) = ctx.get("comment")
+            && let Some(pool) = c.pools.get_mut(&id)
+        {
+            pool.comment = Some(comment.to_string());
+        }
+        data(Value::Null)
+    })
 }
 
 fn missing_vm(node: &str, vmid: u32) -> ApiError {
@@ -1052,6 +1185,9 @@ fn cluster_resources(ctx: &Ctx) -> Reply {
                 }
                 if let Some(lock) = vm.lock() {
                     entry["lock"] = json!(lock);
+                }
+                if let Some(pool) = c.pool_of(vm.vmid) {
+                    entry["pool"] = json!(pool);
                 }
                 out.push(entry);
             }
@@ -1506,7 +1642,10 @@ fn create_vm(ctx: &Ctx) -> Reply {
     let params = ctx.params.clone();
     let start = ctx.flag("start").unwrap_or(false);
     let shared = Arc::clone(&ctx.shared);
-    ctx.require(&format!("/vms/{vmid}"), &["VM.Allocate"])?;
+    match ctx.get("pool") {
+        Some(pool) if ctx.allowed(&format!("/pool/{pool}"), &["VM.Allocate"], false) => {}
+        _ => ctx.require(&format!("/vms/{vmid}"), &["VM.Allocate"])?,
+    }
     check_config_permissions(ctx, vmid, &[])?;
     ctx.shared.mutate(|c| {
         if c.vms.contains_key(&vmid) {
@@ -1514,6 +1653,7 @@ fn create_vm(ctx: &Ctx) -> Reply {
                 "unable to create VM {vmid}: config file already exists"
             )));
         }
+        join_pool(c, ctx.get("pool"), vmid)?;
         check_disk_storages(c, &params)?;
         // The vmid is claimed before the task forks.
         c.vms.insert(
@@ -1544,7 +1684,7 @@ fn create_vm(ctx: &Ctx) -> Reply {
                         for volid in allocated {
                             c.remove_volume(&task_node, &volid);
                         }
-                        c.vms.remove(&vmid);
+                        c.remove_vm(vmid);
                         Err(message)
                     }
                 }
@@ -1941,6 +2081,7 @@ fn clone_vm(ctx: &Ctx) -> Reply {
         if let Some(storage) = ctx.get("storage") {
             ctx.require(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
         }
+        join_pool(c, ctx.get("pool"), newid)?;
         c.vms.insert(newid, Vm { vmid: newid, node: target.clone(), config: BTreeMap::from([("lock".to_string(), "clone".to_string())]), pending: BTreeMap::new(), running: false });
         let name = ctx.get("name").map(str::to_string).unwrap_or_else(|| format!("Copy-of-VM-{}", config.get("name").cloned().unwrap_or_else(|| vmid.to_string())));
         let description = ctx.get("description").map(str::to_string);
@@ -1968,7 +2109,7 @@ fn clone_vm(ctx: &Ctx) -> Reply {
                                 for volid in &allocated {
                                     c.remove_volume(&target, volid);
                                 }
-                                c.vms.remove(&newid);
+                                c.remove_vm(newid);
                                 return Err(message);
                             }
                         }
@@ -2160,7 +2301,7 @@ fn destroy_vm(ctx: &Ctx) -> Reply {
                 for volume in &owned {
                     c.remove_volume(&task_node, &volume.volid);
                 }
-                c.vms.remove(&vmid);
+                c.remove_vm(vmid);
                 Ok(vec![format!(
                     "destroyed VM {vmid} and {} volume(s)",
                     owned.len()

@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub faults: Vec<FaultSpec>,
     /// Seed of the random numbers behind fault rates, so a faulty run can be repeated.
     pub fault_seed: u64,
+    /// Resource pools that exist from the start.
+    pub pools: Vec<String>,
     /// Added latency per request.
     pub latency: Duration,
     /// Where the state is loaded from and saved to.
@@ -71,6 +73,7 @@ impl Default for SimConfig {
             task_scale: 1.0,
             faults: Vec::new(),
             fault_seed: 0,
+            pools: Vec::new(),
             latency: Duration::ZERO,
             state_file: None,
             tls: false,
@@ -233,6 +236,10 @@ impl SimHandle {
             }
             _ => Cluster::new(config.nodes),
         };
+        let mut cluster = cluster;
+        for pool in &config.pools {
+            cluster.pools.entry(pool.clone()).or_default();
+        }
         let addr = listener.local_addr().map_err(SimError::Listen)?;
         let tokens = config
             .tokens

@@ -211,6 +211,34 @@ pub(crate) struct Cluster {
     pub vms: BTreeMap<u32, Vm>,
     pub tasks: BTreeMap<String, Task>,
     pub next_pid: u32,
+    /// Resource pools: id → (comment, member vmids).
+    #[serde(default)]
+    pub pools: BTreeMap<String, Pool>,
+}
+
+/// A resource pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub comment: Option<String>,
+    pub vms: std::collections::BTreeSet<u32>,
+}
+
+impl Cluster {
+    /// Remove a VM's config and its pool membership.
+    pub fn remove_vm(&mut self, vmid: u32) {
+        self.vms.remove(&vmid);
+        for pool in self.pools.values_mut() {
+            pool.vms.remove(&vmid);
+        }
+    }
+
+    /// The pool a VM belongs to.
+    pub fn pool_of(&self, vmid: u32) -> Option<&str> {
+        self.pools
+            .iter()
+            .find(|(_, pool)| pool.vms.contains(&vmid))
+            .map(|(id, _)| id.as_str())
+    }
 }
 
 const GIB: u64 = 1 << 30;
@@ -261,6 +289,7 @@ impl Cluster {
             vms: BTreeMap::new(),
             tasks: BTreeMap::new(),
             next_pid: 0x1000,
+            pools: BTreeMap::new(),
         }
     }
 

@@ -474,6 +474,17 @@ pub struct CloudInit {
     pub vendor_data: Option<CustomData>,
     /// Custom network-config.
     pub network_data: Option<CustomData>,
+    /// IP settings of `net1`, `net2`, … in order.
+    pub extra_interfaces: Vec<InterfaceIp>,
+}
+
+/// IP settings of one more network interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InterfaceIp {
+    /// IPv4.
+    pub ipv4: Option<Ipv4Config>,
+    /// IPv6.
+    pub ipv6: Option<Ipv6Config>,
 }
 
 /// A custom cloud-init file, read when the spec was loaded.
@@ -539,6 +550,10 @@ pub struct Template {
     pub tags: Vec<String>,
     /// User description.
     pub description: Option<String>,
+    /// Resource pool.
+    pub pool: Option<String>,
+    /// Start-on-boot default of its clones.
+    pub onboot: Option<bool>,
 }
 
 /// A clone of a template.
@@ -570,8 +585,10 @@ pub struct CloneVm {
     pub tags: Option<Vec<String>>,
     /// Keep running.
     pub start: bool,
-    /// Start on node boot.
+    /// Start on node boot (the clone's, its group's, or its template's default).
     pub onboot: Option<bool>,
+    /// Resource pool (the clone's, its group's, or its template's).
+    pub pool: Option<String>,
     /// User description.
     pub description: Option<String>,
     /// The clone group it was expanded from, if any.

@@ -149,6 +149,10 @@ pub struct RawCloneGroup {
     #[serde(default)]
     #[schemars(example = true)]
     pub onboot: Option<bool>,
+    /// Resource pool the VM is put in (created when missing)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"web")]
+    pub pool: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
@@ -361,6 +365,15 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = &"Web tier, managed in git")]
     pub description: Option<String>,
+    /// Resource pool the template is put in (created when missing); also the default of its
+    /// clones
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"templates")]
+    pub pool: Option<Spanned<String>>,
+    /// Start-on-boot default of the clones made from this template
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub onboot: Option<bool>,
 }
 
 fn default_cores() -> u32 {
@@ -572,7 +585,7 @@ pub struct RawNetwork {
 }
 
 /// Cloud-init settings
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCloudInit {
     /// Storage for the cloud-init drive; default: the boot disk's storage
@@ -641,6 +654,32 @@ pub struct RawCloudInit {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"cloud-init/network.yaml")]
     pub network_data: Option<Spanned<String>>,
+    /// IP settings of `net1`, `net2`, … in order (`ipv4` and `ipv6` above are `net0`'s)
+    #[serde(default)]
+    #[schemars(example = serde_json::json!([{"ipv4": "10.0.0.10/24"}, {"ipv4": "dhcp", "ipv6": "auto"}]))]
+    pub extra_interfaces: Vec<RawInterfaceIp>,
+}
+
+/// IP settings of one more network interface, handed to the guest by cloud-init
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterfaceIp {
+    /// `dhcp` or an address with prefix (`10.0.0.10/24`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"10.0.0.10/24")]
+    pub ipv4: Option<Spanned<String>>,
+    /// IPv4 gateway for a static `ipv4`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"10.0.0.1")]
+    pub gateway: Option<Spanned<String>>,
+    /// `dhcp`, `auto` (SLAAC) or an address with prefix
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"auto")]
+    pub ipv6: Option<Spanned<String>>,
+    /// IPv6 gateway for a static `ipv6`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"2001:db8:1::1")]
+    pub gateway6: Option<Spanned<String>>,
 }
 
 /// DNS settings handed to the guest by cloud-init
@@ -724,4 +763,8 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(example = &"Web tier, managed in git")]
     pub description: Option<String>,
+    /// Resource pool the VM is put in (created when missing)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"web")]
+    pub pool: Option<Spanned<String>>,
 }

@@ -446,6 +446,7 @@ fn expand_group(
                 .or_else(|| group.tags.clone()),
             start: overrides.and_then(|o| o.start).or(group.start),
             onboot: overrides.and_then(|o| o.onboot).or(group.onboot),
+            pool: group.pool.clone(),
             description: None,
         };
         out.push(CloneEntry {
@@ -495,6 +496,11 @@ fn merge_cloud_init(
             user_data: t.user_data.clone().or_else(|| b.user_data.clone()),
             vendor_data: t.vendor_data.clone().or_else(|| b.vendor_data.clone()),
             network_data: t.network_data.clone().or_else(|| b.network_data.clone()),
+            extra_interfaces: if t.extra_interfaces.is_empty() {
+                b.extra_interfaces.clone()
+            } else {
+                t.extra_interfaces.clone()
+            },
         }),
     }
 }
@@ -570,7 +576,20 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
         },
     );
     if let Some(onboot) = c.onboot {
-        add("onboot", onboot.to_string(), own("onboot"));
+        let source = if entry.raw.onboot.is_some() {
+            own("onboot")
+        } else {
+            template_layer.clone()
+        };
+        add("onboot", onboot.to_string(), source);
+    }
+    if let Some(pool) = &c.pool {
+        let source = if entry.raw.pool.is_some() {
+            own("pool")
+        } else {
+            template_layer.clone()
+        };
+        add("pool", pool.clone(), source);
     }
     let ci_layer = |pick: &CiField| -> Option<(String, String)> {
         if let Some(value) = c.cloud_init.as_ref().and_then(pick) {
@@ -683,6 +702,28 @@ fn is_storage_id(id: &str) -> bool {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(b))
         && (bytes[bytes.len() - 1].is_ascii_lowercase() || bytes[bytes.len() - 1].is_ascii_digit())
+}
+
+/// A pool id as `pve-poolid` allows (`/` separates nested pools, PVE >= 8.1).
+fn check_pool(ctx: &mut Ctx, pool: &Spanned<String>, path: &str) -> Option<String> {
+    let ok = !pool.value.is_empty()
+        && pool.value.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Some(pool.value.clone())
+    } else {
+        ctx.error_at(
+            pool,
+            path,
+            format!("`{}` is not a valid pool id", pool.value),
+            Some("letters, digits, `-` and `_`, with `/` between nested pools"),
+        );
+        None
+    }
 }
 
 fn check_storage(ctx: &mut Ctx, storage: &Spanned<String>, path: &str) {
@@ -1066,6 +1107,24 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
     }
     let ipv4 = parse_ipv4(ctx, ci, path);
     let ipv6 = parse_ipv6(ctx, ci, path);
+    let mut extra_interfaces = Vec::new();
+    for (idx, nic) in ci.extra_interfaces.iter().enumerate() {
+        // The same rules as net0's, through the same checks.
+        let as_ci = RawCloudInit {
+            ipv4: nic.ipv4.clone(),
+            gateway: nic.gateway.clone(),
+            ipv6: nic.ipv6.clone(),
+            gateway6: nic.gateway6.clone(),
+            ..RawCloudInit::default()
+        };
+        let nic_path = format!("{path}.extra_interfaces[{idx}]");
+        if let (Some(ipv4), Some(ipv6)) = (
+            parse_ipv4(ctx, &as_ci, &nic_path),
+            parse_ipv6(ctx, &as_ci, &nic_path),
+        ) {
+            extra_interfaces.push(InterfaceIp { ipv4, ipv6 });
+        }
+    }
     let password = ci
         .password
         .as_ref()
@@ -1183,6 +1242,7 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
         user_data,
         vendor_data,
         network_data,
+        extra_interfaces,
     })
 }
 
@@ -1875,6 +1935,11 @@ fn check_template(
         cloud_init,
         tags,
         description: t.description.clone(),
+        pool: t
+            .pool
+            .as_ref()
+            .and_then(|p| check_pool(ctx, p, &format!("{path}.pool"))),
+        onboot: t.onboot,
     })
 }
 
@@ -1988,7 +2053,11 @@ fn check_clone(
         cloud_init,
         tags,
         start: c.start.unwrap_or(true),
-        onboot: c.onboot,
+        onboot: c.onboot.or(template.onboot),
+        pool: match &c.pool {
+            Some(pool) => check_pool(ctx, pool, &format!("{path}.pool")),
+            None => template.pool.clone(),
+        },
         description: c.description.clone(),
         group: None,
     })

@@ -71,6 +71,7 @@ fn converged(desired: &DesiredGraph) -> ActualState {
                         digest: "0".repeat(40),
                         pending: Vec::new(),
                         marker: Marker::find(&description),
+                        pool: None,
                     },
                 );
             }

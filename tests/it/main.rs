@@ -9,6 +9,7 @@ mod e2e;
 mod examples;
 mod faults;
 mod images;
+mod layers;
 mod nocloud;
 mod plans;
 mod seed;

@@ -92,7 +92,7 @@ async fn clones_with_custom_data_boot_from_their_own_seed_iso_which_converges_an
             .expect("desired clone");
         let plan = desired_vm.seed.as_ref().expect("a seed plan");
         let mac = vm.config.get("net0").and_then(|n| nic_mac(n));
-        let iso = plan.build(mac.as_deref()).expect("seed builds");
+        let iso = plan.build(&vm.config).expect("seed builds");
         assert_eq!(ide2, format!("{},media=cdrom", plan.volid(&iso)));
         assert!(volumes.iter().any(|v| v.volid == plan.volid(&iso)));
 

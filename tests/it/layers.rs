@@ -1,0 +1,92 @@
+//! Settings that layer from the template down to its clones, end to end on the simulator:
+//! resource pools (created when missing, moved when the spec moves a VM), start on boot as a
+//! template-level default, and IP settings for interfaces after `net0`.
+
+use super::common::{apply, plan, quickstart_text, sim, write_spec};
+
+fn spec_text(web2_pool: &str) -> String {
+    quickstart_text()
+        .replace(
+            "    agent: true\n",
+            "    agent: true\n    pool: templates\n    onboot: true\n",
+        )
+        .replace(
+            "      - bridge: vmbr0\n        model: virtio\n",
+            "      - bridge: vmbr0\n        model: virtio\n      - bridge: vmbr0\n        model: virtio\n        vlan: 20\n",
+        )
+        .replace(
+            "      ipv4: 192.0.2.11/24\n      gateway: 192.0.2.1\n",
+            "      ipv4: 192.0.2.11/24\n      gateway: 192.0.2.1\n      extra_interfaces:\n        - ipv4: 10.20.0.11/24\n          ipv6: auto\n",
+        )
+        .replace(
+            "  web-2:\n    vmid: 202\n    template: debian-12-base\n",
+            &format!("  web-2:\n    vmid: 202\n    template: debian-12-base\n    pool: {web2_pool}\n    onboot: false\n"),
+        )
+}
+
+async fn pools(conn: &proxfleet::commands::Connection) -> Vec<(u32, Option<String>)> {
+    let mut out: Vec<(u32, Option<String>)> = conn
+        .client
+        .cluster_vms()
+        .await
+        .expect("resources")
+        .into_iter()
+        .map(|vm| (vm.vmid, vm.pool))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn pools_onboot_defaults_and_extra_interfaces_converge() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = write_spec(dir.path(), "fleet.yaml", &spec_text("web"));
+    let planned = plan(&conn, &spec).await;
+    assert!(planned.out.contains("pool"), "{}", planned.out);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+
+    let some = |p: &str| Some(p.to_string());
+    assert_eq!(
+        pools(&conn).await,
+        vec![
+            (201, some("templates")),
+            (202, some("web")),
+            (203, some("templates")),
+            (9000, some("templates")),
+        ]
+    );
+    let vms = sim.vms();
+    let config = |vmid: u32| {
+        vms.iter()
+            .find(|vm| vm.vmid == vmid)
+            .map(|vm| vm.config.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(config(201).get("onboot").map(String::as_str), Some("1"));
+    assert_eq!(config(203).get("onboot").map(String::as_str), Some("1"));
+    assert_eq!(config(202).get("onboot").map(String::as_str), Some("0"));
+    assert_eq!(
+        config(201).get("ipconfig1").map(String::as_str),
+        Some("ip=10.20.0.11/24,ip6=auto")
+    );
+    assert!(!config(202).contains_key("ipconfig1"));
+
+    let again = plan(&conn, &spec).await;
+    assert!(again.out.starts_with("No changes."), "{}", again.out);
+
+    // Moving a clone to another pool is an in-place change.
+    let spec = write_spec(dir.path(), "fleet.yaml", &spec_text("db"));
+    let moved = plan(&conn, &spec).await;
+    assert!(
+        moved.out.contains("~ pool = \"web\" → \"db\""),
+        "{}",
+        moved.out
+    );
+    assert!(moved.out.contains("1 to change"), "{}", moved.out);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(pools(&conn).await.contains(&(202, some("db"))));
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
