@@ -404,6 +404,32 @@ fn diff_vm(
             ));
         }
     }
+    if let Recipe::Build(build) = &vm.recipe
+        && current.template
+    {
+        // A template is its recipe: options edited by hand since the build are drift.
+        let edited: Vec<String> = build
+            .create_params
+            .iter()
+            .filter(|(option, _)| !is_disk_option(option) && option != "description")
+            .filter(|(option, want)| {
+                !same_value(
+                    option,
+                    current.config.get(option.as_str()).map(String::as_str),
+                    want,
+                )
+            })
+            .map(|(option, want)| match current.config.get(option) {
+                // Keys are long and encoded: name the change, not the values.
+                Some(_) if option == "sshkeys" => "the SSH keys differ from the build's".into(),
+                Some(seen) => format!("{option} is {seen}, the build set {want}"),
+                None => format!("{option} is unset, the build set {want}"),
+            })
+            .collect();
+        if !edited.is_empty() {
+            reasons.push(format!("changed outside proxfleet: {}", edited.join("; ")));
+        }
+    }
     if current.template && matches!(vm.recipe, Recipe::Clone(_)) {
         reasons.push("the VM was converted to a template".into());
     }
@@ -514,6 +540,17 @@ fn diff_vm(
         reasons: Vec::new(),
         depends_on: Vec::new(),
     })
+}
+
+/// Disk options: their values change form once Proxmox allocates them (`local-lvm:1` becomes a
+/// volume), so a template's disks are judged by its build fingerprint, not compared.
+fn is_disk_option(option: &str) -> bool {
+    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
+    family != option
+        && matches!(
+            family,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate" | "unused"
+        )
 }
 
 /// The fields a plan shows for a VM that will be created.

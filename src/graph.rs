@@ -492,7 +492,9 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
 
 fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &str) -> DesiredVm {
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
-    let seed = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref())
+    let cloud_init = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref());
+    let seed = cloud_init
+        .clone()
         .filter(CloudInit::has_custom_data)
         .map(|cloud_init| {
             Box::new(crate::seed::SeedPlan {
@@ -518,19 +520,34 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
         "tags".to_string(),
         tag_list(c.tags.as_deref().unwrap_or(&template.tags)),
     );
-    if let Some(cores) = c.cores {
-        settings.insert("cores".into(), cores.to_string());
-    }
-    if let Some(memory) = c.memory_mib {
-        settings.insert("memory".into(), memory.to_string());
+    // What the template declares and the clone does not override is still declared (the
+    // layers below the clone): managed on the clone too, so a hand edit is drift. Whatever no
+    // layer declares is left as Proxmox sets it.
+    settings.insert(
+        "cores".into(),
+        c.cores.unwrap_or(template.cores).to_string(),
+    );
+    settings.insert("sockets".into(), template.sockets.to_string());
+    settings.insert(
+        "memory".into(),
+        c.memory_mib.unwrap_or(template.memory_mib).to_string(),
+    );
+    if let Some(cpu) = &template.cpu {
+        settings.insert("cpu".into(), cpu.clone());
     }
     if let Some(onboot) = c.onboot {
         settings.insert("onboot".into(), bool_flag(onboot).into());
     }
-    if let Some(ci) = &c.cloud_init {
+    if let Some(ci) = &cloud_init {
         cloud_init_settings(ci, &mut settings);
     }
-    for (nic_idx, nic) in c.networks.iter().flatten().enumerate() {
+    for (nic_idx, nic) in c
+        .networks
+        .as_ref()
+        .unwrap_or(&template.networks)
+        .iter()
+        .enumerate()
+    {
         settings.insert(format!("net{nic_idx}"), network_value(nic));
     }
     DesiredVm {

@@ -556,6 +556,54 @@ impl SimHandle {
         })
     }
 
+    /// Delete a VM by hand (its config only; its disks stay, as after a botched manual
+    /// clean-up).
+    ///
+    /// # Errors
+    /// No such VM.
+    pub fn remove_vm(&self, vmid: u32) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if !cluster.vms.contains_key(&vmid) {
+                return Err(SimError::Admin(format!("no VM {vmid}")));
+            }
+            cluster.remove_vm(vmid);
+            Ok(())
+        })
+    }
+
+    /// Delete a volume by hand.
+    ///
+    /// # Errors
+    /// No such volume.
+    pub fn remove_volume(&self, volid: &str) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            let before = cluster.volumes.len();
+            cluster.volumes.retain(|v| v.volid != volid);
+            if cluster.volumes.len() == before {
+                return Err(SimError::Admin(format!("no volume {volid}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Move a VM to another node by hand (as a migration would).
+    ///
+    /// # Errors
+    /// No such VM or node.
+    pub fn move_vm(&self, vmid: u32, node: &str) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if cluster.node(node).is_none() {
+                return Err(SimError::Admin(format!("no node {node}")));
+            }
+            let vm = cluster
+                .vms
+                .get_mut(&vmid)
+                .ok_or_else(|| SimError::Admin(format!("no VM {vmid}")))?;
+            vm.node = node.to_string();
+            Ok(())
+        })
+    }
+
     /// Power a VM on or off by hand.
     ///
     /// # Errors

@@ -36,6 +36,10 @@ fn converged(desired: &DesiredGraph) -> ActualState {
             }
             Resource::Vm(vm) => {
                 let mut config: BTreeMap<String, String> = vm.settings.clone();
+                // A template holds what its build set.
+                if let proxfleet::graph::Recipe::Build(build) = &vm.recipe {
+                    config.extend(build.create_params.iter().cloned());
+                }
                 let description = match &vm.recipe {
                     proxfleet::graph::Recipe::Build(build) => build
                         .create_params
@@ -93,14 +97,33 @@ fn options_the_spec_does_not_declare_never_drift() {
     let desired = quickstart_graph();
     let mut actual = converged(&desired);
     let web1 = actual.vms.get_mut(&201).unwrap();
-    // Changed by hand, but the spec says nothing about them for this clone.
-    web1.config.insert("cores".into(), "8".into());
+    // Changed by hand, but no layer of the spec (clone, group, template, defaults) says
+    // anything about them.
     web1.config.insert("balloon".into(), "0".into());
+    web1.config.insert("onboot".into(), "1".into());
+    web1.config.insert("nameserver".into(), "192.0.2.53".into());
     web1.config.insert(
         "net0".into(),
         "virtio=BC:24:11:99:99:99,bridge=vmbr0".into(),
     );
     assert!(diff(&desired, &actual).is_empty());
+}
+
+#[test]
+fn an_option_the_template_declares_is_managed_on_its_clones_too() {
+    let desired = quickstart_graph();
+    let mut actual = converged(&desired);
+    // The quickstart declares memory on the template only: the clones' effective memory.
+    actual
+        .vms
+        .get_mut(&201)
+        .unwrap()
+        .config
+        .insert("memory".into(), "8192".into());
+    let plan = diff(&desired, &actual);
+    assert_eq!(plan.changes.len(), 1, "{plan:#?}");
+    assert_eq!(plan.changes[0].fields[0].name, "memory");
+    assert_eq!(plan.changes[0].fields[0].new.as_deref(), Some("2048"));
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod conformance;
 mod diff;
+mod drift;
 mod e2e;
 mod examples;
 mod faults;

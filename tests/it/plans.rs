@@ -147,9 +147,9 @@ async fn a_plan_made_stale_by_a_hand_edit_in_the_cluster_is_refused_and_changes_
     let file = dir.path().join("plan.json");
     assert!(plan_out(&conn, &spec, &file).await.result.is_ok());
 
-    // Someone gives web-1 more memory by hand: the spec does not manage web-1's memory, but
-    // the plan was computed from a configuration that no longer exists.
-    sim.set_vm_config(201, "memory", Some("8192")).unwrap();
+    // Someone turns web-1's ballooning off by hand: no layer of the spec manages it, but the
+    // plan was computed from a configuration that no longer exists.
+    sim.set_vm_config(201, "balloon", Some("0")).unwrap();
     sim.clear_requests();
     let refused = apply_with(&conn, &apply_file(&file)).await;
     assert_eq!(refused.code, 1);
@@ -185,7 +185,12 @@ async fn a_plan_made_stale_by_a_hand_edit_in_the_cluster_is_refused_and_changes_
     let applied = apply_with(&conn, &apply_file(&file)).await;
     assert!(applied.result.is_ok(), "{:?}", applied.result);
     assert_eq!(memory_of(&sim, 202).as_deref(), Some("4096"));
-    assert_eq!(memory_of(&sim, 201).as_deref(), Some("8192"));
+    let balloon = sim
+        .vms()
+        .into_iter()
+        .find(|vm| vm.vmid == 201)
+        .and_then(|vm| vm.config.get("balloon").cloned());
+    assert_eq!(balloon.as_deref(), Some("0"), "left as set by hand");
 }
 
 #[tokio::test]
