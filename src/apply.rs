@@ -672,7 +672,8 @@ impl Job {
             .fields
             .iter()
             .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
-            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()) && f.name != "pool")
+            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()))
+            .filter(|f| f.name != "pool" && f.name != "reboot")
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
             .collect();
         let node = self
@@ -740,6 +741,21 @@ impl Job {
         {
             self.attach_seed(vm, &node, field.old.as_deref(), tasks)
                 .await?;
+        }
+        if self.change.fields.iter().any(|f| f.name == "reboot") {
+            // `--allow-reboot`: what waits for the next boot takes effect now. A clean shutdown
+            // first; stopped if the guest does not comply in time.
+            self.task("shut down to reboot", tasks, || async {
+                self.client
+                    .shutdown_vm(&node, vm.vmid, Some(120), true)
+                    .await
+                    .map(Some)
+            })
+            .await?;
+            self.task("start after reboot", tasks, || async {
+                self.client.start_vm(&node, vm.vmid).await.map(Some)
+            })
+            .await?;
         }
         let wants_start = self
             .change

@@ -112,6 +112,10 @@ pub struct SelectArgs {
     /// Leave these kinds of resource out
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     pub skip: Vec<KindArg>,
+    /// Reboot running VMs whose changes take effect only at the next boot (memory, CPU, …);
+    /// without it they stay pending and the plan says so
+    #[arg(long)]
+    pub allow_reboot: bool,
 }
 
 /// `plan`.

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
-use crate::plan::{Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, Plan, Targeting};
+use crate::plan::{
+    Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, PendingReboot, Plan, Targeting,
+};
 use crate::pve::propstr::{decode_sshkeys, disk_size_bytes, nic_mac, normalize};
 use crate::spec::DiskSize;
 use crate::state::{ActualState, ActualVm};
@@ -24,6 +26,8 @@ pub struct PlanOptions {
     pub targeting: Option<Targeting>,
     /// Resources to replace even when they match the spec (`--replace`).
     pub replace: BTreeSet<ResourceKey>,
+    /// Reboot running VMs whose managed changes wait for the next boot (`--allow-reboot`).
+    pub allow_reboot: bool,
 }
 
 /// Why a resource is replaced when the user asked for it.
@@ -80,6 +84,7 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         }
     }
 
+    let pending = pending_reboots(desired, &owned_by_key, &mut changes, options);
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: project.to_string(),
@@ -87,8 +92,113 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         unchanged,
         conflicts,
         targeting: None,
+        pending,
     };
     restrict(plan, desired, options)
+}
+
+/// Whether Proxmox applies a change of this option to a running VM at once (its default
+/// `hotplug` is `network,disk,usb`; names, notes, tags and cloud-init options are not
+/// hardware), or only at the next boot.
+pub fn applies_at_once(option: &str) -> bool {
+    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
+    matches!(
+        option,
+        "name"
+            | "description"
+            | "tags"
+            | "onboot"
+            | "protection"
+            | "ciuser"
+            | "cipassword"
+            | "sshkeys"
+            | "nameserver"
+            | "searchdomain"
+            | "ciupgrade"
+            | "cicustom"
+            | "citype"
+            | "startup"
+            | "pool"
+            | "status"
+    ) || option.ends_with(" size")
+        || matches!(family, "ipconfig" | "net" | "unused")
+        || (is_disk_option(option) && family != "efidisk" && family != "tpmstate")
+}
+
+/// Running VMs whose managed options wait for the next boot: those this plan changes and those
+/// pending from before. With `allow_reboot`, each gets a `reboot` field in its change (a change
+/// is made for a VM that has none), which apply carries out after configuring it.
+fn pending_reboots(
+    desired: &DesiredGraph,
+    owned_by_key: &BTreeMap<&ResourceKey, &ActualVm>,
+    changes: &mut Vec<Change>,
+    options: &PlanOptions,
+) -> Vec<PendingReboot> {
+    let mut out = Vec::new();
+    for resource in desired.in_order() {
+        let Resource::Vm(vm) = resource else {
+            continue;
+        };
+        let Some(current) = owned_by_key.get(&vm.key).copied() else {
+            continue;
+        };
+        if !current.running || current.template {
+            continue;
+        }
+        let change = changes
+            .iter()
+            .position(|c| c.key == vm.key && c.action == Action::Update);
+        if changes
+            .iter()
+            .any(|c| c.key == vm.key && c.action != Action::Update)
+        {
+            continue; // replaced or deleted: a reboot is moot
+        }
+        let mut waiting: Vec<String> = change
+            .map(|idx| {
+                changes[idx]
+                    .fields
+                    .iter()
+                    .filter(|f| !applies_at_once(&f.name))
+                    .map(|f| f.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for option in &current.pending {
+            if vm.settings.contains_key(option) && !waiting.contains(option) {
+                waiting.push(option.clone());
+            }
+        }
+        if waiting.is_empty() {
+            continue;
+        }
+        if options.allow_reboot {
+            let field = FieldChange {
+                name: "reboot".into(),
+                old: None,
+                new: Some(format!("to apply {}", waiting.join(", "))),
+            };
+            match change {
+                Some(idx) => changes[idx].fields.push(field),
+                None => changes.push(Change {
+                    key: vm.key.clone(),
+                    action: Action::Update,
+                    vmid: Some(vm.vmid),
+                    node: current.node.clone(),
+                    fields: vec![field],
+                    reasons: vec!["changes pending from before wait for a reboot".into()],
+                    depends_on: Vec::new(),
+                }),
+            }
+        }
+        out.push(PendingReboot {
+            key: vm.key.clone(),
+            vmid: vm.vmid,
+            options: waiting,
+            reboot: options.allow_reboot,
+        });
+    }
+    out
 }
 
 /// The plan that deletes everything this project owns (images only with `include_images`).
@@ -111,6 +221,7 @@ pub fn destroy_with(
         unchanged: 0,
         conflicts: Vec::new(),
         targeting: None,
+        pending: Vec::new(),
     };
     restrict(plan, desired, options)
 }
@@ -125,6 +236,12 @@ fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions) -> Plan {
             ..full
         };
     };
+    let pending: Vec<PendingReboot> = full
+        .pending
+        .iter()
+        .filter(|p| scope.contains(&p.key))
+        .cloned()
+        .collect();
     let (kept, left_out): (Vec<Change>, Vec<Change>) = full
         .changes
         .into_iter()
@@ -177,6 +294,7 @@ fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions) -> Plan {
         unchanged,
         conflicts,
         targeting: options.targeting.clone(),
+        pending,
     }
 }
 

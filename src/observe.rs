@@ -95,7 +95,7 @@ pub async fn observe(
                 .as_ref()
                 .is_some_and(|n| desired_names.contains(n));
         if relevant {
-            to_read.push((summary.vmid, summary.node.clone()));
+            to_read.push((summary.vmid, summary.node.clone(), summary.running));
         }
         vms.insert(
             summary.vmid,
@@ -115,18 +115,28 @@ pub async fn observe(
         );
     }
 
-    let configs: Vec<(u32, crate::pve::VmConfig)> = stream::iter(to_read)
-        .map(|(vmid, node)| async move {
-            client
-                .vm_config(&node, vmid)
-                .await
-                .map(|config| (vmid, config))
+    // A running VM's config is read with its pending changes (one request either way): what
+    // waits for the next boot is part of what the plan must show.
+    let configs: Vec<(u32, crate::pve::VmConfig, Vec<String>)> = stream::iter(to_read)
+        .map(|(vmid, node, running)| async move {
+            let read = if running {
+                client
+                    .vm_pending(&node, vmid)
+                    .await
+                    .map(|entries| config_from_pending(&entries))
+            } else {
+                client
+                    .vm_config(&node, vmid)
+                    .await
+                    .map(|config| (config, Vec::new()))
+            };
+            read.map(|(config, pending)| (vmid, config, pending))
                 .map_err(|source| ObserveError::ReadConfig { vmid, node, source })
         })
         .buffer_unordered(CONFIG_CONCURRENCY)
         .try_collect()
         .await?;
-    for (vmid, config) in configs {
+    for (vmid, config, pending) in configs {
         let Some(vm) = vms.get_mut(&vmid) else {
             continue;
         };
@@ -140,8 +150,11 @@ pub async fn observe(
         if let Some(name) = config.values.get("name") {
             vm.name = Some(name.clone());
         }
+        // One fingerprint of what was seen, whichever way it was read, for staleness checks
+        // (writes re-read the real digest).
+        vm.digest = fingerprint(&config.values, &pending);
         vm.config = config.values;
-        vm.digest = config.digest;
+        vm.pending = pending;
     }
 
     let mut volumes = BTreeMap::new();
@@ -168,4 +181,54 @@ pub async fn observe(
     }
 
     Ok(ActualState { vms, volumes })
+}
+
+/// A SHA-1 over a VM's options (pending values applied) and the names of those pending: one
+/// fingerprint of what was seen, whichever endpoint it was read from.
+fn fingerprint(values: &BTreeMap<String, String>, pending: &[String]) -> String {
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    for (key, value) in values {
+        hasher.update(key.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    let mut pending: Vec<&String> = pending.iter().collect();
+    pending.sort();
+    for key in pending {
+        hasher.update(b"pending ");
+        hasher.update(key.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// A running VM's config as `GET …/config` would show it (pending values applied, pending
+/// removals gone) and the options that wait for the next boot.
+fn config_from_pending(
+    entries: &[crate::pve::PendingEntry],
+) -> (crate::pve::VmConfig, Vec<String>) {
+    let mut values = BTreeMap::new();
+    let mut pending = Vec::new();
+    for entry in entries {
+        if entry.key == "digest" {
+            continue;
+        }
+        if entry.pending.is_some() || entry.delete {
+            pending.push(entry.key.clone());
+        }
+        if entry.delete {
+            continue;
+        }
+        if let Some(value) = entry.pending.clone().or_else(|| entry.value.clone()) {
+            values.insert(entry.key.clone(), value);
+        }
+    }
+    let digest = entries
+        .iter()
+        .find(|e| e.key == "digest")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default();
+    (crate::pve::VmConfig { digest, values }, pending)
 }

@@ -90,6 +90,24 @@ pub struct Plan {
     /// What the plan was limited to, when it is partial (`--target`, `--only`, `--skip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targeting: Option<Targeting>,
+    /// Running VMs with managed options that take effect only at their next boot: changed by
+    /// this plan, or pending from before. With `reboot`, apply reboots them (`--allow-reboot`);
+    /// otherwise they stay pending and the plan says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingReboot>,
+}
+
+/// A running VM whose managed options wait for its next boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReboot {
+    /// The VM.
+    pub key: ResourceKey,
+    /// VM id.
+    pub vmid: u32,
+    /// The options.
+    pub options: Vec<String>,
+    /// Whether apply reboots it (`--allow-reboot`).
+    pub reboot: bool,
 }
 
 /// Which way a target reaches through the dependency graph.

@@ -179,6 +179,7 @@ pub fn plan_text_colored(plan: &Plan, color: bool) -> String {
                 out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
             }
         }
+        out.push_str(&pending_note(plan));
         return out;
     }
     out.push_str("proxfleet will perform the following actions:\n\n");
@@ -194,6 +195,44 @@ pub fn plan_text_colored(plan: &Plan, color: bool) -> String {
     if let Some(targeting) = &plan.targeting {
         out.push('\n');
         out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
+    }
+    out.push_str(&pending_note(plan));
+    out
+}
+
+/// Which running VMs have managed changes waiting for their next boot, and whether apply
+/// reboots them.
+pub fn pending_note(plan: &Plan) -> String {
+    let waiting: Vec<&crate::plan::PendingReboot> =
+        plan.pending.iter().filter(|p| !p.reboot).collect();
+    let rebooted: Vec<&crate::plan::PendingReboot> =
+        plan.pending.iter().filter(|p| p.reboot).collect();
+    let mut out = String::new();
+    if !waiting.is_empty() {
+        out.push_str(
+            "\nPending until the next boot (proxfleet reboots only with --allow-reboot):\n",
+        );
+        for p in &waiting {
+            let _ = writeln!(
+                out,
+                "  {} (vmid {}): {}",
+                p.key,
+                p.vmid,
+                p.options.join(", ")
+            );
+        }
+    }
+    if !rebooted.is_empty() {
+        out.push_str("\nRebooted to apply changes that wait for the next boot (--allow-reboot):\n");
+        for p in &rebooted {
+            let _ = writeln!(
+                out,
+                "  {} (vmid {}): {}",
+                p.key,
+                p.vmid,
+                p.options.join(", ")
+            );
+        }
     }
     out
 }

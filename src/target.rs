@@ -31,6 +31,9 @@ pub struct Request {
     /// `--replace` addresses, as typed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace: Vec<String>,
+    /// `--allow-reboot`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_reboot: bool,
 }
 
 /// An address on the command line that names nothing.
@@ -157,6 +160,7 @@ pub fn resolve(
             scope: None,
             targeting: None,
             replace,
+            allow_reboot: request.allow_reboot,
         });
     }
     let kind_selected =
@@ -187,6 +191,7 @@ pub fn resolve(
             reach,
         }),
         replace,
+        allow_reboot: request.allow_reboot,
     })
 }
 

@@ -195,6 +195,7 @@ pub async fn run_destroy(
         only: args.only.iter().map(|&k| k.into()).collect(),
         skip: args.skip.iter().map(|&k| k.into()).collect(),
         replace: Vec::new(),
+        allow_reboot: false,
     };
     let options = target::resolve(&request, &desired, &actual, Reach::Dependants)?;
     // Images are cached for the next build: deleted only when asked for by name or kind.

@@ -36,6 +36,7 @@ pub fn request_of(select: &SelectArgs, replace: &[String]) -> Request {
         only: select.only.iter().map(|&k| k.into()).collect(),
         skip: select.skip.iter().map(|&k| k.into()).collect(),
         replace: replace.to_vec(),
+        allow_reboot: select.allow_reboot,
     }
 }
 

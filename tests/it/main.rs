@@ -12,6 +12,7 @@ mod faults;
 mod images;
 mod layers;
 mod nocloud;
+mod pending;
 mod plans;
 mod seed;
 mod sim;

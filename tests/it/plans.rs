@@ -49,6 +49,7 @@ fn select(targets: &[&str], only: &[KindArg], skip: &[KindArg]) -> SelectArgs {
         targets: targets.iter().map(|t| t.to_string()).collect(),
         only: only.to_vec(),
         skip: skip.to_vec(),
+        allow_reboot: false,
     }
 }
 
