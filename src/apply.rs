@@ -1,7 +1,8 @@
 //! The executor: carries out a plan's changes against Proxmox, each as a short sequence of API
 //! calls whose tasks are awaited, running independent changes concurrently under a bound and
-//! never starting a change before the ones it depends on have succeeded. It prints nothing: it
-//! reports events to a sink and returns a report.
+//! never starting a change before the ones it depends on have succeeded. When its cancellation
+//! token fires it starts nothing new, lets every running Proxmox task end, and reports what was
+//! cancelled. It prints nothing: it reports events to a sink and returns a report.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
@@ -27,6 +29,9 @@ pub struct ApplyOptions {
     pub task_timeout: Duration,
     /// Backoff for transient errors.
     pub backoff: ExponentialBuilder,
+    /// Fires on an interruption (Ctrl-C): no change starts and no Proxmox call is sent after
+    /// it; tasks already running are awaited.
+    pub cancel: CancellationToken,
 }
 
 impl Default for ApplyOptions {
@@ -39,6 +44,7 @@ impl Default for ApplyOptions {
                 .with_max_delay(Duration::from_secs(10))
                 .with_max_times(5)
                 .with_jitter(),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -80,6 +86,9 @@ pub enum StepResult {
     Failed(String),
     /// Not attempted because a change it depends on failed.
     Skipped(String),
+    /// Not started, or stopped between two Proxmox calls, because the run was interrupted;
+    /// says what it stopped before.
+    Cancelled(String),
 }
 
 /// The outcome of one change.
@@ -111,6 +120,13 @@ impl ApplyReport {
     pub fn failed(&self) -> bool {
         self.outcomes.iter().any(|o| o.result != StepResult::Ok)
     }
+
+    /// Whether the run was interrupted: some change was cancelled.
+    pub fn interrupted(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o.result, StepResult::Cancelled(_)))
+    }
 }
 
 /// Why a change failed.
@@ -120,6 +136,8 @@ enum StepError {
     Pve { what: String, source: PveError },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("interrupted before {next}")]
+    Cancelled { next: String },
 }
 
 /// A step whose error says it was done already (by an attempt whose answer was lost) succeeded.
@@ -143,6 +161,10 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 ///   fails its change, with the task's log.
 /// - Only resources named in the plan are touched; deletions only ever target VMs and volumes
 ///   the plan's observation found to carry this project's ownership marker.
+/// - Once `options.cancel` fires, no change starts and no running change sends another
+///   Proxmox call; a task already started is still awaited to its end, so nothing is left
+///   half-sent. Changes that did not finish are reported as cancelled, and a later run
+///   converges from wherever this one stopped.
 ///
 /// # Assumptions
 /// `plan` was computed by `diff` from `desired` and `actual`, and `actual` is recent: the
@@ -173,6 +195,30 @@ pub async fn apply(
     let parallelism = options.parallelism.max(1);
 
     loop {
+        if options.cancel.is_cancelled() {
+            // Interrupted: whatever has not started never will.
+            for change_idx in 0..n_changes {
+                if started[change_idx] {
+                    continue;
+                }
+                started[change_idx] = true;
+                let change = &plan.changes[change_idx];
+                let result = StepResult::Cancelled("not started: the run was interrupted".into());
+                events(Event::Finished {
+                    key: change.key.clone(),
+                    action: change.action,
+                    result: result.clone(),
+                });
+                outcomes[change_idx] = Some(Outcome {
+                    key: change.key.clone(),
+                    action: change.action,
+                    result,
+                    duration: Duration::ZERO,
+                    tasks: Vec::new(),
+                    ip: None,
+                });
+            }
+        }
         // Start every change whose dependencies are settled, up to the bound.
         for change_idx in 0..n_changes {
             if started[change_idx] || running.len() >= parallelism {
@@ -270,6 +316,20 @@ pub async fn apply(
     }
 }
 
+/// A clone's static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
+/// length; `None` for DHCP, SLAAC or no cloud-init network.
+fn static_address(vm: &DesiredVm) -> Option<String> {
+    let ipconfig = vm.settings.get("ipconfig0")?;
+    let item = |name: &str| {
+        ipconfig
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .filter(|ip| ip.contains('/'))
+            .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+    };
+    item("ip=").or_else(|| item("ip6="))
+}
+
 /// Where the resource a change deletes or replaces currently is.
 #[derive(Debug, Clone)]
 struct Current {
@@ -310,6 +370,7 @@ impl Job {
         let mut tasks = Vec::new();
         let result = match self.execute(&mut tasks).await {
             Ok(()) => StepResult::Ok,
+            Err(err @ StepError::Cancelled { .. }) => StepResult::Cancelled(err.to_string()),
             Err(err) => StepResult::Failed(err.to_string()),
         };
         (self.events)(Event::Finished {
@@ -318,12 +379,7 @@ impl Job {
             result: result.clone(),
         });
         let ip = match &self.resource {
-            Some(Resource::Vm(vm)) => vm
-                .settings
-                .get("ipconfig0")
-                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("ip=")))
-                .filter(|ip| *ip != "dhcp")
-                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string()),
+            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => static_address(vm),
             _ => None,
         };
         Outcome {
@@ -334,6 +390,16 @@ impl Job {
             tasks,
             ip,
         }
+    }
+
+    /// The error that stops a change before `next` when the run was interrupted.
+    fn cancelled_before(&self, next: &str) -> Option<StepError> {
+        self.options
+            .cancel
+            .is_cancelled()
+            .then(|| StepError::Cancelled {
+                next: next.to_string(),
+            })
     }
 
     fn step(&self, what: impl Into<String>) {
@@ -398,6 +464,9 @@ impl Job {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Upid>, PveError>>,
     {
+        if let Some(cancelled) = self.cancelled_before(what) {
+            return Err(cancelled);
+        }
         let timeout = self.options.task_timeout;
         let attempt = || async {
             let upid = request().await?;
@@ -425,6 +494,9 @@ impl Job {
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
         if image.image.mode == ImageMode::Upload {
+            if let Some(cancelled) = self.cancelled_before(&format!("fetch {}", image.url)) {
+                return Err(cancelled);
+            }
             let file = crate::fetch::fetch_verified(
                 &image.url,
                 &image.checksum_algorithm,

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::progress::Progress;
 use super::{CommandError, Connection, Io, confirm, load_spec, parse_spec};
-use crate::apply::{ApplyOptions, Event, EventSink, apply};
+use crate::apply::{ApplyOptions, StepResult, apply};
 use crate::cli::{ApplyArgs, DestroyArgs};
 use crate::graph::DesiredGraph;
 use crate::ownership::ResourceKind;
@@ -248,23 +249,37 @@ async fn execute(
     verb: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
-    // Progress goes to stderr, one line per event, as it happens (events come from several
-    // tasks at once, so the sink writes to the process's stderr, not to `io`).
-    let sink: EventSink = Arc::new(|event: Event| eprintln!("{}", render::event_line(&event)));
+    // Progress goes to the process's stderr as it happens (events come from several tasks at
+    // once, so the sink cannot borrow `io`).
+    let progress = Progress::new(io.progress);
+    let say = Arc::clone(&progress);
+    io.interrupt.arm(move |text| say.line(text));
     let options = ApplyOptions {
         parallelism,
+        cancel: io.interrupt.token(),
         ..ApplyOptions::default()
     };
-    let report = apply(&conn.client, plan, desired, actual, &options, sink).await;
+    let report = apply(
+        &conn.client,
+        plan,
+        desired,
+        actual,
+        &options,
+        progress.sink(),
+    )
+    .await;
+    progress.finish();
     let _ = writeln!(io.out);
     let _ = io
         .out
         .write_all(render::report_table(&report, verb).as_bytes());
-    let failed = report
-        .outcomes
-        .iter()
-        .filter(|o| o.result != crate::apply::StepResult::Ok)
-        .count();
+    let count =
+        |f: fn(&StepResult) -> bool| report.outcomes.iter().filter(|o| f(&o.result)).count();
+    let cancelled = count(|r| matches!(r, StepResult::Cancelled(_)));
+    if cancelled > 0 {
+        return Err(CommandError::Interrupted { cancelled });
+    }
+    let failed = count(|r| *r != StepResult::Ok);
     if failed > 0 {
         return Err(CommandError::ChangesFailed { failed });
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod conformance;
+mod converge;
 mod diff;
 mod e2e;
 mod examples;
