@@ -16,7 +16,9 @@ use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Plan};
 use crate::pve::propstr::{nic_mac, with_mac};
-use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest};
+use crate::pve::{
+    CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest, VmConfig,
+};
 use crate::spec::ImageMode;
 use crate::state::ActualState;
 
@@ -731,7 +733,7 @@ impl Job {
     }
 
     async fn update_vm(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {
-        let mut set: Vec<(String, String)> = self
+        let set: Vec<(String, String)> = self
             .change
             .fields
             .iter()
@@ -747,30 +749,51 @@ impl Job {
             // Carry the digest of the config as it is now, so a concurrent edit is detected
             // rather than overwritten; and keep each interface's MAC, which the spec leaves to
             // Proxmox.
-            let config = self
-                .client
-                .vm_config(&node, vm.vmid)
-                .await
-                .map_err(|source| StepError::Pve {
-                    what: "read config".into(),
-                    source,
-                })?;
-            for (option, value) in set.iter_mut() {
-                if option.starts_with("net")
-                    && let Some(mac) = config
-                        .values
-                        .get(option.as_str())
-                        .and_then(|current| nic_mac(current))
-                {
-                    *value = with_mac(value, &mac);
+            let mut config = self.read_config(&node, vm.vmid).await?;
+            let mut retried = false;
+            loop {
+                let mut values = set.clone();
+                for (option, value) in values.iter_mut() {
+                    if option.starts_with("net")
+                        && let Some(mac) = config
+                            .values
+                            .get(option.as_str())
+                            .and_then(|current| nic_mac(current))
+                    {
+                        *value = with_mac(value, &mac);
+                    }
+                }
+                let digest = config.digest.clone();
+                let configured = self
+                    .task("configure", tasks, || {
+                        self.client
+                            .update_vm_config(&node, vm.vmid, &values, &[], Some(&digest))
+                    })
+                    .await;
+                match configured {
+                    // The config changed since it was read. When every option this change
+                    // sets still has its planned old value or already its new one (an
+                    // interrupted run's write landing late), the plan still holds: write
+                    // again over the new digest. Anything else is someone else's edit.
+                    Err(StepError::Pve { source, .. })
+                        if source.is_digest_mismatch() && !retried =>
+                    {
+                        let now = self.read_config(&node, vm.vmid).await?;
+                        if !self.moved_only_toward_plan(&now.values) {
+                            return Err(StepError::Pve {
+                                what: "configure".into(),
+                                source,
+                            });
+                        }
+                        config = now;
+                        retried = true;
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
                 }
             }
-            let digest = config.digest;
-            self.task("configure", tasks, || {
-                self.client
-                    .update_vm_config(&node, vm.vmid, &set, &[], Some(&digest))
-            })
-            .await?;
         }
         if let Some((slot, size)) = &vm.disk_grow
             && self
@@ -791,12 +814,43 @@ impl Job {
             .iter()
             .any(|f| f.name == "status" && f.new.as_deref() == Some("running"));
         if wants_start {
-            self.task("start", tasks, || async {
-                self.client.start_vm(&node, vm.vmid).await.map(Some)
-            })
-            .await?;
+            let started = self
+                .task("start", tasks, || async {
+                    self.client.start_vm(&node, vm.vmid).await.map(Some)
+                })
+                .await;
+            // An earlier run's start may land between observing and starting.
+            already_done(started, "already running").map_err(|e| *e)?;
         }
         Ok(())
+    }
+
+    async fn read_config(&self, node: &str, vmid: u32) -> Result<VmConfig, StepError> {
+        self.client
+            .vm_config(node, vmid)
+            .await
+            .map_err(|source| StepError::Pve {
+                what: "read config".into(),
+                source,
+            })
+    }
+
+    /// Whether every option this update sets has, in `config`, the value the plan saw or
+    /// the value it wants.
+    fn moved_only_toward_plan(&self, config: &BTreeMap<String, String>) -> bool {
+        self.change
+            .fields
+            .iter()
+            .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
+            .all(|f| {
+                let now = config.get(&f.name).map(String::as_str);
+                let as_planned = now == f.old.as_deref();
+                let as_wanted = f
+                    .new
+                    .as_deref()
+                    .is_some_and(|new| crate::diff::same_value(&f.name, now, new));
+                as_planned || as_wanted
+            })
     }
 
     async fn delete_vm(&self, current: &Current, tasks: &mut Vec<String>) -> Result<(), StepError> {

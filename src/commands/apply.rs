@@ -188,9 +188,8 @@ pub async fn run_destroy(
 ) -> Result<(), CommandError> {
     let loaded = load_spec(&args.spec.file, io)?;
     let desired = DesiredGraph::build(&loaded.spec);
-    let actual = observe::observe(&conn.client, &desired)
-        .await
-        .map_err(Box::new)?;
+    // A clone an interrupted apply left its task making must be finished to be destroyed.
+    let actual = super::observe_settled(&conn.client, &desired, io).await?;
     let request = Request {
         targets: args.targets.clone(),
         only: args.only.iter().map(|&k| k.into()).collect(),

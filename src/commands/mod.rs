@@ -9,6 +9,7 @@ pub mod schema;
 pub mod sim;
 pub mod validate;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,9 +17,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
+use crate::graph::{DesiredGraph, Resource};
 use crate::pve::{ApiToken, ClientConfig, PveClient, PveError};
 use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Loaded, SpecError};
+use crate::state::{ActualState, ActualVm};
 
 /// Where the embedded simulator keeps its state, relative to the working directory.
 pub const SIM_STATE_FILE: &str = ".proxfleet/sim-state.json";
@@ -328,6 +331,59 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
     let token = std::env::var("PROXMOX_VE_API_TOKEN").map_err(|_| CommandError::NoToken)?;
     let client = client_for(&endpoint, &token, global.insecure, global.ca_file.clone())?;
     Ok(Connection { client, sim: None })
+}
+
+/// Longest wait for VMs that tasks are still making before the cluster is compared anyway.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Observe the cluster once no VM at a vmid the spec wants is still being made by a running
+/// task (`lock: create` or `clone`): a run that was interrupted or killed leaves its tasks
+/// running, and until they end such a VM has no configuration, so it would look like a
+/// stranger in the way. Waits (saying so) up to `SETTLE_TIMEOUT`, then compares as it is.
+///
+/// # Errors
+/// Observation failures.
+pub async fn observe_settled(
+    client: &PveClient,
+    desired: &DesiredGraph,
+    io: &mut Io<'_>,
+) -> Result<ActualState, CommandError> {
+    let wanted: BTreeSet<u32> = desired
+        .in_order()
+        .filter_map(|resource| match resource {
+            Resource::Vm(vm) => Some(vm.vmid),
+            Resource::Image(_) => None,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(20);
+    let mut told = BTreeSet::new();
+    loop {
+        let actual = crate::observe::observe(client, desired)
+            .await
+            .map_err(Box::new)?;
+        let busy: Vec<&ActualVm> = actual
+            .vms
+            .values()
+            .filter(|vm| vm.being_made() && wanted.contains(&vm.vmid))
+            .collect();
+        if busy.is_empty() || started.elapsed() >= SETTLE_TIMEOUT {
+            return Ok(actual);
+        }
+        for vm in busy {
+            if told.insert(vm.vmid) {
+                let _ = writeln!(
+                    io.err,
+                    "waiting for VM {} on {}: a task is still making it (lock: {}), perhaps for an interrupted run",
+                    vm.vmid,
+                    vm.node,
+                    vm.lock.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// Load a spec, printing its warnings.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proxfleet::apply::{ApplyOptions, Event, StepResult};
 use proxfleet::commands::{Connection, EXIT_INTERRUPTED, Interrupt};
@@ -241,4 +241,108 @@ async fn ctrl_c_during_the_clones_waits_for_their_tasks_prints_the_report_and_ex
     };
     let problems = converged_problems(&sim, &conn, clean_volumes).await;
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+/// A request path with numbers and node names generalised, for the coverage table.
+fn request_kind(method: &str, path: &str) -> String {
+    let path = path.strip_prefix("/api2/json").unwrap_or(path);
+    let generic: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
+                "N".to_string()
+            } else if segment.starts_with("UPID") {
+                "UPID".to_string()
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect();
+    format!("{method} {}", generic.join("/"))
+}
+
+#[tokio::test]
+async fn apply_killed_after_any_request_is_finished_by_the_next_apply() {
+    let spec = example("quickstart.yaml");
+    // Tasks that outlive the killed run long enough for the rerun to meet them running.
+    const TASK_MS: u64 = 15;
+
+    let (clean_sim, clean_conn) = sim_with_tasks(TASK_MS).await;
+    assert!(apply(&clean_conn, &spec).await.result.is_ok());
+    let clean_volumes = clean_sim.volumes().len();
+    let n_requests = clean_sim.requests().len();
+    let n_writes = write_requests(&clean_sim).len();
+    assert!(
+        n_requests >= 20,
+        "the quickstart takes {n_requests} requests"
+    );
+
+    // Kill after the k-th request of any kind, and after the w-th write: timing moves the
+    // writes among the task polls from run to run, so the second list makes sure that every
+    // write is once the last thing the killed run did.
+    let points: Vec<(&str, usize)> = (1..=n_requests)
+        .map(|k| ("request", k))
+        .chain((1..=n_writes).map(|w| ("write", w)))
+        .collect();
+    let started = Instant::now();
+    let mut problems = Vec::new();
+    let mut killed_after = BTreeSet::new();
+    let mut table = String::new();
+    for &(unit, k) in &points {
+        let (sim, conn) = sim_with_tasks(TASK_MS).await;
+        let count = || match unit {
+            "write" => write_requests(&sim).len(),
+            _ => sim.requests().len(),
+        };
+        // SIGKILL: the run is dropped at once, its jobs with it; whatever it started in the
+        // cluster goes on.
+        let reached = async {
+            while count() < k {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = reached => {}
+            _ = apply(&conn, &spec) => {}
+        }
+        let served = sim.requests();
+        let last = served
+            .last()
+            .map(|r| request_kind(&r.method, &r.path))
+            .unwrap_or_default();
+        let busy: Vec<String> = sim
+            .vms()
+            .iter()
+            .filter_map(|vm| vm.lock.as_ref().map(|l| format!("{} {l}", vm.vmid)))
+            .collect();
+        table.push_str(&format!(
+            "{unit:>7} {k:>3} {:>3} {last:<48} {}\n",
+            served.len(),
+            busy.join(" ")
+        ));
+        killed_after.insert(last.clone());
+        for problem in converged_problems(&sim, &conn, clean_volumes).await {
+            problems.push(format!("killed after {unit} {k} ({last}): {problem}"));
+        }
+    }
+    println!(
+        "killed at {} points in {:.1}s:\n{table}",
+        points.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    for step in [
+        "POST /nodes/pve1/storage/local/download-url",
+        "POST /nodes/pve1/qemu",
+        "PUT /nodes/pve1/qemu/N/resize",
+        "POST /nodes/pve1/qemu/N/template",
+        "POST /nodes/pve1/qemu/N/clone",
+        "POST /nodes/pve1/qemu/N/config",
+        "POST /nodes/pve1/qemu/N/status/start",
+    ] {
+        assert!(
+            killed_after.contains(step),
+            "no kill right after {step}: {killed_after:?}"
+        );
+    }
 }
