@@ -346,3 +346,290 @@ async fn apply_killed_after_any_request_is_finished_by_the_next_apply() {
         );
     }
 }
+
+/// The convergence property on random fleets: whatever an earlier spec and hand edits left,
+/// `apply` reaches a state whose plan is empty, and a second `apply` writes nothing.
+mod property {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const IMAGE: &str = "images:
+  deb:
+    url: https://cloud.example.com/deb-12.qcow2
+    checksum: sha256:1111111111111111111111111111111111111111111111111111111111111111
+    storage: local
+    node: pve1
+";
+    const TEMPLATES: [(&str, u32); 2] = [("tpl-a", 9000), ("tpl-b", 9001)];
+    const CLONES: [(&str, u32); 4] = [("c1", 201), ("c2", 202), ("c3", 203), ("c4", 204)];
+    /// A VM made by hand, out of the spec's way: never touched.
+    const STRANGER: u32 = 300;
+
+    #[derive(Debug, Clone)]
+    struct CloneSpec {
+        template: usize,
+        full: bool,
+        memory_mib: Option<u32>,
+        cores: Option<u32>,
+        start: bool,
+        static_ip: bool,
+    }
+
+    /// 1–2 templates (memory changes their build fingerprint) and 0–4 clones.
+    #[derive(Debug, Clone)]
+    struct Fleet {
+        templates: Vec<(usize, u32)>,
+        clones: Vec<Option<CloneSpec>>,
+    }
+
+    impl Fleet {
+        fn yaml(&self) -> String {
+            let mut text = format!("{IMAGE}templates:\n");
+            for &(idx, memory_gib) in &self.templates {
+                let (name, vmid) = TEMPLATES[idx];
+                text.push_str(&format!(
+                    "  {name}:\n    vmid: {vmid}\n    node: pve1\n    image: deb\n    memory: {memory_gib}GiB\n    disk:\n      storage: local-lvm\n      size: 8G\n    cloud_init:\n      user: debian\n"
+                ));
+            }
+            let clones: Vec<String> = self
+                .clones
+                .iter()
+                .zip(CLONES)
+                .filter_map(|(clone, (name, vmid))| {
+                    let clone = clone.as_ref()?;
+                    let (template, _) = TEMPLATES[self.templates[clone.template % self.templates.len()].0];
+                    let mut entry = format!(
+                        "  {name}:\n    vmid: {vmid}\n    template: {template}\n    full: {}\n    start: {}\n",
+                        clone.full, clone.start
+                    );
+                    if let Some(memory) = clone.memory_mib {
+                        entry.push_str(&format!("    memory: {memory}MiB\n"));
+                    }
+                    if let Some(cores) = clone.cores {
+                        entry.push_str(&format!("    cores: {cores}\n"));
+                    }
+                    if clone.static_ip {
+                        entry.push_str(&format!(
+                            "    cloud_init:\n      ipv4: 192.0.2.{}/24\n      gateway: 192.0.2.1\n",
+                            vmid - 190
+                        ));
+                    }
+                    Some(entry)
+                })
+                .collect();
+            if !clones.is_empty() {
+                text.push_str("clones:\n");
+                text.push_str(&clones.concat());
+            }
+            text
+        }
+
+        fn vmids(&self) -> BTreeSet<u32> {
+            let templates = self.templates.iter().map(|&(idx, _)| TEMPLATES[idx].1);
+            let clones = self
+                .clones
+                .iter()
+                .zip(CLONES)
+                .filter(|(clone, _)| clone.is_some())
+                .map(|(_, (_, vmid))| vmid);
+            templates.chain(clones).collect()
+        }
+    }
+
+    fn fleet() -> impl Strategy<Value = Fleet> {
+        let template = (0usize..2, 1u32..=2);
+        let clone = (
+            0usize..2,
+            any::<bool>(),
+            prop::option::of(prop::sample::select(vec![512u32, 1024])),
+            prop::option::of(1u32..=2),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(template, full, memory_mib, cores, start, static_ip)| CloneSpec {
+                    template,
+                    full,
+                    memory_mib,
+                    cores,
+                    start,
+                    static_ip,
+                },
+            );
+        (
+            prop::collection::vec(template, 1..=2),
+            prop::collection::vec(prop::option::of(clone), 4),
+        )
+            .prop_map(|(mut templates, clones)| {
+                templates.dedup_by_key(|(idx, _)| *idx);
+                Fleet { templates, clones }
+            })
+    }
+
+    /// What an operator does by hand between two runs.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Stop(u32),
+        Start(u32),
+        Memory(u32, u32),
+        Cores(u32, u32),
+        Delete(u32),
+        /// A base VM with this project's marker that never became a template: what an
+        /// interrupted build leaves.
+        HalfBuilt(usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let vmid = prop::sample::select(vec![201u32, 202, 203, 204, 9000, 9001]);
+        prop_oneof![
+            vmid.clone().prop_map(Edit::Stop),
+            vmid.clone().prop_map(Edit::Start),
+            (vmid.clone(), prop::sample::select(vec![256u32, 768, 4096]))
+                .prop_map(|(v, m)| Edit::Memory(v, m)),
+            (vmid.clone(), 3u32..=4).prop_map(|(v, c)| Edit::Cores(v, c)),
+            vmid.prop_map(Edit::Delete),
+            (0usize..2).prop_map(Edit::HalfBuilt),
+        ]
+    }
+
+    async fn make_edit(sim: &SimHandle, conn: &Connection, edit: &Edit) {
+        let vms = sim.vms();
+        let existing = |vmid: u32| vms.iter().find(|vm| vm.vmid == vmid);
+        match *edit {
+            Edit::Stop(vmid) => {
+                if existing(vmid).is_some() {
+                    sim.set_running(vmid, false).unwrap();
+                }
+            }
+            Edit::Start(vmid) => {
+                if existing(vmid).is_some_and(|vm| !vm.template) {
+                    sim.set_running(vmid, true).unwrap();
+                }
+            }
+            Edit::Memory(vmid, memory) => {
+                if existing(vmid).is_some() {
+                    sim.set_vm_config(vmid, "memory", Some(&memory.to_string()))
+                        .unwrap();
+                }
+            }
+            Edit::Cores(vmid, cores) => {
+                if existing(vmid).is_some() {
+                    sim.set_vm_config(vmid, "cores", Some(&cores.to_string()))
+                        .unwrap();
+                }
+            }
+            Edit::Delete(vmid) => {
+                if existing(vmid).is_some() {
+                    sim.set_running(vmid, false).unwrap();
+                    let upid = conn.client.delete_vm("pve1", vmid, true).await.unwrap();
+                    // A template whose linked clones use its disks may refuse: then it stays.
+                    let _ = conn.client.wait_task(&upid, Duration::from_secs(10)).await;
+                }
+            }
+            Edit::HalfBuilt(idx) => {
+                let (name, vmid) = TEMPLATES[idx];
+                if existing(vmid).is_none() {
+                    let marker = format!(
+                        "managed-by: proxfleet project=default key=template.{name} vmid={vmid} build=000000000000"
+                    );
+                    sim.insert_vm(
+                        "pve1",
+                        vmid,
+                        &[
+                            ("name", name),
+                            ("tags", "proxfleet"),
+                            ("description", &marker),
+                            ("memory", "1024"),
+                        ],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+
+    async fn check_convergence(
+        dir: &Path,
+        earlier: Option<&Fleet>,
+        edits: &[Edit],
+        fleet: &Fleet,
+    ) -> Result<(), String> {
+        let (sim, conn) = sim_with_tasks(0).await;
+        sim.insert_vm("pve1", STRANGER, &[("name", "by-hand"), ("memory", "512")])
+            .unwrap();
+        let stranger = sim.vms().into_iter().find(|vm| vm.vmid == STRANGER);
+        if let Some(earlier) = earlier {
+            let path = write_spec(dir, "earlier.yaml", &earlier.yaml());
+            let run = apply(&conn, &path).await;
+            if run.result.is_err() {
+                return Err(format!(
+                    "the earlier apply failed: {:?}\n{}",
+                    run.result, run.out
+                ));
+            }
+        }
+        for edit in edits {
+            make_edit(&sim, &conn, edit).await;
+        }
+        let path = write_spec(dir, "fleet.yaml", &fleet.yaml());
+        let first = apply(&conn, &path).await;
+        if first.result.is_err() {
+            return Err(format!("apply failed: {:?}\n{}", first.result, first.out));
+        }
+        let planned = plan(&conn, &path).await;
+        if !planned.out.starts_with("No changes.") {
+            return Err(format!(
+                "the plan after apply is not empty:\n{}",
+                planned.out
+            ));
+        }
+        let before = sim.vms();
+        sim.clear_requests();
+        let second = apply(&conn, &path).await;
+        let writes = write_requests(&sim);
+        if second.result.is_err() || !writes.is_empty() {
+            return Err(format!(
+                "a second apply wrote {writes:?}: {:?}\n{}",
+                second.result, second.out
+            ));
+        }
+        if sim.vms() != before {
+            return Err("a second apply changed the cluster".into());
+        }
+        let mut wanted = fleet.vmids();
+        wanted.insert(STRANGER);
+        let present: BTreeSet<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
+        if present != wanted {
+            return Err(format!("VMs {present:?}, the spec wants {wanted:?}"));
+        }
+        if sim.vms().into_iter().find(|vm| vm.vmid == STRANGER) != stranger {
+            return Err("the VM made by hand was changed".into());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn apply_converges_from_any_earlier_fleet_and_hand_edits(
+            earlier in prop::option::of(fleet()),
+            edits in prop::collection::vec(edit(), 0..=3),
+            fleet in fleet(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            // A paused clock: task polling and backoff sleeps end as soon as nothing else can
+            // run, so a case costs its requests, not its waits.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let outcome = runtime.block_on(check_convergence(dir.path(), earlier.as_ref(), &edits, &fleet));
+            prop_assert!(outcome.is_ok(), "{}\nspec:\n{}", outcome.unwrap_err(), fleet.yaml());
+        }
+    }
+}
