@@ -17,7 +17,7 @@ use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Plan};
 use crate::pve::propstr::{nic_mac, with_mac};
 use crate::pve::{
-    CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest, VmConfig,
+    CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest, VmConfig, VmStatus,
 };
 use crate::spec::ImageMode;
 use crate::state::ActualState;
@@ -29,6 +29,8 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Longest wait for one Proxmox task.
     pub task_timeout: Duration,
+    /// How long a running VM to be deleted may take to shut down before it is stopped.
+    pub shutdown_timeout: Duration,
     /// Backoff for transient errors.
     pub backoff: ExponentialBuilder,
     /// Fires on an interruption (Ctrl-C): no change starts and no Proxmox call is sent after
@@ -41,6 +43,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 8,
             task_timeout: Duration::from_secs(30 * 60),
+            shutdown_timeout: Duration::from_secs(60),
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
@@ -140,6 +143,10 @@ enum StepError {
     Inconsistent(String),
     #[error("interrupted before {next}")]
     Cancelled { next: String },
+    #[error(
+        "VM {vmid} is protected (protection=1), so proxfleet leaves it as it is; to delete it, lift the protection with `qm set {vmid} --protection 0` on node {node} (or untick Options → Protection), then run the command again"
+    )]
+    Protected { vmid: u32, node: String },
 }
 
 /// A step whose error says it was done already (by an attempt whose answer was lost) succeeded.
@@ -854,29 +861,76 @@ impl Job {
     }
 
     async fn delete_vm(&self, current: &Current, tasks: &mut Vec<String>) -> Result<(), StepError> {
-        let status = self
-            .client
-            .vm_status(&current.node, current.vmid)
+        let (node, vmid) = (current.node.as_str(), current.vmid);
+        // Protection is the owner's explicit "do not delete": never lifted, and the VM is
+        // left as it is (not even shut down).
+        let config = self.read_config(node, vmid).await?;
+        if config.values.get("protection").is_some_and(|p| p == "1") {
+            return Err(StepError::Protected {
+                vmid,
+                node: node.to_string(),
+            });
+        }
+        if self.read_status(node, vmid).await?.running {
+            self.shut_down(node, vmid, tasks).await?;
+        }
+        self.task(&format!("destroy VM {vmid}"), tasks, || async {
+            self.client.delete_vm(node, vmid, true).await.map(Some)
+        })
+        .await
+    }
+
+    async fn read_status(&self, node: &str, vmid: u32) -> Result<VmStatus, StepError> {
+        self.client
+            .vm_status(node, vmid)
             .await
             .map_err(|source| StepError::Pve {
                 what: "read status".into(),
                 source,
-            })?;
-        if status.running {
-            self.task("shut down", tasks, || async {
-                self.client
-                    .shutdown_vm(&current.node, current.vmid, Some(60), true)
-                    .await
-                    .map(Some)
+            })
+    }
+
+    /// Ask the guest to shut down, waiting up to `options.shutdown_timeout`; if it is still
+    /// running then (no guest agent or ACPI, a hung guest), stop it. The shutdown is asked
+    /// once: its time-out is an answer, not a transient error worth retrying.
+    async fn shut_down(
+        &self,
+        node: &str,
+        vmid: u32,
+        tasks: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        if let Some(cancelled) = self.cancelled_before("shut down") {
+            return Err(cancelled);
+        }
+        let seconds = u32::try_from(self.options.shutdown_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let shutdown = async {
+            let upid = self
+                .client
+                .shutdown_vm(node, vmid, Some(seconds), false)
+                .await?;
+            tasks.push(upid.to_string());
+            // Proxmox ends the task itself when the time-out passes; a little slack for that.
+            let wait = self.options.shutdown_timeout + Duration::from_secs(30);
+            self.client.wait_task(&upid, wait).await
+        }
+        .await;
+        match shutdown {
+            Ok(_) => self.step(format!("shut down (within {seconds}s)")),
+            Err(err) => {
+                tracing::warn!(key = %self.change.key, %err, "shutdown did not finish; stopping");
+                self.step(format!(
+                    "shut down did not finish within {seconds}s ({err})"
+                ));
+            }
+        }
+        if self.read_status(node, vmid).await?.running {
+            self.task("stop", tasks, || async {
+                self.client.stop_vm(node, vmid).await.map(Some)
             })
             .await?;
         }
-        self.task(&format!("destroy VM {}", current.vmid), tasks, || async {
-            self.client
-                .delete_vm(&current.node, current.vmid, true)
-                .await
-                .map(Some)
-        })
-        .await
+        Ok(())
     }
 }

@@ -50,7 +50,7 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Apply",
         io,
     )
@@ -150,7 +150,7 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Apply",
         io,
     )
@@ -232,11 +232,20 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Destroy",
         io,
     )
     .await
+}
+
+/// How the executor runs, from the command line.
+fn options_of(parallelism: u16, shutdown_timeout: u32) -> ApplyOptions {
+    ApplyOptions {
+        parallelism: usize::from(parallelism),
+        shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
+        ..ApplyOptions::default()
+    }
 }
 
 async fn execute(
@@ -244,7 +253,7 @@ async fn execute(
     plan: &Plan,
     desired: &DesiredGraph,
     actual: &ActualState,
-    parallelism: usize,
+    options: ApplyOptions,
     verb: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
@@ -254,9 +263,8 @@ async fn execute(
     let say = Arc::clone(&progress);
     io.interrupt.arm(move |text| say.line(text));
     let options = ApplyOptions {
-        parallelism,
         cancel: io.interrupt.token(),
-        ..ApplyOptions::default()
+        ..options
     };
     let report = apply(
         &conn.client,

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod conformance;
 mod converge;
+mod destroy;
 mod diff;
 mod e2e;
 mod examples;
