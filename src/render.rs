@@ -8,7 +8,7 @@ use anstyle::{AnsiColor, Style};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::apply::{ApplyReport, Event, StepResult};
-use crate::ownership::ResourceKind;
+use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, FieldChange, Plan, Reach, Targeting};
 use crate::pve::propstr::decode_sshkeys;
 use crate::saved::Drift;
@@ -284,6 +284,14 @@ pub fn event_line(event: &Event) -> String {
                 format!("{key}: {} cancelled: {reason}", action_word(*action))
             }
         },
+    }
+}
+
+/// The message beside a running change's spinner: what it is doing and its last finished step.
+pub fn progress_message(key: &ResourceKey, action: Action, last_step: Option<&str>) -> String {
+    match last_step {
+        None => format!("{key}: {} running", action_word(action)),
+        Some(step) => format!("{key}: {} running (done: {step})", action_word(action)),
     }
 }
 

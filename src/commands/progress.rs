@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::apply::{Event, EventSink};
 use crate::ownership::ResourceKey;
+use crate::plan::Action;
 use crate::render;
 
 /// How progress is shown.
@@ -29,7 +30,7 @@ pub struct Progress {
 
 struct Spinners {
     multi: MultiProgress,
-    running: Mutex<BTreeMap<ResourceKey, ProgressBar>>,
+    running: Mutex<BTreeMap<ResourceKey, (ProgressBar, Action)>>,
 }
 
 impl Progress {
@@ -68,24 +69,24 @@ impl Progress {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
-            Event::Started { key, .. } => {
+            Event::Started { key, action } => {
                 let bar = spinners.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_message(render::event_line(event));
+                bar.set_message(render::progress_message(key, *action, None));
                 bar.enable_steady_tick(Duration::from_millis(120));
-                running.insert(key.clone(), bar);
+                running.insert(key.clone(), (bar, *action));
             }
-            Event::Step { key, .. } => {
+            Event::Step { key, what } => {
                 let _ = spinners.multi.println(render::event_line(event));
-                if let Some(bar) = running.get(key) {
-                    bar.set_message(render::event_line(event));
+                if let Some((bar, action)) = running.get(key) {
+                    bar.set_message(render::progress_message(key, *action, Some(what)));
                 }
             }
             Event::Finished { key, .. } => {
-                if let Some(bar) = running.remove(key) {
+                if let Some((bar, _)) = running.remove(key) {
                     bar.finish_and_clear();
                     spinners.multi.remove(&bar);
                 }
@@ -101,7 +102,7 @@ impl Progress {
                 .running
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (_, bar) in std::mem::take(&mut *running) {
+            for (_, (bar, _)) in std::mem::take(&mut *running) {
                 bar.finish_and_clear();
             }
             let _ = spinners.multi.clear();
