@@ -354,8 +354,8 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     if n_cancelled > 0 {
         let _ = writeln!(
             out,
-            "\nThe run was interrupted: no change started after that, and every Proxmox task \
-             already running was awaited."
+            "\nInterrupted: after the interrupt no change started and no Proxmox call was sent; \
+             every task already running was awaited. Not finished:"
         );
         for outcome in &report.outcomes {
             if let StepResult::Cancelled(reason) = &outcome.result {

@@ -197,7 +197,16 @@ async fn ctrl_c_during_the_clones_waits_for_their_tasks_prints_the_report_and_ex
         "{}",
         run.out
     );
-    assert!(run.out.contains("The run was interrupted"), "{}", run.out);
+    assert!(
+        run.out.contains("Interrupted: after the interrupt"),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.out.contains("┆ 192.0.2.11 │"),
+        "a clone's address: {}",
+        run.out
+    );
     assert!(
         run.out
             .contains("clone.web-1: interrupted before configure")
@@ -632,4 +641,78 @@ mod property {
             prop_assert!(outcome.is_ok(), "{}\nspec:\n{}", outcome.unwrap_err(), fleet.yaml());
         }
     }
+}
+
+#[test]
+fn the_summary_lists_every_task_each_clones_address_and_what_was_cancelled() {
+    use proxfleet::apply::{ApplyReport, Outcome};
+    use proxfleet::plan::Action;
+
+    let upid = |n: u32, kind: &str, id: u32| {
+        format!("UPID:pve1:{n:08X}:6B06D635:6B06D635:{kind}:{id}:root@pam!proxfleet:")
+    };
+    let outcome =
+        |key: &str, result: StepResult, seconds: f64, tasks: Vec<String>, ip: Option<&str>| {
+            Outcome {
+                key: key.parse().unwrap(),
+                action: Action::Create,
+                result,
+                duration: Duration::from_secs_f64(seconds),
+                tasks,
+                ip: ip.map(str::to_string),
+            }
+        };
+    let report = ApplyReport {
+        outcomes: vec![
+            outcome(
+                "image.debian-12",
+                StepResult::Ok,
+                30.2,
+                vec![upid(1, "download", 0)],
+                None,
+            ),
+            outcome(
+                "template.debian-12-base",
+                StepResult::Ok,
+                7.4,
+                vec![
+                    upid(2, "qmcreate", 9000),
+                    upid(3, "resize", 9000),
+                    upid(4, "qmtemplate", 9000),
+                ],
+                None,
+            ),
+            outcome(
+                "clone.web-1",
+                StepResult::Ok,
+                14.0,
+                vec![
+                    upid(5, "qmclone", 9000),
+                    upid(8, "qmconfig", 201),
+                    upid(9, "qmstart", 201),
+                ],
+                Some("192.0.2.11"),
+            ),
+            outcome(
+                "clone.web-2",
+                StepResult::Cancelled("interrupted before configure".into()),
+                12.1,
+                vec![upid(6, "qmclone", 9000)],
+                Some("192.0.2.12"),
+            ),
+            outcome(
+                "clone.web-3",
+                StepResult::Cancelled("not started: the run was interrupted".into()),
+                0.0,
+                Vec::new(),
+                None,
+            ),
+        ],
+    };
+    snapshot_settings().bind(|| {
+        insta::assert_snapshot!(
+            "report_table_interrupted",
+            proxfleet::render::report_table(&report, "Apply")
+        )
+    });
 }
