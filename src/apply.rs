@@ -121,7 +121,7 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    /// Whether any change failed or was skipped.
+    /// Whether any change did not succeed: failed, skipped or cancelled.
     pub fn failed(&self) -> bool {
         self.outcomes.iter().any(|o| o.result != StepResult::Ok)
     }

@@ -173,7 +173,7 @@ async fn a_cancelled_apply_starts_nothing_new_and_reports_the_rest_as_cancelled(
 #[tokio::test]
 async fn ctrl_c_during_the_clones_waits_for_their_tasks_prints_the_report_and_exits_130() {
     // Tasks long enough that the interruption lands while the clone tasks run.
-    let (sim, conn) = sim_with_tasks(60).await;
+    let (sim, conn) = sim_with_tasks(150).await;
     let spec = example("quickstart.yaml");
     let token = CancellationToken::new();
     let interrupt = Interrupt::by(token.clone());
