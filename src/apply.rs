@@ -1,7 +1,8 @@
 //! The executor: carries out a plan's changes against Proxmox, each as a short sequence of API
 //! calls whose tasks are awaited, running independent changes concurrently under a bound and
-//! never starting a change before the ones it depends on have succeeded. It prints nothing: it
-//! reports events to a sink and returns a report.
+//! never starting a change before the ones it depends on have succeeded. When its cancellation
+//! token fires it starts nothing new, lets every running Proxmox task end, and reports what was
+//! cancelled. It prints nothing: it reports events to a sink and returns a report.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::graph::{DesiredGraph, DesiredImage, DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, Plan};
 use crate::pve::propstr::{nic_mac, with_mac};
-use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest};
+use crate::pve::{
+    CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest, VmConfig, VmStatus,
+};
 use crate::spec::ImageMode;
 use crate::state::ActualState;
 
@@ -25,8 +29,13 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Longest wait for one Proxmox task.
     pub task_timeout: Duration,
+    /// How long a running VM to be deleted may take to shut down before it is stopped.
+    pub shutdown_timeout: Duration,
     /// Backoff for transient errors.
     pub backoff: ExponentialBuilder,
+    /// Fires on an interruption (Ctrl-C): no change starts and no Proxmox call is sent after
+    /// it; tasks already running are awaited.
+    pub cancel: CancellationToken,
 }
 
 impl Default for ApplyOptions {
@@ -34,11 +43,13 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 8,
             task_timeout: Duration::from_secs(30 * 60),
+            shutdown_timeout: Duration::from_secs(60),
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
                 .with_max_times(5)
                 .with_jitter(),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -80,6 +91,9 @@ pub enum StepResult {
     Failed(String),
     /// Not attempted because a change it depends on failed.
     Skipped(String),
+    /// Not started, or stopped between two Proxmox calls, because the run was interrupted;
+    /// says what it stopped before.
+    Cancelled(String),
 }
 
 /// The outcome of one change.
@@ -107,9 +121,16 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    /// Whether any change failed or was skipped.
+    /// Whether any change did not succeed: failed, skipped or cancelled.
     pub fn failed(&self) -> bool {
         self.outcomes.iter().any(|o| o.result != StepResult::Ok)
+    }
+
+    /// Whether the run was interrupted: some change was cancelled.
+    pub fn interrupted(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o.result, StepResult::Cancelled(_)))
     }
 }
 
@@ -120,6 +141,12 @@ enum StepError {
     Pve { what: String, source: PveError },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("interrupted before {next}")]
+    Cancelled { next: String },
+    #[error(
+        "VM {vmid} is protected (protection=1), so proxfleet leaves it as it is; to delete it, lift the protection with `qm set {vmid} --protection 0` on node {node} (or untick Options → Protection), then run the command again"
+    )]
+    Protected { vmid: u32, node: String },
 }
 
 /// A step whose error says it was done already (by an attempt whose answer was lost) succeeded.
@@ -143,6 +170,10 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 ///   fails its change, with the task's log.
 /// - Only resources named in the plan are touched; deletions only ever target VMs and volumes
 ///   the plan's observation found to carry this project's ownership marker.
+/// - Once `options.cancel` fires, no change starts and no running change sends another
+///   Proxmox call; a task already started is still awaited to its end, so nothing is left
+///   half-sent. Changes that did not finish are reported as cancelled, and a later run
+///   converges from wherever this one stopped.
 ///
 /// # Assumptions
 /// `plan` was computed by `diff` from `desired` and `actual`, and `actual` is recent: the
@@ -173,6 +204,30 @@ pub async fn apply(
     let parallelism = options.parallelism.max(1);
 
     loop {
+        if options.cancel.is_cancelled() {
+            // Interrupted: whatever has not started never will.
+            for change_idx in 0..n_changes {
+                if started[change_idx] {
+                    continue;
+                }
+                started[change_idx] = true;
+                let change = &plan.changes[change_idx];
+                let result = StepResult::Cancelled("not started: the run was interrupted".into());
+                events(Event::Finished {
+                    key: change.key.clone(),
+                    action: change.action,
+                    result: result.clone(),
+                });
+                outcomes[change_idx] = Some(Outcome {
+                    key: change.key.clone(),
+                    action: change.action,
+                    result,
+                    duration: Duration::ZERO,
+                    tasks: Vec::new(),
+                    ip: None,
+                });
+            }
+        }
         // Start every change whose dependencies are settled, up to the bound.
         for change_idx in 0..n_changes {
             if started[change_idx] || running.len() >= parallelism {
@@ -270,6 +325,20 @@ pub async fn apply(
     }
 }
 
+/// A clone's static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
+/// length; `None` for DHCP, SLAAC or no cloud-init network.
+fn static_address(vm: &DesiredVm) -> Option<String> {
+    let ipconfig = vm.settings.get("ipconfig0")?;
+    let item = |name: &str| {
+        ipconfig
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .filter(|ip| ip.contains('/'))
+            .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+    };
+    item("ip=").or_else(|| item("ip6="))
+}
+
 /// Where the resource a change deletes or replaces currently is.
 #[derive(Debug, Clone)]
 struct Current {
@@ -310,6 +379,7 @@ impl Job {
         let mut tasks = Vec::new();
         let result = match self.execute(&mut tasks).await {
             Ok(()) => StepResult::Ok,
+            Err(err @ StepError::Cancelled { .. }) => StepResult::Cancelled(err.to_string()),
             Err(err) => StepResult::Failed(err.to_string()),
         };
         (self.events)(Event::Finished {
@@ -318,12 +388,7 @@ impl Job {
             result: result.clone(),
         });
         let ip = match &self.resource {
-            Some(Resource::Vm(vm)) => vm
-                .settings
-                .get("ipconfig0")
-                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("ip=")))
-                .filter(|ip| *ip != "dhcp")
-                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string()),
+            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => static_address(vm),
             _ => None,
         };
         Outcome {
@@ -334,6 +399,16 @@ impl Job {
             tasks,
             ip,
         }
+    }
+
+    /// The error that stops a change before `next` when the run was interrupted.
+    fn cancelled_before(&self, next: &str) -> Option<StepError> {
+        self.options
+            .cancel
+            .is_cancelled()
+            .then(|| StepError::Cancelled {
+                next: next.to_string(),
+            })
     }
 
     fn step(&self, what: impl Into<String>) {
@@ -398,6 +473,9 @@ impl Job {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Upid>, PveError>>,
     {
+        if let Some(cancelled) = self.cancelled_before(what) {
+            return Err(cancelled);
+        }
         let timeout = self.options.task_timeout;
         let attempt = || async {
             let upid = request().await?;
@@ -425,6 +503,9 @@ impl Job {
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
         if image.image.mode == ImageMode::Upload {
+            if let Some(cancelled) = self.cancelled_before(&format!("fetch {}", image.url)) {
+                return Err(cancelled);
+            }
             let file = crate::fetch::fetch_verified(
                 &image.url,
                 &image.checksum_algorithm,
@@ -667,7 +748,7 @@ impl Job {
     }
 
     async fn update_vm(&self, vm: &DesiredVm, tasks: &mut Vec<String>) -> Result<(), StepError> {
-        let mut set: Vec<(String, String)> = self
+        let set: Vec<(String, String)> = self
             .change
             .fields
             .iter()
@@ -685,30 +766,51 @@ impl Job {
             // Carry the digest of the config as it is now, so a concurrent edit is detected
             // rather than overwritten; and keep each interface's MAC, which the spec leaves to
             // Proxmox.
-            let config = self
-                .client
-                .vm_config(&node, vm.vmid)
-                .await
-                .map_err(|source| StepError::Pve {
-                    what: "read config".into(),
-                    source,
-                })?;
-            for (option, value) in set.iter_mut() {
-                if option.starts_with("net")
-                    && let Some(mac) = config
-                        .values
-                        .get(option.as_str())
-                        .and_then(|current| nic_mac(current))
-                {
-                    *value = with_mac(value, &mac);
+            let mut config = self.read_config(&node, vm.vmid).await?;
+            let mut retried = false;
+            loop {
+                let mut values = set.clone();
+                for (option, value) in values.iter_mut() {
+                    if option.starts_with("net")
+                        && let Some(mac) = config
+                            .values
+                            .get(option.as_str())
+                            .and_then(|current| nic_mac(current))
+                    {
+                        *value = with_mac(value, &mac);
+                    }
+                }
+                let digest = config.digest.clone();
+                let configured = self
+                    .task("configure", tasks, || {
+                        self.client
+                            .update_vm_config(&node, vm.vmid, &values, &[], Some(&digest))
+                    })
+                    .await;
+                match configured {
+                    // The config changed since it was read. When every option this change
+                    // sets still has its planned old value or already its new one (an
+                    // interrupted run's write landing late), the plan still holds: write
+                    // again over the new digest. Anything else is someone else's edit.
+                    Err(StepError::Pve { source, .. })
+                        if source.is_digest_mismatch() && !retried =>
+                    {
+                        let now = self.read_config(&node, vm.vmid).await?;
+                        if !self.moved_only_toward_plan(&now.values) {
+                            return Err(StepError::Pve {
+                                what: "configure".into(),
+                                source,
+                            });
+                        }
+                        config = now;
+                        retried = true;
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
                 }
             }
-            let digest = config.digest;
-            self.task("configure", tasks, || {
-                self.client
-                    .update_vm_config(&node, vm.vmid, &set, &[], Some(&digest))
-            })
-            .await?;
         }
         if let Some((slot, size)) = &vm.disk_grow
             && self
@@ -744,14 +846,8 @@ impl Job {
         }
         if self.change.fields.iter().any(|f| f.name == "reboot") {
             // `--allow-reboot`: what waits for the next boot takes effect now. A clean shutdown
-            // first; stopped if the guest does not comply in time.
-            self.task("shut down to reboot", tasks, || async {
-                self.client
-                    .shutdown_vm(&node, vm.vmid, Some(120), true)
-                    .await
-                    .map(Some)
-            })
-            .await?;
+            // first; stopped if the guest does not comply within the shutdown time-out.
+            self.shut_down(&node, vm.vmid, tasks).await?;
             self.task("start after reboot", tasks, || async {
                 self.client.start_vm(&node, vm.vmid).await.map(Some)
             })
@@ -763,8 +859,124 @@ impl Job {
             .iter()
             .any(|f| f.name == "status" && f.new.as_deref() == Some("running"));
         if wants_start {
-            self.task("start", tasks, || async {
-                self.client.start_vm(&node, vm.vmid).await.map(Some)
+            let started = self
+                .task("start", tasks, || async {
+                    self.client.start_vm(&node, vm.vmid).await.map(Some)
+                })
+                .await;
+            // An earlier run's start may land between observing and starting.
+            already_done(started, "already running").map_err(|e| *e)?;
+        }
+        Ok(())
+    }
+
+    async fn read_config(&self, node: &str, vmid: u32) -> Result<VmConfig, StepError> {
+        self.client
+            .vm_config(node, vmid)
+            .await
+            .map_err(|source| StepError::Pve {
+                what: "read config".into(),
+                source,
+            })
+    }
+
+    /// Whether every option this update sets has, in `config`, the value the plan saw or
+    /// the value it wants.
+    fn moved_only_toward_plan(&self, config: &BTreeMap<String, String>) -> bool {
+        self.change
+            .fields
+            .iter()
+            .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
+            .all(|f| {
+                let now = config.get(&f.name).map(String::as_str);
+                let as_planned = now == f.old.as_deref();
+                let as_wanted = f
+                    .new
+                    .as_deref()
+                    .is_some_and(|new| crate::diff::same_value(&f.name, now, new));
+                as_planned || as_wanted
+            })
+    }
+
+    async fn delete_vm(&self, current: &Current, tasks: &mut Vec<String>) -> Result<(), StepError> {
+        let (node, vmid) = (current.node.as_str(), current.vmid);
+        // Protection is the owner's explicit "do not delete": never lifted, and the VM is
+        // left as it is (not even shut down).
+        let config = self.read_config(node, vmid).await?;
+        if config.values.get("protection").is_some_and(|p| p == "1") {
+            return Err(StepError::Protected {
+                vmid,
+                node: node.to_string(),
+            });
+        }
+        if self.read_status(node, vmid).await?.running {
+            self.shut_down(node, vmid, tasks).await?;
+        }
+        let seed = config
+            .values
+            .get("ide2")
+            .and_then(|ide2| ide2.split(',').next())
+            .filter(|volid| crate::seed::is_seed_volid(volid))
+            .map(str::to_string);
+        self.task(&format!("destroy VM {vmid}"), tasks, || async {
+            self.client.delete_vm(node, vmid, true).await.map(Some)
+        })
+        .await?;
+        // The VM's own seed ISO goes with it (seeds carry the host name: no other VM uses it).
+        if let Some(volid) = seed {
+            self.remove_seed(node, &volid, tasks).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_status(&self, node: &str, vmid: u32) -> Result<VmStatus, StepError> {
+        self.client
+            .vm_status(node, vmid)
+            .await
+            .map_err(|source| StepError::Pve {
+                what: "read status".into(),
+                source,
+            })
+    }
+
+    /// Ask the guest to shut down, waiting up to `options.shutdown_timeout`; if it is still
+    /// running then (no guest agent or ACPI, a hung guest), stop it. The shutdown is asked
+    /// once: its time-out is an answer, not a transient error worth retrying.
+    async fn shut_down(
+        &self,
+        node: &str,
+        vmid: u32,
+        tasks: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        if let Some(cancelled) = self.cancelled_before("shut down") {
+            return Err(cancelled);
+        }
+        let seconds = u32::try_from(self.options.shutdown_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let shutdown = async {
+            let upid = self
+                .client
+                .shutdown_vm(node, vmid, Some(seconds), false)
+                .await?;
+            tasks.push(upid.to_string());
+            // Proxmox ends the task itself when the time-out passes; a little slack for that.
+            let wait = self.options.shutdown_timeout + Duration::from_secs(30);
+            self.client.wait_task(&upid, wait).await
+        }
+        .await;
+        match shutdown {
+            Ok(_) => self.step(format!("shut down (within {seconds}s)")),
+            Err(err) => {
+                tracing::warn!(key = %self.change.key, %err, "shutdown did not finish; stopping");
+                self.step(format!(
+                    "shut down did not finish within {seconds}s ({err})"
+                ));
+            }
+        }
+        if self.read_status(node, vmid).await?.running {
+            self.task("stop", tasks, || async {
+                self.client.stop_vm(node, vmid).await.map(Some)
             })
             .await?;
         }
@@ -885,45 +1097,5 @@ impl Job {
             self.client.delete_volume(node, storage, volid)
         })
         .await
-    }
-
-    async fn delete_vm(&self, current: &Current, tasks: &mut Vec<String>) -> Result<(), StepError> {
-        let status = self
-            .client
-            .vm_status(&current.node, current.vmid)
-            .await
-            .map_err(|source| StepError::Pve {
-                what: "read status".into(),
-                source,
-            })?;
-        if status.running {
-            self.task("shut down", tasks, || async {
-                self.client
-                    .shutdown_vm(&current.node, current.vmid, Some(60), true)
-                    .await
-                    .map(Some)
-            })
-            .await?;
-        }
-        let seed = self
-            .client
-            .vm_config(&current.node, current.vmid)
-            .await
-            .ok()
-            .and_then(|config| config.values.get("ide2").cloned())
-            .and_then(|ide2| ide2.split(',').next().map(str::to_string))
-            .filter(|volid| crate::seed::is_seed_volid(volid));
-        self.task(&format!("destroy VM {}", current.vmid), tasks, || async {
-            self.client
-                .delete_vm(&current.node, current.vmid, true)
-                .await
-                .map(Some)
-        })
-        .await?;
-        // The VM's own seed ISO goes with it (seeds carry the host name: no other VM uses it).
-        if let Some(volid) = seed {
-            self.remove_seed(&current.node, &volid, tasks).await?;
-        }
-        Ok(())
     }
 }

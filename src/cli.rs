@@ -162,6 +162,9 @@ pub struct ApplyArgs {
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Seconds a running VM that is to be deleted may take to shut down before it is stopped
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub shutdown_timeout: u32,
     /// Which resources to cover
     #[command(flatten)]
     pub select: SelectArgs,
@@ -188,6 +191,9 @@ pub struct DestroyArgs {
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Seconds a running VM that is to be deleted may take to shut down before it is stopped
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub shutdown_timeout: u32,
     /// Destroy only this resource and what depends on it, e.g. template.base (repeatable)
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,

@@ -1,12 +1,13 @@
 //! The `proxfleet` binary: parse arguments, set up logging, run the command, map its error to
 //! an exit code. Everything else lives in the library.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
 use proxfleet::cli::{Cli, Command, SimCommand};
-use proxfleet::commands::{self, CommandError, Connection, Io, Success};
+use proxfleet::commands::progress::ProgressMode;
+use proxfleet::commands::{self, CommandError, Connection, Interrupt, Io, Success};
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -86,11 +87,19 @@ fn main() -> ExitCode {
     let mut err = io::stderr();
     let stdin = io::stdin();
     let mut input = stdin.lock();
+    // Spinners only for a terminal, and not under -v, whose log lines would tear them.
+    let progress = if io::stderr().is_terminal() && cli.global.verbose == 0 {
+        ProgressMode::Spinners
+    } else {
+        ProgressMode::Lines
+    };
     let mut io = Io {
         out: &mut out,
         color,
         err: &mut err,
         input: &mut input,
+        progress,
+        interrupt: Interrupt::ctrl_c(),
     };
     let result = runtime.block_on(run(&cli, &mut io));
     let _ = io.out.flush();

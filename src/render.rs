@@ -8,7 +8,7 @@ use anstyle::{AnsiColor, Style};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::apply::{ApplyReport, Event, StepResult};
-use crate::ownership::ResourceKind;
+use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, FieldChange, Plan, Reach, Targeting};
 use crate::pve::propstr::decode_sshkeys;
 use crate::saved::Drift;
@@ -319,7 +319,18 @@ pub fn event_line(event: &Event) -> String {
             StepResult::Skipped(reason) => {
                 format!("{key}: {} skipped: {reason}", action_word(*action))
             }
+            StepResult::Cancelled(reason) => {
+                format!("{key}: {} cancelled: {reason}", action_word(*action))
+            }
         },
+    }
+}
+
+/// The message beside a running change's spinner: what it is doing and its last finished step.
+pub fn progress_message(key: &ResourceKey, action: Action, last_step: Option<&str>) -> String {
+    match last_step {
+        None => format!("{key}: {} running", action_word(action)),
+        Some(step) => format!("{key}: {} running (done: {step})", action_word(action)),
     }
 }
 
@@ -333,54 +344,68 @@ fn action_word(action: Action) -> &'static str {
 }
 
 /// The closing table of an apply or destroy (`verb`: `Apply`, `Destroy`): resource, action,
-/// result, duration, last task, IP.
+/// result, duration, the Proxmox task ids (UPIDs) in order, and a clone's static address; then
+/// the counts, why each failure failed, and, after an interruption, what was cancelled.
 pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header([
-        "resource",
-        "action",
-        "result",
-        "duration",
-        "last task",
-        "ip",
-    ]);
+    table.set_header(["resource", "action", "result", "duration", "tasks", "ip"]);
     for outcome in &report.outcomes {
         let result = match &outcome.result {
-            StepResult::Ok => "ok".to_string(),
-            StepResult::Failed(_) => "FAILED".to_string(),
-            StepResult::Skipped(_) => "skipped".to_string(),
+            StepResult::Ok => "ok",
+            StepResult::Failed(_) => "FAILED",
+            StepResult::Skipped(_) => "skipped",
+            StepResult::Cancelled(_) => "cancelled",
         };
         table.add_row([
             outcome.key.to_string(),
             action_word(outcome.action).to_string(),
-            result,
+            result.to_string(),
             format!("{:.1}s", outcome.duration.as_secs_f64()),
-            outcome.tasks.last().cloned().unwrap_or_default(),
+            outcome.tasks.join("\n"),
             outcome.ip.clone().unwrap_or_default(),
         ]);
     }
     let mut out = table.to_string();
     out.push('\n');
-    let n_ok = report
-        .outcomes
-        .iter()
-        .filter(|o| o.result == StepResult::Ok)
-        .count();
-    let n_failed = report
-        .outcomes
-        .iter()
-        .filter(|o| matches!(o.result, StepResult::Failed(_)))
-        .count();
-    let n_skipped = report.outcomes.len() - n_ok - n_failed;
-    let _ = writeln!(
-        out,
-        "{verb} complete: {n_ok} succeeded, {n_failed} failed, {n_skipped} skipped."
-    );
+    let count =
+        |f: fn(&StepResult) -> bool| report.outcomes.iter().filter(|o| f(&o.result)).count();
+    let n_ok = count(|r| *r == StepResult::Ok);
+    let n_failed = count(|r| matches!(r, StepResult::Failed(_)));
+    let n_skipped = count(|r| matches!(r, StepResult::Skipped(_)));
+    let n_cancelled = count(|r| matches!(r, StepResult::Cancelled(_)));
+    if n_cancelled == 0 {
+        let _ = writeln!(
+            out,
+            "{verb} complete: {n_ok} succeeded, {n_failed} failed, {n_skipped} skipped."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{verb} interrupted: {n_ok} succeeded, {n_failed} failed, {n_skipped} skipped, {n_cancelled} cancelled."
+        );
+    }
     for outcome in &report.outcomes {
         if let StepResult::Failed(reason) = &outcome.result {
             let _ = writeln!(out, "\nerror: {} failed: {reason}", outcome.key);
         }
+    }
+    if n_cancelled > 0 {
+        let _ = writeln!(
+            out,
+            "\nInterrupted: after the interrupt no change started and no Proxmox call was sent; \
+             every task already running was awaited. Not finished:"
+        );
+        for outcome in &report.outcomes {
+            if let StepResult::Cancelled(reason) = &outcome.result {
+                let _ = writeln!(out, "  - {}: {reason}", outcome.key);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "Run the same command again: it observes the cluster as this run left it and \
+             finishes the work."
+        );
     }
     out
 }

@@ -54,6 +54,15 @@ pub struct ActualState {
     pub volumes: BTreeMap<(String, String), ActualVolume>,
 }
 
+impl ActualVm {
+    /// Whether a running task is still making this VM: Proxmox claims the vmid with a
+    /// `create` or `clone` lock and writes the configuration (name, tags, our marker) only
+    /// when the task ends, so until then it looks like a stranger.
+    pub fn being_made(&self) -> bool {
+        matches!(self.lock.as_deref(), Some("create" | "clone"))
+    }
+}
+
 impl ActualState {
     /// VMs owned by `project`.
     pub fn owned_vms<'a>(&'a self, project: &'a str) -> impl Iterator<Item = &'a ActualVm> + 'a {

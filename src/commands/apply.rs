@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::progress::Progress;
 use super::{CommandError, Connection, Io, confirm, load_spec, parse_spec};
-use crate::apply::{ApplyOptions, Event, EventSink, apply};
+use crate::apply::{ApplyOptions, StepResult, apply};
 use crate::cli::{ApplyArgs, DestroyArgs};
 use crate::graph::DesiredGraph;
 use crate::ownership::ResourceKind;
@@ -49,7 +50,7 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Apply",
         io,
     )
@@ -149,7 +150,7 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Apply",
         io,
     )
@@ -187,9 +188,8 @@ pub async fn run_destroy(
 ) -> Result<(), CommandError> {
     let loaded = load_spec(&args.spec.file, io)?;
     let desired = DesiredGraph::build(&loaded.spec);
-    let actual = observe::observe(&conn.client, &desired)
-        .await
-        .map_err(Box::new)?;
+    // A clone an interrupted apply left its task making must be finished to be destroyed.
+    let actual = super::observe_settled(&conn.client, &desired, io).await?;
     let request = Request {
         targets: args.targets.clone(),
         only: args.only.iter().map(|&k| k.into()).collect(),
@@ -233,11 +233,20 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        usize::from(args.parallelism),
+        options_of(args.parallelism, args.shutdown_timeout),
         "Destroy",
         io,
     )
     .await
+}
+
+/// How the executor runs, from the command line.
+fn options_of(parallelism: u16, shutdown_timeout: u32) -> ApplyOptions {
+    ApplyOptions {
+        parallelism: usize::from(parallelism),
+        shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
+        ..ApplyOptions::default()
+    }
 }
 
 async fn execute(
@@ -245,27 +254,40 @@ async fn execute(
     plan: &Plan,
     desired: &DesiredGraph,
     actual: &ActualState,
-    parallelism: usize,
+    options: ApplyOptions,
     verb: &str,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
-    // Progress goes to stderr, one line per event, as it happens (events come from several
-    // tasks at once, so the sink writes to the process's stderr, not to `io`).
-    let sink: EventSink = Arc::new(|event: Event| eprintln!("{}", render::event_line(&event)));
+    // Progress goes to the process's stderr as it happens (events come from several tasks at
+    // once, so the sink cannot borrow `io`).
+    let progress = Progress::new(io.progress);
+    let say = Arc::clone(&progress);
+    io.interrupt.arm(move |text| say.line(text));
     let options = ApplyOptions {
-        parallelism,
-        ..ApplyOptions::default()
+        cancel: io.interrupt.token(),
+        ..options
     };
-    let report = apply(&conn.client, plan, desired, actual, &options, sink).await;
+    let report = apply(
+        &conn.client,
+        plan,
+        desired,
+        actual,
+        &options,
+        progress.sink(),
+    )
+    .await;
+    progress.finish();
     let _ = writeln!(io.out);
     let _ = io
         .out
         .write_all(render::report_table(&report, verb).as_bytes());
-    let failed = report
-        .outcomes
-        .iter()
-        .filter(|o| o.result != crate::apply::StepResult::Ok)
-        .count();
+    let count =
+        |f: fn(&StepResult) -> bool| report.outcomes.iter().filter(|o| f(&o.result)).count();
+    let cancelled = count(|r| matches!(r, StepResult::Cancelled(_)));
+    if cancelled > 0 {
+        return Err(CommandError::Interrupted { cancelled });
+    }
+    let failed = count(|r| *r != StepResult::Ok);
     if failed > 0 {
         return Err(CommandError::ChangesFailed { failed });
     }

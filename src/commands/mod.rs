@@ -1,21 +1,27 @@
 //! Commands: one file per verb, each gluing load → observe → diff → render/apply. Shared here:
 //! the connection (a real cluster or the embedded simulator), the command error with its kind,
-//! and the confirmation prompt.
+//! the confirmation prompt, and how a run is interrupted (Ctrl-C).
 
 pub mod apply;
 pub mod plan;
+pub mod progress;
 pub mod schema;
 pub mod sim;
 pub mod validate;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cli::GlobalArgs;
+use crate::graph::{DesiredGraph, Resource};
 use crate::pve::{ApiToken, ClientConfig, PveClient, PveError};
 use crate::sim::{SimConfig, SimHandle};
 use crate::spec::{Loaded, SpecError};
+use crate::state::{ActualState, ActualVm};
 
 /// Where the embedded simulator keeps its state, relative to the working directory.
 pub const SIM_STATE_FILE: &str = ".proxfleet/sim-state.json";
@@ -86,6 +92,14 @@ pub enum CommandError {
         /// How many.
         failed: usize,
     },
+    /// The run was interrupted (Ctrl-C); the report was printed.
+    #[error(
+        "interrupted: {cancelled} change(s) cancelled, every task already running was awaited; run the same command again to finish"
+    )]
+    Interrupted {
+        /// How many changes did not finish.
+        cancelled: usize,
+    },
     /// Local I/O failed.
     #[error("{context}: {source}")]
     Io {
@@ -111,7 +125,8 @@ impl CommandError {
             | CommandError::Usage(_)
             | CommandError::UnknownAddresses(_)
             | CommandError::SavedPlan { .. }
-            | CommandError::StalePlan(_) => ErrorKind::User,
+            | CommandError::StalePlan(_)
+            | CommandError::Interrupted { .. } => ErrorKind::User,
             CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,
@@ -121,12 +136,19 @@ impl CommandError {
         }
     }
 
-    /// The process exit code: 1 for every failure (0 is success; `--detailed-exitcode` uses 2
-    /// for "changes present").
+    /// The process exit code: 130 for an interruption (128 + SIGINT, as a shell reports a
+    /// process that Ctrl-C ended), 1 for every other failure (0 is success;
+    /// `--detailed-exitcode` uses 2 for "changes present").
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            CommandError::Interrupted { .. } => EXIT_INTERRUPTED,
+            _ => 1,
+        }
     }
 }
+
+/// The exit code of an interrupted run.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +180,69 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
     /// Answers to prompts.
     pub input: &'a mut dyn BufRead,
+    /// How apply and destroy show progress on the process's standard error.
+    pub progress: progress::ProgressMode,
+    /// How a run is interrupted.
+    pub interrupt: Interrupt,
+}
+
+/// How a running `apply` or `destroy` learns that it should stop: a cancellation token, fired
+/// by Ctrl-C in the binary and by hand in tests. When it fires, no change starts, running
+/// Proxmox tasks are awaited, the report is printed and the command exits 130.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    token: CancellationToken,
+    ctrl_c: bool,
+}
+
+impl Interrupt {
+    /// Interrupted by Ctrl-C. The signal is listened for only once changes start: before
+    /// that, Ctrl-C ends the process as usual (nothing has been changed). A second Ctrl-C ends
+    /// it at once; tasks already started go on in the cluster, and a rerun converges.
+    pub fn ctrl_c() -> Interrupt {
+        Interrupt {
+            token: CancellationToken::new(),
+            ctrl_c: true,
+        }
+    }
+
+    /// Interrupted when `token` fires (tests).
+    pub fn by(token: CancellationToken) -> Interrupt {
+        Interrupt {
+            token,
+            ctrl_c: false,
+        }
+    }
+
+    /// The token that stops the run.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Start listening for Ctrl-C, if this interrupt is Ctrl-C; `say` tells the user what
+    /// happens.
+    pub(crate) fn arm(&self, say: impl Fn(&str) + Send + 'static) {
+        if !self.ctrl_c {
+            return;
+        }
+        let token = self.token.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            say(
+                "Interrupt received: no new change will start; waiting for the Proxmox tasks already running (press Ctrl-C again to stop at once).",
+            );
+            token.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                say(
+                    "Stopped at once: Proxmox tasks already started go on in the cluster; run the same command again to converge.",
+                );
+                // The user asked twice: leave now, as the default handler would have.
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        });
+    }
 }
 
 /// A connection to a cluster, possibly an embedded simulator that lives as long as it does.
@@ -246,6 +331,59 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
     let token = std::env::var("PROXMOX_VE_API_TOKEN").map_err(|_| CommandError::NoToken)?;
     let client = client_for(&endpoint, &token, global.insecure, global.ca_file.clone())?;
     Ok(Connection { client, sim: None })
+}
+
+/// Longest wait for VMs that tasks are still making before the cluster is compared anyway.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Observe the cluster once no VM at a vmid the spec wants is still being made by a running
+/// task (`lock: create` or `clone`): a run that was interrupted or killed leaves its tasks
+/// running, and until they end such a VM has no configuration, so it would look like a
+/// stranger in the way. Waits (saying so) up to `SETTLE_TIMEOUT`, then compares as it is.
+///
+/// # Errors
+/// Observation failures.
+pub async fn observe_settled(
+    client: &PveClient,
+    desired: &DesiredGraph,
+    io: &mut Io<'_>,
+) -> Result<ActualState, CommandError> {
+    let wanted: BTreeSet<u32> = desired
+        .in_order()
+        .filter_map(|resource| match resource {
+            Resource::Vm(vm) => Some(vm.vmid),
+            Resource::Image(_) => None,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(20);
+    let mut told = BTreeSet::new();
+    loop {
+        let actual = crate::observe::observe(client, desired)
+            .await
+            .map_err(Box::new)?;
+        let busy: Vec<&ActualVm> = actual
+            .vms
+            .values()
+            .filter(|vm| vm.being_made() && wanted.contains(&vm.vmid))
+            .collect();
+        if busy.is_empty() || started.elapsed() >= SETTLE_TIMEOUT {
+            return Ok(actual);
+        }
+        for vm in busy {
+            if told.insert(vm.vmid) {
+                let _ = writeln!(
+                    io.err,
+                    "waiting for VM {} on {}: a task is still making it (lock: {}), perhaps for an interrupted run",
+                    vm.vmid,
+                    vm.node,
+                    vm.lock.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// Load a spec, printing its warnings.

@@ -13,7 +13,7 @@ use crate::saved::{
 use crate::spec::Loaded;
 use crate::state::ActualState;
 use crate::target::{self, Request};
-use crate::{diff, observe, render};
+use crate::{diff, render};
 
 /// A plan and what it was made from.
 pub struct Planned {
@@ -52,9 +52,7 @@ pub async fn make_plan(
 ) -> Result<Planned, CommandError> {
     let (spec_text, loaded) = load_spec_text(file, io)?;
     let desired = DesiredGraph::build(&loaded.spec);
-    let actual = observe::observe(&conn.client, &desired)
-        .await
-        .map_err(Box::new)?;
+    let actual = super::observe_settled(&conn.client, &desired, io).await?;
     let options = target::resolve(request, &desired, &actual, Reach::Dependencies)?;
     let plan = diff::diff_with(&desired, &actual, &options);
     Ok(Planned {

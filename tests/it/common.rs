@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use proxfleet::cli::{ApplyArgs, DestroyArgs, PlanArgs, SelectArgs, SpecArgs};
-use proxfleet::commands::{self, CommandError, Connection, Io, Success};
+use proxfleet::commands::progress::ProgressMode;
+use proxfleet::commands::{self, CommandError, Connection, Interrupt, Io, Success};
 use proxfleet::sim::{SimConfig, SimHandle};
 
 /// The repository root.
@@ -52,6 +53,13 @@ async fn capture<F>(f: F) -> Run
 where
     F: AsyncFnOnce(&mut Io<'_>) -> Result<Success, CommandError>,
 {
+    capture_with(&Interrupt::default(), f).await
+}
+
+async fn capture_with<F>(interrupt: &Interrupt, f: F) -> Run
+where
+    F: AsyncFnOnce(&mut Io<'_>) -> Result<Success, CommandError>,
+{
     let mut out = Vec::new();
     let mut err = Vec::new();
     let mut input: &[u8] = b"";
@@ -61,6 +69,8 @@ where
             color: false,
             err: &mut err,
             input: &mut input,
+            progress: ProgressMode::Lines,
+            interrupt: interrupt.clone(),
         };
         f(&mut io).await
     };
@@ -98,6 +108,7 @@ pub fn apply_args(file: &Path) -> ApplyArgs {
         spec: spec_args(file),
         auto_approve: true,
         parallelism: 8,
+        shutdown_timeout: 60,
         select: SelectArgs::default(),
         replace: Vec::new(),
         no_color: false,
@@ -111,6 +122,7 @@ pub fn destroy_args(file: &Path) -> DestroyArgs {
         auto_approve: true,
         include_images: false,
         parallelism: 8,
+        shutdown_timeout: 60,
         targets: Vec::new(),
         only: Vec::new(),
         skip: Vec::new(),
@@ -126,6 +138,20 @@ pub async fn plan_with(conn: &Connection, args: &PlanArgs) -> Run {
 /// `proxfleet apply` with these arguments.
 pub async fn apply_with(conn: &Connection, args: &ApplyArgs) -> Run {
     capture(async |io| {
+        commands::apply::run_apply(args, conn, io)
+            .await
+            .map(|()| Success::Done)
+    })
+    .await
+}
+
+/// `proxfleet apply` with these arguments, stopped as if by Ctrl-C when `interrupt` fires.
+pub async fn apply_interruptible(
+    conn: &Connection,
+    args: &ApplyArgs,
+    interrupt: &Interrupt,
+) -> Run {
+    capture_with(interrupt, async |io| {
         commands::apply::run_apply(args, conn, io)
             .await
             .map(|()| Success::Done)

@@ -4,6 +4,8 @@
 mod cli;
 mod common;
 mod conformance;
+mod converge;
+mod destroy;
 mod diff;
 mod drift;
 mod e2e;
