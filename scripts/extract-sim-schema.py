@@ -46,6 +46,8 @@ SERVED = [
     ("DELETE", "/nodes/{node}/qemu/{vmid}"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("GET", "/nodes/{node}/network"),
+    ("GET", "/cluster/mapping/pci"),
 ]
 
 # Enums the schema leaves null because Proxmox computes them at runtime.
