@@ -3,6 +3,7 @@
 //! and the confirmation prompt.
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 pub mod schema;
 pub mod sim;
@@ -97,6 +98,15 @@ pub enum CommandError {
     /// The simulator failed.
     #[error("simulator: {0}")]
     Sim(#[from] crate::sim::SimError),
+    /// Preflight checks failed before `plan` or `apply`; the message lists every failure.
+    #[error("{0}")]
+    Preflight(String),
+    /// `check` found problems; the report was printed.
+    #[error("{failed} preflight check(s) failed")]
+    ChecksFailed {
+        /// How many.
+        failed: usize,
+    },
 }
 
 impl CommandError {
@@ -111,7 +121,9 @@ impl CommandError {
             | CommandError::Usage(_)
             | CommandError::UnknownAddresses(_)
             | CommandError::SavedPlan { .. }
-            | CommandError::StalePlan(_) => ErrorKind::User,
+            | CommandError::StalePlan(_)
+            | CommandError::Preflight(_)
+            | CommandError::ChecksFailed { .. } => ErrorKind::User,
             CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,

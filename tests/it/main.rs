@@ -11,5 +11,6 @@ mod faults;
 mod images;
 mod nocloud;
 mod plans;
+mod preflight;
 mod sim;
 mod spec;
