@@ -385,6 +385,9 @@ fn holding(listed: &[StorageSummary], content: &str) -> Vec<String> {
         .collect()
 }
 
+/// Storage types whose disks take space only as they are written.
+const THIN: [&str; 7] = ["lvmthin", "dir", "nfs", "cifs", "cephfs", "btrfs", "rbd"];
+
 fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
     let started = out.start(Group::Space);
     let existing: Option<BTreeSet<u32>> = match &facts.vms {
@@ -393,6 +396,7 @@ fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
     };
     struct Tally<'a> {
         subject: String,
+        kind: String,
         avail: u64,
         bytes: u64,
         by_vm: IndexMap<(&'a str, u32), u64>,
@@ -427,6 +431,7 @@ fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
         };
         let tally = tallies.entry(key).or_insert_with(|| Tally {
             subject,
+            kind: found.kind.clone(),
             avail,
             bytes: 0,
             by_vm: IndexMap::new(),
@@ -452,6 +457,12 @@ fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
             }));
             if by_size.len() > 5 {
                 details.push(format!("and {} more VMs", by_size.len() - 5));
+            }
+            if THIN.contains(&tally.kind.as_str()) {
+                details.push(format!(
+                    "{} storage is thin-provisioned: disks take less at first, but may grow to this; a full pool stops the VMs on it",
+                    tally.kind
+                ));
             }
             out.push_with(
                 Status::Fail,
