@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::cli::GlobalArgs;
 use crate::pve::{ApiToken, ClientConfig, PveClient, PveError};
-use crate::sim::{SimConfig, SimHandle};
+use crate::sim::{SimConfig, SimHandle, SimPciMapping};
 use crate::spec::{Loaded, SpecError};
 
 /// Where the embedded simulator keeps its state, relative to the working directory.
@@ -245,6 +245,9 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
         let config = SimConfig {
             state_file: Some(state_file),
             task_duration: Some(Duration::from_millis(30)),
+            // A GPU mapped on pve1, so that the homelab example's GPU template passes its
+            // preflight checks here (a stock cluster, and `sim serve`, have no mapping).
+            pci_mappings: vec![SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")])],
             ..SimConfig::default()
         };
         let sim = SimHandle::start(config).await?;
