@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub pci_mappings: Vec<SimPciMapping>,
     /// Bridges besides (or replacing) each node's stock `vmbr0`.
     pub bridges: Vec<SimBridge>,
+    /// Storages besides (or replacing) the stock ones.
+    pub storages: Vec<SimStorage>,
 }
 
 impl Default for SimConfig {
@@ -81,8 +83,26 @@ impl Default for SimConfig {
             users: Vec::new(),
             pci_mappings: Vec::new(),
             bridges: Vec::new(),
+            storages: Vec::new(),
         }
     }
+}
+
+/// A storage in `storage.cfg`, available on every node. The stock ones are `local` (dir),
+/// `local-lvm` (LVM-thin) and, with several nodes, `shared` (NFS); one with the same id
+/// replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimStorage {
+    /// Storage id.
+    pub id: String,
+    /// Type: `dir`, `lvm` (thick), `lvmthin`, `zfspool`, `nfs`, `rbd`, …
+    pub kind: String,
+    /// Content types, e.g. `images`, `import`, `iso`.
+    pub content: Vec<String>,
+    /// Shared between the nodes.
+    pub shared: bool,
+    /// Size in bytes (per node for a local storage).
+    pub total: u64,
 }
 
 /// A bridge in a node's network configuration. Every node has `vmbr0` over `eno1`, not
@@ -401,10 +421,14 @@ impl SimHandle {
         for spec in cluster_faults {
             handle.inject(spec)?;
         }
-        let (mappings, bridges) = (
+        let (mappings, bridges, storages) = (
             handle.shared.config.pci_mappings.clone(),
             handle.shared.config.bridges.clone(),
+            handle.shared.config.storages.clone(),
         );
+        for storage in storages {
+            handle.add_storage(storage);
+        }
         for mapping in mappings {
             handle.add_pci_mapping(mapping);
         }
@@ -693,6 +717,20 @@ impl SimHandle {
             });
             Ok(())
         })
+    }
+
+    /// Add a storage, or replace the one with the same id (its volumes stay).
+    pub fn add_storage(&self, storage: SimStorage) {
+        self.shared.mutate(|cluster| {
+            cluster.storages.retain(|s| s.id != storage.id);
+            cluster.storages.push(state::Storage {
+                id: storage.id,
+                kind: storage.kind,
+                content: storage.content,
+                shared: storage.shared,
+                total: storage.total,
+            });
+        });
     }
 
     /// Enable or disable a storage cluster-wide, as `pvesm set ID --disable 0|1` does.

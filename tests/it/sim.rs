@@ -1011,4 +1011,23 @@ async fn networks_mappings_and_storage_state_are_listed_as_proxmox_does() {
     sim.set_storage_enabled("local", true).unwrap();
     let (_, storages) = root.call("GET", "/nodes/pve1/storage", &[]).await;
     assert_eq!(storages["data"][0]["active"], 1);
+
+    // Storages can be added (or replaced) by id.
+    sim.add_storage(proxfleet::sim::SimStorage {
+        id: "vg0".into(),
+        kind: "lvm".into(),
+        content: vec!["images".into()],
+        shared: false,
+        total: 200 << 30,
+    });
+    let (_, vg0) = root
+        .call("GET", "/nodes/pve1/storage", &[("storage", "vg0")])
+        .await;
+    assert_eq!(
+        (
+            vg0["data"][0]["type"].as_str(),
+            vg0["data"][0]["avail"].as_u64()
+        ),
+        (Some("lvm"), Some(200 << 30))
+    );
 }
