@@ -385,7 +385,8 @@ fn holding(listed: &[StorageSummary], content: &str) -> Vec<String> {
         .collect()
 }
 
-/// Storage types whose disks take space only as they are written.
+/// Storage types whose disks take space only as they are written (ZFS reserves a volume's
+/// size unless the pool is `sparse`, and thick LVM allocates it: those are not here).
 const THIN: [&str; 7] = ["lvmthin", "dir", "nfs", "cifs", "cephfs", "btrfs", "rbd"];
 
 fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
@@ -448,37 +449,7 @@ fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
         "every VM of the spec (the cluster's VMs could not be listed)"
     };
     for tally in tallies.values() {
-        if tally.bytes > tally.avail {
-            let mut by_size: Vec<(&(&str, u32), &u64)> = tally.by_vm.iter().collect();
-            by_size.sort_by(|a, b| b.1.cmp(a.1));
-            let mut details = vec![format!("counting {counted}:")];
-            details.extend(by_size.iter().take(5).map(|((user, vmid), bytes)| {
-                format!("{user} (vmid {vmid}): {}", size_text(**bytes))
-            }));
-            if by_size.len() > 5 {
-                details.push(format!("and {} more VMs", by_size.len() - 5));
-            }
-            if THIN.contains(&tally.kind.as_str()) {
-                details.push(format!(
-                    "{} storage is thin-provisioned: disks take less at first, but may grow to this; a full pool stops the VMs on it",
-                    tally.kind
-                ));
-            }
-            out.push_with(
-                Status::Fail,
-                &tally.subject,
-                format!(
-                    "the new disks need up to {}, but {} is free",
-                    size_text(tally.bytes),
-                    size_text(tally.avail)
-                ),
-                details,
-                vec![
-                    "free space there, put some disks on another storage, or make them smaller"
-                        .into(),
-                ],
-            );
-        } else {
+        if tally.bytes <= tally.avail {
             out.push(
                 Status::Pass,
                 &tally.subject,
@@ -487,6 +458,43 @@ fn space(needs: &Needs, facts: &Facts, out: &mut Checks) {
                     size_text(tally.bytes),
                     size_text(tally.avail)
                 ),
+            );
+            continue;
+        }
+        let mut by_size: Vec<(&(&str, u32), &u64)> = tally.by_vm.iter().collect();
+        by_size.sort_by(|a, b| b.1.cmp(a.1));
+        let mut details = vec![format!("counting {counted}:")];
+        details.extend(
+            by_size.iter().take(5).map(|((user, vmid), bytes)| {
+                format!("{user} (vmid {vmid}): {}", size_text(**bytes))
+            }),
+        );
+        if by_size.len() > 5 {
+            details.push(format!("and {} more VMs", by_size.len() - 5));
+        }
+        let (need, avail) = (size_text(tally.bytes), size_text(tally.avail));
+        if THIN.contains(&tally.kind.as_str()) {
+            // Proxmox lets thin storage be overcommitted: the disks take only what is written.
+            out.push_with(
+                Status::Warn,
+                &tally.subject,
+                format!(
+                    "the new disks may grow to {need}, more than the {avail} free: {} is thin-provisioned, so they fit while they stay sparse, but a full pool stops the VMs on it",
+                    tally.kind
+                ),
+                details,
+                vec!["watch its use, or free space or move some disks before they fill it".into()],
+            );
+        } else {
+            out.push_with(
+                Status::Fail,
+                &tally.subject,
+                format!("the new disks need {need}, but {avail} is free"),
+                details,
+                vec![
+                    "free space there, put some disks on another storage, or make them smaller"
+                        .into(),
+                ],
             );
         }
     }

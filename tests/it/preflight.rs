@@ -8,7 +8,9 @@ use std::time::Duration;
 use proxfleet::graph::DesiredGraph;
 use proxfleet::preflight::{Facts, Group, Needs, Status, evaluate};
 use proxfleet::pve::{NodeSummary, StorageSummary, VersionInfo, VmSummary};
-use proxfleet::sim::{AclEntry, DEFAULT_TOKEN, SimBridge, SimConfig, SimHandle, SimPciMapping};
+use proxfleet::sim::{
+    AclEntry, DEFAULT_TOKEN, SimBridge, SimConfig, SimHandle, SimPciMapping, SimStorage,
+};
 use serde_json::Value;
 
 use crate::common::*;
@@ -78,7 +80,7 @@ async fn a_clean_quickstart_passes_every_check() {
 }
 
 /// Everything wrong at once: a node that does not exist, an image storage that cannot hold
-/// images to import, disks too big for the storage, a missing bridge, a VLAN on a bridge that
+/// images to import, disks too big for a thick storage, a missing bridge, a VLAN on a bridge that
 /// cannot carry it, a PCI mapping that does not exist, a token that may only look, and a vmid
 /// held by a VM proxfleet did not create.
 const BROKEN: &str = r#"
@@ -98,7 +100,7 @@ templates:
     cores: 2
     memory: 2GiB
     disk:
-      storage: local-lvm
+      storage: vg0
       size: 300G
     network:
       - bridge: vmbr0
@@ -130,6 +132,14 @@ async fn broken_cluster() -> (SimHandle, proxfleet::commands::Connection) {
         acls: vec![AclEntry::parse("/:PVEAuditor:ops@pve").unwrap()],
         pci_mappings: vec![SimPciMapping::new("nic0", &[("pve1", "0000:02:00.0")])],
         bridges: vec![SimBridge::new("pve1", "vmbr1")],
+        // Thick LVM: a disk takes its whole size when it is made.
+        storages: vec![SimStorage {
+            id: "vg0".into(),
+            kind: "lvm".into(),
+            content: vec!["images".into(), "rootdir".into()],
+            shared: false,
+            total: 200 << 30,
+        }],
         ..SimConfig::default()
     })
     .await;
@@ -147,7 +157,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.result.as_ref().map_err(ToString::to_string),
-        Err("14 preflight check(s) failed".to_string()),
+        Err("15 preflight check(s) failed".to_string()),
         "{}",
         run.out
     );
@@ -155,12 +165,13 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
     let expect = [
         "✗ pve9: no such node in the cluster (nodes: pve1, pve2)",
         "✗ local-lvm on pve1: cannot hold `import` content: it is a lvmthin storage",
-        "✗ local-lvm on pve1: the new disks need up to 600.0 GiB, but 400.0 GiB is free",
+        "✗ vg0 on pve1: the new disks need 600.0 GiB, but 200.0 GiB is free",
         "✗ vmbr1 on pve1: not VLAN-aware and without a physical port (eth*, en*, bond*), so a VM with VLAN 30 cannot start",
         "✗ vmbr7 on pve1: no such bridge (bridges there: vmbr0, vmbr1)",
         "✗ gpu0: no such PCI mapping (mappings: nic0)",
         "✗ /vms: the token lacks VM.Allocate, VM.Clone, VM.Config.CDROM, VM.Config.CPU, VM.Config.Cloudinit, VM.Config.Disk, VM.Config.HWType, VM.Config.Memory, VM.Config.Network, VM.Config.Options, VM.PowerMgmt",
-        "✗ /storage/local-lvm: the token lacks Datastore.AllocateSpace, Datastore.AllocateTemplate",
+        "✗ /storage/local-lvm: the token lacks Datastore.AllocateTemplate",
+        "✗ /storage/vg0: the token lacks Datastore.AllocateSpace",
         "✗ /sdn/zones/localnetwork/vmbr1/30: the token lacks SDN.Use",
         "✗ /mapping/pci/gpu0: the token lacks Mapping.Use",
         "✗ /nodes/pve1: the token lacks Sys.AccessNetwork",
@@ -200,7 +211,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
     let json: Value = serde_json::from_str(&check(&conn, &spec, true).await.out).unwrap();
     assert_eq!(
         (json["ok"].as_bool(), json["failed"].as_u64()),
-        (Some(false), Some(14))
+        (Some(false), Some(15))
     );
     let bridge = json["checks"]
         .as_array()
@@ -302,7 +313,7 @@ clones:
 async fn the_examples_pass_on_clusters_that_can_take_them() {
     // The homelab's GPU template needs its mapping; the cluster example needs three nodes and
     // tags VLANs on the stock vmbr0, which Proxmox's traditional VLAN mode carries (a warning).
-    let (_sim, conn) = sim_with(SimConfig {
+    let (sim, conn) = sim_with(SimConfig {
         pci_mappings: vec![SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")])],
         ..SimConfig::default()
     })
@@ -313,6 +324,22 @@ async fn the_examples_pass_on_clusters_that_can_take_them() {
         homelab
             .out
             .contains("✓ gpu0 on pve1: maps 0000:01:00.0 (10de:2204)")
+    );
+    // On a smaller thin pool the disks fit while they stay sparse: Proxmox allows the
+    // overcommitment, the check warns.
+    sim.add_storage(SimStorage {
+        id: "local-lvm".into(),
+        kind: "lvmthin".into(),
+        content: vec!["images".into(), "rootdir".into()],
+        shared: false,
+        total: 100 << 30,
+    });
+    let small = check(&conn, &example("homelab.yaml"), false).await;
+    assert!(small.result.is_ok(), "{}", small.out);
+    assert!(
+        small.out.contains("! local-lvm on pve1: the new disks may grow to 224.1 GiB, more than the 100.0 GiB free: lvmthin is thin-provisioned"),
+        "{}",
+        small.out
     );
 
     let (_sim, conn) = sim_with(SimConfig {
