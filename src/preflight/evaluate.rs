@@ -370,6 +370,17 @@ fn storages(needs: &Needs, facts: &Facts, out: &mut Checks) {
                 ),
             );
         } else {
+            // Who is blocked: by a missing content type, those who need it; otherwise all.
+            let lacking: Vec<String> = contents
+                .iter()
+                .filter(|(content, _)| !found.content.iter().any(|c| c == *content))
+                .map(|(content, users)| format!("`{content}` {}", needed_by(users)))
+                .collect();
+            let details = if found.enabled && found.active && !lacking.is_empty() {
+                lacking
+            } else {
+                details
+            };
             out.push_with(Status::Fail, subject, problems.join("; "), details, hints);
         }
     }
