@@ -321,13 +321,12 @@ impl Needs {
                 .entry((node.to_string(), nic.bridge.clone()))
                 .or_default();
             need.users.insert(user.to_string());
-            let path = match nic.vlan {
-                Some(tag) => {
-                    need.vlans.entry(tag).or_default().insert(user.to_string());
-                    format!("/sdn/zones/localnetwork/{}/{tag}", nic.bridge)
-                }
-                None => format!("/sdn/zones/localnetwork/{}", nic.bridge),
-            };
+            if let Some(tag) = nic.vlan {
+                need.vlans.entry(tag).or_default().insert(user.to_string());
+            }
+            // The bridge's path, as qemu-server checks it; a grant there propagates to its
+            // VLANs (`…/<bridge>/<tag>`).
+            let path = format!("/sdn/zones/localnetwork/{}", nic.bridge);
             self.privilege(&path, "SDN.Use", user, "NICs");
         }
     }

@@ -172,7 +172,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
         "✗ /vms: the token lacks VM.Allocate, VM.Clone, VM.Config.CDROM, VM.Config.CPU, VM.Config.Cloudinit, VM.Config.Disk, VM.Config.HWType, VM.Config.Memory, VM.Config.Network, VM.Config.Options, VM.PowerMgmt",
         "✗ /storage/local-lvm: the token lacks Datastore.AllocateTemplate",
         "✗ /storage/vg0: the token lacks Datastore.AllocateSpace",
-        "✗ /sdn/zones/localnetwork/vmbr1/30: the token lacks SDN.Use",
+        "✗ /sdn/zones/localnetwork/vmbr1: the token lacks SDN.Use",
         "✗ /mapping/pci/gpu0: the token lacks Mapping.Use",
         "✗ /nodes/pve1: the token lacks Sys.AccessNetwork",
         "✗ 201 (clone.db-1): held by VM 201 `legacy-db` on pve1, which proxfleet did not create",
