@@ -49,6 +49,8 @@ SERVED = [
     ("GET", "/pools"),
     ("POST", "/pools"),
     ("PUT", "/pools"),
+    ("GET", "/nodes/{node}/network"),
+    ("GET", "/cluster/mapping/pci"),
 ]
 
 # Enums the schema leaves null because Proxmox computes them at runtime.

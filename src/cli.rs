@@ -44,6 +44,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Check a spec without contacting any cluster
     Validate(ValidateArgs),
+    /// Check that the cluster can take the spec: API and version, nodes, storages, free space, bridges, PCI mappings, privileges, vmids
+    Check(CheckArgs),
     /// Show what apply would change
     Plan(PlanArgs),
     /// Change the cluster to match the spec
@@ -74,6 +76,17 @@ pub struct ValidateArgs {
     /// Show every effective setting of this clone and the layer it comes from
     #[arg(long, value_name = "CLONE")]
     pub explain: Option<String>,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the results as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A kind of resource, for `--only` and `--skip`.
@@ -142,6 +155,9 @@ pub struct PlanArgs {
     /// Print the plan without colour (also: the NO_COLOR environment variable)
     #[arg(long)]
     pub no_color: bool,
+    /// Do not run the preflight checks first (for emergencies)
+    #[arg(long)]
+    pub skip_checks: bool,
 }
 
 /// `apply`.
@@ -174,6 +190,9 @@ pub struct ApplyArgs {
     /// Print the plan without colour (also: the NO_COLOR environment variable)
     #[arg(long)]
     pub no_color: bool,
+    /// Do not run the preflight checks first (for emergencies)
+    #[arg(long)]
+    pub skip_checks: bool,
 }
 
 /// `destroy`.

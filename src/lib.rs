@@ -14,6 +14,7 @@ pub mod nocloud;
 pub mod observe;
 pub mod ownership;
 pub mod plan;
+pub mod preflight;
 pub mod pve;
 pub mod render;
 pub mod saved;

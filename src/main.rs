@@ -31,7 +31,7 @@ async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<Success, CommandError> {
         Command::Sim(SimCommand::Serve(args)) => {
             commands::sim::serve(args, io).await.map(|()| Success::Done)
         }
-        Command::Plan(_) | Command::Apply(_) | Command::Destroy(_) => {
+        Command::Plan(_) | Command::Apply(_) | Command::Destroy(_) | Command::Check(_) => {
             let conn = commands::connect(&cli.global).await?;
             let result = with_connection(cli, &conn, io).await;
             if cli.global.verbose > 0 {
@@ -49,8 +49,17 @@ async fn with_connection(
     io: &mut Io<'_>,
 ) -> Result<Success, CommandError> {
     match &cli.command {
-        Command::Plan(args) => commands::plan::run(args, conn, io).await,
-        Command::Apply(args) => commands::apply::run_apply(args, conn, io)
+        Command::Plan(args) => {
+            commands::check::gate(&args.spec.file, args.skip_checks, conn, io).await?;
+            commands::plan::run(args, conn, io).await
+        }
+        Command::Apply(args) => {
+            commands::check::gate_apply(args, conn, io).await?;
+            commands::apply::run_apply(args, conn, io)
+                .await
+                .map(|()| Success::Done)
+        }
+        Command::Check(args) => commands::check::run(args, conn, io)
             .await
             .map(|()| Success::Done),
         Command::Destroy(args) => commands::apply::run_destroy(args, conn, io)

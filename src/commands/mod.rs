@@ -3,6 +3,7 @@
 //! the confirmation prompt, and how a run is interrupted (Ctrl-C).
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 pub mod progress;
 pub mod schema;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::GlobalArgs;
 use crate::graph::{DesiredGraph, Resource};
 use crate::pve::{ApiToken, ClientConfig, PveClient, PveError};
-use crate::sim::{SimConfig, SimHandle};
+use crate::sim::{SimConfig, SimHandle, SimPciMapping};
 use crate::spec::{Loaded, SpecError};
 use crate::state::{ActualState, ActualVm};
 
@@ -111,6 +112,15 @@ pub enum CommandError {
     /// The simulator failed.
     #[error("simulator: {0}")]
     Sim(#[from] crate::sim::SimError),
+    /// Preflight checks failed before `plan` or `apply`; the message lists every failure.
+    #[error("{0}")]
+    Preflight(String),
+    /// `check` found problems; the report was printed.
+    #[error("{failed} preflight check(s) failed")]
+    ChecksFailed {
+        /// How many.
+        failed: usize,
+    },
 }
 
 impl CommandError {
@@ -126,7 +136,9 @@ impl CommandError {
             | CommandError::UnknownAddresses(_)
             | CommandError::SavedPlan { .. }
             | CommandError::StalePlan(_)
-            | CommandError::Interrupted { .. } => ErrorKind::User,
+            | CommandError::Interrupted { .. }
+            | CommandError::Preflight(_)
+            | CommandError::ChecksFailed { .. } => ErrorKind::User,
             CommandError::Pve { source, .. } => match source.as_ref() {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,
@@ -318,6 +330,9 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
         let config = SimConfig {
             state_file: Some(state_file),
             task_duration: Some(Duration::from_millis(30)),
+            // A GPU mapped on pve1, so that the homelab example's GPU template passes its
+            // preflight checks here (a stock cluster, and `sim serve`, have no mapping).
+            pci_mappings: vec![SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")])],
             ..SimConfig::default()
         };
         let sim = SimHandle::start(config).await?;

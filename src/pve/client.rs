@@ -2,7 +2,7 @@
 //! Proxmox's envelopes and errors, the typed calls proxfleet uses, and task waiting. Every
 //! request is counted by endpoint (path template), for `-v` and for the benchmarks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,7 @@ pub struct ClientConfig {
 struct Inner {
     http: reqwest::Client,
     base: String,
+    token_id: String,
     counts: Mutex<BTreeMap<String, u64>>,
     writes: AtomicU64,
 }
@@ -184,10 +185,16 @@ impl PveClient {
             inner: Arc::new(Inner {
                 http,
                 base,
+                token_id: config.token.id(),
                 counts: Mutex::default(),
                 writes: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The API token's id, `user@realm!tokenid` (never its secret).
+    pub fn token_id(&self) -> &str {
+        &self.inner.token_id
     }
 
     /// Requests sent so far, by `METHOD /path/{template}`.
@@ -441,6 +448,130 @@ impl PveClient {
                 })
             })
             .collect())
+    }
+
+    /// `GET /nodes/{node}/network`, optionally only interfaces of one `type` (`any_bridge`:
+    /// Linux and OVS bridges, and SDN VNets).
+    pub async fn networks(
+        &self,
+        node: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<NetworkInterface>, PveError> {
+        let path = format!("/nodes/{}/network", segment(node));
+        let params: Vec<(String, String)> = kind
+            .map(|k| ("type".to_string(), k.to_string()))
+            .into_iter()
+            .collect();
+        let data = self.get("/nodes/{node}/network", &path, &params).await?;
+        Ok(array(&data, "GET /nodes/{node}/network")?
+            .iter()
+            .filter_map(|item| {
+                let ports = string(item, "bridge_ports")
+                    .or_else(|| string(item, "ovs_ports"))
+                    .unwrap_or_default();
+                Some(NetworkInterface {
+                    name: string(item, "iface")?,
+                    kind: string(item, "type").unwrap_or_default(),
+                    active: boolean(item, "active"),
+                    autostart: boolean(item, "autostart"),
+                    vlan_aware: boolean(item, "bridge_vlan_aware"),
+                    ports: ports
+                        .split([' ', ','])
+                        .filter(|p| !p.is_empty() && *p != "none")
+                        .map(str::to_string)
+                        .collect(),
+                    vids: string(item, "bridge_vids").filter(|v| !v.trim().is_empty()),
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /cluster/mapping/pci`: the PCI resource mappings the caller may see.
+    pub async fn pci_mappings(&self) -> Result<Vec<PciMapping>, PveError> {
+        let data = self
+            .get("/cluster/mapping/pci", "/cluster/mapping/pci", &[])
+            .await?;
+        Ok(array(&data, "GET /cluster/mapping/pci")?
+            .iter()
+            .filter_map(|item| {
+                let devices = item
+                    .get("map")
+                    .and_then(Value::as_array)
+                    .map(|entries| {
+                        entries
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .filter_map(|entry| {
+                                let field = |key: &str| {
+                                    entry.split(',').find_map(|kv| {
+                                        kv.split_once('=')
+                                            .filter(|(k, _)| *k == key)
+                                            .map(|(_, v)| v.to_string())
+                                    })
+                                };
+                                Some(PciMapEntry {
+                                    node: field("node")?,
+                                    path: field("path").unwrap_or_default(),
+                                    device_id: field("id"),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(PciMapping {
+                    id: string(item, "id")?,
+                    description: string(item, "description").unwrap_or_default(),
+                    devices,
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /access/permissions?path=PATH`: the caller's privileges on exactly that path, as
+    /// Proxmox computes them (inheritance, propagation, privilege-separated tokens).
+    pub async fn privileges_on(&self, acl_path: &str) -> Result<BTreeSet<String>, PveError> {
+        let data = self
+            .get(
+                "/access/permissions",
+                "/access/permissions",
+                &[("path".into(), acl_path.into())],
+            )
+            .await?;
+        let Value::Object(paths) = data else {
+            return Err(PveError::Decode {
+                what: "GET /access/permissions".into(),
+                message: "expected an object".into(),
+            });
+        };
+        let entry = paths.get(acl_path).or_else(|| {
+            // Proxmox names the path as asked; take a lone entry under another spelling.
+            (paths.len() == 1).then(|| paths.values().next()).flatten()
+        });
+        Ok(entry
+            .and_then(Value::as_object)
+            .map(|privileges| privileges.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// `GET /cluster/nextid?vmid=N`: whether a vmid is free cluster-wide, including VMs the
+    /// caller cannot see.
+    pub async fn vmid_is_free(&self, vmid: u32) -> Result<bool, PveError> {
+        match self
+            .get(
+                "/cluster/nextid",
+                "/cluster/nextid",
+                &[("vmid".into(), vmid.to_string())],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(PveError::Http {
+                status: 400,
+                errors,
+                ..
+            }) if errors.contains_key("vmid") => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// `GET /nodes/{node}/storage/{storage}/content`.

@@ -63,6 +63,47 @@ pub struct StorageSummary {
     pub total: Option<u64>,
 }
 
+/// A network interface from `/nodes/{node}/network`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInterface {
+    /// Interface name (`vmbr0`).
+    pub name: String,
+    /// Type: `bridge`, `OVSBridge`, `eth`, `bond`, `vnet`, …
+    pub kind: String,
+    /// Up (Proxmox reports only interfaces that are).
+    pub active: bool,
+    /// Brought up at boot.
+    pub autostart: bool,
+    /// A Linux bridge with VLAN filtering (`bridge-vlan-aware yes`).
+    pub vlan_aware: bool,
+    /// Bridge ports (`bridge_ports` or `ovs_ports`), without `none`.
+    pub ports: Vec<String>,
+    /// VLANs a VLAN-aware bridge allows (`bridge_vids`, e.g. `2-4094`), when given.
+    pub vids: Option<String>,
+}
+
+/// A PCI resource mapping from `/cluster/mapping/pci`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciMapping {
+    /// Mapping id.
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// Its entries, one per node (or several).
+    pub devices: Vec<PciMapEntry>,
+}
+
+/// One entry of a PCI mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciMapEntry {
+    /// Node.
+    pub node: String,
+    /// PCI path(s), `;`-separated.
+    pub path: String,
+    /// Vendor and device id.
+    pub device_id: Option<String>,
+}
+
 /// A volume from a storage's content list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {

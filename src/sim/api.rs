@@ -579,6 +579,8 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "GET /pools" => pools_list(ctx),
         "POST /pools" => pool_create(ctx),
         "PUT /pools" => pool_update(ctx),
+        "GET /nodes/{node}/network" => node_network(ctx),
+        "GET /cluster/mapping/pci" => pci_mappings(ctx),
         other => Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("Method '{other}' not implemented"))),
     }
 }
@@ -1239,8 +1241,17 @@ fn node_storages(ctx: &Ctx) -> Reply {
                 .filter(|s| ctx.allowed(&format!("/storage/{}", s.id), STORAGE_READ, true))
                 .filter(|s| ctx.get("content").is_none_or(|want| s.has_content(want)))
                 .filter(|s| ctx.get("storage").is_none_or(|want| s.id == want))
+                .filter(|s| ctx.flag("enabled") != Some(true) || c.storage_state(&node, &s.id).0)
                 .map(|s| {
                     let used = c.used_bytes(&node, &s.id);
+                    let (enabled, active) = c.storage_state(&node, &s.id);
+                    if !active {
+                        // pvesm reports no usage for a storage it cannot activate.
+                        return json!({
+                            "storage": s.id, "type": s.kind, "content": s.content.join(","), "shared": u8::from(s.shared),
+                            "active": 0, "enabled": u8::from(enabled),
+                        });
+                    }
                     json!({
                         "storage": s.id, "type": s.kind, "content": s.content.join(","), "shared": u8::from(s.shared),
                         "active": 1, "enabled": 1, "total": s.total, "used": used, "avail": s.total.saturating_sub(used),
@@ -2368,4 +2379,122 @@ fn task_log(ctx: &Ctx) -> Reply {
             .collect();
         Ok((Value::Array(lines), Some(task.log.len() as u64)))
     })
+}
+
+/// `GET /nodes/{node}/network`: the node's interfaces (`eno1` and its bridges), filtered by
+/// `type` as pve-manager's `API2::Network` does (`any_bridge`: Linux and OVS bridges; the
+/// simulator has no SDN VNets).
+fn node_network(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let kind = ctx.get("type");
+    let wanted = |iface_type: &str| match kind {
+        None | Some("include_sdn") => true,
+        Some("any_bridge" | "any_local_bridge") => matches!(iface_type, "bridge" | "OVSBridge"),
+        Some(other) => other == iface_type,
+    };
+    data(ctx.shared.read(|c| {
+        let mut out = Vec::new();
+        if wanted("eth") {
+            out.push(json!({
+                "iface": "eno1", "type": "eth", "method": "manual", "method6": "manual",
+                "families": ["inet"], "active": 1, "exists": 1, "priority": 2,
+            }));
+        }
+        for (index, bridge) in c.bridges_of(&node).iter().enumerate() {
+            if !wanted(&bridge.kind) {
+                continue;
+            }
+            let mut entry = json!({"iface": bridge.iface, "type": bridge.kind});
+            let fields = entry.as_object_mut().map(|map| {
+                let ports = bridge.ports.join(" ");
+                if bridge.kind == "OVSBridge" {
+                    if !ports.is_empty() {
+                        map.insert("ovs_ports".into(), json!(ports));
+                    }
+                } else {
+                    map.insert(
+                        "bridge_ports".into(),
+                        json!(if ports.is_empty() {
+                            "none".to_string()
+                        } else {
+                            ports
+                        }),
+                    );
+                    map.insert("bridge_stp".into(), json!("off"));
+                    map.insert("bridge_fd".into(), json!("0"));
+                    if bridge.vlan_aware {
+                        map.insert("bridge_vlan_aware".into(), json!(1));
+                        map.insert("bridge_vids".into(), json!("2-4094"));
+                    }
+                }
+                match &bridge.cidr {
+                    Some(cidr) => {
+                        let (address, prefix) = cidr.split_once('/').unwrap_or((cidr, "24"));
+                        let gateway = address
+                            .rsplit_once('.')
+                            .map(|(net, _)| format!("{net}.1"))
+                            .unwrap_or_default();
+                        map.insert("method".into(), json!("static"));
+                        map.insert("cidr".into(), json!(cidr));
+                        map.insert("address".into(), json!(address));
+                        map.insert("netmask".into(), json!(prefix));
+                        map.insert("gateway".into(), json!(gateway));
+                    }
+                    None => {
+                        map.insert("method".into(), json!("manual"));
+                    }
+                }
+                map.insert("method6".into(), json!("manual"));
+                map.insert("families".into(), json!(["inet"]));
+                // ifupdown2 reports only interfaces that are up.
+                if bridge.active {
+                    map.insert("active".into(), json!(1));
+                }
+                map.insert("autostart".into(), json!(1));
+                map.insert("priority".into(), json!(3 + index));
+            });
+            if fields.is_some() {
+                out.push(entry);
+            }
+        }
+        Value::Array(out)
+    }))
+}
+
+/// `GET /cluster/mapping/pci`: the mappings the caller may see (`Mapping.Audit`, `Mapping.Use`
+/// or `Mapping.Modify` on `/mapping/pci/<id>`); with `check-node`, `checks` says when a mapping
+/// has no entry for that node (pve-manager `API2::Cluster::Mapping::PCI`).
+fn pci_mappings(ctx: &Ctx) -> Reply {
+    let check_node = ctx.get("check-node");
+    data(ctx.shared.read(|c| {
+        Value::Array(
+            c.pci_mappings
+                .iter()
+                .filter(|m| {
+                    ctx.allowed(
+                        &format!("/mapping/pci/{}", m.id),
+                        &["Mapping.Audit", "Mapping.Use", "Mapping.Modify"],
+                        true,
+                    )
+                })
+                .map(|m| {
+                    let mut entry =
+                        json!({"id": m.id, "description": m.description, "map": m.map});
+                    if let Some(node) = check_node {
+                        let has_entry = m.map.iter().any(|e| {
+                            e.split(',')
+                                .any(|kv| kv.strip_prefix("node=") == Some(node))
+                        });
+                        let checks: Vec<Value> = if has_entry {
+                            Vec::new()
+                        } else {
+                            vec![json!({"severity": "warning", "message": format!("No mapping for node {node}.")})]
+                        };
+                        entry["checks"] = json!(checks);
+                    }
+                    entry
+                })
+                .collect(),
+        )
+    }))
 }

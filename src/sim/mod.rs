@@ -60,6 +60,12 @@ pub struct SimConfig {
     pub tls: bool,
     /// Users who may log in with a password (`POST /access/ticket`), as `user@realm:password`.
     pub users: Vec<String>,
+    /// PCI resource mappings (Datacenter → Resource Mappings); a stock cluster has none.
+    pub pci_mappings: Vec<SimPciMapping>,
+    /// Bridges besides (or replacing) each node's stock `vmbr0`.
+    pub bridges: Vec<SimBridge>,
+    /// Storages besides (or replacing) the stock ones.
+    pub storages: Vec<SimStorage>,
 }
 
 impl Default for SimConfig {
@@ -78,6 +84,98 @@ impl Default for SimConfig {
             state_file: None,
             tls: false,
             users: Vec::new(),
+            pci_mappings: Vec::new(),
+            bridges: Vec::new(),
+            storages: Vec::new(),
+        }
+    }
+}
+
+/// A storage in `storage.cfg`, available on every node. The stock ones are `local` (dir),
+/// `local-lvm` (LVM-thin) and, with several nodes, `shared` (NFS); one with the same id
+/// replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimStorage {
+    /// Storage id.
+    pub id: String,
+    /// Type: `dir`, `lvm` (thick), `lvmthin`, `zfspool`, `nfs`, `rbd`, …
+    pub kind: String,
+    /// Content types, e.g. `images`, `import`, `iso`.
+    pub content: Vec<String>,
+    /// Shared between the nodes.
+    pub shared: bool,
+    /// Size in bytes (per node for a local storage).
+    pub total: u64,
+}
+
+/// A bridge in a node's network configuration. Every node has `vmbr0` over `eno1`, not
+/// VLAN-aware, as the installer sets it up; one with the same name replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimBridge {
+    /// Node.
+    pub node: String,
+    /// Interface name, e.g. `vmbr1`.
+    pub name: String,
+    /// An Open vSwitch bridge (`OVSBridge`) instead of a Linux bridge.
+    pub ovs: bool,
+    /// Ports (physical interfaces, bonds); none for a host-internal bridge.
+    pub ports: Vec<String>,
+    /// `bridge-vlan-aware yes` (Linux bridges; OVS bridges always pass VLAN tags).
+    pub vlan_aware: bool,
+    /// Up; `false` for one written to the configuration but not applied yet.
+    pub active: bool,
+}
+
+impl SimBridge {
+    /// An active Linux bridge without ports, not VLAN-aware.
+    pub fn new(node: &str, name: &str) -> SimBridge {
+        SimBridge {
+            node: node.to_string(),
+            name: name.to_string(),
+            ovs: false,
+            ports: Vec::new(),
+            vlan_aware: false,
+            active: true,
+        }
+    }
+}
+
+/// A cluster-wide PCI resource mapping: an id and, per node, the device it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimPciMapping {
+    /// Mapping id, as `hostpciN: mapping=ID` names it.
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// One entry per node.
+    pub devices: Vec<SimPciDevice>,
+}
+
+/// One node's entry of a PCI mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimPciDevice {
+    /// Node.
+    pub node: String,
+    /// PCI path, e.g. `0000:01:00.0`.
+    pub path: String,
+    /// Vendor and device id, e.g. `10de:2204`.
+    pub device_id: String,
+}
+
+impl SimPciMapping {
+    /// A mapping with one entry per `(node, path)`, all for the same GPU model.
+    pub fn new(id: &str, entries: &[(&str, &str)]) -> SimPciMapping {
+        SimPciMapping {
+            id: id.to_string(),
+            description: String::new(),
+            devices: entries
+                .iter()
+                .map(|(node, path)| SimPciDevice {
+                    node: node.to_string(),
+                    path: path.to_string(),
+                    device_id: "10de:2204".to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -329,6 +427,20 @@ impl SimHandle {
         };
         for spec in cluster_faults {
             handle.inject(spec)?;
+        }
+        let (mappings, bridges, storages) = (
+            handle.shared.config.pci_mappings.clone(),
+            handle.shared.config.bridges.clone(),
+            handle.shared.config.storages.clone(),
+        );
+        for storage in storages {
+            handle.add_storage(storage);
+        }
+        for mapping in mappings {
+            handle.add_pci_mapping(mapping);
+        }
+        for bridge in bridges {
+            handle.add_bridge(bridge)?;
         }
         Ok(handle)
     }
@@ -615,6 +727,108 @@ impl SimHandle {
                 .get_mut(&vmid)
                 .ok_or_else(|| SimError::Admin(format!("no VM {vmid}")))?;
             vm.running = running;
+            Ok(())
+        })
+    }
+
+    /// Add a PCI resource mapping, or replace the one with the same id.
+    pub fn add_pci_mapping(&self, mapping: SimPciMapping) {
+        self.shared.mutate(|cluster| {
+            let map = mapping
+                .devices
+                .iter()
+                .map(|d| format!("id={},node={},path={}", d.device_id, d.node, d.path))
+                .collect();
+            cluster.pci_mappings.retain(|m| m.id != mapping.id);
+            cluster.pci_mappings.push(state::PciMapping {
+                id: mapping.id,
+                description: mapping.description,
+                map,
+            });
+            cluster.pci_mappings.sort_by(|a, b| a.id.cmp(&b.id));
+        });
+    }
+
+    /// Add a bridge to a node's network configuration, or replace the one with its name.
+    ///
+    /// # Errors
+    /// No such node.
+    pub fn add_bridge(&self, bridge: SimBridge) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if cluster.node(&bridge.node).is_none() {
+                return Err(SimError::Admin(format!("no node {}", bridge.node)));
+            }
+            cluster
+                .bridges
+                .retain(|b| !(b.node == bridge.node && b.iface == bridge.name));
+            cluster.bridges.push(state::Bridge {
+                node: bridge.node,
+                iface: bridge.name,
+                kind: if bridge.ovs { "OVSBridge" } else { "bridge" }.into(),
+                ports: bridge.ports,
+                vlan_aware: bridge.vlan_aware,
+                active: bridge.active,
+                cidr: None,
+            });
+            Ok(())
+        })
+    }
+
+    /// Add a storage, or replace the one with the same id (its volumes stay).
+    pub fn add_storage(&self, storage: SimStorage) {
+        self.shared.mutate(|cluster| {
+            cluster.storages.retain(|s| s.id != storage.id);
+            cluster.storages.push(state::Storage {
+                id: storage.id,
+                kind: storage.kind,
+                content: storage.content,
+                shared: storage.shared,
+                total: storage.total,
+            });
+        });
+    }
+
+    /// Enable or disable a storage cluster-wide, as `pvesm set ID --disable 0|1` does.
+    ///
+    /// # Errors
+    /// No such storage.
+    pub fn set_storage_enabled(&self, storage: &str, enabled: bool) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if cluster.storage(storage).is_none() {
+                return Err(SimError::Admin(format!("no storage {storage}")));
+            }
+            if enabled {
+                cluster.disabled_storages.remove(storage);
+            } else {
+                cluster.disabled_storages.insert(storage.to_string());
+            }
+            Ok(())
+        })
+    }
+
+    /// Make a storage active or inactive on one node (an NFS server that node cannot reach).
+    ///
+    /// # Errors
+    /// No such node or storage.
+    pub fn set_storage_active(
+        &self,
+        node: &str,
+        storage: &str,
+        active: bool,
+    ) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if cluster.node(node).is_none() {
+                return Err(SimError::Admin(format!("no node {node}")));
+            }
+            if cluster.storage(storage).is_none() {
+                return Err(SimError::Admin(format!("no storage {storage}")));
+            }
+            let key = (node.to_string(), storage.to_string());
+            if active {
+                cluster.inactive_storages.remove(&key);
+            } else {
+                cluster.inactive_storages.insert(key);
+            }
             Ok(())
         })
     }

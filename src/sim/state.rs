@@ -1,7 +1,7 @@
 //! The simulated cluster's state: nodes, storages, volumes, VMs (flat config as Proxmox keeps
 //! it, pending changes, lock, power), tasks, and its persistence to a JSON file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -202,6 +202,29 @@ pub(crate) struct Task {
     pub log: Vec<String>,
 }
 
+/// A bridge of a node's network configuration beyond the stock one (or replacing it): every
+/// node has `eno1` and a `vmbr0` over it, as the installer sets up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Bridge {
+    pub node: String,
+    pub iface: String,
+    /// `bridge` (Linux bridge) or `OVSBridge`.
+    pub kind: String,
+    pub ports: Vec<String>,
+    pub vlan_aware: bool,
+    pub active: bool,
+    pub cidr: Option<String>,
+}
+
+/// A cluster-wide PCI resource mapping (`/etc/pve/mapping/pci.cfg`): an id and one property
+/// string per node entry (`id=10de:2204,node=pve1,path=0000:01:00.0`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PciMapping {
+    pub id: String,
+    pub description: String,
+    pub map: Vec<String>,
+}
+
 /// The whole cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Cluster {
@@ -211,6 +234,19 @@ pub(crate) struct Cluster {
     pub vms: BTreeMap<u32, Vm>,
     pub tasks: BTreeMap<String, Task>,
     pub next_pid: u32,
+    /// Bridges added to (or replacing) the stock network configuration of the nodes.
+    #[serde(default)]
+    pub bridges: Vec<Bridge>,
+    /// PCI resource mappings, sorted by id.
+    #[serde(default)]
+    pub pci_mappings: Vec<PciMapping>,
+    /// Storages disabled cluster-wide (`pvesm set ID --disable 1`).
+    #[serde(default)]
+    pub disabled_storages: BTreeSet<String>,
+    /// (node, storage) pairs where a storage is configured but not active (an unreachable NFS
+    /// server, a missing volume group).
+    #[serde(default)]
+    pub inactive_storages: BTreeSet<(String, String)>,
     /// Resource pools: id → (comment, member vmids).
     #[serde(default)]
     pub pools: BTreeMap<String, Pool>,
@@ -290,7 +326,46 @@ impl Cluster {
             tasks: BTreeMap::new(),
             next_pid: 0x1000,
             pools: BTreeMap::new(),
+            bridges: Vec::new(),
+            pci_mappings: Vec::new(),
+            disabled_storages: BTreeSet::new(),
+            inactive_storages: BTreeSet::new(),
         }
+    }
+
+    /// The bridges of a node: the stock `vmbr0` over `eno1` (address 198.51.100.1N/24 on the
+    /// N-th node), replaced or joined by the ones added.
+    pub fn bridges_of(&self, node: &str) -> Vec<Bridge> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .unwrap_or_default();
+        let mut bridges = vec![Bridge {
+            node: node.to_string(),
+            iface: "vmbr0".into(),
+            kind: "bridge".into(),
+            ports: vec!["eno1".into()],
+            vlan_aware: false,
+            active: true,
+            cidr: Some(format!("198.51.100.{}/24", 11 + index)),
+        }];
+        for added in self.bridges.iter().filter(|b| b.node == node) {
+            bridges.retain(|b| b.iface != added.iface);
+            bridges.push(added.clone());
+        }
+        bridges.sort_by(|a, b| a.iface.cmp(&b.iface));
+        bridges
+    }
+
+    /// Whether a storage is enabled and active on a node.
+    pub fn storage_state(&self, node: &str, storage: &str) -> (bool, bool) {
+        let enabled = !self.disabled_storages.contains(storage);
+        let active = enabled
+            && !self
+                .inactive_storages
+                .contains(&(node.to_string(), storage.to_string()));
+        (enabled, active)
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use proxfleet::cli::{ApplyArgs, DestroyArgs, PlanArgs, SelectArgs, SpecArgs};
+use proxfleet::cli::{ApplyArgs, CheckArgs, DestroyArgs, PlanArgs, SelectArgs, SpecArgs};
 use proxfleet::commands::progress::ProgressMode;
 use proxfleet::commands::{self, CommandError, Connection, Interrupt, Io, Success};
 use proxfleet::sim::{SimConfig, SimHandle};
@@ -98,6 +98,7 @@ pub fn plan_args(file: &Path) -> PlanArgs {
         select: SelectArgs::default(),
         replace: Vec::new(),
         no_color: false,
+        skip_checks: false,
     }
 }
 
@@ -112,6 +113,7 @@ pub fn apply_args(file: &Path) -> ApplyArgs {
         select: SelectArgs::default(),
         replace: Vec::new(),
         no_color: false,
+        skip_checks: false,
     }
 }
 
@@ -128,6 +130,20 @@ pub fn destroy_args(file: &Path) -> DestroyArgs {
         skip: Vec::new(),
         no_color: false,
     }
+}
+
+/// `proxfleet check -f FILE` (with `--json` when asked).
+pub async fn check(conn: &Connection, file: &Path, json: bool) -> Run {
+    let args = CheckArgs {
+        spec: spec_args(file),
+        json,
+    };
+    capture(async |io| {
+        commands::check::run(&args, conn, io)
+            .await
+            .map(|()| Success::Done)
+    })
+    .await
 }
 
 /// `proxfleet plan` with these arguments.

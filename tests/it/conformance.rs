@@ -695,3 +695,36 @@ conformance!(
         ),
     ]
 );
+
+conformance!(
+    network_and_mappings,
+    &[
+        ("interfaces of a node", "GET", "/nodes/pve1/network", &[]),
+        (
+            "bridges only",
+            "GET",
+            "/nodes/pve2/network",
+            &[("type", "any_bridge")]
+        ),
+        (
+            "physical interfaces only",
+            "GET",
+            "/nodes/pve1/network",
+            &[("type", "eth")]
+        ),
+        (
+            "bad type enum",
+            "GET",
+            "/nodes/pve1/network",
+            &[("type", "bridges")]
+        ),
+        ("unknown node", "GET", "/nodes/pve9/network", &[]),
+        ("pci mappings (none)", "GET", "/cluster/mapping/pci", &[]),
+        (
+            "pci mappings checked on a node",
+            "GET",
+            "/cluster/mapping/pci",
+            &[("check-node", "pve1")]
+        ),
+    ]
+);

@@ -16,6 +16,7 @@ mod layers;
 mod nocloud;
 mod pending;
 mod plans;
+mod preflight;
 mod seed;
 mod sim;
 mod spec;

@@ -877,3 +877,157 @@ async fn faults_on_demand_errors_drops_task_failures_locks_and_offline_nodes() {
     let (status, _) = api.call("GET", "/nodes/pve2/qemu", &[]).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn networks_mappings_and_storage_state_are_listed_as_proxmox_does() {
+    use proxfleet::sim::{AclEntry, SimBridge, SimPciMapping};
+    let mut vlan_ready = SimBridge::new("pve2", "vmbr1");
+    vlan_ready.vlan_aware = true;
+    vlan_ready.ports = vec!["eno2".into()];
+    let (sim, root) = Api::start(SimConfig {
+        nodes: 2,
+        tokens: vec![proxfleet::sim::DEFAULT_TOKEN.to_string(), BOB.to_string()],
+        acls: vec![AclEntry::parse("/mapping/pci/gpu0:PVEMappingUser:bob@pve").unwrap()],
+        pci_mappings: vec![
+            SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")]),
+            SimPciMapping::new(
+                "nic0",
+                &[("pve1", "0000:02:00.0"), ("pve2", "0000:02:00.0")],
+            ),
+        ],
+        bridges: vec![vlan_ready],
+        ..fast()
+    })
+    .await;
+
+    // Every node has eno1 and a vmbr0 over it, not VLAN-aware, as the installer leaves it.
+    let (status, body) = root.call("GET", "/nodes/pve1/network", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["iface"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eno1", "vmbr0"]);
+    let vmbr0 = &body["data"][1];
+    assert_eq!(
+        (
+            vmbr0["type"].as_str(),
+            vmbr0["bridge_ports"].as_str(),
+            vmbr0["active"].as_u64(),
+            vmbr0["cidr"].as_str()
+        ),
+        (
+            Some("bridge"),
+            Some("eno1"),
+            Some(1),
+            Some("198.51.100.11/24")
+        )
+    );
+    assert!(vmbr0.get("bridge_vlan_aware").is_none(), "{vmbr0}");
+    let (_, bridges) = root
+        .call("GET", "/nodes/pve2/network", &[("type", "any_bridge")])
+        .await;
+    let vmbr1 = &bridges["data"][1];
+    assert_eq!(
+        (
+            vmbr1["iface"].as_str(),
+            vmbr1["bridge_vlan_aware"].as_u64(),
+            vmbr1["bridge_vids"].as_str()
+        ),
+        (Some("vmbr1"), Some(1), Some("2-4094"))
+    );
+    assert_eq!(bridges["data"].as_array().unwrap().len(), 2, "no eth");
+    // A bridge written but not applied yet reports no `active`.
+    let mut pending = SimBridge::new("pve1", "vmbr9");
+    pending.active = false;
+    sim.add_bridge(pending).unwrap();
+    let (_, body) = root
+        .call("GET", "/nodes/pve1/network", &[("type", "bridge")])
+        .await;
+    assert!(body["data"][1].get("active").is_none(), "{body}");
+    assert!(sim.add_bridge(SimBridge::new("pve7", "vmbr1")).is_err());
+
+    // Mappings are listed to whoever may audit, use or modify them; `check-node` says when a
+    // mapping has no device on a node.
+    let (_, all) = root
+        .call("GET", "/cluster/mapping/pci", &[("check-node", "pve2")])
+        .await;
+    assert_eq!(
+        all["data"],
+        json!([
+            {"id": "gpu0", "description": "", "map": ["id=10de:2204,node=pve1,path=0000:01:00.0"],
+             "checks": [{"severity": "warning", "message": "No mapping for node pve2."}]},
+            {"id": "nic0", "description": "", "map": ["id=10de:2204,node=pve1,path=0000:02:00.0", "id=10de:2204,node=pve2,path=0000:02:00.0"],
+             "checks": []},
+        ])
+    );
+    let bob = root.as_token(BOB);
+    let (status, seen) = bob.call("GET", "/cluster/mapping/pci", &[]).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = seen["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpu0"]);
+    // The network list is open to every user (`user: all`).
+    let (status, _) = bob.call("GET", "/nodes/pve1/network", &[]).await;
+    assert_eq!(status, 200);
+
+    // A disabled storage and one inactive on a node report no usage; `enabled=1` hides the
+    // disabled one.
+    sim.set_storage_enabled("local", false).unwrap();
+    sim.set_storage_active("pve2", "local-lvm", false).unwrap();
+    let (_, storages) = root.call("GET", "/nodes/pve2/storage", &[]).await;
+    let state: Vec<(String, u64, u64, bool)> = storages["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["storage"].as_str().unwrap().to_string(),
+                s["enabled"].as_u64().unwrap(),
+                s["active"].as_u64().unwrap(),
+                s.get("avail").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("local".to_string(), 0, 0, false),
+            ("local-lvm".to_string(), 1, 0, false),
+            ("shared".to_string(), 1, 1, true),
+        ]
+    );
+    let (_, enabled) = root
+        .call("GET", "/nodes/pve1/storage", &[("enabled", "1")])
+        .await;
+    assert_eq!(enabled["data"].as_array().unwrap().len(), 2);
+    assert!(sim.set_storage_enabled("nope", false).is_err());
+    sim.set_storage_enabled("local", true).unwrap();
+    let (_, storages) = root.call("GET", "/nodes/pve1/storage", &[]).await;
+    assert_eq!(storages["data"][0]["active"], 1);
+
+    // Storages can be added (or replaced) by id.
+    sim.add_storage(proxfleet::sim::SimStorage {
+        id: "vg0".into(),
+        kind: "lvm".into(),
+        content: vec!["images".into()],
+        shared: false,
+        total: 200 << 30,
+    });
+    let (_, vg0) = root
+        .call("GET", "/nodes/pve1/storage", &[("storage", "vg0")])
+        .await;
+    assert_eq!(
+        (
+            vg0["data"][0]["type"].as_str(),
+            vg0["data"][0]["avail"].as_u64()
+        ),
+        (Some("lvm"), Some(200 << 30))
+    );
+}

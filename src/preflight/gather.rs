@@ -1,0 +1,188 @@
+//! What the checks need to know about the cluster, asked read-only: the version first (if the
+//! API does not answer, nothing else is asked), then nodes, VMs, PCI mappings and the token's
+//! privileges on each path at once, then storages and bridges of the nodes that are online,
+//! then the owners of VMs on desired vmids. Every failure is kept with what it was about, so
+//! one unanswered request fails one check, not the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+
+use super::needs::Needs;
+use crate::ownership::Marker;
+use crate::pve::{
+    NetworkInterface, NodeSummary, PciMapping, PveClient, PveError, StorageSummary, VersionInfo,
+    VmSummary,
+};
+
+/// How many requests of one kind run at once.
+pub const CONCURRENCY: usize = 16;
+
+/// What the cluster answered.
+#[derive(Debug)]
+pub struct Facts {
+    /// The API token's id (`user@realm!tokenid`), for the hints.
+    pub token_id: String,
+    /// `GET /version`; when it failed nothing else was asked.
+    pub version: Result<VersionInfo, PveError>,
+    /// `GET /nodes`.
+    pub nodes: Option<Result<Vec<NodeSummary>, PveError>>,
+    /// `GET /cluster/resources?type=vm`.
+    pub vms: Option<Result<Vec<VmSummary>, PveError>>,
+    /// `GET /cluster/mapping/pci`, when the spec maps PCI devices.
+    pub pci_mappings: Option<Result<Vec<PciMapping>, PveError>>,
+    /// The token's privileges per ACL path.
+    pub privileges: BTreeMap<String, Result<BTreeSet<String>, PveError>>,
+    /// Storages per online node the spec uses.
+    pub storages: BTreeMap<String, Result<Vec<StorageSummary>, PveError>>,
+    /// Bridges per online node the spec uses.
+    pub bridges: BTreeMap<String, Result<Vec<NetworkInterface>, PveError>>,
+    /// For VMs on desired vmids: their proxfleet marker (valid for that vmid), if any.
+    pub owners: BTreeMap<u32, Result<Option<Marker>, PveError>>,
+    /// For desired vmids the token may not see: whether the vmid is free.
+    pub hidden: BTreeMap<u32, Result<bool, PveError>>,
+}
+
+impl Facts {
+    /// Facts about a cluster whose API did not answer.
+    pub fn unreachable(token_id: &str, error: PveError) -> Facts {
+        Facts {
+            token_id: token_id.to_string(),
+            version: Err(error),
+            nodes: None,
+            vms: None,
+            pci_mappings: None,
+            privileges: BTreeMap::new(),
+            storages: BTreeMap::new(),
+            bridges: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            hidden: BTreeMap::new(),
+        }
+    }
+
+    /// The nodes that exist and are online.
+    pub fn online_nodes(&self) -> BTreeSet<String> {
+        match &self.nodes {
+            Some(Ok(nodes)) => nodes
+                .iter()
+                .filter(|n| n.online)
+                .map(|n| n.name.clone())
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// The token's privileges on a path, when they could be read.
+    pub fn privileges_on(&self, path: &str) -> Option<&BTreeSet<String>> {
+        self.privileges.get(path).and_then(|r| r.as_ref().ok())
+    }
+}
+
+/// Ask the cluster what the checks of `needs` depend on.
+pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
+    let version = match client.version().await {
+        Ok(version) => version,
+        Err(error) => return Facts::unreachable(client.token_id(), error),
+    };
+    let paths = needs.privilege_paths();
+    let privileges = stream::iter(paths)
+        .map(|path| async move {
+            let privileges = client.privileges_on(&path).await;
+            (path, privileges)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<BTreeMap<_, _>>();
+    let mappings = async {
+        if needs.pci_mappings.is_empty() {
+            None
+        } else {
+            Some(client.pci_mappings().await)
+        }
+    };
+    let (nodes, vms, pci_mappings, privileges) =
+        tokio::join!(client.nodes(), client.cluster_vms(), mappings, privileges);
+    let mut facts = Facts {
+        token_id: client.token_id().to_string(),
+        version: Ok(version),
+        nodes: Some(nodes),
+        vms: Some(vms),
+        pci_mappings,
+        privileges,
+        storages: BTreeMap::new(),
+        bridges: BTreeMap::new(),
+        owners: BTreeMap::new(),
+        hidden: BTreeMap::new(),
+    };
+
+    let online = facts.online_nodes();
+    let storage_nodes: BTreeSet<&String> = needs
+        .storages
+        .keys()
+        .map(|(node, _)| node)
+        .chain(needs.disks.iter().map(|d| &d.node))
+        .filter(|node| online.contains(*node))
+        .collect();
+    let bridge_nodes: BTreeSet<&String> = needs
+        .bridges
+        .keys()
+        .map(|(node, _)| node)
+        .filter(|node| online.contains(*node))
+        .collect();
+    let storages = stream::iter(storage_nodes)
+        .map(|node| async move { (node.clone(), client.storages(node).await) })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<BTreeMap<_, _>>();
+    let bridges = stream::iter(bridge_nodes)
+        .map(|node| async move {
+            let bridges = client.networks(node, Some("any_bridge")).await;
+            (node.clone(), bridges)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<BTreeMap<_, _>>();
+
+    // VMs on desired vmids: read the configuration of each to find its marker. Desired vmids
+    // not listed may still be taken by a VM the token cannot see (no VM.Audit): ask those.
+    let listed: BTreeMap<u32, &VmSummary> = match &facts.vms {
+        Some(Ok(vms)) => vms.iter().map(|vm| (vm.vmid, vm)).collect(),
+        _ => BTreeMap::new(),
+    };
+    let occupied: Vec<(u32, String)> = needs
+        .vmids
+        .keys()
+        .filter_map(|vmid| listed.get(vmid).map(|vm| (*vmid, vm.node.clone())))
+        .collect();
+    let unseen: Vec<u32> = needs
+        .vmids
+        .keys()
+        .copied()
+        .filter(|vmid| !listed.contains_key(vmid))
+        .filter(|vmid| {
+            facts
+                .privileges_on(&format!("/vms/{vmid}"))
+                .is_some_and(|privileges| !privileges.contains("VM.Audit"))
+        })
+        .collect();
+    let owners = stream::iter(occupied)
+        .map(|(vmid, node)| async move {
+            let marker = client.vm_config(&node, vmid).await.map(|config| {
+                config
+                    .values
+                    .get("description")
+                    .and_then(|d| Marker::find(d))
+                    .filter(|m| m.vmid == Some(vmid))
+            });
+            (vmid, marker)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<BTreeMap<_, _>>();
+    let hidden = stream::iter(unseen)
+        .map(|vmid| async move { (vmid, client.vmid_is_free(vmid).await) })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<BTreeMap<_, _>>();
+    let (storages, bridges, owners, hidden) = tokio::join!(storages, bridges, owners, hidden);
+    facts.storages = storages;
+    facts.bridges = bridges;
+    facts.owners = owners;
+    facts.hidden = hidden;
+    facts
+}

@@ -1,0 +1,140 @@
+//! Preflight checks: before anything is observed or changed, prove that the cluster can take
+//! the spec, and list every problem at once with what to do about it. The API answers and its
+//! release has the features the spec uses; the nodes exist and are online; the storages exist,
+//! are enabled and active and hold the content types they are used for, with room for the disks
+//! of the VMs still to be made; the bridges exist (VLAN-capable where a tag is set); the PCI
+//! mappings exist with a device on each node; the API token holds every privilege on every
+//! path; no VM proxfleet does not own sits on a desired vmid.
+//!
+//! Three layers, as everywhere in proxfleet: `needs` derives what the spec needs (pure),
+//! `gather` asks the cluster (read-only, concurrent under a bound), `evaluate` compares the two
+//! into a `Report` (pure), which `text` and `json` render.
+
+mod evaluate;
+mod gather;
+mod needs;
+mod render;
+
+use serde::Serialize;
+
+use crate::graph::DesiredGraph;
+use crate::pve::PveClient;
+use crate::spec::Spec;
+
+pub use evaluate::evaluate;
+pub use gather::{Facts, gather};
+pub use needs::{Needs, option_privileges};
+pub use render::{failures_text, json, summary, text};
+
+/// The name of the role the privilege hints grant (created once with `pveum role add`).
+pub const ROLE: &str = "Proxfleet";
+
+/// What a check is about; the report lists the groups in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// The API and its version.
+    Api,
+    /// Nodes.
+    Nodes,
+    /// Storages and content types.
+    Storages,
+    /// Free space for new disks.
+    Space,
+    /// Bridges and VLANs.
+    Bridges,
+    /// PCI resource mappings.
+    PciMappings,
+    /// The API token's privileges.
+    Privileges,
+    /// Desired vmids.
+    Vmids,
+}
+
+impl Group {
+    /// Every group, in report order.
+    pub const ALL: [Group; 8] = [
+        Group::Api,
+        Group::Nodes,
+        Group::Storages,
+        Group::Space,
+        Group::Bridges,
+        Group::PciMappings,
+        Group::Privileges,
+        Group::Vmids,
+    ];
+
+    /// The heading.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Api => "API",
+            Group::Nodes => "Nodes",
+            Group::Storages => "Storages",
+            Group::Space => "Free space",
+            Group::Bridges => "Bridges",
+            Group::PciMappings => "PCI mappings",
+            Group::Privileges => "Privileges",
+            Group::Vmids => "VM ids",
+        }
+    }
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It holds.
+    Pass,
+    /// It holds, with something worth knowing.
+    Warn,
+    /// It does not hold: plan and apply stop.
+    Fail,
+    /// Not checked (nothing to check, or what it depends on failed).
+    Skip,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Group.
+    pub group: Group,
+    /// Outcome.
+    pub status: Status,
+    /// What was checked, e.g. `local-lvm on pve1`.
+    pub subject: String,
+    /// What was found.
+    pub message: String,
+    /// Context: who needs it, what each missing privilege is for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// What to do, most direct first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+}
+
+/// Every check's result, grouped in `Group::ALL` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Checks with this status.
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
+    }
+
+    /// Whether no check failed.
+    pub fn ok(&self) -> bool {
+        self.count(Status::Fail) == 0
+    }
+}
+
+/// Derive what the spec needs, ask the cluster, and compare.
+pub async fn run(client: &PveClient, spec: &Spec) -> Report {
+    let desired = DesiredGraph::build(spec);
+    let needs = Needs::of(spec, &desired);
+    let facts = gather(client, &needs).await;
+    evaluate(&needs, &facts)
+}
