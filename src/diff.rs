@@ -84,6 +84,21 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         }
     }
 
+    // A replacement deletes first: it waits for the plan's deletions, which may be the linked
+    // clones that read from a template being rebuilt.
+    let deleted: Vec<ResourceKey> = changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.key.clone())
+        .collect();
+    for change in changes.iter_mut().filter(|c| c.action == Action::Replace) {
+        for key in &deleted {
+            if !change.depends_on.contains(key) {
+                change.depends_on.push(key.clone());
+            }
+        }
+    }
+    linked_clone_conflicts(&changes, actual, &mut conflicts);
     let pending = pending_reboots(desired, &owned_by_key, &mut changes, options);
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -95,6 +110,63 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         pending,
     };
     restrict(plan, desired, options)
+}
+
+/// A template whose base disks linked clones still use cannot be deleted: Proxmox refuses
+/// (`base volume … is still in use by linked cloned`). Say so before anything runs, unless the
+/// plan deletes those clones too (deletions run first, clones before templates).
+fn linked_clone_conflicts(changes: &[Change], actual: &ActualState, conflicts: &mut Vec<Conflict>) {
+    // Deletions run before everything else; a replaced clone is rebuilt only after its
+    // template, too late.
+    let going: BTreeSet<&ResourceKey> = changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| &c.key)
+        .collect();
+    for change in changes {
+        if change.key.kind != ResourceKind::Template || !change.action.is_destructive() {
+            continue;
+        }
+        let Some(template) = actual
+            .vms
+            .values()
+            .find(|vm| vm.marker.as_ref().is_some_and(|m| m.key == change.key))
+        else {
+            continue;
+        };
+        let base = format!("base-{}-disk-", template.vmid);
+        let users: Vec<String> = actual
+            .vms
+            .values()
+            .filter(|vm| vm.vmid != template.vmid)
+            .filter(|vm| {
+                vm.config
+                    .values()
+                    .any(|value| value.contains(&base) && value.contains('/'))
+            })
+            .filter(|vm| vm.marker.as_ref().is_none_or(|m| !going.contains(&m.key)))
+            .map(|vm| match &vm.name {
+                Some(name) => format!("{} (`{name}`)", vm.vmid),
+                None => vm.vmid.to_string(),
+            })
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        let verb = if change.action == Action::Delete {
+            "deleted"
+        } else {
+            "rebuilt"
+        };
+        conflicts.push(Conflict {
+            key: change.key.clone(),
+            message: format!(
+                "it cannot be {verb}: linked clones still use its base disks: VM {}",
+                users.join(", VM ")
+            ),
+            hint: "remove those clones from the spec first (or make them full clones with `full: true` and rebuild them), then rebuild the template; Proxmox refuses to delete a template its linked clones read from".into(),
+        });
+    }
 }
 
 /// Whether Proxmox applies a change of this option to a running VM at once (its default
@@ -214,12 +286,14 @@ pub fn destroy_with(
     options: &PlanOptions,
 ) -> Plan {
     let changes = deletions(desired, actual, |_| true, |_| include_images);
+    let mut conflicts = Vec::new();
+    linked_clone_conflicts(&changes, actual, &mut conflicts);
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: desired.project.clone(),
         changes,
         unchanged: 0,
-        conflicts: Vec::new(),
+        conflicts,
         targeting: None,
         pending: Vec::new(),
     };

@@ -2299,12 +2299,11 @@ fn destroy_vm(ctx: &Ctx) -> Reply {
                         .volumes
                         .iter()
                         .any(|v| v.parent.as_deref() == Some(base.volid.as_str()));
-                    let thin = c
-                        .storage(&base.storage)
-                        .is_some_and(|s| s.kind == "lvmthin");
-                    if in_use && !thin {
+                    // qemu-server `destroy_vm` refuses for every storage type (pve-storage's
+                    // `vdisk_free` notes that LVM-thin itself would allow it).
+                    if in_use {
                         return Err(format!(
-                            "base volume '{}' is still in use by linked clone",
+                            "base volume '{}' is still in use by linked cloned",
                             base.volid
                         ));
                     }

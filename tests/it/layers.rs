@@ -90,3 +90,55 @@ async fn pools_onboot_defaults_and_extra_interfaces_converge() {
     assert!(pools(&conn).await.contains(&(202, some("db"))));
     assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
 }
+
+#[tokio::test]
+async fn a_template_its_linked_clones_read_from_is_not_rebuilt_and_the_plan_says_why() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let linked = quickstart_text().replace(
+        "  web-3:\n    vmid: 203\n    template: debian-12-base\n",
+        "  web-3:\n    vmid: 203\n    template: debian-12-base\n    full: false\n",
+    );
+    let spec = write_spec(dir.path(), "fleet.yaml", &linked);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{:?}", run.out, run.result);
+
+    // A rebuild of the template (here: more cores) would have to delete its base disks.
+    let rebuilt = write_spec(
+        dir.path(),
+        "fleet.yaml",
+        &linked.replace("    cores: 2\n", "    cores: 4\n"),
+    );
+    sim.clear_requests();
+    let planned = plan(&conn, &rebuilt).await;
+    let message = format!("{:?}", planned.result);
+    assert!(
+        message.contains(
+            "it cannot be rebuilt: linked clones still use its base disks: VM 203 (`web-3`)"
+        ),
+        "{message}"
+    );
+    let refused = apply(&conn, &rebuilt).await;
+    assert!(refused.result.is_err());
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "nothing was changed"
+    );
+
+    // The simulator refuses as Proxmox does when asked anyway.
+    let template_vmid = 9000;
+    let upid = conn
+        .client
+        .delete_vm("pve1", template_vmid, true)
+        .await
+        .expect("the request is accepted; the task fails");
+    let err = conn
+        .client
+        .wait_task(&upid, std::time::Duration::from_secs(10))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("is still in use by linked cloned"),
+        "{err}"
+    );
+}
