@@ -450,6 +450,8 @@ impl Job {
         match &self.resource {
             Some(Resource::Image(image)) => self.create_image(image, tasks).await,
             Some(Resource::Vm(vm)) => match (&vm.recipe, action) {
+                // In place on a template: its pool, or an adoption's marker and tags.
+                (Recipe::Build(_), Action::Update) => self.update_vm(vm, tasks).await,
                 (Recipe::Build(_), _) => self.build_template(vm, tasks).await,
                 (Recipe::Clone(_), Action::Update) => self.update_vm(vm, tasks).await,
                 (Recipe::Clone(_), _) => self.create_clone(vm, tasks).await,
@@ -754,7 +756,7 @@ impl Job {
             .iter()
             .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
             .filter(|f| !(f.name == "ide2" && vm.seed.is_some()))
-            .filter(|f| f.name != "pool" && f.name != "reboot")
+            .filter(|f| !matches!(f.name.as_str(), "pool" | "reboot" | "adopt"))
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
             .collect();
         let node = self

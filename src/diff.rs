@@ -112,6 +112,123 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     restrict(plan, desired, options)
 }
 
+/// Take over an unmanaged VM (`adopt: true`): the marker and tag are written and the declared
+/// settings applied in place. An adoption never replaces: what would need a rebuild (a VM
+/// that is not the template the spec says, a template whose options differ from its recipe) is
+/// a conflict.
+fn adopt(vm: &DesiredVm, occupant: &ActualVm, conflicts: &mut Vec<Conflict>) -> Option<Change> {
+    let mut blockers = Vec::new();
+    let mut fields = Vec::new();
+    match &vm.recipe {
+        Recipe::Build(build) => {
+            if !occupant.template {
+                blockers.push("it is not a template".to_string());
+            }
+            for (option, want) in &build.create_params {
+                if is_disk_option(option) {
+                    continue;
+                }
+                let seen = occupant.config.get(option.as_str());
+                let same = same_value(option, seen.map(String::as_str), want);
+                match option.as_str() {
+                    // What adoption writes.
+                    "description" | "tags" if !same => fields.push(FieldChange {
+                        name: option.clone(),
+                        old: seen.cloned(),
+                        new: Some(want.clone()),
+                    }),
+                    "description" | "tags" | "name" => {}
+                    _ if !same => blockers.push(format!(
+                        "{option} is {}, the recipe says {want}",
+                        seen.map_or("unset", String::as_str)
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        Recipe::Clone(_) => {
+            if occupant.template {
+                blockers.push("it is a template, the spec wants a clone".to_string());
+            }
+            fields.extend(
+                vm.settings
+                    .iter()
+                    .filter(|(option, want)| {
+                        !same_value(
+                            option,
+                            occupant.config.get(option.as_str()).map(String::as_str),
+                            want,
+                        )
+                    })
+                    .map(|(option, want)| FieldChange {
+                        name: option.clone(),
+                        old: occupant.config.get(option).cloned(),
+                        new: Some(want.clone()),
+                    }),
+            );
+            if vm.running && !occupant.running {
+                fields.push(FieldChange {
+                    name: "status".into(),
+                    old: Some("stopped".into()),
+                    new: Some("running".into()),
+                });
+            }
+        }
+    }
+    if occupant.node != vm.node {
+        blockers.push(format!(
+            "it is on node {}, the spec says {}",
+            occupant.node, vm.node
+        ));
+    }
+    if !blockers.is_empty() {
+        conflicts.push(Conflict {
+            key: vm.key.clone(),
+            message: format!(
+                "VM {} cannot be adopted as it is: {}",
+                occupant.vmid,
+                blockers.join("; ")
+            ),
+            hint: "make the spec describe the VM as it is (adoption never rebuilds what it takes over), or remove `adopt` and the VM yourself".into(),
+        });
+        return None;
+    }
+    if let Some(pool) = &vm.pool
+        && occupant.pool.as_ref() != Some(pool)
+    {
+        fields.push(FieldChange {
+            name: "pool".into(),
+            old: occupant.pool.clone(),
+            new: Some(pool.clone()),
+        });
+    }
+    fields.insert(
+        0,
+        FieldChange {
+            name: "adopt".into(),
+            old: None,
+            new: Some(format!(
+                "VM {}{} becomes managed by proxfleet",
+                occupant.vmid,
+                occupant
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" (`{n}`)"))
+                    .unwrap_or_default()
+            )),
+        },
+    );
+    Some(Change {
+        key: vm.key.clone(),
+        action: Action::Update,
+        vmid: Some(vm.vmid),
+        node: occupant.node.clone(),
+        fields,
+        reasons: vec!["adopted: `adopt: true` in the spec".into()],
+        depends_on: Vec::new(),
+    })
+}
+
 /// A template whose base disks linked clones still use cannot be deleted: Proxmox refuses
 /// (`base volume … is still in use by linked cloned`). Say so before anything runs, unless the
 /// plan deletes those clones too (deletions run first, clones before templates).
@@ -518,13 +635,16 @@ fn diff_vm(
     forced: bool,
     conflicts: &mut Vec<Conflict>,
 ) -> Option<Change> {
-    // Whatever occupies the desired vmid must be this very resource.
+    // Whatever occupies the desired vmid must be this very resource, or one the spec adopts.
+    let mut adopting = None;
     if let Some(occupant) = actual.vms.get(&vm.vmid) {
         let ours = occupant
             .marker
             .as_ref()
             .is_some_and(|m| m.project == project && m.key == vm.key);
-        if !ours {
+        if !ours && vm.adopt && owned.is_none() && occupant.marker.is_none() {
+            adopting = Some(occupant);
+        } else if !ours {
             let who = occupant
                 .name
                 .as_deref()
@@ -544,6 +664,9 @@ fn diff_vm(
             });
             return None;
         }
+    }
+    if let Some(occupant) = adopting {
+        return adopt(vm, occupant, conflicts);
     }
     if owned.is_none() {
         let namesake = actual.vms.values().find(|other| {

@@ -105,6 +105,8 @@ pub struct DesiredVm {
     pub seed: Option<Box<crate::seed::SeedPlan>>,
     /// Resource pool (not a config option: set at creation, moved with `PUT /pools`).
     pub pool: Option<String>,
+    /// Take over an unmanaged VM that holds the vmid (`adopt: true`).
+    pub adopt: bool,
 }
 
 /// A node of the desired graph.
@@ -487,6 +489,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         secrets: cloud_init_secrets(t.cloud_init.as_ref()),
         seed: None,
         pool: t.pool.clone(),
+        adopt: t.adopt,
     }
 }
 
@@ -568,5 +571,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),
         seed,
         pool: c.pool.clone(),
+        adopt: c.adopt,
     }
 }

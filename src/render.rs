@@ -79,6 +79,32 @@ fn render_field(out: &mut String, field: &FieldChange, width: usize, paint: Pain
             paint.symbol(Action::Delete),
             shown(name, old)
         ),
+        (Some(old), Some(new)) if old.contains('\n') || new.contains('\n') => {
+            // Long texts (descriptions, notes) change line by line: show which lines.
+            let _ = writeln!(
+                out,
+                "      {} {name:<width$} = <<-EOT",
+                paint.symbol(Action::Update)
+            );
+            let diff = similar::TextDiff::from_lines(old.as_str(), new.as_str());
+            for change in diff.iter_all_changes() {
+                let (sign, action) = match change.tag() {
+                    similar::ChangeTag::Delete => ("-", Some(Action::Delete)),
+                    similar::ChangeTag::Insert => ("+", Some(Action::Create)),
+                    similar::ChangeTag::Equal => (" ", None),
+                };
+                let line = change.value().trim_end_matches('\n');
+                let text = format!("{sign} {line}");
+                let _ = match action {
+                    Some(Action::Delete) => {
+                        writeln!(out, "          {}", paint.paint(DESTROY, &text))
+                    }
+                    Some(_) => writeln!(out, "          {}", paint.paint(ADD, &text)),
+                    None => writeln!(out, "          {text}"),
+                };
+            }
+            writeln!(out, "        EOT")
+        }
         (Some(old), Some(new)) => writeln!(
             out,
             "      {} {name:<width$} = {} → {}",

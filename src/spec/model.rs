@@ -554,6 +554,8 @@ pub struct Template {
     pub pool: Option<String>,
     /// Start-on-boot default of its clones.
     pub onboot: Option<bool>,
+    /// Take over an unmanaged VM at its vmid.
+    pub adopt: bool,
 }
 
 /// A clone of a template.
@@ -593,6 +595,8 @@ pub struct CloneVm {
     pub description: Option<String>,
     /// The clone group it was expanded from, if any.
     pub group: Option<String>,
+    /// Take over an unmanaged VM at its vmid.
+    pub adopt: bool,
 }
 
 /// Where an effective value of a clone comes from (`validate --explain`).

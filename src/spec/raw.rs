@@ -374,6 +374,12 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = true)]
     pub onboot: Option<bool>,
+    /// Take over a VM that already holds this vmid but was not made by proxfleet: the plan shows
+    /// it as an adoption (marker and tag written, declared settings applied); without it such a
+    /// VM is a conflict. Never adopts by replacing
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub adopt: bool,
 }
 
 fn default_cores() -> u32 {
@@ -767,4 +773,10 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
     pub pool: Option<Spanned<String>>,
+    /// Take over a VM that already holds this vmid but was not made by proxfleet: the plan shows
+    /// it as an adoption (marker and tag written, declared settings applied); without it such a
+    /// VM is a conflict. Never adopts by replacing
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub adopt: bool,
 }

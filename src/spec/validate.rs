@@ -448,6 +448,8 @@ fn expand_group(
             onboot: overrides.and_then(|o| o.onboot).or(group.onboot),
             pool: group.pool.clone(),
             description: None,
+            // Adoption names one VM: it is not for groups.
+            adopt: false,
         };
         out.push(CloneEntry {
             name: Spanned::new(
@@ -1940,6 +1942,7 @@ fn check_template(
             .as_ref()
             .and_then(|p| check_pool(ctx, p, &format!("{path}.pool"))),
         onboot: t.onboot,
+        adopt: t.adopt,
     })
 }
 
@@ -2060,6 +2063,7 @@ fn check_clone(
         },
         description: c.description.clone(),
         group: None,
+        adopt: c.adopt,
     })
 }
 

@@ -142,3 +142,76 @@ async fn a_template_its_linked_clones_read_from_is_not_rebuilt_and_the_plan_says
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn adopt_takes_over_a_vm_made_by_hand_and_refuses_what_it_would_have_to_rebuild() {
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A VM someone made by hand, holding web-1's vmid.
+    sim.insert_vm(
+        "pve1",
+        201,
+        &[("name", "old-web"), ("memory", "1024"), ("cores", "1")],
+    )
+    .expect("insert");
+    let plain = write_spec(dir.path(), "fleet.yaml", &quickstart_text());
+    let refused = plan(&conn, &plain).await;
+    assert!(
+        format!("{:?}", refused.result).contains("vmid 201 is taken by VM 201 (`old-web`)"),
+        "without adopt it is a conflict: {:?}",
+        refused.result
+    );
+
+    let adopting = write_spec(
+        dir.path(),
+        "fleet.yaml",
+        &quickstart_text().replace(
+            "  web-1:\n    vmid: 201\n",
+            "  web-1:\n    vmid: 201\n    adopt: true\n",
+        ),
+    );
+    let planned = plan(&conn, &adopting).await;
+    assert!(planned.result.is_ok(), "{:?}", planned.result);
+    assert!(
+        planned
+            .out
+            .contains("+ adopt       = \"VM 201 (`old-web`) becomes managed by proxfleet\""),
+        "{}",
+        planned.out
+    );
+    assert!(
+        planned
+            .out
+            .contains("~ name        = \"old-web\" → \"web-1\""),
+        "{}",
+        planned.out
+    );
+    let run = apply(&conn, &adopting).await;
+    assert!(run.result.is_ok(), "{}\n{:?}", run.out, run.result);
+    let vm = sim
+        .vms()
+        .into_iter()
+        .find(|vm| vm.vmid == 201)
+        .expect("still there");
+    assert_eq!(vm.name.as_deref(), Some("web-1"));
+    assert_eq!(vm.config.get("memory").map(String::as_str), Some("2048"));
+    assert!(vm.config["description"].contains("key=clone.web-1 vmid=201"));
+    assert!(vm.running);
+    assert!(plan(&conn, &adopting).await.out.starts_with("No changes."));
+
+    // Adopting what would have to be rebuilt is refused: a hand-made VM is not the template.
+    let (sim, conn) = super::common::sim().await;
+    sim.insert_vm("pve1", 9100, &[("name", "not-a-template")])
+        .expect("insert");
+    let template = write_spec(
+        dir.path(),
+        "fleet.yaml",
+        &quickstart_text().replace("    vmid: 9000\n", "    vmid: 9100\n    adopt: true\n"),
+    );
+    let refused = plan(&conn, &template).await;
+    let message = format!("{:?}", refused.result);
+    assert!(
+        message.contains("VM 9100 cannot be adopted as it is: it is not a template"),
+        "{message}"
+    );
+}
