@@ -744,6 +744,43 @@ fn diff_vm(
         if !edited.is_empty() {
             reasons.push(format!("changed outside proxfleet: {}", edited.join("; ")));
         }
+        // Settings Proxmox fixes when it creates a disk: a different wish is a rebuild, and the
+        // plan names them as create-only.
+        for (disk, props) in [
+            ("efidisk0", &["efitype", "pre-enrolled-keys"][..]),
+            ("tpmstate0", &["version"][..]),
+        ] {
+            let wanted = build
+                .create_params
+                .iter()
+                .find(|(option, _)| option == disk)
+                .map(|(_, value)| crate::pve::propstr::PropertyString::parse(value));
+            let seen = current
+                .config
+                .get(disk)
+                .map(|value| crate::pve::propstr::PropertyString::parse(value));
+            let (Some(wanted), Some(seen)) = (wanted, seen) else {
+                continue;
+            };
+            for prop in props {
+                let want = wanted.get(prop);
+                let have = seen.get(prop);
+                // `pre-enrolled-keys` unset reads as 0.
+                let normal = |v: Option<&str>| -> Option<String> {
+                    match (*prop, v) {
+                        ("pre-enrolled-keys", None) => Some("0".to_string()),
+                        (_, v) => v.map(str::to_string),
+                    }
+                };
+                if want.is_some() && normal(want) != normal(have) {
+                    reasons.push(format!(
+                        "{disk} {prop} is create-only: {} → {}",
+                        normal(have).unwrap_or_else(|| "unset".into()),
+                        normal(want).unwrap_or_else(|| "unset".into())
+                    ));
+                }
+            }
+        }
     }
     if current.template && matches!(vm.recipe, Recipe::Clone(_)) {
         reasons.push("the VM was converted to a template".into());

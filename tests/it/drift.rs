@@ -140,6 +140,10 @@ const SCENARIOS: &[(&str, Drift)] = &[
     ("ciuser_changed_by_hand", |sim| {
         set(sim, TEMPLATE, "ciuser", Some("root"))
     }),
+    ("tpm_version_changed_on_the_template", |sim| {
+        let tpm = config(sim, TEMPLATE, "tpmstate0").replace("version=v2.0", "version=v1.2");
+        set(sim, TEMPLATE, "tpmstate0", Some(&tpm));
+    }),
 ];
 
 /// Proxmox generates MACs at random: keep snapshots stable.
