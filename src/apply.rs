@@ -16,7 +16,7 @@ use crate::plan::{Action, Change, Plan};
 use crate::pve::propstr::{nic_mac, with_mac};
 use crate::pve::{CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest};
 use crate::spec::ImageMode;
-use crate::state::ActualState;
+use crate::state::{ActualState, ActualVm};
 
 /// How apply runs.
 #[derive(Debug, Clone)]
@@ -159,6 +159,12 @@ pub async fn apply(
         .enumerate()
         .map(|(i, c)| (&c.key, i))
         .collect();
+    // Where each of the project's resources is now, found once rather than by a scan of the
+    // cluster per change.
+    let owned_by_key: BTreeMap<&ResourceKey, &ActualVm> = actual
+        .owned_vms(&plan.project)
+        .filter_map(|vm| vm.marker.as_ref().map(|m| (&m.key, vm)))
+        .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n_changes];
     let mut started = vec![false; n_changes];
     let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
@@ -206,7 +212,7 @@ pub async fn apply(
                 client: client.clone(),
                 change: change.clone(),
                 resource: desired.get(&change.key).cloned(),
-                current: current_of(change, actual),
+                current: current_of(change, &owned_by_key),
                 options: options.clone(),
                 events: events.clone(),
             };
@@ -262,25 +268,32 @@ pub async fn apply(
     }
 }
 
-/// Where the resource a change deletes or replaces currently is.
+/// Where the resource a change updates, deletes or replaces currently is, and its configuration
+/// as observed.
 #[derive(Debug, Clone)]
 struct Current {
     vmid: u32,
     node: String,
+    /// The configuration's digest when the plan was made: an update carries it, so Proxmox
+    /// refuses the write if the VM was edited since (the plan is stale) rather than overwrite.
+    digest: String,
+    /// The configuration then (for the MACs an update keeps).
+    config: BTreeMap<String, String>,
 }
 
-fn current_of(change: &Change, actual: &ActualState) -> Option<Current> {
+fn current_of(
+    change: &Change,
+    owned_by_key: &BTreeMap<&ResourceKey, &ActualVm>,
+) -> Option<Current> {
     if change.key.kind == ResourceKind::Image {
         return None;
     }
-    actual
-        .vms
-        .values()
-        .find(|vm| vm.marker.as_ref().is_some_and(|m| m.key == change.key))
-        .map(|vm| Current {
-            vmid: vm.vmid,
-            node: vm.node.clone(),
-        })
+    owned_by_key.get(&change.key).map(|vm| Current {
+        vmid: vm.vmid,
+        node: vm.node.clone(),
+        digest: vm.digest.clone(),
+        config: vm.config.clone(),
+    })
 }
 
 struct Job {
@@ -594,31 +607,26 @@ impl Job {
             .map(|c| c.node.clone())
             .unwrap_or_else(|| vm.node.clone());
         if !set.is_empty() {
-            // Carry the digest of the config as it is now, so a concurrent edit is detected
-            // rather than overwritten; and keep each interface's MAC, which the spec leaves to
-            // Proxmox.
-            let config = self
-                .client
-                .vm_config(&node, vm.vmid)
-                .await
-                .map_err(|source| StepError::Pve {
-                    what: "read config".into(),
-                    source,
-                })?;
+            // Keep each interface's MAC, which the spec leaves to Proxmox; carry the digest
+            // observed when the plan was made, so an edit since then is refused, not
+            // overwritten. Both come from the observation: nothing is read twice in one run.
+            let (digest, observed) = match &self.current {
+                Some(current) => (Some(current.digest.as_str()), Some(&current.config)),
+                None => (None, None),
+            };
             for (option, value) in set.iter_mut() {
                 if option.starts_with("net")
-                    && let Some(mac) = config
-                        .values
-                        .get(option.as_str())
+                    && let Some(mac) = observed
+                        .and_then(|config| config.get(option.as_str()))
                         .and_then(|current| nic_mac(current))
                 {
                     *value = with_mac(value, &mac);
                 }
             }
-            let digest = config.digest;
+            let digest = digest.filter(|d| !d.is_empty());
             self.task("configure", tasks, || {
                 self.client
-                    .update_vm_config(&node, vm.vmid, &set, &[], Some(&digest))
+                    .update_vm_config(&node, vm.vmid, &set, &[], digest)
             })
             .await?;
         }

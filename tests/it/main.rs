@@ -7,5 +7,6 @@ mod diff;
 mod e2e;
 mod examples;
 mod images;
+mod requests;
 mod sim;
 mod spec;
