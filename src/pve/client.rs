@@ -262,12 +262,17 @@ impl PveClient {
         if !status.is_success() {
             return Err(http_error(&method, path, status, envelope.as_ref()));
         }
-        let envelope = envelope.ok_or_else(|| PveError::Decode {
+        let mut envelope = envelope.ok_or_else(|| PveError::Decode {
             what: format!("{method} {path}"),
             message: "the body is not JSON".into(),
         })?;
         let total = envelope.get("total").and_then(as_u64);
-        Ok((envelope.get("data").cloned().unwrap_or(Value::Null), total))
+        // Moved out, not cloned: a cluster listing's `data` is the whole cluster.
+        let data = envelope
+            .as_object_mut()
+            .and_then(|fields| fields.remove("data"))
+            .unwrap_or(Value::Null);
+        Ok((data, total))
     }
 
     /// `POST /nodes/{node}/storage/{storage}/upload`: a file as `multipart/form-data` with a
