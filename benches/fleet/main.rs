@@ -45,8 +45,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // The machine may be shared: its load says how much of it the figures had.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .map(|one_minute| format!(", load average {one_minute}"))
+        .unwrap_or_default();
     println!(
-        "proxfleet {} fleet benchmarks, {} cores{}",
+        "proxfleet {} fleet benchmarks, {} cores{load}{}",
         env!("CARGO_PKG_VERSION"),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         if quick { ", quick" } else { "" }
