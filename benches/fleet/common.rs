@@ -187,3 +187,13 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
 pub fn verdict(met: bool) -> &'static str {
     if met { "ok" } else { "MISSED" }
 }
+
+/// How long this thread has run on a CPU, and waited for one, so far (Linux's schedstat). On a
+/// shared machine the first is the work and the second is other people's builds.
+pub fn thread_times() -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let on_cpu = fields.next()??;
+    let waiting = fields.next()??;
+    Some((Duration::from_nanos(on_cpu), Duration::from_nanos(waiting)))
+}

@@ -1,6 +1,7 @@
 //! Pure plan: graph + diff + render for 10,000 clones against an `ActualState` built in memory,
-//! no I/O. Three clusters: empty (everything is created, the largest plan text), converged (no
-//! change) and drifted (every clone's memory changed by hand, 10,000 updates).
+//! no I/O. Four clusters: empty (everything is created, the largest plan text), 10,000 VMs that
+//! are not proxfleet's (everything is created among them), converged (no change) and drifted
+//! (every clone's memory changed by hand, 10,000 updates).
 //!
 //! The converged cluster looks as the simulator makes it: one template and one clone of the
 //! same spec are applied to a simulator and observed, and their configurations (MAC addresses,
@@ -40,13 +41,17 @@ pub fn run(runtime: &tokio::runtime::Runtime, quick: bool) {
         "graph",
         "diff",
         "render",
-        "total (median of 5)",
+        "wall (median of 5)",
+        "on CPU",
         "heap growth",
         "heap peak",
-        "≤ 100 ms",
+        "≤ 100 ms on CPU",
         "≤ 100 MB",
     ]);
     table.add_row(measure("empty", &spec, &ActualState::default()));
+    let crowded = crowded_state(n_clones, &model_clone);
+    table.add_row(measure("others' VMs only", &spec, &crowded));
+    drop(crowded);
     let mut actual = converged_state(&graph, &model_template, &model_clone);
     drop(graph);
     table.add_row(measure("converged", &spec, &actual));
@@ -62,6 +67,9 @@ pub fn run(runtime: &tokio::runtime::Runtime, quick: bool) {
     println!(
         "heap growth = the most the heap grew during graph + diff + render; heap peak = the whole heap then (spec, cluster, graph, plan, text), by a counting global allocator"
     );
+    println!(
+        "graph, diff, render: medians of 5 wall times; on CPU = the thread's time on a core (Linux schedstat), what the target holds"
+    );
     println!("{table}");
 }
 
@@ -70,11 +78,13 @@ fn measure(name: &str, spec: &Spec, actual: &ActualState) -> Vec<String> {
     let mut diff_times = Vec::new();
     let mut render_times = Vec::new();
     let mut totals = Vec::new();
+    let mut on_cpu = Vec::new();
     let mut peak_during = 0;
     let mut peak_total = 0;
     let mut n_changes = 0;
     let mut text_len = 0;
     for _ in 0..RUNS {
+        let cpu_before = common::thread_times();
         let before = PEAK.current_usage();
         PEAK.reset_peak_usage();
         let started = Instant::now();
@@ -90,11 +100,22 @@ fn measure(name: &str, spec: &Spec, actual: &ActualState) -> Vec<String> {
         diff_times.push(diffed - graphed);
         render_times.push(rendered - diffed);
         totals.push(rendered - started);
+        if let (Some((cpu_before, _)), Some((cpu_after, _))) = (cpu_before, common::thread_times())
+        {
+            on_cpu.push(cpu_after.saturating_sub(cpu_before));
+        }
         n_changes = plan.changes.len();
         text_len = text.len();
         drop((graph, plan, text));
     }
     let total = common::median(totals);
+    // The target holds the work to 100 ms: its time on a CPU where the machine tells it (the
+    // wall time also holds the waits for a core that other processes took).
+    let work = if on_cpu.is_empty() {
+        total
+    } else {
+        common::median(on_cpu.clone())
+    };
     let mb = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
     vec![
         name.to_string(),
@@ -104,9 +125,14 @@ fn measure(name: &str, spec: &Spec, actual: &ActualState) -> Vec<String> {
         shown(common::median(diff_times)),
         shown(common::median(render_times)),
         shown(total),
+        if on_cpu.is_empty() {
+            "n/a".to_string()
+        } else {
+            shown(work)
+        },
         format!("{:.1} MB", mb(peak_during)),
         format!("{:.1} MB", mb(peak_total)),
-        verdict(total <= Duration::from_millis(100)).to_string(),
+        verdict(work <= Duration::from_millis(100)).to_string(),
         verdict(mb(peak_total) <= 100.0).to_string(),
     ]
 }
@@ -125,6 +151,27 @@ async fn models(dir: &std::path::Path) -> (ActualVm, ActualVm) {
         (Some(template), Some(clone)) => (template, clone),
         _ => panic!("the simulator has no template and clone"),
     }
+}
+
+/// A cluster of `n_vms` VMs that are not proxfleet's (other names, other vmids): the whole
+/// fleet is to be created among them.
+fn crowded_state(n_vms: usize, model: &ActualVm) -> ActualState {
+    let mut actual = ActualState::default();
+    for idx in 0..n_vms {
+        let vmid = 500_000 + idx as u32;
+        actual.vms.insert(
+            vmid,
+            ActualVm {
+                vmid,
+                name: Some(format!("other-{idx}")),
+                config: std::collections::BTreeMap::new(),
+                digest: String::new(),
+                marker: None,
+                ..model.clone()
+            },
+        );
+    }
+    actual
 }
 
 /// Every VM of the graph as the models show it, with its own settings written in.
