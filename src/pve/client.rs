@@ -854,8 +854,9 @@ impl PveClient {
         }
     }
 
-    /// Wait for a task, looking at it after [`task_poll_delay`] each time. Success is `OK` or
-    /// `WARNINGS: n`; anything else fails with the task's log.
+    /// Wait for a task, looking at it again after a tenth of the time waited so far (10 ms to
+    /// 1 s; see `task_poll_delay`). Success is `OK` or `WARNINGS: n`; anything else fails with
+    /// the task's log.
     ///
     /// # Errors
     /// [`PveError::TaskFailed`] with the log, [`PveError::TaskTimeout`], or a polling error.
@@ -901,7 +902,7 @@ const TASK_POLL_MAX: Duration = Duration::from_secs(1);
 /// time later (never more than 1 s), and a task polled this way costs about 35 requests at 1 s
 /// and 60 at 12 s. A backoff that multiplies its own delay instead (10 ms, × 1.5, up to 1 s)
 /// costs fewer but can notice a task half its run time late (a 0.5 s task at 0.74 s).
-pub fn task_poll_delay(waited: Duration) -> Duration {
+fn task_poll_delay(waited: Duration) -> Duration {
     (waited / 10).clamp(TASK_POLL_MIN, TASK_POLL_MAX)
 }
 
