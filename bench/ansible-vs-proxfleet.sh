@@ -75,7 +75,28 @@ start_sim() {
 }
 
 now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+
+# Every HTTP request the Ansible modules send, with the simulator's status (and message when it
+# refused), logged by wrapping requests' Session.request in the modules' Python processes.
+mkdir -p "$work/pylog"
+cat >"$work/pylog/sitecustomize.py" <<'PY'
+import os
+try:
+    import requests.sessions as _sessions
+    _request = _sessions.Session.request
+    def _logged(self, method, url, *args, **kwargs):
+        response = _request(self, method, url, *args, **kwargs)
+        line = f"{response.status_code} {method} {url.split('/api2/json', 1)[-1]}"
+        if response.status_code >= 400:
+            line += " -> " + response.text.strip().replace("\n", " ")[:300]
+        with open(os.environ["PROXFLEET_BENCH_REQUEST_LOG"], "a") as log:
+            log.write(line + "\n")
+        return response
+    _sessions.Session.request = _logged
+except Exception:
+    pass
+PY
 
 run_ansible() {
   local log=$1
@@ -84,7 +105,21 @@ run_ansible() {
     PROXMOX_VALIDATE_CERTS=true REQUESTS_CA_BUNDLE=$work/ansible.ca.pem \
     ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
     ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python \
+    PYTHONPATH=$work/pylog PROXFLEET_BENCH_REQUEST_LOG=$log.requests \
     "$venv/bin/ansible-playbook" "$root/bench/ansible/quickstart.yml" >"$log" 2>&1
+}
+
+# "N requests" for an Ansible run, and every refused one.
+ansible_requests() {
+  local file=$1.requests
+  touch "$file"
+  echo "$(wc -l <"$file") requests, $(grep -cv '^2' "$file") refused"
+  grep -v '^2' "$file" | sed 's/^/     /' || true
+}
+
+# "N requests (W writes)" for a proxfleet run, from its -v summary.
+proxfleet_requests() {
+  grep -m1 '^requests: ' "$1" | sed -E 's/^requests: ([0-9]+)/\1 requests/'
 }
 
 run_proxfleet() {
@@ -110,17 +145,17 @@ timed() {
 echo "== Ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*core //; s/\]//'), community.proxmox $("$venv/bin/ansible-galaxy" collection list community.proxmox 2>/dev/null | awk '$1 == "community.proxmox" { print $2; exit }')"
 start_sim ansible
 ansible_first=$(timed "ansible-playbook (first run)" run_ansible "$work/ansible-1.log")
-echo "   first run:  ${ansible_first} s"
+echo "   first run:  ${ansible_first} s, $(ansible_requests "$work/ansible-1.log")"
 ansible_again=$(timed "ansible-playbook (re-run)" run_ansible "$work/ansible-2.log")
-echo "   re-run:     ${ansible_again} s  ($(grep -Eo 'changed=[0-9]+' "$work/ansible-2.log" | head -1))"
+echo "   re-run:     ${ansible_again} s, $(ansible_requests "$work/ansible-2.log"), $(grep -Eo 'changed=[0-9]+' "$work/ansible-2.log" | head -1)"
 stop_sim
 
 echo "== proxfleet $("$proxfleet" --version | awk '{print $2}')"
 start_sim proxfleet
 proxfleet_first=$(timed "proxfleet apply (first run)" run_proxfleet "$work/proxfleet-1.log")
-echo "   first run:  ${proxfleet_first} s"
+echo "   first run:  ${proxfleet_first} s, $(proxfleet_requests "$work/proxfleet-1.log")"
 proxfleet_again=$(timed "proxfleet apply (re-run)" run_proxfleet "$work/proxfleet-2.log")
-echo "   re-run:     ${proxfleet_again} s  ($(grep -m1 -E '^No changes|^Plan:' "$work/proxfleet-2.log"))"
+echo "   re-run:     ${proxfleet_again} s, $(proxfleet_requests "$work/proxfleet-2.log"), $(grep -m1 -E '^No changes|^Plan:' "$work/proxfleet-2.log")"
 stop_sim
 
 python3 - "$ansible_first" "$ansible_again" "$proxfleet_first" "$proxfleet_again" "$task_scale" "$latency_ms" <<'EOF'
@@ -129,6 +164,6 @@ af, aa, pf, pa = map(float, sys.argv[1:5])
 print()
 print(f"simulator: --task-scale {sys.argv[5]}, --latency-ms {sys.argv[6]}, HTTPS with verification")
 print(f"{'':12}{'Ansible':>10}{'proxfleet':>11}{'Ansible / proxfleet':>21}")
-print(f"{'first run':12}{af:>9.2f}s{pf:>10.2f}s{af / pf:>20.1f}×")
-print(f"{'re-run':12}{aa:>9.2f}s{pa:>10.2f}s{aa / pa:>20.1f}×")
+print(f"{'first run':12}{af:>9.2f}s{pf:>10.3f}s{af / pf:>20.1f}×")
+print(f"{'re-run':12}{aa:>9.2f}s{pa:>10.3f}s{aa / pa:>20.0f}×")
 EOF
