@@ -20,7 +20,7 @@ use crate::pve::{
     CloneRequest, DownloadRequest, PveClient, PveError, Upid, UploadRequest, VmConfig, VmStatus,
 };
 use crate::spec::ImageMode;
-use crate::state::ActualState;
+use crate::state::{ActualState, ActualVm};
 
 /// How apply runs.
 #[derive(Debug, Clone)]
@@ -198,6 +198,12 @@ pub async fn apply(
         .enumerate()
         .map(|(i, c)| (&c.key, i))
         .collect();
+    // Where each of the project's resources is now, found once rather than by a scan of the
+    // cluster per change.
+    let owned_by_key: BTreeMap<&ResourceKey, &ActualVm> = actual
+        .owned_vms(&plan.project)
+        .filter_map(|vm| vm.marker.as_ref().map(|m| (&m.key, vm)))
+        .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n_changes];
     let mut started = vec![false; n_changes];
     let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
@@ -269,7 +275,7 @@ pub async fn apply(
                 client: client.clone(),
                 change: change.clone(),
                 resource: desired.get(&change.key).cloned(),
-                current: current_of(change, actual),
+                current: current_of(change, &owned_by_key),
                 options: options.clone(),
                 events: events.clone(),
             };
@@ -339,25 +345,32 @@ fn static_address(vm: &DesiredVm) -> Option<String> {
     item("ip=").or_else(|| item("ip6="))
 }
 
-/// Where the resource a change deletes or replaces currently is.
+/// Where the resource a change updates, deletes or replaces currently is, and its configuration
+/// as observed.
 #[derive(Debug, Clone)]
 struct Current {
     vmid: u32,
     node: String,
+    /// The configuration's digest when the plan was made: an update carries it, so Proxmox
+    /// refuses the write if the VM was edited since (the plan is stale) rather than overwrite.
+    digest: String,
+    /// The configuration then (for the MACs an update keeps).
+    config: BTreeMap<String, String>,
 }
 
-fn current_of(change: &Change, actual: &ActualState) -> Option<Current> {
+fn current_of(
+    change: &Change,
+    owned_by_key: &BTreeMap<&ResourceKey, &ActualVm>,
+) -> Option<Current> {
     if change.key.kind == ResourceKind::Image {
         return None;
     }
-    actual
-        .vms
-        .values()
-        .find(|vm| vm.marker.as_ref().is_some_and(|m| m.key == change.key))
-        .map(|vm| Current {
-            vmid: vm.vmid,
-            node: vm.node.clone(),
-        })
+    owned_by_key.get(&change.key).map(|vm| Current {
+        vmid: vm.vmid,
+        node: vm.node.clone(),
+        digest: vm.digest.clone(),
+        config: vm.config.clone(),
+    })
 }
 
 struct Job {
@@ -765,10 +778,17 @@ impl Job {
             .map(|c| c.node.clone())
             .unwrap_or_else(|| vm.node.clone());
         if !set.is_empty() {
-            // Carry the digest of the config as it is now, so a concurrent edit is detected
-            // rather than overwritten; and keep each interface's MAC, which the spec leaves to
-            // Proxmox.
-            let mut config = self.read_config(&node, vm.vmid).await?;
+            // Keep each interface's MAC, which the spec leaves to Proxmox, and carry the digest
+            // observed when the plan was made, so an edit since then is not overwritten. Both
+            // come from the observation when it had the digest (nothing is read twice in a
+            // run); a running VM observed through its pending changes is read here.
+            let mut config = match &self.current {
+                Some(current) if !current.digest.is_empty() => crate::pve::VmConfig {
+                    digest: current.digest.clone(),
+                    values: current.config.clone(),
+                },
+                _ => self.read_config(&node, vm.vmid).await?,
+            };
             let mut retried = false;
             loop {
                 let mut values = set.clone();

@@ -1,7 +1,7 @@
 //! The observer: a read-only snapshot of the cluster for one desired graph. One cluster-wide VM
 //! listing, then the configurations that matter (proxfleet-tagged VMs and any VM occupying a
-//! desired vmid or name) fetched concurrently under a bound, then the content of the storages
-//! that hold the spec's images. It never writes.
+//! desired vmid or name) fetched concurrently under a bound; alongside both, the content of the
+//! storages that hold the spec's images. Every request is sent once. It never writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,11 +65,6 @@ pub async fn observe(
     client: &PveClient,
     desired: &DesiredGraph,
 ) -> Result<ActualState, ObserveError> {
-    let summaries = client
-        .cluster_vms()
-        .await
-        .map_err(|source| ObserveError::ListVms { source })?;
-
     let mut desired_vmids = BTreeSet::new();
     let mut desired_names = BTreeSet::new();
     let mut image_storages = BTreeSet::new();
@@ -77,13 +72,61 @@ pub async fn observe(
         match resource {
             Resource::Vm(vm) => {
                 desired_vmids.insert(vm.vmid);
-                desired_names.insert(vm.name.clone());
+                desired_names.insert(&vm.name);
             }
             Resource::Image(image) => {
                 image_storages.insert((image.node.clone(), image.storage.clone()));
             }
         }
     }
+
+    // The storage listings need nothing from the VM listing: they run alongside it and the
+    // config reads, so the only round trips in sequence are the listing and one config read.
+    let vms = observe_vms(client, &desired_vmids, &desired_names);
+    let contents = stream::iter(image_storages)
+        .map(|(node, storage)| async move {
+            client
+                .storage_content(&node, &storage, Some("import"))
+                .await
+                .map(|content| (node.clone(), storage.clone(), content))
+                .map_err(|source| ObserveError::ListStorage {
+                    node,
+                    storage,
+                    source,
+                })
+        })
+        .buffer_unordered(CONFIG_CONCURRENCY)
+        .try_collect::<Vec<_>>();
+    let (vms, contents) = futures::try_join!(vms, contents)?;
+
+    let mut volumes = BTreeMap::new();
+    for (node, storage, content) in contents {
+        for vol in content {
+            volumes.insert(
+                (node.clone(), vol.volid.clone()),
+                ActualVolume {
+                    node: node.clone(),
+                    storage: storage.clone(),
+                    volid: vol.volid,
+                    size: vol.size,
+                },
+            );
+        }
+    }
+
+    Ok(ActualState { vms, volumes })
+}
+
+/// Every VM of the cluster from one listing, with the configurations of those that matter.
+async fn observe_vms(
+    client: &PveClient,
+    desired_vmids: &BTreeSet<u32>,
+    desired_names: &BTreeSet<&String>,
+) -> Result<BTreeMap<u32, ActualVm>, ObserveError> {
+    let summaries = client
+        .cluster_vms()
+        .await
+        .map_err(|source| ObserveError::ListVms { source })?;
 
     let mut vms: BTreeMap<u32, ActualVm> = BTreeMap::new();
     let mut to_read = Vec::new();
@@ -109,6 +152,7 @@ pub async fn observe(
                 pool: summary.pool,
                 config: BTreeMap::new(),
                 digest: String::new(),
+                fingerprint: String::new(),
                 pending: Vec::new(),
                 marker: None,
             },
@@ -152,35 +196,12 @@ pub async fn observe(
         }
         // One fingerprint of what was seen, whichever way it was read, for staleness checks
         // (writes re-read the real digest).
-        vm.digest = fingerprint(&config.values, &pending);
+        vm.fingerprint = fingerprint(&config.values, &pending);
+        vm.digest = config.digest;
         vm.config = config.values;
         vm.pending = pending;
     }
-
-    let mut volumes = BTreeMap::new();
-    for (node, storage) in image_storages {
-        let content = client
-            .storage_content(&node, &storage, Some("import"))
-            .await
-            .map_err(|source| ObserveError::ListStorage {
-                node: node.clone(),
-                storage: storage.clone(),
-                source,
-            })?;
-        for vol in content {
-            volumes.insert(
-                (node.clone(), vol.volid.clone()),
-                ActualVolume {
-                    node: node.clone(),
-                    storage: storage.clone(),
-                    volid: vol.volid,
-                    size: vol.size,
-                },
-            );
-        }
-    }
-
-    Ok(ActualState { vms, volumes })
+    Ok(vms)
 }
 
 /// A SHA-1 over a VM's options (pending values applied) and the names of those pending: one

@@ -140,7 +140,7 @@ impl ClusterFingerprint {
                     .as_ref()
                     .filter(|m| m.project == project)
                     .map(|m| m.key.clone()),
-                digest: vm.digest.clone(),
+                digest: vm.fingerprint.clone(),
                 lock: vm.lock.clone(),
                 running: vm.running,
             })

@@ -22,8 +22,12 @@ pub struct ActualVm {
     pub lock: Option<String>,
     /// Configuration (pending values applied), without `digest`; empty when not fetched.
     pub config: BTreeMap<String, String>,
-    /// Config digest; empty when not fetched.
+    /// Config digest; empty when not fetched (a running VM read through `/pending`, which
+    /// carries none).
     pub digest: String,
+    /// A fingerprint of what was observed (options, pending values applied, and which are
+    /// pending), whichever endpoint they came from: saved plans compare it.
+    pub fingerprint: String,
     /// Options with a change pending until the next boot.
     pub pending: Vec<String>,
     /// Ownership marker from the description, when it is proxfleet's and matches the vmid.

@@ -1809,6 +1809,11 @@ fn vm_pending(ctx: &Ctx) -> Reply {
                     }
                     entry
                 })
+                // `config_with_pending_array` walks the loaded config, which carries its
+                // digest (qm's `format_pending` skips that key when printing).
+                .chain(std::iter::once(
+                    json!({"key": "digest", "value": vm.digest()}),
+                ))
                 .collect(),
         ))
     })

@@ -61,8 +61,15 @@ async fn fixture() -> (proxfleet::sim::SimHandle, Api) {
 fn normalize(value: &mut Value, key: Option<&str>) {
     match value {
         Value::Object(map) => {
+            // `/pending` lists the digest as an entry: {"key": "digest", "value": …}.
+            let is_digest_entry = map.get("key").and_then(Value::as_str) == Some("digest");
             for (k, v) in map.iter_mut() {
-                normalize(v, Some(k));
+                let key = if is_digest_entry && k == "value" {
+                    "digest"
+                } else {
+                    k.as_str()
+                };
+                normalize(v, Some(key));
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| normalize(v, key)),

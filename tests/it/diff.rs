@@ -73,6 +73,7 @@ fn converged(desired: &DesiredGraph) -> ActualState {
                         lock: None,
                         config,
                         digest: "0".repeat(40),
+                        fingerprint: "0".repeat(40),
                         pending: Vec::new(),
                         marker: Marker::find(&description),
                         pool: None,

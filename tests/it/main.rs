@@ -17,6 +17,7 @@ mod nocloud;
 mod pending;
 mod plans;
 mod preflight;
+mod requests;
 mod seed;
 mod sim;
 mod spec;
