@@ -49,6 +49,13 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     let mut changes = Vec::new();
     let mut conflicts = Vec::new();
     let mut unchanged = 0;
+    // VMs by name, once: a fleet among many VMs is not scanned per VM.
+    let mut names: BTreeMap<&str, Vec<&ActualVm>> = BTreeMap::new();
+    for vm in actual.vms.values() {
+        if let Some(name) = vm.name.as_deref() {
+            names.entry(name).or_default().push(vm);
+        }
+    }
 
     // Deletions first: what we own that the spec no longer asks for.
     // Images are only ever deleted by `destroy --include-images`: once out of the spec, nothing
@@ -65,6 +72,7 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
                 vm,
                 owned_by_key.get(&vm.key).copied(),
                 actual,
+                &names,
                 project,
                 forced,
                 &mut conflicts,
@@ -627,10 +635,12 @@ fn diff_image(image: &DesiredImage, actual: &ActualState, forced: bool) -> Optio
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn diff_vm(
     vm: &DesiredVm,
     owned: Option<&ActualVm>,
     actual: &ActualState,
+    names: &BTreeMap<&str, Vec<&ActualVm>>,
     project: &str,
     forced: bool,
     conflicts: &mut Vec<Conflict>,
@@ -669,10 +679,11 @@ fn diff_vm(
         return adopt(vm, occupant, conflicts);
     }
     if owned.is_none() {
-        let namesake = actual.vms.values().find(|other| {
-            other.name.as_deref() == Some(vm.name.as_str())
-                && other.marker.as_ref().is_none_or(|m| m.project != project)
-        });
+        let namesake = names
+            .get(vm.name.as_str())
+            .into_iter()
+            .flatten()
+            .find(|other| other.marker.as_ref().is_none_or(|m| m.project != project));
         if let Some(other) = namesake {
             conflicts.push(Conflict {
                 key: vm.key.clone(),

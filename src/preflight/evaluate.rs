@@ -985,6 +985,9 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
                 subject,
                 format!("cannot read the configuration of VM {vmid}: {error}"),
             ),
+            // Tagged: the plan's observation proves ownership right after, reading what this
+            // check does not.
+            None if facts.tagged.contains(vmid) => ours.push(format!("{vmid}{name}")),
             None => free.push(vmid.to_string()),
         }
     }

@@ -41,6 +41,9 @@ pub struct Facts {
     pub owners: BTreeMap<u32, Result<Option<Marker>, PveError>>,
     /// For desired vmids the token may not see: whether the vmid is free.
     pub hidden: BTreeMap<u32, Result<bool, PveError>>,
+    /// VMs on desired vmids that carry the `proxfleet` tag: not read here (the plan's
+    /// observation proves ownership right after), so a converged fleet costs no reads.
+    pub tagged: BTreeSet<u32>,
 }
 
 impl Facts {
@@ -57,6 +60,7 @@ impl Facts {
             bridges: BTreeMap::new(),
             owners: BTreeMap::new(),
             hidden: BTreeMap::new(),
+            tagged: BTreeSet::new(),
         }
     }
 
@@ -84,14 +88,31 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         Ok(version) => version,
         Err(error) => return Facts::unreachable(client.token_id(), error),
     };
+    // One dump of the caller's permissions answers for every path (what propagates from the
+    // nearest path with entries), instead of a request per path.
     let paths = needs.privilege_paths();
-    let privileges = stream::iter(paths)
-        .map(|path| async move {
-            let privileges = client.privileges_on(&path).await;
-            (path, privileges)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<BTreeMap<_, _>>();
+    let privileges = async {
+        match client.permissions_dump().await {
+            Ok(dump) => paths
+                .into_iter()
+                .map(|path| {
+                    let privileges = effective_privileges(&dump, &path);
+                    (path, Ok(privileges))
+                })
+                .collect::<BTreeMap<_, _>>(),
+            Err(_) => {
+                // Fall back to asking path by path (and keep each failure with its path).
+                stream::iter(paths)
+                    .map(|path| async move {
+                        let privileges = client.privileges_on(&path).await;
+                        (path, privileges)
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect::<BTreeMap<_, _>>()
+                    .await
+            }
+        }
+    };
     let mappings = async {
         if needs.pci_mappings.is_empty() {
             None
@@ -112,6 +133,7 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         bridges: BTreeMap::new(),
         owners: BTreeMap::new(),
         hidden: BTreeMap::new(),
+        tagged: BTreeSet::new(),
     };
 
     let online = facts.online_nodes();
@@ -146,9 +168,21 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         Some(Ok(vms)) => vms.iter().map(|vm| (vm.vmid, vm)).collect(),
         _ => BTreeMap::new(),
     };
+    let is_tagged = |vm: &VmSummary| {
+        vm.tags
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(crate::ownership::TAG))
+    };
+    let tagged: BTreeSet<u32> = needs
+        .vmids
+        .keys()
+        .filter(|vmid| listed.get(vmid).is_some_and(|vm| is_tagged(vm)))
+        .copied()
+        .collect();
     let occupied: Vec<(u32, String)> = needs
         .vmids
         .keys()
+        .filter(|vmid| !tagged.contains(vmid))
         .filter_map(|vmid| listed.get(vmid).map(|vm| (*vmid, vm.node.clone())))
         .collect();
     let unseen: Vec<u32> = needs
@@ -184,5 +218,55 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
     facts.bridges = bridges;
     facts.owners = owners;
     facts.hidden = hidden;
+    facts.tagged = tagged;
     facts
+}
+
+/// The privileges on `path` from a permissions dump: those of the path itself when it has
+/// entries, else those that propagate from its nearest ancestor that has.
+pub fn effective_privileges(
+    dump: &BTreeMap<String, BTreeMap<String, bool>>,
+    path: &str,
+) -> BTreeSet<String> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for depth in (0..=parts.len()).rev() {
+        let candidate = format!("/{}", parts[..depth].join("/"));
+        if let Some(privileges) = dump.get(&candidate) {
+            let exact = depth == parts.len();
+            return privileges
+                .iter()
+                .filter(|(_, propagates)| exact || **propagates)
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+    }
+    BTreeSet::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileges_propagate_from_the_nearest_path_with_entries() {
+        let dump: BTreeMap<String, BTreeMap<String, bool>> = [
+            ("/", vec![("Sys.Audit", true)]),
+            ("/vms", vec![("VM.Allocate", true), ("VM.Audit", false)]),
+            ("/vms/100", vec![("VM.Audit", true)]),
+        ]
+        .into_iter()
+        .map(|(path, privs)| {
+            (
+                path.to_string(),
+                privs.into_iter().map(|(p, f)| (p.to_string(), f)).collect(),
+            )
+        })
+        .collect();
+        let names =
+            |path: &str| -> Vec<String> { effective_privileges(&dump, path).into_iter().collect() };
+        assert_eq!(names("/vms/100"), vec!["VM.Audit"]);
+        assert_eq!(names("/vms/101"), vec!["VM.Allocate"]);
+        assert_eq!(names("/vms"), vec!["VM.Allocate", "VM.Audit"]);
+        assert_eq!(names("/storage/local"), vec!["Sys.Audit"]);
+    }
 }

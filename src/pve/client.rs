@@ -558,6 +558,41 @@ impl PveClient {
             .unwrap_or_default())
     }
 
+    /// `GET /access/permissions` without a path: the caller's privileges on every ACL path it
+    /// has entries on, each with its propagate flag (path → privilege → propagates).
+    ///
+    /// # Errors
+    /// HTTP errors; an answer that is not an object of objects.
+    pub async fn permissions_dump(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, bool>>, PveError> {
+        let data = self
+            .get("/access/permissions", "/access/permissions", &[])
+            .await?;
+        let Value::Object(paths) = data else {
+            return Err(PveError::Decode {
+                what: "GET /access/permissions".into(),
+                message: "expected an object".into(),
+            });
+        };
+        Ok(paths
+            .into_iter()
+            .map(|(path, privileges)| {
+                let privileges = privileges
+                    .as_object()
+                    .map(|p| {
+                        p.iter()
+                            .map(|(name, flag)| {
+                                (name.clone(), flag.as_u64().is_none_or(|f| f != 0))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (path, privileges)
+            })
+            .collect())
+    }
+
     /// `GET /cluster/nextid?vmid=N`: whether a vmid is free cluster-wide, including VMs the
     /// caller cannot see.
     pub async fn vmid_is_free(&self, vmid: u32) -> Result<bool, PveError> {

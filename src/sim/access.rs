@@ -346,12 +346,21 @@ impl AccessControl {
         }
         let mut out = serde_json::Map::new();
         for path in paths {
+            // A path with entries that grant nothing (`NoAccess`) is listed empty: it stops
+            // what would propagate from above.
             let privs = self.privileges(authid, &path);
-            if privs.is_empty() {
+            if privs.is_empty() && path == "/" && only.is_none() {
                 continue;
             }
-            let entry: serde_json::Map<String, Value> =
-                privs.into_iter().map(|p| (p, Value::from(1))).collect();
+            // The flag says whether the privilege propagates below the path.
+            let below = self.privileges(authid, &format!("{}/~", path.trim_end_matches('/')));
+            let entry: serde_json::Map<String, Value> = privs
+                .into_iter()
+                .map(|p| {
+                    let flag = u8::from(below.contains(&p));
+                    (p, Value::from(flag))
+                })
+                .collect();
             out.insert(path, Value::Object(entry));
         }
         Value::Object(out)

@@ -73,7 +73,9 @@ async fn a_clean_quickstart_passes_every_check() {
         again.out
     );
     assert!(
-        again.out.contains("✓ this project's already: 9000 (template.debian-12-base), 201 (clone.web-1), 202 (clone.web-2), 203 (clone.web-3)"),
+        again.out.contains(
+            "✓ this project's already: 9000 `debian-12-base`, 201 `web-1`, 202 `web-2`, 203 `web-3`"
+        ),
         "{}",
         again.out
     );

@@ -113,3 +113,28 @@ async fn an_update_reads_no_config_again_and_refuses_an_edit_made_since_the_plan
     let web2 = sim.vms().into_iter().find(|vm| vm.vmid == 202).unwrap();
     assert_eq!(web2.config.get("memory").map(String::as_str), Some("4096"));
 }
+
+#[tokio::test]
+async fn the_preflight_checks_of_a_converged_fleet_cost_a_fixed_handful_of_requests() {
+    let (sim, conn) = sim().await;
+    let quickstart = example("quickstart.yaml");
+    assert!(apply(&conn, &quickstart).await.result.is_ok());
+    sim.clear_requests();
+    let run = check(&conn, &quickstart, false).await;
+    assert!(run.result.is_ok(), "{}", run.out);
+    let counts = counted(&sim);
+    // Version, nodes, the cluster listing, one permissions dump, storages and bridges of the
+    // one node: no request per VM (the plan's observation reads those).
+    let expected: BTreeMap<String, usize> = [
+        "GET /api2/json/version",
+        "GET /api2/json/nodes",
+        "GET /api2/json/cluster/resources",
+        "GET /api2/json/access/permissions",
+        "GET /api2/json/nodes/pve1/storage",
+        "GET /api2/json/nodes/pve1/network",
+    ]
+    .into_iter()
+    .map(|request| (request.to_string(), 1))
+    .collect();
+    assert_eq!(counts, expected);
+}
