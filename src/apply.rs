@@ -36,6 +36,78 @@ pub struct ApplyOptions {
     /// Fires on an interruption (Ctrl-C): no change starts and no Proxmox call is sent after
     /// it; tasks already running are awaited.
     pub cancel: CancellationToken,
+    /// Requests that allocate volumes on one storage sent at once (creates, clones, downloads):
+    /// pve-storage allocates under a storage-wide lock and gives up waiting for it after 10 s
+    /// (`can't lock file … got timeout`), so a burst of parallel clones is throttled per
+    /// storage instead of failing.
+    pub storage_parallelism: usize,
+    /// How long one volume's allocation is assumed to hold its storage's lock at most. A
+    /// throttled request's slot is freed when its task ends, or after this long per volume
+    /// for every slot of the storage, whichever comes first (a full clone's copy runs long
+    /// after its allocations are done).
+    pub allocation_window: Duration,
+    /// The per-storage slots, shared by every change of a run.
+    pub storage_gate: StorageGate,
+}
+
+/// Per-storage slots for requests that allocate volumes (see `ApplyOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct StorageGate {
+    slots: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Semaphore>>>>,
+}
+
+impl StorageGate {
+    /// Wait for a slot on `storage`.
+    async fn enter(&self, storage: &str, permits: usize) -> AllocationGuard {
+        let semaphore = self
+            .slots
+            .lock()
+            .map(|mut slots| {
+                Arc::clone(
+                    slots
+                        .entry(storage.to_string())
+                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits.max(1)))),
+                )
+            })
+            .ok();
+        let permit = match semaphore {
+            Some(semaphore) => semaphore.acquire_owned().await.ok(),
+            None => None,
+        };
+        AllocationGuard {
+            permit: Arc::new(std::sync::Mutex::new(permit)),
+        }
+    }
+}
+
+/// A storage slot, freed when its task ends or, for a long task (a full clone copying its
+/// disks), once its allocations are surely done, whichever comes first.
+struct AllocationGuard {
+    permit: Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+}
+
+impl AllocationGuard {
+    /// Free the slot `after` from now if the task has not ended by then.
+    fn release_after(&self, after: Duration) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let permit = Arc::clone(&self.permit);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Ok(mut permit) = permit.lock() {
+                permit.take();
+            }
+        });
+    }
+}
+
+impl Drop for AllocationGuard {
+    fn drop(&mut self) {
+        if let Ok(mut permit) = self.permit.lock() {
+            permit.take();
+        }
+    }
 }
 
 impl Default for ApplyOptions {
@@ -50,6 +122,9 @@ impl Default for ApplyOptions {
                 .with_max_times(5)
                 .with_jitter(),
             cancel: CancellationToken::new(),
+            storage_parallelism: 4,
+            allocation_window: Duration::from_millis(500),
+            storage_gate: StorageGate::default(),
         }
     }
 }
@@ -155,6 +230,16 @@ fn already_done(result: Result<(), StepError>, sign: &str) -> Result<(), Box<Ste
         Err(err) if err.to_string().contains(sign) => Ok(()),
         other => other.map_err(Box::new),
     }
+}
+
+/// Whether a create parameter is a disk (`scsi0`, `efidisk0`, `ide2`, …).
+fn is_disk_param(option: &str) -> bool {
+    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
+    family != option
+        && matches!(
+            family,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
+        )
 }
 
 /// A sink for events; called from several tasks at once.
@@ -488,12 +573,45 @@ impl Job {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Upid>, PveError>>,
     {
+        self.task_allocating(what, tasks, None, request).await
+    }
+
+    /// `task` for a request that allocates `volumes` on `storage`: each attempt waits for one
+    /// of the storage's slots first (see `ApplyOptions::storage_parallelism`).
+    async fn task_allocating<F, Fut>(
+        &self,
+        what: &str,
+        tasks: &mut Vec<String>,
+        allocation: Option<(&str, usize)>,
+        request: F,
+    ) -> Result<(), StepError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Upid>, PveError>>,
+    {
         if let Some(cancelled) = self.cancelled_before(what) {
             return Err(cancelled);
         }
         let timeout = self.options.task_timeout;
         let attempt = || async {
+            // Proxmox allocates under a storage-wide lock, one allocation after another, and
+            // waits 10 s for it: with at most `storage_parallelism` requests in flight per
+            // storage, each slot held until its task ends (or for as long as the slots'
+            // allocations take at most, for a long copy), no request waits that long.
+            let guard = match allocation {
+                Some((storage, _)) => Some(
+                    self.options
+                        .storage_gate
+                        .enter(storage, self.options.storage_parallelism)
+                        .await,
+                ),
+                None => None,
+            };
             let upid = request().await?;
+            if let (Some(guard), Some((_, volumes))) = (&guard, allocation) {
+                let slots = self.options.storage_parallelism.max(1) as u32;
+                guard.release_after(self.options.allocation_window * volumes.max(1) as u32 * slots);
+            }
             if let Some(upid) = &upid {
                 self.client.wait_task(upid, timeout).await?;
             }
@@ -538,13 +656,19 @@ impl Job {
                 content: "import".into(),
                 checksum: Some((image.checksum_algorithm.clone(), image.checksum_hex.clone())),
             };
+            let storage = format!("{}@{}", image.storage, image.node);
             return self
-                .task(&format!("upload {}", image.volid), tasks, || async {
-                    self.client
-                        .upload(&image.node, &image.storage, &request)
-                        .await
-                        .map(Some)
-                })
+                .task_allocating(
+                    &format!("upload {}", image.volid),
+                    tasks,
+                    Some((&storage, 1)),
+                    || async {
+                        self.client
+                            .upload(&image.node, &image.storage, &request)
+                            .await
+                            .map(Some)
+                    },
+                )
                 .await;
         }
         let request = DownloadRequest {
@@ -554,12 +678,18 @@ impl Job {
             checksum: Some((image.checksum_algorithm.clone(), image.checksum_hex.clone())),
             verify_certificates: None,
         };
-        self.task(&format!("download {}", image.volid), tasks, || async {
-            self.client
-                .download_url(&image.node, &image.storage, &request)
-                .await
-                .map(Some)
-        })
+        let storage = format!("{}@{}", image.storage, image.node);
+        self.task_allocating(
+            &format!("download {}", image.volid),
+            tasks,
+            Some((&storage, 1)),
+            || async {
+                self.client
+                    .download_url(&image.node, &image.storage, &request)
+                    .await
+                    .map(Some)
+            },
+        )
         .await?;
         Ok(())
     }
@@ -598,10 +728,23 @@ impl Job {
                 .iter()
                 .map(|(option, secret)| (option.clone(), secret.expose().to_string())),
         );
+        // The disks the create allocates, on the boot disk's storage (the others are mostly
+        // there too: EFI and TPM state, the cloud-init drive).
+        let disks = params
+            .iter()
+            .filter(|(option, value)| is_disk_param(option) && value.contains(':'))
+            .count();
+        let boot_storage = params
+            .iter()
+            .find(|(option, _)| *option == build.resize.0)
+            .and_then(|(_, value)| value.split(':').next())
+            .map(|storage| format!("{storage}@{}", vm.node))
+            .unwrap_or_else(|| vm.node.clone());
         let created = self
-            .task(
+            .task_allocating(
                 &format!("create VM {} from {}", vm.vmid, build.image),
                 tasks,
+                Some((&boot_storage, disks)),
                 || async {
                     self.client
                         .create_vm(&vm.node, vm.vmid, &params)
@@ -647,13 +790,22 @@ impl Job {
         if let Some(pool) = &vm.pool {
             self.ensure_pool(pool).await?;
         }
+        let target_storage = format!(
+            "{}@{}",
+            recipe
+                .storage
+                .as_deref()
+                .unwrap_or(&recipe.template_storage),
+            vm.node
+        );
         let cloned = self
-            .task(
+            .task_allocating(
                 &format!(
                     "clone {} (vmid {}) to {}",
                     recipe.template, recipe.template_vmid, vm.vmid
                 ),
                 tasks,
+                Some((&target_storage, recipe.volumes)),
                 || async {
                     self.client
                         .clone_vm(&recipe.template_node, recipe.template_vmid, &request)

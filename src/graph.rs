@@ -65,6 +65,11 @@ pub struct CloneRecipe {
     pub full: bool,
     /// Target storage of a full clone.
     pub storage: Option<String>,
+    /// The template's boot disk storage (where a clone's copies go without `storage`).
+    pub template_storage: String,
+    /// How many volumes a full clone allocates (the template's disks, EFI and TPM state and
+    /// cloud-init drive included); a linked clone allocates its cloud-init drive and TPM state.
+    pub volumes: usize,
 }
 
 /// How a VM comes to exist.
@@ -565,6 +570,15 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
             template_node: template.node.clone(),
             full: c.full,
             storage: c.storage.clone(),
+            template_storage: template.disk.storage.clone(),
+            volumes: if c.full {
+                1 + template.extra_disks.len()
+                    + usize::from(template.efi_disk.is_some())
+                    + usize::from(template.tpm.is_some())
+                    + usize::from(template.cloud_init.is_some())
+            } else {
+                usize::from(template.tpm.is_some()) + usize::from(template.cloud_init.is_some())
+            },
         }),
         running: c.start,
         disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),

@@ -50,7 +50,11 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        options_of(
+            args.parallelism,
+            args.shutdown_timeout,
+            args.storage_parallelism,
+        ),
         "Apply",
         io,
     )
@@ -150,7 +154,11 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        options_of(
+            args.parallelism,
+            args.shutdown_timeout,
+            args.storage_parallelism,
+        ),
         "Apply",
         io,
     )
@@ -233,7 +241,7 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        options_of(args.parallelism, args.shutdown_timeout, 4),
         "Destroy",
         io,
     )
@@ -241,9 +249,10 @@ pub async fn run_destroy(
 }
 
 /// How the executor runs, from the command line.
-fn options_of(parallelism: u16, shutdown_timeout: u32) -> ApplyOptions {
+fn options_of(parallelism: u16, shutdown_timeout: u32, storage_parallelism: u16) -> ApplyOptions {
     ApplyOptions {
         parallelism: usize::from(parallelism),
+        storage_parallelism: usize::from(storage_parallelism),
         shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
         ..ApplyOptions::default()
     }

@@ -665,8 +665,15 @@ where
         "qmclone" => ctx.get("newid").and_then(|v| v.parse::<u32>().ok()),
         _ => None,
     };
+    // Allocating volumes takes each storage's lock in turn (pve-storage `vdisk_alloc` under
+    // `cluster_lock_storage`): a task queues behind allocations already reserved there, and
+    // gives up when its wait would pass the lock time-out.
+    let allocations = storage_allocations(ctx, cluster, node, kind);
+    let lock = reserve_storage_locks(&shared, &allocations, node);
     let runner = async move {
-        tokio::time::sleep(duration).await;
+        let (waited, lock_failure) = lock;
+        tokio::time::sleep(duration + waited).await;
+        let injected = injected.or(lock_failure);
         let result = match injected {
             None => work.await,
             Some(message) => {
@@ -703,6 +710,115 @@ where
         tasks.spawn(runner);
     }
     upid
+}
+
+/// The storages a task allocates volumes on, with how many: a create's disks, a full clone's
+/// copies (a linked clone allocates its cloud-init drive only), a download's or upload's file.
+fn storage_allocations(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    node: &str,
+    kind: &str,
+) -> BTreeMap<String, usize> {
+    let mut out: BTreeMap<String, usize> = BTreeMap::new();
+    let mut count = |storage: &str| {
+        let key = match cluster.storage(storage) {
+            Some(def) if def.shared => storage.to_string(),
+            _ => format!("{storage}@{node}"),
+        };
+        *out.entry(key).or_default() += 1;
+    };
+    match kind {
+        "download" | "imgcopy" => {
+            if let Some(storage) = ctx.get("storage") {
+                count(storage);
+            }
+        }
+        "qmcreate" => {
+            for (key, value) in ctx.params.iter().filter(|(k, _)| is_disk_key(k)) {
+                let _ = key;
+                if let Some((storage, rest)) =
+                    Props::parse(value, "file").first.as_deref().and_then(|f| {
+                        f.split_once(':')
+                            .map(|(s, r)| (s.to_string(), r.to_string()))
+                    })
+                    && (rest == "cloudinit" || rest.parse::<f64>().is_ok())
+                {
+                    count(&storage);
+                }
+            }
+        }
+        "qmclone" => {
+            let full = ctx.flag("full").unwrap_or(false);
+            if let Some(source) = cluster.vms.get(&ctx.vmid()) {
+                for (key, value) in source.config.iter().filter(|(k, _)| is_disk_key(k)) {
+                    let linked_copy = value.contains("cloudinit") || key.starts_with("tpmstate");
+                    if !full && !linked_copy {
+                        continue;
+                    }
+                    let storage = ctx
+                        .get("storage")
+                        .filter(|_| full)
+                        .map(str::to_string)
+                        .or_else(|| disk_storage(value));
+                    if let Some(storage) = storage {
+                        count(&storage);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Reserve the storages' locks for a task's allocations: how long it waits for them, and the
+/// failure when a wait passes the time-out.
+fn reserve_storage_locks(
+    shared: &Shared,
+    allocations: &BTreeMap<String, usize>,
+    node: &str,
+) -> (std::time::Duration, Option<String>) {
+    let config = &shared.config;
+    let scale = config.task_scale.max(0.0);
+    let hold = match (config.storage_lock_hold, config.task_duration) {
+        (Some(hold), _) => hold,
+        (None, Some(_)) => return (std::time::Duration::ZERO, None),
+        (None, None) => std::time::Duration::from_millis(1_500).mul_f64(scale),
+    };
+    let timeout = config
+        .storage_lock_timeout
+        .unwrap_or_else(|| std::time::Duration::from_secs(10).mul_f64(scale));
+    if hold.is_zero() || allocations.is_empty() {
+        return (std::time::Duration::ZERO, None);
+    }
+    let Ok(mut locks) = shared.storage_locks.lock() else {
+        return (std::time::Duration::ZERO, None);
+    };
+    let now = tokio::time::Instant::now();
+    let mut waited = std::time::Duration::ZERO;
+    for (key, volumes) in allocations {
+        let free_at = locks.get(key).copied().unwrap_or(now).max(now);
+        let wait = free_at - now;
+        if wait > timeout {
+            shared
+                .lock_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let storage = key.split('@').next().unwrap_or(key);
+            let message = if key.contains('@') {
+                format!(
+                    "can't lock file '/var/lock/pve-manager/pve-storage-{storage}' - got timeout"
+                )
+            } else {
+                format!("cfs-lock 'storage-{storage}' error: got lock request timeout")
+            };
+            let _ = node;
+            return (timeout, Some(message));
+        }
+        locks.insert(key.clone(), free_at + hold * (*volumes as u32));
+        waited = waited.max(wait + hold * (*volumes as u32));
+    }
+    (waited, None)
 }
 
 /// How long a task of this kind takes on real hardware, roughly (scaled by `task_scale`).

@@ -52,6 +52,15 @@ pub struct SimConfig {
     pub fault_seed: u64,
     /// Resource pools that exist from the start.
     pub pools: Vec<String>,
+    /// How long allocating one volume holds its storage's lock (pve-storage takes a
+    /// storage-wide lock around every allocation); `None` for a nominal 1.5 s × `task_scale`,
+    /// or nothing when `task_duration` fixes every task's time.
+    pub storage_lock_hold: Option<Duration>,
+    /// How long a task waits for a storage lock before it fails with Proxmox's
+    /// `can't lock file '/var/lock/pve-manager/pve-storage-ID' - got timeout` (local storage) or
+    /// `cfs-lock 'storage-ID' error: got lock request timeout` (shared); `None` for pve-storage's
+    /// 10 s × `task_scale`.
+    pub storage_lock_timeout: Option<Duration>,
     /// Added latency per request.
     pub latency: Duration,
     /// Where the state is loaded from and saved to.
@@ -80,6 +89,8 @@ impl Default for SimConfig {
             faults: Vec::new(),
             fault_seed: 0,
             pools: Vec::new(),
+            storage_lock_hold: None,
+            storage_lock_timeout: None,
             latency: Duration::ZERO,
             state_file: None,
             tls: false,
@@ -261,6 +272,11 @@ pub(crate) struct Session {
 }
 
 pub(crate) struct Shared {
+    /// Per storage lock (`local-lvm`, or `local-lvm@pve1` for node-local storages): when it is
+    /// free again, as the queue of allocations reserved it.
+    pub storage_locks: Mutex<BTreeMap<String, tokio::time::Instant>>,
+    /// Tasks that failed waiting for a storage lock (for tests and `sim serve` logs).
+    pub lock_timeouts: std::sync::atomic::AtomicUsize,
     pub cluster: Mutex<Cluster>,
     pub access: access::AccessControl,
     pub faults: Mutex<faults::Faults>,
@@ -379,6 +395,8 @@ impl SimHandle {
             }
         }
         let shared = Arc::new(Shared {
+            storage_locks: Mutex::default(),
+            lock_timeouts: std::sync::atomic::AtomicUsize::new(0),
             cluster: Mutex::new(cluster),
             access,
             faults: Mutex::new(faults),
@@ -555,6 +573,13 @@ impl SimHandle {
             .first()
             .map(|t| format!("{}={}", t.id, t.secret))
             .unwrap_or_else(|| DEFAULT_TOKEN.to_string())
+    }
+
+    /// How many tasks failed waiting for a storage lock.
+    pub fn storage_lock_timeouts(&self) -> usize {
+        self.shared
+            .lock_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every request served so far.

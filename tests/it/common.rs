@@ -109,6 +109,7 @@ pub fn apply_args(file: &Path) -> ApplyArgs {
         spec: spec_args(file),
         auto_approve: true,
         parallelism: 8,
+        storage_parallelism: 4,
         shutdown_timeout: 60,
         select: SelectArgs::default(),
         replace: Vec::new(),
