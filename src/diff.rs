@@ -332,6 +332,12 @@ fn pending_reboots(
     options: &PlanOptions,
 ) -> Vec<PendingReboot> {
     let mut out = Vec::new();
+    // Each resource has at most one change: index them once (fleets are large).
+    let by_key: BTreeMap<ResourceKey, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(idx, c)| (c.key.clone(), idx))
+        .collect();
     for resource in desired.in_order() {
         let Resource::Vm(vm) = resource else {
             continue;
@@ -342,15 +348,11 @@ fn pending_reboots(
         if !current.running || current.template {
             continue;
         }
-        let change = changes
-            .iter()
-            .position(|c| c.key == vm.key && c.action == Action::Update);
-        if changes
-            .iter()
-            .any(|c| c.key == vm.key && c.action != Action::Update)
-        {
-            continue; // replaced or deleted: a reboot is moot
-        }
+        let change = match by_key.get(&vm.key) {
+            Some(&idx) if changes[idx].action == Action::Update => Some(idx),
+            Some(_) => continue, // replaced or deleted: a reboot is moot
+            None => None,
+        };
         let mut waiting: Vec<String> = change
             .map(|idx| {
                 changes[idx]
