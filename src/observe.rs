@@ -1,7 +1,7 @@
 //! The observer: a read-only snapshot of the cluster for one desired graph. One cluster-wide VM
 //! listing, then the configurations that matter (proxfleet-tagged VMs and any VM occupying a
 //! desired vmid or name) fetched concurrently under a bound, then the content of the storages
-//! that hold the spec's images. It never writes.
+//! that hold the spec's images (and its clones' cloud-init snippets). It never writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,11 +73,15 @@ pub async fn observe(
     let mut desired_vmids = BTreeSet::new();
     let mut desired_names = BTreeSet::new();
     let mut image_storages = BTreeSet::new();
+    let mut snippet_storages = BTreeSet::new();
     for resource in desired.in_order() {
         match resource {
             Resource::Vm(vm) => {
                 desired_vmids.insert(vm.vmid);
                 desired_names.insert(vm.name.clone());
+                if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {
+                    snippet_storages.insert((vm.node.clone(), plan.storage.clone()));
+                }
             }
             Resource::Image(image) => {
                 image_storages.insert((image.node.clone(), image.storage.clone()));
@@ -158,9 +162,17 @@ pub async fn observe(
     }
 
     let mut volumes = BTreeMap::new();
-    for (node, storage) in image_storages {
+    let listings = image_storages
+        .into_iter()
+        .map(|(node, storage)| (node, storage, "import"))
+        .chain(
+            snippet_storages
+                .into_iter()
+                .map(|(node, storage)| (node, storage, "snippets")),
+        );
+    for (node, storage, content) in listings {
         let content = client
-            .storage_content(&node, &storage, Some("import"))
+            .storage_content(&node, &storage, Some(content))
             .await
             .map_err(|source| ObserveError::ListStorage {
                 node: node.clone(),
