@@ -50,7 +50,10 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&planned.loaded.spec.ssh)),
+            ..options_of(args.parallelism, args.shutdown_timeout)
+        },
         "Apply",
         io,
     )
@@ -150,7 +153,10 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
+            ..options_of(args.parallelism, args.shutdown_timeout)
+        },
         "Apply",
         io,
     )
@@ -233,7 +239,10 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        options_of(args.parallelism, args.shutdown_timeout),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
+            ..options_of(args.parallelism, args.shutdown_timeout)
+        },
         "Destroy",
         io,
     )
