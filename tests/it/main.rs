@@ -19,4 +19,5 @@ mod plans;
 mod preflight;
 mod seed;
 mod sim;
+mod snippets;
 mod spec;
