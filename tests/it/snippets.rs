@@ -444,3 +444,121 @@ async fn the_simulator_refuses_to_start_a_vm_whose_cicustom_names_a_missing_snip
     assert!(sshd.snippets.join(file).is_file());
     assert!(sim.vms().iter().any(|v| v.vmid == 201 && v.running));
 }
+
+#[tokio::test]
+async fn switching_between_iso_and_snippets_puts_the_right_drive_back_and_cleans_up() {
+    let sshd = Sshd::start();
+    let (sim, conn) = sim_with(&sshd).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("user-data.yaml"), USER_DATA).expect("user-data");
+    std::fs::write(dir.path().join("vendor-data.yaml"), VENDOR_DATA).expect("vendor-data");
+    let known_hosts = sshd.known_hosts("known_hosts", false);
+    let snippets_text = spec_text(&sshd.defaults(&known_hosts, false));
+    let iso_text = snippets_text.replace("      delivery: snippets\n", "      delivery: iso\n");
+    let spec = write_spec(dir.path(), "fleet.yaml", &iso_text);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let seeds = |sim: &SimHandle| {
+        sim.volumes()
+            .into_iter()
+            .filter(|v| v.volid.contains("proxfleet-ci-"))
+            .count()
+    };
+    assert_eq!(seeds(&sim), 3);
+    assert!(files(&sshd.snippets).is_empty());
+
+    // iso → snippets: Proxmox's drive comes back in place of the seed ISO, which goes.
+    let spec = write_spec(dir.path(), "fleet.yaml", &snippets_text);
+    let planned = plan(&conn, &spec).await;
+    assert_eq!(
+        planned.out.matches("\"local-lvm:cloudinit\"").count(),
+        3,
+        "{}",
+        planned.out
+    );
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert_eq!(seeds(&sim), 0);
+    assert_eq!(files(&sshd.snippets).len(), 4);
+    for vm in sim.vms().into_iter().filter(|v| !v.template) {
+        let ide2 = vm.config.get("ide2").cloned().unwrap_or_default();
+        assert!(
+            ide2.contains(&format!("vm-{}-cloudinit", vm.vmid)),
+            "{ide2}"
+        );
+        assert!(vm.config.contains_key("cicustom"));
+    }
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+
+    // snippets → iso: cicustom goes, and with it the snippets; the seed ISOs come back.
+    let spec = write_spec(dir.path(), "fleet.yaml", &iso_text);
+    let planned = plan(&conn, &spec).await;
+    assert_eq!(
+        planned.out.matches("- cicustom").count(),
+        3,
+        "{}",
+        planned.out
+    );
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert_eq!(seeds(&sim), 3);
+    assert!(files(&sshd.snippets).is_empty());
+    assert!(
+        sim.vms()
+            .iter()
+            .all(|vm| !vm.config.contains_key("cicustom"))
+    );
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
+
+#[test]
+fn snippets_need_a_storage_and_the_key_file_must_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("user-data.yaml"), USER_DATA).expect("user-data");
+    std::fs::write(dir.path().join("vendor-data.yaml"), VENDOR_DATA).expect("vendor-data");
+    let defaults = "defaults:\n  ssh:\n    key_file: keys/missing\n    port: 70000\n    snippets_dir: var/lib/vz/snippets\n\n";
+    let spec = write_spec(dir.path(), "fleet.yaml", &spec_text(defaults));
+    let err = proxfleet::spec::load(&spec).expect_err("invalid");
+    let text = err.to_string();
+    for expected in [
+        "templates.debian-12-base.cloud_init.delivery: `delivery: snippets` needs a storage with the `snippets` content type",
+        "defaults.ssh.key_file: cannot read",
+        "defaults.ssh.port: port 70000 is out of range",
+        "defaults.ssh.snippets_dir: `var/lib/vz/snippets` is not an absolute path",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}
+
+#[test]
+fn the_embedded_simulator_keeps_snippets_in_a_directory_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("user-data.yaml"), USER_DATA).expect("user-data");
+    std::fs::write(dir.path().join("vendor-data.yaml"), VENDOR_DATA).expect("vendor-data");
+    let defaults = "defaults:\n  storage:\n    snippets: local\n\n";
+    write_spec(dir.path(), "fleet.yaml", &spec_text(defaults));
+    let out = super::common::proxfleet(
+        dir.path(),
+        &["--sim", "apply", "-f", "fleet.yaml", "--auto-approve"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        super::common::text(&out.stdout),
+        super::common::text(&out.stderr)
+    );
+    let written = files(&dir.path().join(".proxfleet/sim-snippets/pve1"));
+    assert_eq!(written.len(), 4, "{written:?}");
+    let out = super::common::proxfleet(dir.path(), &["--sim", "plan", "-f", "fleet.yaml"]);
+    assert!(
+        super::common::text(&out.stdout).starts_with("No changes."),
+        "{}",
+        super::common::text(&out.stdout)
+    );
+    let out = super::common::proxfleet(
+        dir.path(),
+        &["--sim", "destroy", "-f", "fleet.yaml", "--auto-approve"],
+    );
+    assert!(out.status.success(), "{}", super::common::text(&out.stderr));
+    assert!(files(&dir.path().join(".proxfleet/sim-snippets/pve1")).is_empty());
+}
