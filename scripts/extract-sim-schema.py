@@ -24,6 +24,7 @@ SERVED = [
     ("GET", "/cluster/nextid"),
     ("GET", "/nodes"),
     ("GET", "/nodes/{node}/storage"),
+    ("GET", "/storage/{storage}"),
     ("GET", "/nodes/{node}/storage/{storage}/content"),
     ("GET", "/nodes/{node}/storage/{storage}/content/{volume}"),
     ("PUT", "/nodes/{node}/storage/{storage}/content/{volume}"),

@@ -36,6 +36,9 @@ pub struct ApplyOptions {
     /// Fires on an interruption (Ctrl-C): no change starts and no Proxmox call is sent after
     /// it; tasks already running are awaited.
     pub cancel: CancellationToken,
+    /// Where cloud-init snippets are written (`delivery: snippets`); `None` when the run has
+    /// no SSH access, which fails only the changes that need it.
+    pub snippets: Option<Arc<crate::snippets::SnippetStore>>,
     /// Requests that allocate volumes on one storage sent at once (creates, clones, downloads):
     /// pve-storage allocates under a storage-wide lock and gives up waiting for it after 10 s
     /// (`can't lock file … got timeout`), so a burst of parallel clones is throttled per
@@ -125,6 +128,7 @@ impl Default for ApplyOptions {
             storage_parallelism: 4,
             allocation_window: Duration::from_millis(500),
             storage_gate: StorageGate::default(),
+            snippets: None,
         }
     }
 }
@@ -216,6 +220,11 @@ enum StepError {
     Pve { what: String, source: PveError },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("{what}: {source}")]
+    Snippet {
+        what: String,
+        source: Box<crate::snippets::SnippetError>,
+    },
     #[error("interrupted before {next}")]
     Cancelled { next: String },
     #[error(
@@ -240,6 +249,14 @@ fn is_disk_param(option: &str) -> bool {
             family,
             "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
         )
+}
+
+/// The error of a change that needs snippets when the run has no way to write them.
+fn no_snippet_store() -> StepError {
+    StepError::Snippet {
+        what: "cloud-init snippets".into(),
+        source: Box::new(crate::snippets::SnippetError::NoStore),
+    }
 }
 
 /// A sink for events; called from several tasks at once.
@@ -790,6 +807,9 @@ impl Job {
         if let Some(pool) = &vm.pool {
             self.ensure_pool(pool).await?;
         }
+        // The files `cicustom` names are in place before it does (and a node that cannot be
+        // reached over SSH stops the change before anything is made).
+        self.write_snippets(vm, &vm.node).await?;
         let target_storage = format!(
             "{}@{}",
             recipe
@@ -920,20 +940,33 @@ impl Job {
             .fields
             .iter()
             .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
-            .filter(|f| !(f.name == "ide2" && vm.seed.is_some()))
-            .filter(|f| !matches!(f.name.as_str(), "pool" | "reboot" | "adopt"))
+            .filter(|f| !(f.name == "ide2" && vm.seed.as_ref().is_some_and(|s| !s.is_snippets())))
+            .filter(|f| !matches!(f.name.as_str(), "pool" | "reboot" | "adopt" | "snippet"))
             .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
+            .collect();
+        // Options to remove: `cicustom` of an earlier `delivery: snippets`.
+        let delete: Vec<String> = self
+            .change
+            .fields
+            .iter()
+            .filter(|f| f.name == "cicustom" && f.new.is_none())
+            .map(|f| f.name.clone())
             .collect();
         let node = self
             .current
             .as_ref()
             .map(|c| c.node.clone())
             .unwrap_or_else(|| vm.node.clone());
-        if !set.is_empty() {
+        let cicustom = self.change.fields.iter().find(|f| f.name == "cicustom");
+        let missing = self.change.fields.iter().any(|f| f.name == "snippet");
+        if missing || cicustom.is_some_and(|f| f.new.is_some()) {
+            self.write_snippets(vm, &node).await?;
+        }
+        if !set.is_empty() || !delete.is_empty() {
             // Keep each interface's MAC, which the spec leaves to Proxmox, and carry the digest
             // observed when the plan was made, so an edit since then is not overwritten. Both
             // come from the observation when it had the digest (nothing is read twice in a
-            // run); a running VM observed through its pending changes is read here.
+            // run).
             let mut config = match &self.current {
                 Some(current) if !current.digest.is_empty() => crate::pve::VmConfig {
                     digest: current.digest.clone(),
@@ -957,8 +990,13 @@ impl Job {
                 let digest = config.digest.clone();
                 let configured = self
                     .task("configure", tasks, || {
-                        self.client
-                            .update_vm_config(&node, vm.vmid, &values, &[], Some(&digest))
+                        self.client.update_vm_config(
+                            &node,
+                            vm.vmid,
+                            &values,
+                            &delete,
+                            Some(&digest),
+                        )
                     })
                     .await;
                 match configured {
@@ -1013,10 +1051,26 @@ impl Job {
             self.step(format!("move to pool {pool}"));
         }
         if let Some(field) = self.change.fields.iter().find(|f| f.name == "ide2")
-            && vm.seed.is_some()
+            && let Some(plan) = &vm.seed
         {
-            self.attach_seed(vm, &node, field.old.as_deref(), tasks)
-                .await?;
+            if plan.is_snippets() {
+                // Proxmox's drive is back in place of an earlier seed ISO: the ISO goes.
+                if let Some(old) = field.old.as_deref().and_then(|v| v.split(',').next())
+                    && crate::seed::is_seed_volid(old)
+                {
+                    self.remove_seed(&node, old, tasks).await?;
+                }
+            } else {
+                self.attach_seed(vm, &node, field.old.as_deref(), tasks)
+                    .await?;
+            }
+        }
+        if let Some(old) = cicustom.and_then(|f| f.old.as_deref()) {
+            let keep = cicustom
+                .and_then(|f| f.new.as_deref())
+                .map(crate::seed::cicustom_volids)
+                .unwrap_or_default();
+            self.remove_snippets(&node, old, &keep).await?;
         }
         if self.change.fields.iter().any(|f| f.name == "reboot") {
             // `--allow-reboot`: what waits for the next boot takes effect now. A clean shutdown
@@ -1060,7 +1114,7 @@ impl Job {
         self.change
             .fields
             .iter()
-            .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
+            .filter(|f| f.name != "status" && f.name != "snippet" && !f.name.ends_with(" size"))
             .all(|f| {
                 let now = config.get(&f.name).map(String::as_str);
                 let as_planned = now == f.old.as_deref();
@@ -1096,9 +1150,13 @@ impl Job {
             self.client.delete_vm(node, vmid, true).await.map(Some)
         })
         .await?;
-        // The VM's own seed ISO goes with it (seeds carry the host name: no other VM uses it).
+        // The VM's own seed ISO and snippets go with it (both carry the host name: no other VM
+        // uses them).
         if let Some(volid) = seed {
             self.remove_seed(node, &volid, tasks).await?;
+        }
+        if let Some(cicustom) = config.values.get("cicustom") {
+            self.remove_snippets(node, cicustom, &[]).await?;
         }
         Ok(())
     }
@@ -1168,8 +1226,8 @@ impl Job {
         previous: Option<&str>,
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
-        let Some(plan) = &vm.seed else {
-            return Ok(());
+        let Some(plan) = vm.seed.as_deref().filter(|plan| !plan.is_snippets()) else {
+            return Ok(()); // snippets keep Proxmox's drive
         };
         let pve = |what: &str| {
             let what = what.to_string();
@@ -1237,6 +1295,79 @@ impl Job {
             && crate::seed::is_seed_volid(old)
         {
             self.remove_seed(node, old, tasks).await?;
+        }
+        Ok(())
+    }
+
+    /// The snippet store; its absence is `no_snippet_store`.
+    fn snippet_store(&self) -> Option<&crate::snippets::SnippetStore> {
+        self.options.snippets.as_deref()
+    }
+
+    /// Write the clone's snippets (`delivery: snippets`) to its node, each unless a file with
+    /// its name (its content) is there already.
+    async fn write_snippets(&self, vm: &DesiredVm, node: &str) -> Result<(), StepError> {
+        let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) else {
+            return Ok(());
+        };
+        let snippets = plan
+            .snippets()
+            .map_err(|err| StepError::Inconsistent(format!("cloud-init snippets: {err}")))?;
+        let store = self.snippet_store().ok_or_else(no_snippet_store)?;
+        for snippet in &snippets {
+            let volid = plan.snippet_volid(snippet);
+            let what = format!("write snippet {volid} on {node}");
+            if let Some(cancelled) = self.cancelled_before(&what) {
+                return Err(cancelled);
+            }
+            let written = store
+                .put(
+                    &self.client,
+                    node,
+                    &plan.storage,
+                    &snippet.file_name,
+                    snippet.content.as_bytes(),
+                )
+                .await
+                .map_err(|source| StepError::Snippet {
+                    what: what.clone(),
+                    source: Box::new(source),
+                })?;
+            if written {
+                self.step(what);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the snippets proxfleet wrote that `cicustom` names, except those in `keep`. A
+    /// snippet's name carries its clone's name, so no other VM references it.
+    async fn remove_snippets(
+        &self,
+        node: &str,
+        cicustom: &str,
+        keep: &[String],
+    ) -> Result<(), StepError> {
+        for volid in crate::seed::cicustom_volids(cicustom) {
+            let Some((storage, name)) = crate::seed::proxfleet_snippet(&volid) else {
+                continue;
+            };
+            if keep.contains(&volid) {
+                continue;
+            }
+            let what = format!("delete snippet {volid} on {node}");
+            let removed = self
+                .snippet_store()
+                .ok_or_else(no_snippet_store)?
+                .remove(&self.client, node, storage, name)
+                .await
+                .map_err(|source| StepError::Snippet {
+                    what: what.clone(),
+                    source: Box::new(source),
+                })?;
+            if removed {
+                self.step(what);
+            }
         }
         Ok(())
     }

@@ -313,6 +313,7 @@ pub fn applies_at_once(option: &str) -> bool {
             | "searchdomain"
             | "ciupgrade"
             | "cicustom"
+            | "snippet"
             | "citype"
             | "startup"
             | "pool"
@@ -862,7 +863,58 @@ fn diff_vm(
             new: Some(pool.clone()),
         });
     }
-    if let Some(plan) = &vm.seed {
+    if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {
+        // `cicustom` is among the settings; what is left is a user-data that cannot take the
+        // declared user, and a seed ISO of an earlier `delivery: iso` to put the drive back for.
+        if let Err(err) = plan.snippets() {
+            conflicts.push(Conflict {
+                key: vm.key.clone(),
+                message: format!("cannot build the cloud-init snippets: {err}"),
+                hint: "fix the custom cloud-init files the spec names".into(),
+            });
+            return None;
+        }
+        // A file `cicustom` already names but the node lacks (removed by hand) is written again.
+        let wanted = vm.settings.get("cicustom").map(String::as_str);
+        let current_cicustom = current.config.get("cicustom").map(String::as_str);
+        if let Some(wanted) = wanted.filter(|w| same_value("cicustom", current_cicustom, w)) {
+            for volid in crate::seed::cicustom_volids(wanted) {
+                if !actual
+                    .volumes
+                    .contains_key(&(current.node.clone(), volid.clone()))
+                {
+                    fields.push(FieldChange {
+                        name: "snippet".into(),
+                        old: None,
+                        new: Some(volid),
+                    });
+                }
+            }
+        }
+        let observed = current.config.get("ide2");
+        if let (Some(old), crate::seed::SeedDelivery::Snippets { cloudinit_drive }) =
+            (observed, &plan.delivery)
+            && crate::seed::is_seed_volid(old.split(',').next().unwrap_or_default())
+        {
+            fields.push(FieldChange {
+                name: "ide2".into(),
+                old: Some(old.clone()),
+                new: Some(cloudinit_drive.clone()),
+            });
+        }
+    } else if let Some(plan) = &vm.seed {
+        // Snippets of an earlier `delivery: snippets` are no longer referenced.
+        if let Some(old) = current.config.get("cicustom").filter(|value| {
+            crate::seed::cicustom_volids(value)
+                .iter()
+                .any(|volid| crate::seed::proxfleet_snippet(volid).is_some())
+        }) {
+            fields.push(FieldChange {
+                name: "cicustom".into(),
+                old: Some(old.clone()),
+                new: None,
+            });
+        }
         // The seed depends on the MAC Proxmox gave `net0`: compare against the ISO it makes.
         match plan.build(&current.config) {
             Ok(iso) => {
@@ -942,7 +994,7 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
             if let Some((slot, size)) = &vm.disk_grow {
                 fields.push(set(&format!("{slot} size"), &size.to_proxmox()));
             }
-            if let Some(plan) = &vm.seed {
+            if let Some(plan) = vm.seed.as_deref().filter(|plan| !plan.is_snippets()) {
                 fields.push(set(
                     "ide2",
                     &format!(

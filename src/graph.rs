@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::ownership::{Marker, ResourceKey, ResourceKind, TAG};
 use crate::pve::propstr::encode_sshkeys;
 use crate::secret::Secret;
+use crate::seed::SeedDelivery;
 use crate::spec::{
-    Bios, CloneVm, CloudInit, DiskBus, DiskSize, Image, Network, Spec, Template, ipconfig,
+    Bios, CloneVm, CloudInit, Delivery, DiskBus, DiskSize, Image, Network, Spec, Template, ipconfig,
 };
 
 /// An image volume the spec wants.
@@ -104,9 +105,9 @@ pub struct DesiredVm {
     /// Write-only options (`cipassword`): sent when the VM is made, never shown in a plan and
     /// never compared (Proxmox answers `**********` for them).
     pub secrets: Vec<(String, Secret)>,
-    /// A cloud-init seed ISO that replaces Proxmox's cloud-init drive (clones with custom
-    /// `user_data`, `vendor_data` or `network_data`); its `ide2` is computed against the
-    /// observed MAC (see `seed`).
+    /// Custom cloud-init data (clones with `user_data`, `vendor_data` or `network_data`): a
+    /// seed ISO that replaces Proxmox's cloud-init drive, its `ide2` computed against the
+    /// observed MAC; or snippets, whose `cicustom` is among the `settings` (see `seed`).
     pub seed: Option<Box<crate::seed::SeedPlan>>,
     /// Resource pool (not a config option: set at creation, moved with `PUT /pools`).
     pub pool: Option<String>,
@@ -179,7 +180,13 @@ impl DesiredGraph {
                     .map(|i| i.storage.clone())
                     .unwrap_or_else(|| "local".to_string())
             });
-            let vm = desired_clone(&spec.project, clone, template, &iso_storage);
+            let vm = desired_clone(
+                &spec.project,
+                clone,
+                template,
+                &iso_storage,
+                spec.snippets_storage.as_deref(),
+            );
             let key = vm.key.clone();
             let template_key = ResourceKey::new(ResourceKind::Template, &template.name);
             let idx = graph.add_node(Resource::Vm(vm));
@@ -498,15 +505,39 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     }
 }
 
-fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &str) -> DesiredVm {
+fn desired_clone(
+    project: &str,
+    c: &CloneVm,
+    template: &Template,
+    iso_storage: &str,
+    snippets_storage: Option<&str>,
+) -> DesiredVm {
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
     let cloud_init = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref());
     let seed = cloud_init
         .clone()
         .filter(CloudInit::has_custom_data)
         .map(|cloud_init| {
+            let (storage, delivery) = match cloud_init.delivery.unwrap_or_default() {
+                Delivery::Iso => (iso_storage.to_string(), SeedDelivery::Iso),
+                Delivery::Snippets => {
+                    let drive = template
+                        .cloud_init
+                        .as_ref()
+                        .and_then(|ci| ci.storage.clone())
+                        .unwrap_or_else(|| template.disk.storage.clone());
+                    (
+                        // Validation requires the storage with the delivery.
+                        snippets_storage.unwrap_or("local").to_string(),
+                        SeedDelivery::Snippets {
+                            cloudinit_drive: format!("{drive}:cloudinit"),
+                        },
+                    )
+                }
+            };
             Box::new(crate::seed::SeedPlan {
-                storage: iso_storage.to_string(),
+                storage,
+                delivery,
                 hostname: c.name.clone(),
                 cloud_init,
                 salt_seed: format!("{project}/{key}"),
@@ -548,6 +579,13 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
     }
     if let Some(ci) = &cloud_init {
         cloud_init_settings(ci, &mut settings);
+    }
+    // Snippets depend on the spec alone, so `cicustom` is an ordinary setting; one whose
+    // user-data cannot take the declared user is left out here and made a conflict by `diff`.
+    if let Some(plan) = seed.as_deref().filter(|plan| plan.is_snippets())
+        && let Ok(snippets) = plan.snippets()
+    {
+        settings.insert("cicustom".into(), plan.cicustom(&snippets));
     }
     for (nic_idx, nic) in c
         .networks

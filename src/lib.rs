@@ -21,6 +21,7 @@ pub mod saved;
 pub mod secret;
 pub mod seed;
 pub mod sim;
+pub mod snippets;
 pub mod spec;
 pub mod state;
 pub mod target;

@@ -1,7 +1,8 @@
 //! The observer: a read-only snapshot of the cluster for one desired graph. One cluster-wide VM
 //! listing, then the configurations that matter (proxfleet-tagged VMs and any VM occupying a
 //! desired vmid or name) fetched concurrently under a bound; alongside both, the content of the
-//! storages that hold the spec's images. Every request is sent once. It never writes.
+//! storages that hold the spec's images (and its clones' cloud-init snippets). Every request is
+//! sent once. It never writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,11 +69,15 @@ pub async fn observe(
     let mut desired_vmids = BTreeSet::new();
     let mut desired_names = BTreeSet::new();
     let mut image_storages = BTreeSet::new();
+    let mut snippet_storages = BTreeSet::new();
     for resource in desired.in_order() {
         match resource {
             Resource::Vm(vm) => {
                 desired_vmids.insert(vm.vmid);
                 desired_names.insert(&vm.name);
+                if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {
+                    snippet_storages.insert((vm.node.clone(), plan.storage.clone()));
+                }
             }
             Resource::Image(image) => {
                 image_storages.insert((image.node.clone(), image.storage.clone()));
@@ -83,10 +88,18 @@ pub async fn observe(
     // The storage listings need nothing from the VM listing: they run alongside it and the
     // config reads, so the only round trips in sequence are the listing and one config read.
     let vms = observe_vms(client, &desired_vmids, &desired_names);
-    let contents = stream::iter(image_storages)
-        .map(|(node, storage)| async move {
+    let listings = image_storages
+        .into_iter()
+        .map(|(node, storage)| (node, storage, "import"))
+        .chain(
+            snippet_storages
+                .into_iter()
+                .map(|(node, storage)| (node, storage, "snippets")),
+        );
+    let contents = stream::iter(listings)
+        .map(|(node, storage, content)| async move {
             client
-                .storage_content(&node, &storage, Some("import"))
+                .storage_content(&node, &storage, Some(content))
                 .await
                 .map(|content| (node.clone(), storage.clone(), content))
                 .map_err(|source| ObserveError::ListStorage {

@@ -1,17 +1,25 @@
-//! Cloud-init seed ISOs for clones with custom `user_data`, `vendor_data` or `network_data`.
+//! Custom cloud-init data (`user_data`, `vendor_data`, `network_data`) for clones, in either
+//! delivery the spec chooses.
 //!
-//! Proxmox's API cannot write snippets, so a clone with custom data gets its whole NoCloud seed
-//! from proxfleet: an ISO (see `nocloud`) uploaded as `iso` content and attached as `ide2` in
-//! place of Proxmox's cloud-init drive (two `cidata` sources would race). The seed holds the
+//! `iso` (the default): Proxmox's API cannot write snippets, so the clone gets its whole NoCloud
+//! seed from proxfleet: an ISO (see `nocloud`) uploaded as `iso` content and attached as `ide2`
+//! in place of Proxmox's cloud-init drive (two `cidata` sources would race). The seed holds the
 //! clone's host name, the custom user-data with the declared user, keys and password hash
 //! added, the vendor-data, and the custom network-config or one derived from `ipv4`, `ipv6` and
-//! `dns`, matched to `net0` by its MAC address.
+//! `dns`, matched to `net0` by its MAC address. The MAC is Proxmox's to choose when it clones,
+//! so the ISO is a function of the spec *and* the observed MAC: `SeedPlan` holds the spec's
+//! part, `SeedPlan::build` adds the MAC; the ISO is named by its content, so a changed seed is a
+//! changed `ide2` in the plan.
 //!
-//! The MAC is Proxmox's to choose when it clones, so the seed is a function of the spec *and*
-//! the observed MAC: `SeedPlan` holds the spec's part, `SeedPlan::build` adds the MAC. The ISO is
-//! named by its content, so a changed seed is a changed `ide2` in the plan. Everything here is
-//! deterministic, including the password hash (its salt comes from the resource and the
-//! password), so an unchanged spec gives the same bytes and converges.
+//! `snippets`: the custom files themselves (the user-data with the declared user added, since
+//! Proxmox does not merge `ciuser`/`sshkeys` into a custom user file), written over SFTP to a
+//! `snippets` storage and referenced with `cicustom`; Proxmox's own drive stays and generates
+//! the parts not given (meta-data, and the network-config from `ipconfigN`). They depend on the
+//! spec alone, so their names (`proxfleet-<clone>-<part>-<12 hex>.yaml`, content-addressed)
+//! and the `cicustom` value are known when the graph is built.
+//!
+//! Everything here is deterministic, including the password hash (its salt comes from the
+//! resource and the password), so an unchanged spec gives the same bytes and converges.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +30,39 @@ use crate::pve::propstr::nic_mac;
 use crate::secret::Secret;
 use crate::spec::{CloudInit, InterfaceIp, Ipv4Config, Ipv6Config};
 
+/// How a clone's custom data reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedDelivery {
+    /// A seed ISO on `SeedPlan::storage`, attached as `ide2`.
+    Iso,
+    /// Snippets on `SeedPlan::storage` referenced by `cicustom`, beside Proxmox's cloud-init
+    /// drive.
+    Snippets {
+        /// The drive to put back where an earlier seed ISO was: `<storage>:cloudinit`, as the
+        /// template has it.
+        cloudinit_drive: String,
+    },
+}
+
+/// One part of the custom data as a snippet file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// `user`, `vendor` or `network`: its key in `cicustom`.
+    pub part: &'static str,
+    /// Content-addressed: `proxfleet-<clone>-<part>-<12 hex of its SHA-256>.yaml`.
+    pub file_name: String,
+    /// The file's text.
+    pub content: String,
+}
+
 /// The spec's part of a clone's seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeedPlan {
-    /// Storage the ISO is uploaded to (`iso` content).
+    /// Storage the ISO is uploaded to (`iso` content), or the snippets are written to
+    /// (`snippets` content).
     pub storage: String,
+    /// How the data reaches the guest.
+    pub delivery: SeedDelivery,
     /// The guest's host name.
     pub hostname: String,
     /// The clone's effective cloud-init (template < group < clone).
@@ -67,6 +103,7 @@ pub fn effective(base: Option<&CloudInit>, top: Option<&CloudInit>) -> Option<Cl
             } else {
                 t.extra_interfaces.clone()
             },
+            delivery: t.delivery.or(b.delivery),
         }),
     }
 }
@@ -101,24 +138,7 @@ impl SeedPlan {
     /// What the seed builder refuses (a user-data it cannot add the user to, a bad host name).
     pub fn seed(&self, config: &BTreeMap<String, String>) -> Result<Seed, SeedError> {
         let ci = &self.cloud_init;
-        let user_data = match &ci.user {
-            Some(name) => {
-                let user = DeclaredUser {
-                    name: name.clone(),
-                    ssh_authorized_keys: ci.ssh_keys.clone(),
-                    password_hash: ci
-                        .password
-                        .as_ref()
-                        .map(|p| password_hash(p, &self.salt_seed, name))
-                        .transpose()?,
-                };
-                Some(nocloud::merge_user_data(
-                    ci.user_data.as_ref().map(|d| d.content.as_str()),
-                    &user,
-                )?)
-            }
-            None => ci.user_data.as_ref().map(|d| d.content.clone()),
-        };
+        let user_data = self.user_data(ci.user_data.as_ref().map(|d| d.content.as_str()))?;
         let network_config = match &ci.network_data {
             Some(custom) => Some(custom.content.clone()),
             None => {
@@ -149,6 +169,80 @@ impl SeedPlan {
             vendor_data: ci.vendor_data.as_ref().map(|d| d.content.clone()),
             network_config,
         })
+    }
+
+    /// The user-data: `custom` with the declared user, keys and password hash added (to a
+    /// `#cloud-config`; other formats are left as they are), or that user alone.
+    fn user_data(&self, custom: Option<&str>) -> Result<Option<String>, SeedError> {
+        let ci = &self.cloud_init;
+        let Some(name) = &ci.user else {
+            return Ok(custom.map(str::to_string));
+        };
+        let user = DeclaredUser {
+            name: name.clone(),
+            ssh_authorized_keys: ci.ssh_keys.clone(),
+            password_hash: ci
+                .password
+                .as_ref()
+                .map(|p| password_hash(p, &self.salt_seed, name))
+                .transpose()?,
+        };
+        nocloud::merge_user_data(custom, &user).map(Some)
+    }
+
+    /// The snippets for `delivery: snippets`: one per custom file the spec gives (a part it does
+    /// not give is Proxmox's to generate, from `ciuser`, `sshkeys`, `ipconfigN` and so on), in
+    /// `cicustom`'s key order.
+    ///
+    /// # Errors
+    /// A user-data the declared user cannot be added to.
+    pub fn snippets(&self) -> Result<Vec<Snippet>, SeedError> {
+        let ci = &self.cloud_init;
+        let mut out = Vec::new();
+        if let Some(custom) = &ci.network_data {
+            out.push(self.snippet("network", custom.content.clone()));
+        }
+        if let Some(custom) = &ci.user_data
+            && let Some(text) = self.user_data(Some(&custom.content))?
+        {
+            out.push(self.snippet("user", text));
+        }
+        if let Some(custom) = &ci.vendor_data {
+            out.push(self.snippet("vendor", custom.content.clone()));
+        }
+        Ok(out)
+    }
+
+    fn snippet(&self, part: &'static str, content: String) -> Snippet {
+        let digest = Sha256::digest(content.as_bytes());
+        Snippet {
+            part,
+            file_name: format!(
+                "{SNIPPET_PREFIX}{}-{part}-{}.yaml",
+                self.hostname,
+                hex::encode(&digest[..6])
+            ),
+            content,
+        }
+    }
+
+    /// The volume id a snippet has on this plan's storage.
+    pub fn snippet_volid(&self, snippet: &Snippet) -> String {
+        format!("{}:snippets/{}", self.storage, snippet.file_name)
+    }
+
+    /// The `cicustom` value referencing these snippets.
+    pub fn cicustom(&self, snippets: &[Snippet]) -> String {
+        snippets
+            .iter()
+            .map(|s| format!("{}={}", s.part, self.snippet_volid(s)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether the data goes as snippets.
+    pub fn is_snippets(&self) -> bool {
+        matches!(self.delivery, SeedDelivery::Snippets { .. })
     }
 
     /// The ISO for a VM with this config.
@@ -204,6 +298,35 @@ impl SeedPlan {
     }
 }
 
+/// How every snippet file proxfleet writes is named at first.
+const SNIPPET_PREFIX: &str = "proxfleet-";
+
+/// The snippet volumes a `cicustom` value references (`user=local:snippets/a.yaml,…`).
+pub fn cicustom_volids(cicustom: &str) -> Vec<String> {
+    cicustom
+        .split(',')
+        .filter_map(|item| item.split_once('=').map(|(_, volid)| volid.trim()))
+        .filter(|volid| !volid.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a volume id names a snippet proxfleet wrote: `<storage>:snippets/proxfleet-…-<part>-<12
+/// hex>.yaml`. Returns the storage and the file name.
+pub fn proxfleet_snippet(volid: &str) -> Option<(&str, &str)> {
+    let (storage, name) = volid.split_once(":snippets/")?;
+    let stem = name.strip_prefix(SNIPPET_PREFIX)?.strip_suffix(".yaml")?;
+    let (rest, tag) = stem.rsplit_once('-')?;
+    let known_part = ["user", "vendor", "network"]
+        .iter()
+        .any(|part| rest.ends_with(&format!("-{part}")));
+    let hex_tag = tag.len() == 12
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (known_part && hex_tag && !name.contains('/')).then_some((storage, name))
+}
+
 /// Whether a volume id names a seed ISO proxfleet made.
 pub fn is_seed_volid(volid: &str) -> bool {
     volid
@@ -237,6 +360,23 @@ mod tests {
             password_hash(&secret, "clone.web-2", "ops").unwrap_or_default()
         );
         assert!(!a.contains("hunter2"));
+    }
+
+    #[test]
+    fn snippet_volids_are_recognised() {
+        assert_eq!(
+            proxfleet_snippet("local:snippets/proxfleet-web-1-user-0123456789ab.yaml"),
+            Some(("local", "proxfleet-web-1-user-0123456789ab.yaml"))
+        );
+        assert!(proxfleet_snippet("local:snippets/web-user.yaml").is_none());
+        assert!(proxfleet_snippet("local:snippets/proxfleet-web-1-user-0123.yaml").is_none());
+        assert!(
+            proxfleet_snippet("local:snippets/proxfleet-web-1-hook-0123456789ab.yaml").is_none()
+        );
+        assert_eq!(
+            cicustom_volids("user=local:snippets/a.yaml,network=nfs:snippets/b.yaml"),
+            vec!["local:snippets/a.yaml", "nfs:snippets/b.yaml"]
+        );
     }
 
     #[test]

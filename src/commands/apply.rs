@@ -50,11 +50,14 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        options_of(
-            args.parallelism,
-            args.shutdown_timeout,
-            args.storage_parallelism,
-        ),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&planned.loaded.spec.ssh)),
+            ..options_of(
+                args.parallelism,
+                args.shutdown_timeout,
+                args.storage_parallelism,
+            )
+        },
         "Apply",
         io,
     )
@@ -154,11 +157,14 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        options_of(
-            args.parallelism,
-            args.shutdown_timeout,
-            args.storage_parallelism,
-        ),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
+            ..options_of(
+                args.parallelism,
+                args.shutdown_timeout,
+                args.storage_parallelism,
+            )
+        },
         "Apply",
         io,
     )
@@ -241,7 +247,10 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        options_of(args.parallelism, args.shutdown_timeout, 4),
+        ApplyOptions {
+            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
+            ..options_of(args.parallelism, args.shutdown_timeout, 4)
+        },
         "Destroy",
         io,
     )

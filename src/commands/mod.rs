@@ -27,6 +27,10 @@ use crate::state::{ActualState, ActualVm};
 /// Where the embedded simulator keeps its state, relative to the working directory.
 pub const SIM_STATE_FILE: &str = ".proxfleet/sim-state.json";
 
+/// Where the embedded simulator keeps each node's `local:snippets/` (`<dir>/<node>/`), relative
+/// to the working directory.
+pub const SIM_SNIPPETS_DIR: &str = ".proxfleet/sim-snippets";
+
 /// What kind of failure a command had; picks the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -262,18 +266,42 @@ pub struct Connection {
     /// The client.
     pub client: PveClient,
     sim: Option<SimHandle>,
+    /// The embedded simulator's snippets directories (node → directory), written directly
+    /// instead of over SFTP.
+    sim_snippets: Option<std::collections::BTreeMap<String, PathBuf>>,
 }
 
 impl Connection {
     /// A connection to an already running simulator (tests).
     pub fn to_sim(sim: &SimHandle) -> Result<Connection, CommandError> {
         let client = client_for(&sim.endpoint(), &sim.token(), false, None)?;
-        Ok(Connection { client, sim: None })
+        Ok(Connection {
+            client,
+            sim: None,
+            sim_snippets: None,
+        })
     }
 
     /// A connection through an existing client (tests, or a client set up by hand).
     pub fn with_client(client: PveClient) -> Connection {
-        Connection { client, sim: None }
+        Connection {
+            client,
+            sim: None,
+            sim_snippets: None,
+        }
+    }
+
+    /// Where this connection's cloud-init snippets go: over SFTP as `ssh` says, or for the
+    /// embedded simulator straight into its directories. Nothing connects until a snippet is
+    /// written or removed.
+    pub fn snippet_store(
+        &self,
+        ssh: &crate::spec::SshSettings,
+    ) -> std::sync::Arc<crate::snippets::SnippetStore> {
+        std::sync::Arc::new(match &self.sim_snippets {
+            Some(dirs) => crate::snippets::SnippetStore::local(dirs.clone()),
+            None => crate::snippets::SnippetStore::sftp(ssh.clone()),
+        })
     }
 
     /// How to invoke proxfleet for this connection, for messages that suggest a command.
@@ -327,8 +355,22 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
                 source,
             })?;
         }
+        // Each node's `local:snippets/` is a directory here, written directly.
+        let nodes = SimConfig::default().nodes;
+        let mut snippets_dirs = std::collections::BTreeMap::new();
+        for node_idx in 1..=nodes {
+            let node = format!("pve{node_idx}");
+            let dir = Path::new(SIM_SNIPPETS_DIR).join(&node);
+            std::fs::create_dir_all(&dir).map_err(|source| CommandError::Io {
+                context: format!("cannot create {}", dir.display()),
+                source,
+            })?;
+            snippets_dirs.insert(node, dir);
+        }
         let config = SimConfig {
+            nodes,
             state_file: Some(state_file),
+            snippets_dirs: snippets_dirs.clone(),
             task_duration: Some(Duration::from_millis(30)),
             // A GPU mapped on pve1, so that the homelab example's GPU template passes its
             // preflight checks here (a stock cluster, and `sim serve`, have no mapping).
@@ -340,12 +382,17 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
         return Ok(Connection {
             client,
             sim: Some(sim),
+            sim_snippets: Some(snippets_dirs),
         });
     }
     let endpoint = global.endpoint.clone().ok_or(CommandError::NoEndpoint)?;
     let token = std::env::var("PROXMOX_VE_API_TOKEN").map_err(|_| CommandError::NoToken)?;
     let client = client_for(&endpoint, &token, global.insecure, global.ca_file.clone())?;
-    Ok(Connection { client, sim: None })
+    Ok(Connection {
+        client,
+        sim: None,
+        sim_snippets: None,
+    })
 }
 
 /// Longest wait for VMs that tasks are still making before the cluster is compared anyway.

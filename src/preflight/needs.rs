@@ -181,7 +181,7 @@ impl Needs {
         }
         for clone in &spec.clones {
             if let Some(template) = spec.templates.iter().find(|t| t.name == clone.template) {
-                needs.clone_vm(clone, template, desired);
+                needs.clone_vm(clone, template, desired, spec.ssh.snippets_dir.as_deref());
             }
         }
         needs
@@ -246,7 +246,13 @@ impl Needs {
         }
     }
 
-    fn clone_vm(&mut self, c: &CloneVm, t: &Template, desired: &DesiredGraph) {
+    fn clone_vm(
+        &mut self,
+        c: &CloneVm,
+        t: &Template,
+        desired: &DesiredGraph,
+        snippets_dir: Option<&str>,
+    ) {
         let user = key(ResourceKind::Clone, &c.name);
         let vmid = c.vmid.get();
         self.vmids.insert(vmid, user.clone());
@@ -302,6 +308,20 @@ impl Needs {
             }
             if vm.running {
                 self.privilege(&vm_path, "VM.PowerMgmt", &user, "start");
+            }
+            // Snippets are written over SFTP, not through the API; the API only has to know
+            // the storage takes them (and, to find its directory, its configuration).
+            if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {
+                self.content(&c.node, &plan.storage, "snippets", &user);
+                self.storage_audit(&plan.storage, &user, "list snippets");
+                if snippets_dir.is_none() && plan.storage != "local" {
+                    self.privilege(
+                        &format!("/storage/{}", plan.storage),
+                        "Datastore.Allocate",
+                        &user,
+                        "read the storage's path for its snippets (or set defaults.ssh.snippets_dir)",
+                    );
+                }
             }
         }
         // Its own NICs, or the template's, which it inherits; likewise its PCI devices.

@@ -614,6 +614,14 @@ impl PveClient {
         }
     }
 
+    /// `GET /storage/{storage}`: the storage's `path` in `storage.cfg` (file-based storages
+    /// have one; `None` for the others). Needs `Datastore.Allocate` on the storage.
+    pub async fn storage_path(&self, storage: &str) -> Result<Option<String>, PveError> {
+        let path = format!("/storage/{}", segment(storage));
+        let data = self.get("/storage/{storage}", &path, &[]).await?;
+        Ok(string(&data, "path"))
+    }
+
     /// `GET /nodes/{node}/storage/{storage}/content`.
     pub async fn storage_content(
         &self,

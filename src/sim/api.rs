@@ -554,6 +554,7 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
             Value::Array(c.nodes.iter().map(|n| json!({"node": n.name, "status": if n.online {"online"} else {"offline"}, "maxcpu": 16, "maxmem": 68_719_476_736u64, "level": ""})).collect())
         })),
         "GET /nodes/{node}/storage" => node_storages(ctx),
+        "GET /storage/{storage}" => storage_config(ctx),
         "GET /nodes/{node}/storage/{storage}/content" => storage_content(ctx),
         "GET /nodes/{node}/storage/{storage}/content/{volume}" => volume_info(ctx),
         "PUT /nodes/{node}/storage/{storage}/content/{volume}" => volume_update(ctx),
@@ -1409,15 +1410,111 @@ fn storage_content(ctx: &Ctx) -> Reply {
         storage_of(c, &storage)?;
         let key = c.volume_node(&storage, &node);
         let vmid = ctx.get("vmid").and_then(|v| v.parse::<u32>().ok());
-        data(Value::Array(
-            c.volumes
-                .iter()
-                .filter(|v| v.storage == storage && v.node == key)
-                .filter(|v| ctx.get("content").is_none_or(|want| v.content == want))
-                .filter(|v| vmid.is_none_or(|id| v.vmid == Some(id)))
-                .map(volume_json)
-                .collect(),
-        ))
+        let mut volumes: Vec<Value> = c
+            .volumes
+            .iter()
+            .filter(|v| v.storage == storage && v.node == key)
+            .filter(|v| ctx.get("content").is_none_or(|want| v.content == want))
+            .filter(|v| vmid.is_none_or(|id| v.vmid == Some(id)))
+            .map(volume_json)
+            .collect();
+        if ctx.get("content").is_none_or(|want| want == "snippets") && vmid.is_none() {
+            volumes.extend(snippet_files(&ctx.shared, &node, &storage));
+        }
+        data(Value::Array(volumes))
+    })
+}
+
+/// The snippets on a node's storage: the files in the directory registered for its `local`
+/// (`SimConfig::snippets_dirs`), as pve-storage lists them (format `snippet`).
+fn snippet_files(shared: &Shared, node: &str, storage: &str) -> Vec<Value> {
+    let Some(dir) = shared
+        .config
+        .snippets_dirs
+        .get(node)
+        .filter(|_| storage == "local")
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<Value> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let meta = entry.metadata().ok()?;
+            let ctime = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            Some(json!({"volid": format!("{storage}:snippets/{name}"), "content": "snippets", "format": "snippet", "size": meta.len(), "ctime": ctime}))
+        })
+        .collect();
+    files.sort_by(|a, b| a["volid"].as_str().cmp(&b["volid"].as_str()));
+    files
+}
+
+/// The first volume a `cicustom` value names that is not a snippet on the VM's node, with
+/// qemu-server's complaint about it.
+fn missing_snippet(
+    c: &Cluster,
+    dirs: &BTreeMap<String, std::path::PathBuf>,
+    node: &str,
+    cicustom: &str,
+) -> Option<String> {
+    for item in cicustom.split(',') {
+        let Some((_, volid)) = item.split_once('=') else {
+            continue;
+        };
+        let (storage, path) = volid.split_once(':').unwrap_or((volid, ""));
+        if c.storage(storage).is_none() {
+            return Some(format!("storage '{storage}' does not exist"));
+        }
+        let Some(name) = path.strip_prefix("snippets/") else {
+            return Some(format!("{volid} is not in the snippets directory"));
+        };
+        let exists = storage == "local"
+            && !name.contains('/')
+            && dirs.get(node).is_some_and(|dir| dir.join(name).is_file());
+        if !exists {
+            return Some(format!("volume '{volid}' does not exist"));
+        }
+    }
+    None
+}
+
+/// `GET /storage/{storage}`: the storage's section of `storage.cfg`.
+fn storage_config(ctx: &Ctx) -> Reply {
+    let storage = ctx.req("storage").to_string();
+    ctx.shared.read(|c| {
+        let s = c
+            .storage(&storage)
+            .ok_or_else(|| ApiError::fail(format!("storage '{storage}' does not exist")))?;
+        let mut config = json!({
+            "storage": s.id, "type": s.kind, "content": s.content.join(","),
+            "digest": hex::encode(<sha1::Sha1 as sha1::Digest>::digest(s.id.as_bytes())),
+        });
+        if s.shared {
+            config["shared"] = json!(1);
+        }
+        match s.kind.as_str() {
+            "dir" | "btrfs" if s.id == "local" => config["path"] = json!("/var/lib/vz"),
+            "dir" | "btrfs" => config["path"] = json!(format!("/srv/{}", s.id)),
+            "nfs" | "cifs" | "cephfs" => config["path"] = json!(format!("/mnt/pve/{}", s.id)),
+            "lvmthin" => {
+                config["vgname"] = json!("pve");
+                config["thinpool"] = json!("data");
+            }
+            _ => {}
+        }
+        if c.disabled_storages.contains(&s.id) {
+            config["disable"] = json!(1);
+        }
+        data(config)
     })
 }
 
@@ -2362,7 +2459,13 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
         let vm = vm_on(c, &node, vmid)?;
         check_unlocked(vm)?;
         let upid = start_task(ctx, c, &node, kind, &vmid.to_string(), async move {
+            let snippets_dirs = &shared.config.snippets_dirs;
             shared.mutate(|c| {
+                // qemu-server reads the `cicustom` files when it builds the cloud-init drive.
+                let missing = c.vms.get(&vmid).and_then(|vm| {
+                    let cicustom = vm.effective_config().get("cicustom").cloned()?;
+                    missing_snippet(c, snippets_dirs, &vm.node, &cicustom)
+                });
                 let Some(vm) = c.vms.get_mut(&vmid) else {
                     return Err(format!("VM {vmid} does not exist"));
                 };
@@ -2371,6 +2474,7 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
                         Err("you can't start a vm if it's a template".to_string())
                     }
                     "qmstart" if vm.running => Err(format!("VM {vmid} already running")),
+                    "qmstart" if missing.is_some() => Err(missing.unwrap_or_default()),
                     "qmstart" => {
                         vm.apply_pending();
                         vm.running = true;

@@ -75,6 +75,11 @@ pub struct SimConfig {
     pub bridges: Vec<SimBridge>,
     /// Storages besides (or replacing) the stock ones.
     pub storages: Vec<SimStorage>,
+    /// The directory behind each node's `local:snippets/` (`/var/lib/vz/snippets` on a real
+    /// node), keyed by node. Proxmox's API cannot write snippets, so they are put there by
+    /// other means (SFTP in the tests); the simulator lists them as `snippets` content and looks
+    /// for the files `cicustom` names when a VM starts. A node without one has no snippets.
+    pub snippets_dirs: BTreeMap<String, PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -98,6 +103,7 @@ impl Default for SimConfig {
             pci_mappings: Vec::new(),
             bridges: Vec::new(),
             storages: Vec::new(),
+            snippets_dirs: BTreeMap::new(),
         }
     }
 }

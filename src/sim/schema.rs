@@ -206,6 +206,15 @@ fn check_named_format(format: &str, value: &str) -> Result<(), String> {
                     .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
                 && b[b.len() - 1].is_ascii_alphanumeric()
         }
+        // qemu-server's `pve-qm-cicustom`: `[meta=<volume>][,network=…][,user=…][,vendor=…]`.
+        "pve-qm-cicustom" => value.split(',').all(|item| {
+            item.split_once('=').is_some_and(|(key, volid)| {
+                matches!(key, "meta" | "network" | "user" | "vendor")
+                    && volid
+                        .split_once(':')
+                        .is_some_and(|(storage, name)| !storage.is_empty() && !name.is_empty())
+            })
+        }),
         "urlencoded" => value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-%_.!~*'()".contains(&b)),

@@ -45,12 +45,78 @@ pub struct Spec {
     pub project: String,
     /// Storage for cloud-init seed ISOs (`defaults.storage.iso`); default: the template image's.
     pub iso_storage: Option<String>,
+    /// Storage for cloud-init snippets (`defaults.storage.snippets`); set whenever a
+    /// cloud-init block asks for `delivery: snippets`.
+    pub snippets_storage: Option<String>,
+    /// SSH access to the nodes, for writing snippets (`defaults.ssh`).
+    pub ssh: SshSettings,
     /// Cloud images, in file order.
     pub images: Vec<Image>,
     /// Templates, in file order.
     pub templates: Vec<Template>,
     /// Clones, in file order.
     pub clones: Vec<CloneVm>,
+}
+
+/// How proxfleet logs in to the nodes to write cloud-init snippets over SFTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    /// Login user.
+    pub user: String,
+    /// Port of every node.
+    pub port: u16,
+    /// Private key file, resolved against the spec's directory; `None` for the key in
+    /// `PROXFLEET_SSH_KEY` or the user's default keys.
+    pub key_file: Option<std::path::PathBuf>,
+    /// known_hosts file, resolved; `None` for `~/.ssh/known_hosts`.
+    pub known_hosts: Option<std::path::PathBuf>,
+    /// Accept any host key.
+    pub insecure_ignore_host_key: bool,
+    /// Address per node; a node not listed is reached by its name.
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// The directory on the nodes behind `<snippets storage>:snippets/`, when the spec gives it.
+    pub snippets_dir: Option<String>,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            user: "root".to_string(),
+            port: 22,
+            key_file: None,
+            known_hosts: None,
+            insecure_ignore_host_key: false,
+            hosts: std::collections::BTreeMap::new(),
+            snippets_dir: None,
+        }
+    }
+}
+
+impl SshSettings {
+    /// The address a node is reached at.
+    pub fn host_of<'a>(&'a self, node: &'a str) -> &'a str {
+        self.hosts.get(node).map_or(node, String::as_str)
+    }
+}
+
+/// How custom cloud-init data reaches a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// A NoCloud seed ISO uploaded through the API, in place of Proxmox's cloud-init drive.
+    #[default]
+    Iso,
+    /// Snippets written over SFTP, referenced with `cicustom`; Proxmox's drive stays.
+    Snippets,
+}
+
+impl Delivery {
+    /// The spec's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Iso => "iso",
+            Delivery::Snippets => "snippets",
+        }
+    }
 }
 
 /// A checksum algorithm Proxmox's download-url accepts and the spec allows.
@@ -476,6 +542,8 @@ pub struct CloudInit {
     pub network_data: Option<CustomData>,
     /// IP settings of `net1`, `net2`, … in order.
     pub extra_interfaces: Vec<InterfaceIp>,
+    /// How custom data reaches the guest; `None` for the default (`iso`).
+    pub delivery: Option<Delivery>,
 }
 
 /// IP settings of one more network interface.
@@ -497,7 +565,7 @@ pub struct CustomData {
 }
 
 impl CloudInit {
-    /// Whether this block carries custom data (and so a seed ISO replaces Proxmox's drive).
+    /// Whether this block carries custom data (delivered as `delivery` says).
     pub fn has_custom_data(&self) -> bool {
         self.user_data.is_some() || self.vendor_data.is_some() || self.network_data.is_some()
     }

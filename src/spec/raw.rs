@@ -62,6 +62,54 @@ pub struct RawDefaults {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"vmbr0")]
     pub bridge: Option<Spanned<String>>,
+    /// How proxfleet reaches the nodes over SSH (SFTP) to write cloud-init snippets, for
+    /// `cloud_init.delivery: snippets`
+    #[serde(default)]
+    #[schemars(example = serde_json::json!({"user": "root", "key_file": "~/.ssh/id_ed25519", "host": {"pve1": "192.0.2.11"}}))]
+    pub ssh: Option<RawSsh>,
+}
+
+/// SSH access to the nodes, used only to write cloud-init snippets (`cloud_init.delivery:
+/// snippets`): Proxmox's API cannot write them
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    /// User to log in as; it must be able to write the snippets directory. Default `root`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"root")]
+    pub user: Option<Spanned<String>>,
+    /// SSH port of every node. Default 22
+    #[serde(default)]
+    #[schemars(with = "Option<u16>", range(min = 1, max = 65535), example = 22)]
+    pub port: Option<Spanned<u64>>,
+    /// Private key file (OpenSSH format, not encrypted), relative to the spec file; `~/`
+    /// is the home directory. Default: the key in `PROXFLEET_SSH_KEY`, else `~/.ssh/id_ed25519`,
+    /// `~/.ssh/id_ecdsa` or `~/.ssh/id_rsa`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"~/.ssh/id_ed25519")]
+    pub key_file: Option<Spanned<String>>,
+    /// known_hosts file the nodes' host keys are checked against, relative to the spec file;
+    /// default `~/.ssh/known_hosts`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"known_hosts")]
+    pub known_hosts: Option<Spanned<String>>,
+    /// Accept any host key without checking it (anyone on the path can then read and change
+    /// the snippets); reported as a warning
+    #[serde(default)]
+    #[schemars(example = false)]
+    pub insecure_ignore_host_key: bool,
+    /// Address to reach each node at, keyed by node name; a node not listed is reached by its
+    /// name
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    #[schemars(example = serde_json::json!({"pve1": "192.0.2.11", "pve2": "pve2.example.internal"}))]
+    pub host: IndexMap<Spanned<String>, Spanned<String>>,
+    /// Absolute directory on the nodes that holds the snippets storage's `snippets/`; default:
+    /// `/var/lib/vz/snippets` for `local`, else the storage's `path` (from
+    /// `GET /storage/{storage}`, which needs `Datastore.Allocate` on it) followed by `/snippets`
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"/mnt/pve/nfs-snippets/snippets")]
+    pub snippets_dir: Option<Spanned<String>>,
 }
 
 /// Storages by role
@@ -82,6 +130,12 @@ pub struct RawStorageRoles {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
     pub iso: Option<Spanned<String>>,
+    /// Storage with the `snippets` content type for the cloud-init snippets proxfleet writes
+    /// over SFTP for `cloud_init.delivery: snippets` (`local` keeps them in
+    /// `/var/lib/vz/snippets`)
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"local")]
+    pub snippets: Option<Spanned<String>>,
 }
 
 /// A group of alike clones
@@ -644,10 +698,8 @@ pub struct RawCloudInit {
     #[schemars(example = false)]
     pub upgrade: Option<bool>,
     /// File with custom user-data (`#cloud-config` YAML, a `#!` script or another cloud-init
-    /// format), relative to the spec file. With any custom data, proxfleet builds the guest's
-    /// whole NoCloud seed itself (an ISO uploaded to `defaults.storage.iso` and attached in place
-    /// of Proxmox's cloud-init drive): a `#cloud-config` gets the declared `user`, `ssh_keys` and
-    /// `password` added; the network comes from `network_data`, or from `ipv4`/`ipv6`/`dns`
+    /// format), relative to the spec file; a `#cloud-config` gets the declared `user`,
+    /// `ssh_keys` and `password` added. How it reaches the guest is `delivery`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"cloud-init/web.yaml")]
     pub user_data: Option<Spanned<String>>,
@@ -664,6 +716,25 @@ pub struct RawCloudInit {
     #[serde(default)]
     #[schemars(example = serde_json::json!([{"ipv4": "10.0.0.10/24"}, {"ipv4": "dhcp", "ipv6": "auto"}]))]
     pub extra_interfaces: Vec<RawInterfaceIp>,
+    /// How custom `user_data`, `vendor_data` and `network_data` reach the guest: `iso`
+    /// (default; a NoCloud seed ISO proxfleet builds, uploads to `defaults.storage.iso` and
+    /// attaches in place of Proxmox's cloud-init drive; needs nothing but the API token) or
+    /// `snippets` (files written over SFTP to `defaults.storage.snippets` on each node and
+    /// referenced with `cicustom`; Proxmox's drive stays and generates the rest, the network
+    /// from `ipv4`/`ipv6`/`dns` included; needs `defaults.ssh`)
+    #[serde(default)]
+    #[schemars(with = "Option<RawDelivery>", example = &"snippets")]
+    pub delivery: Option<Spanned<RawDelivery>>,
+}
+
+/// How custom cloud-init data reaches the guest
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDelivery {
+    /// A NoCloud seed ISO in place of Proxmox's cloud-init drive
+    Iso,
+    /// Snippets written over SFTP and referenced with `cicustom`
+    Snippets,
 }
 
 /// IP settings of one more network interface, handed to the guest by cloud-init

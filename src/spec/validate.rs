@@ -31,6 +31,7 @@ struct Defaults {
     images: Option<String>,
     disks: Option<String>,
     iso: Option<String>,
+    snippets: Option<String>,
     bridge: Option<String>,
 }
 
@@ -113,6 +114,10 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
                 "defaults.storage.disks",
             ),
             (roles.and_then(|r| r.iso.as_ref()), "defaults.storage.iso"),
+            (
+                roles.and_then(|r| r.snippets.as_ref()),
+                "defaults.storage.snippets",
+            ),
         ] {
             if let Some(storage) = storage {
                 check_storage(&mut ctx, storage, path);
@@ -127,9 +132,18 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
                 .and_then(|r| r.disks.as_ref())
                 .map(|s| s.value.clone()),
             iso: roles.and_then(|r| r.iso.as_ref()).map(|s| s.value.clone()),
+            snippets: roles
+                .and_then(|r| r.snippets.as_ref())
+                .map(|s| s.value.clone()),
             bridge: defaults.bridge.as_ref().map(|b| b.value.clone()),
         };
     }
+    let ssh = raw
+        .defaults
+        .as_ref()
+        .and_then(|d| d.ssh.as_ref())
+        .map(|ssh| check_ssh(&mut ctx, ssh))
+        .unwrap_or_default();
     let image_names: Vec<String> = raw.images.keys().map(|k| k.value.clone()).collect();
     let template_names: Vec<String> = raw.templates.keys().map(|k| k.value.clone()).collect();
 
@@ -262,6 +276,8 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             spec: Spec {
                 project,
                 iso_storage: ctx.defaults.iso.clone(),
+                snippets_storage: ctx.defaults.snippets.clone(),
+                ssh,
                 images,
                 templates,
                 clones,
@@ -503,6 +519,7 @@ fn merge_cloud_init(
             } else {
                 t.extra_interfaces.clone()
             },
+            delivery: t.delivery.clone().or_else(|| b.delivery.clone()),
         }),
     }
 }
@@ -602,7 +619,7 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
             .and_then(pick)
             .map(|value| (value, template_layer.clone()))
     };
-    let fields: [(&str, &CiField); 9] = [
+    let fields: [(&str, &CiField); 10] = [
         ("cloud_init.user", &|ci| ci.user.clone()),
         ("cloud_init.ipconfig0", &|ci| ipconfig(ci.ipv4, ci.ipv6)),
         ("cloud_init.ssh_keys", &|ci| {
@@ -631,6 +648,9 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
         }),
         ("cloud_init.network_data", &|ci| {
             ci.network_data.as_ref().map(|d| d.path.clone())
+        }),
+        ("cloud_init.delivery", &|ci| {
+            ci.delivery.map(|d| d.as_str().to_string())
         }),
     ];
     for (field, pick) in fields {
@@ -1228,10 +1248,25 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
             );
         }
     }
+    let delivery = ci.delivery.as_ref().map(|delivery| match delivery.value {
+        RawDelivery::Iso => Delivery::Iso,
+        RawDelivery::Snippets => {
+            if ctx.defaults.snippets.is_none() {
+                ctx.error_at(
+                    delivery,
+                    &format!("{path}.delivery"),
+                    "`delivery: snippets` needs a storage with the `snippets` content type, and there is no `defaults.storage.snippets`".to_string(),
+                    Some("`defaults.storage.snippets: local` (or another storage with `snippets` content), or `delivery: iso`"),
+                );
+            }
+            Delivery::Snippets
+        }
+    });
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     Some(CloudInit {
+        delivery,
         storage: ci.storage.clone(),
         user: ci.user.clone(),
         password,
@@ -1246,6 +1281,126 @@ fn check_cloud_init(ctx: &mut Ctx, ci: &RawCloudInit, path: &str) -> Option<Clou
         network_data,
         extra_interfaces,
     })
+}
+
+/// A path from the spec: `~/…` under the home directory, a relative one under the spec's.
+fn spec_path(ctx: &Ctx, text: &str) -> PathBuf {
+    match text.strip_prefix("~/") {
+        Some(rest) => std::env::home_dir().unwrap_or_default().join(rest),
+        None => ctx.base_dir.join(text),
+    }
+}
+
+/// `defaults.ssh`: the login, the key and known_hosts files (which must exist), the node
+/// addresses and the snippets directory.
+fn check_ssh(ctx: &mut Ctx, ssh: &RawSsh) -> SshSettings {
+    let mut settings = SshSettings::default();
+    if let Some(user) = &ssh.user {
+        let ok = !user.value.is_empty()
+            && user
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if ok {
+            settings.user = user.value.clone();
+        } else {
+            ctx.error_at(
+                user,
+                "defaults.ssh.user",
+                format!("`{}` is not a user name", user.value),
+                Some("letters, digits, `.`, `_` and `-`, such as `root`"),
+            );
+        }
+    }
+    if let Some(port) = &ssh.port {
+        match u16::try_from(port.value).ok().filter(|p| *p > 0) {
+            Some(p) => settings.port = p,
+            None => ctx.error_at(
+                port,
+                "defaults.ssh.port",
+                format!("port {} is out of range", port.value),
+                Some("1..=65535"),
+            ),
+        }
+    }
+    if let Some(file) = &ssh.key_file {
+        let full = spec_path(ctx, &file.value);
+        match std::fs::metadata(&full) {
+            Ok(meta) if meta.is_file() => settings.key_file = Some(full),
+            Ok(_) => ctx.error_at(
+                file,
+                "defaults.ssh.key_file",
+                format!("`{}` is not a file", full.display()),
+                Some("an OpenSSH private key file, relative to the spec file or under `~/`"),
+            ),
+            Err(err) => ctx.error_at(
+                file,
+                "defaults.ssh.key_file",
+                format!("cannot read `{}`: {err}", full.display()),
+                Some("an OpenSSH private key file, relative to the spec file or under `~/`"),
+            ),
+        }
+    }
+    if let Some(file) = &ssh.known_hosts {
+        let full = spec_path(ctx, &file.value);
+        match std::fs::metadata(&full) {
+            Ok(meta) if meta.is_file() => settings.known_hosts = Some(full),
+            Ok(_) => ctx.error_at(
+                file,
+                "defaults.ssh.known_hosts",
+                format!("`{}` is not a file", full.display()),
+                Some("a known_hosts file, relative to the spec file or under `~/`"),
+            ),
+            Err(err) => ctx.error_at(
+                file,
+                "defaults.ssh.known_hosts",
+                format!("cannot read `{}`: {err}", full.display()),
+                Some("a known_hosts file, relative to the spec file or under `~/`"),
+            ),
+        }
+    }
+    if ssh.insecure_ignore_host_key {
+        settings.insecure_ignore_host_key = true;
+        ctx.warnings.push(Warning {
+            path: "defaults.ssh.insecure_ignore_host_key".to_string(),
+            message: "the nodes' SSH host keys are not checked: whoever sits between proxfleet and a node can read and change the cloud-init snippets (passwords and keys included); record the host keys in a known_hosts file instead".to_string(),
+        });
+    }
+    for (node, address) in &ssh.host {
+        check_node(ctx, node, &format!("defaults.ssh.host.{}", node.value));
+        let ok = !address.value.is_empty()
+            && address
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:_".contains(c));
+        if ok {
+            settings
+                .hosts
+                .insert(node.value.clone(), address.value.clone());
+        } else {
+            ctx.error_at(
+                address,
+                &format!("defaults.ssh.host.{}", node.value),
+                format!("`{}` is not a host name or address", address.value),
+                Some("a host name or an IP address, such as `192.0.2.11`"),
+            );
+        }
+    }
+    if let Some(dir) = &ssh.snippets_dir {
+        if dir.value.starts_with('/') && !dir.value.contains(['\n', '\0']) {
+            settings.snippets_dir = Some(dir.value.trim_end_matches('/').to_string())
+                .filter(|d| !d.is_empty())
+                .or(Some("/".to_string()));
+        } else {
+            ctx.error_at(
+                dir,
+                "defaults.ssh.snippets_dir",
+                format!("`{}` is not an absolute path", dir.value),
+                Some("an absolute directory on the nodes, such as `/var/lib/vz/snippets`"),
+            );
+        }
+    }
+    settings
 }
 
 /// Which custom cloud-init file.

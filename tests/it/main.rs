@@ -20,4 +20,5 @@ mod preflight;
 mod requests;
 mod seed;
 mod sim;
+mod snippets;
 mod spec;
