@@ -17,6 +17,8 @@ use super::propstr::{NIC_MODELS, Props, parse_size, print_size};
 use super::state::{self, Cluster, Task, Vm, Volume};
 use super::{RequestRecord, Shared, access, schema};
 
+mod agent;
+
 type Params = BTreeMap<String, String>;
 type Reply = Result<(Value, Option<u64>), ApiError>;
 
@@ -570,6 +572,7 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "POST /nodes/{node}/qemu/{vmid}/template" => template(ctx),
         "POST /nodes/{node}/qemu/{vmid}/clone" => clone_vm(ctx),
         "GET /nodes/{node}/qemu/{vmid}/status/current" => vm_status(ctx),
+        "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces" => agent::network_get_interfaces(ctx),
         "POST /nodes/{node}/qemu/{vmid}/status/start" => power(ctx, "qmstart"),
         "POST /nodes/{node}/qemu/{vmid}/status/shutdown" => power(ctx, "qmshutdown"),
         "POST /nodes/{node}/qemu/{vmid}/status/stop" => power(ctx, "qmstop"),
@@ -2241,7 +2244,7 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
         let vm = vm_on(c, &node, vmid)?;
         check_unlocked(vm)?;
         let upid = start_task(ctx, c, &node, kind, &vmid.to_string(), async move {
-            shared.mutate(|c| {
+            let powered = shared.mutate(|c| {
                 let Some(vm) = c.vms.get_mut(&vmid) else {
                     return Err(format!("VM {vmid} does not exist"));
                 };
@@ -2262,7 +2265,11 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
                         Ok(vec![format!("stopped VM {vmid}")])
                     }
                 }
-            })
+            });
+            if powered.is_ok() {
+                shared.note_power(vmid, kind == "qmstart");
+            }
+            powered
         });
         data(json!(upid))
     })

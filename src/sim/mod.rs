@@ -66,6 +66,9 @@ pub struct SimConfig {
     pub bridges: Vec<SimBridge>,
     /// Storages besides (or replacing) the stock ones.
     pub storages: Vec<SimStorage>,
+    /// How long a guest takes, from its start, until its QEMU guest agent answers (until then
+    /// the agent endpoints say `QEMU guest agent is not running`).
+    pub agent_boot_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -87,6 +90,7 @@ impl Default for SimConfig {
             pci_mappings: Vec::new(),
             bridges: Vec::new(),
             storages: Vec::new(),
+            agent_boot_delay: Duration::from_millis(200),
         }
     }
 }
@@ -268,6 +272,9 @@ pub(crate) struct Shared {
     pub config: SimConfig,
     pub requests: Mutex<Vec<RequestRecord>>,
     pub running_tasks: Mutex<tokio::task::JoinSet<()>>,
+    /// When each VM started through the API last booted (on the tokio clock, so a paused test
+    /// clock moves it); a VM without an entry has been running for long.
+    pub boots: Mutex<BTreeMap<u32, tokio::time::Instant>>,
 }
 
 impl Shared {
@@ -284,6 +291,28 @@ impl Shared {
             tracing::warn!(%err, path = %path.display(), "simulator state not saved");
         }
         out
+    }
+
+    /// Note that a VM booted (`true`) or powered off.
+    pub fn note_power(&self, vmid: u32, running: bool) {
+        let mut boots = self
+            .boots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if running {
+            boots.insert(vmid, tokio::time::Instant::now());
+        } else {
+            boots.remove(&vmid);
+        }
+    }
+
+    /// How long ago a VM booted, when it was started through the API.
+    pub fn booted_for(&self, vmid: u32) -> Option<Duration> {
+        let boots = self
+            .boots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        boots.get(&vmid).map(tokio::time::Instant::elapsed)
     }
 
     /// Read the cluster under the lock.
@@ -386,6 +415,7 @@ impl SimHandle {
             config,
             requests: Mutex::default(),
             running_tasks: Mutex::default(),
+            boots: Mutex::default(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(Arc::clone(&shared));
