@@ -105,6 +105,25 @@ pub struct DesiredVm {
     pub seed: Option<Box<crate::seed::SeedPlan>>,
     /// Resource pool (not a config option: set at creation, moved with `PUT /pools`).
     pub pool: Option<String>,
+    /// After this run starts the clone, wait up to this long for its address from the guest
+    /// agent (`wait_for_ip`); not a Proxmox option, so never part of a plan.
+    pub wait_for_ip: Option<std::time::Duration>,
+}
+
+impl DesiredVm {
+    /// Its static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
+    /// length; `None` for DHCP, SLAAC or no cloud-init network.
+    pub fn static_address(&self) -> Option<String> {
+        let ipconfig = self.settings.get("ipconfig0")?;
+        let item = |name: &str| {
+            ipconfig
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(name))
+                .filter(|ip| ip.contains('/'))
+                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+        };
+        item("ip=").or_else(|| item("ip6="))
+    }
 }
 
 /// A node of the desired graph.
@@ -487,6 +506,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         secrets: cloud_init_secrets(t.cloud_init.as_ref()),
         seed: None,
         pool: t.pool.clone(),
+        wait_for_ip: None,
     }
 }
 
@@ -568,5 +588,6 @@ fn desired_clone(project: &str, c: &CloneVm, template: &Template, iso_storage: &
         secrets: cloud_init_secrets(c.cloud_init.as_ref()),
         seed,
         pool: c.pool.clone(),
+        wait_for_ip: c.wait_for_ip,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -554,6 +555,10 @@ pub struct Template {
     pub pool: Option<String>,
     /// Start-on-boot default of its clones.
     pub onboot: Option<bool>,
+    /// `wait_for_ip` default of its clones.
+    pub wait_for_ip: Option<bool>,
+    /// `wait_for_ip_timeout` default of its clones.
+    pub wait_for_ip_timeout: Option<Duration>,
 }
 
 /// A clone of a template.
@@ -593,6 +598,36 @@ pub struct CloneVm {
     pub description: Option<String>,
     /// The clone group it was expanded from, if any.
     pub group: Option<String>,
+    /// After starting it, wait this long at most for its address from the guest agent
+    /// (`wait_for_ip`); `None`: do not wait.
+    pub wait_for_ip: Option<Duration>,
+}
+
+/// How long `wait_for_ip` waits when no layer sets `wait_for_ip_timeout`.
+pub const DEFAULT_WAIT_FOR_IP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// A duration as a spec writes it: `5m`, `90s`, `1h30m`.
+///
+/// ```
+/// use std::time::Duration;
+/// use proxfleet::spec::human_duration;
+/// assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+/// assert_eq!(human_duration(Duration::from_secs(90)), "1m30s");
+/// assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+/// ```
+pub fn human_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_millis() != 0 || secs == 0 {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }
 
 /// Where an effective value of a clone comes from (`validate --explain`).

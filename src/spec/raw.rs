@@ -153,6 +153,17 @@ pub struct RawCloneGroup {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
     pub pool: Option<Spanned<String>>,
+    /// After starting the clones, wait for their address from the QEMU guest agent and show it in
+    /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
+    /// static `ipv4` is shown without waiting. Default `false`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
+    /// `1h`); default `5m`. No address by then is a warning, not a failure
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
@@ -200,6 +211,10 @@ pub struct RawCloneOverride {
     #[serde(default)]
     #[schemars(example = true)]
     pub onboot: Option<bool>,
+    /// Override `wait_for_ip`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
 }
 
 /// A cloud image downloaded by the node into a storage with the `import` content type
@@ -374,6 +389,14 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = true)]
     pub onboot: Option<bool>,
+    /// `wait_for_ip` default of the clones made from this template
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// `wait_for_ip_timeout` default of the clones made from this template
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
 fn default_cores() -> u32 {
@@ -767,4 +790,15 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
     pub pool: Option<Spanned<String>>,
+    /// After starting the clone, wait for its address from the QEMU guest agent and show it in
+    /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
+    /// static `ipv4` is shown without waiting. Default `false`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
+    /// `1h`); default `5m`. No address by then is a warning, not a failure
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
 }

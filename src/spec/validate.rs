@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_saphyr::Spanned;
@@ -378,6 +379,7 @@ fn expand_group(
                 ("tags", o.tags.is_some()),
                 ("start", o.start.is_some()),
                 ("onboot", o.onboot.is_some()),
+                ("wait_for_ip", o.wait_for_ip.is_some()),
             ] {
                 if set {
                     overridden.insert(field);
@@ -448,6 +450,8 @@ fn expand_group(
             onboot: overrides.and_then(|o| o.onboot).or(group.onboot),
             pool: group.pool.clone(),
             description: None,
+            wait_for_ip: overrides.and_then(|o| o.wait_for_ip).or(group.wait_for_ip),
+            wait_for_ip_timeout: group.wait_for_ip_timeout.clone(),
         };
         out.push(CloneEntry {
             name: Spanned::new(
@@ -575,6 +579,18 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
             "proxfleet default".into()
         },
     );
+    if let Some(timeout) = c.wait_for_ip {
+        let source = if entry.raw.wait_for_ip.is_some() {
+            own("wait_for_ip")
+        } else {
+            template_layer.clone()
+        };
+        add(
+            "wait_for_ip",
+            format!("true (up to {})", human_duration(timeout)),
+            source,
+        );
+    }
     if let Some(onboot) = c.onboot {
         let source = if entry.raw.onboot.is_some() {
             own("onboot")
@@ -1892,6 +1908,10 @@ fn check_template(
             Some(&format!("at most {max_slot} besides the boot disk")),
         );
     }
+    let wait_for_ip_timeout = t
+        .wait_for_ip_timeout
+        .as_ref()
+        .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -1940,6 +1960,8 @@ fn check_template(
             .as_ref()
             .and_then(|p| check_pool(ctx, p, &format!("{path}.pool"))),
         onboot: t.onboot,
+        wait_for_ip: t.wait_for_ip,
+        wait_for_ip_timeout,
     })
 }
 
@@ -2020,10 +2042,15 @@ fn check_clone(
         .network
         .as_ref()
         .map(|nics| check_networks(ctx, nics, &path, name));
+    let wait_for_ip_timeout = c
+        .wait_for_ip_timeout
+        .as_ref()
+        .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     let template = template?;
+    let wait_for_ip = wait_for_ip_of(ctx, c, template, wait_for_ip_timeout, &path);
     if let Some(storage) = &c.storage {
         check_storage(ctx, storage, &format!("{path}.storage"));
         if c.full == Some(false) {
@@ -2060,7 +2087,69 @@ fn check_clone(
         },
         description: c.description.clone(),
         group: None,
+        wait_for_ip,
     })
+}
+
+/// Whether and how long a clone waits for its address: its own `wait_for_ip` (or its
+/// group's), else its template's; the timeout likewise, else the default. Waiting through a
+/// template without `agent: true` cannot work: Proxmox has no agent to ask.
+fn wait_for_ip_of(
+    ctx: &mut Ctx,
+    c: &RawClone,
+    template: &Template,
+    own_timeout: Option<Duration>,
+    path: &str,
+) -> Option<Duration> {
+    if !c.wait_for_ip.or(template.wait_for_ip).unwrap_or(false) {
+        return None;
+    }
+    let warning = Warning {
+        path: format!("{path}.wait_for_ip"),
+        message: format!(
+            "template `{}` does not enable the guest agent (`agent: true`), so Proxmox has no agent to ask for the address",
+            template.name
+        ),
+    };
+    // A group's clones share the group's path: say it once.
+    if !template.agent && !ctx.warnings.contains(&warning) {
+        ctx.warnings.push(warning);
+    }
+    Some(
+        own_timeout
+            .or(template.wait_for_ip_timeout)
+            .unwrap_or(DEFAULT_WAIT_FOR_IP_TIMEOUT),
+    )
+}
+
+/// `wait_for_ip_timeout`: whole seconds, or a number with `s`, `m` or `h`; 1 s to 24 h.
+fn check_wait_timeout(ctx: &mut Ctx, text: &Spanned<String>, path: &str) -> Option<Duration> {
+    let value = text.value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let factor = match unit {
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        _ => None,
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .zip(factor)
+        .and_then(|(n, f)| n.checked_mul(f))
+        .filter(|s| (1..=24 * 3600).contains(s));
+    if seconds.is_none() {
+        ctx.error_at(
+            text,
+            path,
+            format!("`{}` is not a valid time-out", text.value),
+            Some("whole seconds (`300`) or a number with `s`, `m` or `h` (`90s`, `5m`), from 1 s to 24 h"),
+        );
+    }
+    seconds.map(Duration::from_secs)
 }
 
 #[cfg(test)]
