@@ -69,8 +69,15 @@ fn data(value: Value) -> Reply {
     Ok((value, None))
 }
 
+/// The largest request body the simulator reads. pveproxy spools uploads to disk without
+/// such a small cap as axum's default 2 MB; the simulator keeps them in memory, so a bound stays.
+const BODY_LIMIT: usize = 1 << 30;
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    Router::new()
+        .fallback(handle)
+        .with_state(shared)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 async fn handle(
