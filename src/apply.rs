@@ -588,22 +588,30 @@ impl Job {
             if let Some(cancelled) = self.cancelled_before(&format!("fetch {}", image.url)) {
                 return Err(cancelled);
             }
-            let file = crate::fetch::fetch_verified(
+            let compression = image.image.compression;
+            let fetched = crate::fetch::fetch_image(
                 &image.url,
                 &image.checksum_algorithm,
                 &image.checksum_hex,
+                compression,
+                &image.image.file_name,
             )
             .await
             .map_err(|err| StepError::Inconsistent(err.to_string()))?;
             self.step(format!(
-                "fetch {} and verify its {} checksum",
-                image.url, image.checksum_algorithm
+                "fetch {} and verify its {} checksum{}",
+                image.url,
+                image.checksum_algorithm,
+                compression.map_or(String::new(), |c| format!(
+                    ", decompress it ({})",
+                    c.as_str()
+                ))
             ));
             let request = UploadRequest {
-                file: file.path().to_path_buf(),
+                file: fetched.file.path().to_path_buf(),
                 filename: image.file_name.clone(),
                 content: "import".into(),
-                checksum: Some((image.checksum_algorithm.clone(), image.checksum_hex.clone())),
+                checksum: Some(fetched.checksum.clone()),
             };
             return self
                 .task(&format!("upload {}", image.volid), tasks, || async {

@@ -103,8 +103,54 @@ pub struct Image {
     pub nodes: Vec<String>,
     /// How it reaches the storage.
     pub mode: ImageMode,
-    /// File name as given or taken from the URL (ends in `.qcow2`, `.raw` or `.vmdk`).
+    /// File name in the storage, as given or taken from the URL (ends in `.qcow2`, `.raw` or
+    /// `.vmdk`; a compression suffix dropped, `.img` named `.qcow2`).
     pub file_name: String,
+    /// How the file at the URL is compressed (`mode: upload` only: proxfleet decompresses it
+    /// before uploading).
+    pub compression: Option<Compression>,
+}
+
+/// How a published image is compressed, as its URL's file name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.gz`
+    Gzip,
+    /// `.xz`
+    Xz,
+    /// `.zst`
+    Zstd,
+}
+
+impl Compression {
+    /// The format's name, as `file` or `tar` would say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// A file name without its compression suffix, and the compression.
+    ///
+    /// ```
+    /// use proxfleet::spec::Compression;
+    /// assert_eq!(Compression::split("noble.img.xz"), ("noble.img", Some(Compression::Xz)));
+    /// assert_eq!(Compression::split("noble.qcow2"), ("noble.qcow2", None));
+    /// ```
+    pub fn split(name: &str) -> (&str, Option<Compression>) {
+        for (suffix, compression) in [
+            (".gz", Compression::Gzip),
+            (".xz", Compression::Xz),
+            (".zst", Compression::Zstd),
+        ] {
+            if let Some(inner) = name.strip_suffix(suffix) {
+                return (inner, Some(compression));
+            }
+        }
+        (name, None)
+    }
 }
 
 impl Image {

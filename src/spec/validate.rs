@@ -831,26 +831,11 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
     } else {
         Some(image.nodes.iter().map(|n| n.value.clone()).collect())
     };
-    let file_name = match &image.file_name {
-        Some(file_name) => {
-            check_import_file_name(ctx, file_name, &format!("{path}.file_name"), false);
-            file_name.value.clone()
-        }
-        None => {
-            let derived = parsed_url
-                .as_ref()
-                .and_then(|u| {
-                    u.path_segments()
-                        .and_then(|mut segs| segs.next_back().map(str::to_string))
-                })
-                .unwrap_or_default();
-            let spanned = Spanned::new(derived.clone(), image.url.referenced, image.url.defined);
-            if parsed_url.is_some() {
-                check_import_file_name(ctx, &spanned, &format!("{path}.url"), true);
-            }
-            derived
-        }
+    let mode = match image.mode {
+        Some(RawImageMode::Upload) => ImageMode::Upload,
+        _ => ImageMode::Download,
     };
+    let (file_name, compression) = import_file_name(ctx, image, parsed_url.as_ref(), mode, &path);
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -860,15 +845,84 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         checksum: checksum?,
         storage: storage?,
         nodes: nodes?,
-        mode: match image.mode {
-            Some(RawImageMode::Upload) => ImageMode::Upload,
-            _ => ImageMode::Download,
-        },
+        mode,
         file_name,
+        compression,
     })
 }
 
-fn check_import_file_name(ctx: &mut Ctx, file_name: &Spanned<String>, path: &str, derived: bool) {
+/// The name an image gets in the storage, and how the file at its URL is compressed.
+///
+/// Proxmox takes `.qcow2`, `.raw` and `.vmdk` as `import` content and decompresses only ISO
+/// images it downloads, so a compressed image, or one named `.img`, reaches a node only through
+/// proxfleet (`mode: upload`): it drops the compression suffix and names an `.img` `.qcow2`
+/// (what Ubuntu's are; the fetched bytes are checked), unless `file_name` names it.
+fn import_file_name(
+    ctx: &mut Ctx,
+    image: &RawImage,
+    url: Option<&url::Url>,
+    mode: ImageMode,
+    path: &str,
+) -> (String, Option<Compression>) {
+    let published = url
+        .and_then(|u| u.path_segments().and_then(|mut segs| segs.next_back()))
+        .unwrap_or_default()
+        .to_string();
+    let (inner, compression) = Compression::split(&published);
+    let (inner, compression) = (inner.to_string(), compression);
+    let url_path = format!("{path}.url");
+    if url.is_some() && mode == ImageMode::Download {
+        if let Some(compression) = compression {
+            ctx.error_at(
+                &image.url,
+                &url_path,
+                format!(
+                    "`{published}` is compressed ({}), and a node cannot decompress an image it downloads for import (Proxmox's `compression` works only for `iso`)",
+                    compression.as_str()
+                ),
+                Some("`mode: upload`: proxfleet downloads it, verifies its checksum, decompresses it and uploads the image"),
+            );
+            return (inner, Some(compression));
+        }
+        if image.file_name.is_none()
+            && let Some(stem) = inner.strip_suffix(".img")
+        {
+            ctx.error_at(
+                &image.url,
+                &url_path,
+                format!(
+                    "the file name `{published}` taken from the url cannot be used for the `import` content type, which takes `.qcow2`, `.raw` and `.vmdk` only"
+                ),
+                Some(&format!(
+                    "`mode: upload` (proxfleet checks that it is qcow2 and uploads it as `.qcow2`), or `file_name: {stem}.qcow2` if it is qcow2 (Ubuntu's `.img` cloud images are)"
+                )),
+            );
+            return (inner, None);
+        }
+    }
+    if let Some(file_name) = &image.file_name {
+        check_import_file_name(ctx, file_name, &format!("{path}.file_name"), None);
+        return (file_name.value.clone(), compression);
+    }
+    let stored = match inner.strip_suffix(".img") {
+        Some(stem) if mode == ImageMode::Upload => format!("{stem}.qcow2"),
+        _ => inner,
+    };
+    if url.is_some() {
+        let spanned = Spanned::new(stored.clone(), image.url.referenced, image.url.defined);
+        check_import_file_name(ctx, &spanned, &url_path, Some(&published));
+    }
+    (stored, compression)
+}
+
+/// Check a name for the `import` content type; `derived_from` is the URL's file name when the
+/// name was taken from it (and is what the message names).
+fn check_import_file_name(
+    ctx: &mut Ctx,
+    file_name: &Spanned<String>,
+    path: &str,
+    derived_from: Option<&str>,
+) {
     let name = &file_name.value;
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name.as_str(), ""));
     let stem_ok = !stem.is_empty()
@@ -878,9 +932,9 @@ fn check_import_file_name(ctx: &mut Ctx, file_name: &Spanned<String>, path: &str
     if stem_ok && matches!(ext, "qcow2" | "raw" | "vmdk") {
         return;
     }
-    let what = if derived {
+    let what = if let Some(published) = derived_from {
         format!(
-            "the file name `{name}` taken from the url cannot be used for the `import` content type; set `file_name`"
+            "the file name `{published}` taken from the url cannot be used for the `import` content type; set `file_name`"
         )
     } else {
         format!("file name `{name}` cannot be used for the `import` content type")
