@@ -67,6 +67,10 @@ pub async fn wait_for_address(
                 if last_answer.contains("No QEMU guest agent configured") {
                     return Err("no address: the VM has no QEMU guest agent configured (`agent: true` on its template)".into());
                 }
+                // Refused (a missing privilege, an API without the endpoint): nor here.
+                if !retryable(&err) {
+                    return Err(format!("no address from the guest agent: {last_answer}"));
+                }
             }
             Err(_elapsed) => {}
         }
@@ -86,6 +90,12 @@ pub async fn wait_for_address(
             () = cancel.cancelled() => return Err(interrupted()),
         }
     }
+}
+
+/// Whether asking the agent again may answer: Proxmox's 500s (the agent or the VM not running
+/// yet, an agent command timing out) and transient errors; not a refusal (403, 501).
+fn retryable(err: &PveError) -> bool {
+    err.status() == Some(500) || err.is_transient()
 }
 
 /// The address to show: on the interface with net0's MAC when the agent names it, else on any

@@ -447,3 +447,44 @@ fn the_token_needs_to_read_the_guest_agent_only_for_clones_that_wait() {
         .collect();
     assert_eq!(agent_paths, ["/vms/201"]);
 }
+
+#[tokio::test]
+async fn a_refusal_is_not_asked_again() {
+    // A token with what proxfleet needs to build the fleet, but not VM.GuestAgent.Audit.
+    let privileges = "Sys.Audit,Sys.AccessNetwork,VM.Allocate,VM.Clone,VM.Audit,VM.PowerMgmt,VM.Config.Disk,VM.Config.CDROM,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.HWType,VM.Config.Options,VM.Config.Cloudinit,Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,SDN.Use,Mapping.Use";
+    let sim = SimHandle::start(SimConfig {
+        task_duration: Some(Duration::from_millis(5)),
+        tokens: vec![CLONER.to_string()],
+        roles: [(
+            "NoAgent".to_string(),
+            privileges.split(',').map(str::to_string).collect(),
+        )]
+        .into(),
+        acls: vec![proxfleet::sim::AclEntry::parse("/:NoAgent:clone@pve").unwrap()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conn = Connection::to_sim(&sim).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = spec_with(&format!(
+        "{}clones:
+  web-1:
+    vmid: 201
+    template: base
+    wait_for_ip: true
+",
+        template("    agent: true\n")
+    ));
+    let spec = write_spec(dir.path(), "agent.yaml", &text);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert!(
+        run.out.contains(
+            "warning: clone.web-1: no address from the guest agent: Permission check failed\n"
+        ),
+        "{}",
+        run.out
+    );
+    assert_eq!(agent_requests(&sim, 201), 1);
+}
