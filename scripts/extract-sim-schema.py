@@ -41,6 +41,7 @@ SERVED = [
     ("POST", "/nodes/{node}/qemu/{vmid}/template"),
     ("POST", "/nodes/{node}/qemu/{vmid}/clone"),
     ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/start"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/stop"),

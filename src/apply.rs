@@ -188,8 +188,11 @@ pub struct Outcome {
     pub duration: Duration,
     /// Proxmox task ids, in order.
     pub tasks: Vec<String>,
-    /// The VM's address when known (static cloud-init IPv4).
+    /// The VM's address when known: its static cloud-init address, or the one its guest agent
+    /// reported (`wait_for_ip`).
     pub ip: Option<String>,
+    /// What did not go as hoped without failing the change (no address from the guest agent).
+    pub warnings: Vec<String>,
 }
 
 /// What `apply` did.
@@ -310,6 +313,9 @@ pub async fn apply(
     let mut started = vec![false; n_changes];
     let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
     let parallelism = options.parallelism.max(1);
+    // Clones waiting for their address from the guest agent do no work: they do not count
+    // against the bound, and the loop hears when one starts waiting.
+    let waiting = Arc::new(AddressWaits::default());
 
     loop {
         if options.cancel.is_cancelled() {
@@ -333,12 +339,13 @@ pub async fn apply(
                     duration: Duration::ZERO,
                     tasks: Vec::new(),
                     ip: None,
+                    warnings: Vec::new(),
                 });
             }
         }
         // Start every change whose dependencies are settled, up to the bound.
         for change_idx in 0..n_changes {
-            if started[change_idx] || running.len() >= parallelism {
+            if started[change_idx] || running.len().saturating_sub(waiting.count()) >= parallelism {
                 continue;
             }
             let change = &plan.changes[change_idx];
@@ -370,6 +377,7 @@ pub async fn apply(
                     duration: Duration::ZERO,
                     tasks: Vec::new(),
                     ip: None,
+                    warnings: Vec::new(),
                 });
                 continue;
             }
@@ -380,6 +388,7 @@ pub async fn apply(
                 current: current_of(change, &owned_by_key),
                 options: options.clone(),
                 events: events.clone(),
+                waiting: Arc::clone(&waiting),
             };
             running.spawn(async move { (change_idx, job.run().await) });
         }
@@ -400,12 +409,18 @@ pub async fn apply(
                         duration: Duration::ZERO,
                         tasks: Vec::new(),
                         ip: None,
+                        warnings: Vec::new(),
                     });
                 }
             }
             break;
         }
-        match running.join_next().await {
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            // A slot was freed by a clone that now only waits for its address.
+            () = waiting.started.notified() => continue,
+        };
+        match joined {
             Some(Ok((change_idx, outcome))) => outcomes[change_idx] = Some(outcome),
             Some(Err(join_error)) => {
                 // A panicking job is a bug; keep the others going and report it.
@@ -427,24 +442,47 @@ pub async fn apply(
                     duration: Duration::ZERO,
                     tasks: Vec::new(),
                     ip: None,
+                    warnings: Vec::new(),
                 })
             })
             .collect(),
     }
 }
 
-/// A clone's static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
-/// length; `None` for DHCP, SLAAC or no cloud-init network.
+/// A clone's static address from its desired `ipconfig0` (see `DesiredVm::static_address`).
 fn static_address(vm: &DesiredVm) -> Option<String> {
-    let ipconfig = vm.settings.get("ipconfig0")?;
-    let item = |name: &str| {
-        ipconfig
-            .split(',')
-            .find_map(|kv| kv.strip_prefix(name))
-            .filter(|ip| ip.contains('/'))
-            .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
-    };
-    item("ip=").or_else(|| item("ip6="))
+    vm.static_address()
+}
+
+/// The jobs that wait for a clone's address (and so hold no parallelism slot).
+#[derive(Default)]
+struct AddressWaits {
+    n_waiting: std::sync::atomic::AtomicUsize,
+    started: tokio::sync::Notify,
+}
+
+impl AddressWaits {
+    fn count(&self) -> usize {
+        self.n_waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait for the address of `vmid` as one of them.
+    async fn wait(
+        &self,
+        client: &PveClient,
+        node: &str,
+        vmid: u32,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<std::net::IpAddr, String> {
+        self.n_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.started.notify_one();
+        let address = crate::address::wait_for_address(client, node, vmid, timeout, cancel).await;
+        self.n_waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        address
+    }
 }
 
 /// Where the resource a change updates, deletes or replaces currently is, and its configuration
@@ -482,6 +520,7 @@ struct Job {
     current: Option<Current>,
     options: ApplyOptions,
     events: EventSink,
+    waiting: Arc<AddressWaits>,
 }
 
 impl Job {
@@ -497,15 +536,39 @@ impl Job {
             Err(err @ StepError::Cancelled { .. }) => StepResult::Cancelled(err.to_string()),
             Err(err) => StepResult::Failed(err.to_string()),
         };
+        let mut ip = match &self.resource {
+            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => static_address(vm),
+            _ => None,
+        };
+        let mut warnings = Vec::new();
+        if result == StepResult::Ok
+            && ip.is_none()
+            && let Some((vm, timeout)) = self.address_wait()
+        {
+            let node = self
+                .current
+                .as_ref()
+                .map_or(vm.node.as_str(), |c| c.node.as_str());
+            let learned = self
+                .waiting
+                .wait(&self.client, node, vm.vmid, timeout, &self.options.cancel)
+                .await;
+            match learned {
+                Ok(address) => {
+                    self.step(format!("read address {address} from the guest agent"));
+                    ip = Some(address.to_string());
+                }
+                Err(why) => {
+                    tracing::debug!(key = %self.change.key, "{why}");
+                    warnings.push(why);
+                }
+            }
+        }
         (self.events)(Event::Finished {
             key: self.change.key.clone(),
             action: self.change.action,
             result: result.clone(),
         });
-        let ip = match &self.resource {
-            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => static_address(vm),
-            _ => None,
-        };
         Outcome {
             key: self.change.key.clone(),
             action: self.change.action,
@@ -513,7 +576,26 @@ impl Job {
             duration: started_at.elapsed(),
             tasks,
             ip,
+            warnings,
         }
+    }
+
+    /// The clone whose address to wait for, and for how long: one with `wait_for_ip` that this
+    /// change started (made and started, or started, or rebooted), without a static address.
+    fn address_wait(&self) -> Option<(&DesiredVm, Duration)> {
+        let Some(Resource::Vm(vm)) = &self.resource else {
+            return None;
+        };
+        let timeout = vm.wait_for_ip?;
+        let started = match self.change.action {
+            Action::Create | Action::Replace => vm.running,
+            Action::Update => self.change.fields.iter().any(|f| {
+                (f.name == "status" && f.new.as_deref() == Some("running")) || f.name == "reboot"
+            }),
+            Action::Delete => false,
+        };
+        (matches!(vm.recipe, Recipe::Clone(_)) && started && static_address(vm).is_none())
+            .then_some((vm, timeout))
     }
 
     /// The error that stops a change before `next` when the run was interrupted.
@@ -656,22 +738,30 @@ impl Job {
             if let Some(cancelled) = self.cancelled_before(&format!("fetch {}", image.url)) {
                 return Err(cancelled);
             }
-            let file = crate::fetch::fetch_verified(
+            let compression = image.image.compression;
+            let fetched = crate::fetch::fetch_image(
                 &image.url,
                 &image.checksum_algorithm,
                 &image.checksum_hex,
+                compression,
+                &image.image.file_name,
             )
             .await
             .map_err(|err| StepError::Inconsistent(err.to_string()))?;
             self.step(format!(
-                "fetch {} and verify its {} checksum",
-                image.url, image.checksum_algorithm
+                "fetch {} and verify its {} checksum{}",
+                image.url,
+                image.checksum_algorithm,
+                compression.map_or(String::new(), |c| format!(
+                    ", decompress it ({})",
+                    c.as_str()
+                ))
             ));
             let request = UploadRequest {
-                file: file.path().to_path_buf(),
+                file: fetched.file.path().to_path_buf(),
                 filename: image.file_name.clone(),
                 content: "import".into(),
-                checksum: Some((image.checksum_algorithm.clone(), image.checksum_hex.clone())),
+                checksum: Some(fetched.checksum.clone()),
             };
             let storage = format!("{}@{}", image.storage, image.node);
             return self

@@ -113,6 +113,25 @@ pub struct DesiredVm {
     pub pool: Option<String>,
     /// Take over an unmanaged VM that holds the vmid (`adopt: true`).
     pub adopt: bool,
+    /// After this run starts the clone, wait up to this long for its address from the guest
+    /// agent (`wait_for_ip`); not a Proxmox option, so never part of a plan.
+    pub wait_for_ip: Option<std::time::Duration>,
+}
+
+impl DesiredVm {
+    /// Its static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
+    /// length; `None` for DHCP, SLAAC or no cloud-init network.
+    pub fn static_address(&self) -> Option<String> {
+        let ipconfig = self.settings.get("ipconfig0")?;
+        let item = |name: &str| {
+            ipconfig
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(name))
+                .filter(|ip| ip.contains('/'))
+                .map(|ip| ip.split('/').next().unwrap_or(ip).to_string())
+        };
+        item("ip=").or_else(|| item("ip6="))
+    }
 }
 
 /// A node of the desired graph.
@@ -502,6 +521,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         seed: None,
         pool: t.pool.clone(),
         adopt: t.adopt,
+        wait_for_ip: None,
     }
 }
 
@@ -624,5 +644,6 @@ fn desired_clone(
         seed,
         pool: c.pool.clone(),
         adopt: c.adopt,
+        wait_for_ip: c.wait_for_ip,
     }
 }

@@ -4,6 +4,7 @@
 //! `diff` (pure) → `plan` (ordered steps) → `render` or `apply`. `pve` is the only module that
 //! speaks HTTP to Proxmox; `sim` is a simulated Proxmox VE cluster that knows nothing of the rest.
 
+pub mod address;
 pub mod apply;
 pub mod cli;
 pub mod commands;

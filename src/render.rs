@@ -416,6 +416,11 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
             let _ = writeln!(out, "\nerror: {} failed: {reason}", outcome.key);
         }
     }
+    for outcome in &report.outcomes {
+        for warning in &outcome.warnings {
+            let _ = writeln!(out, "\nwarning: {}: {warning}", outcome.key);
+        }
+    }
     if n_cancelled > 0 {
         let _ = writeln!(
             out,

@@ -323,6 +323,15 @@ impl Needs {
                     );
                 }
             }
+            if vm.running && vm.wait_for_ip.is_some() && vm.static_address().is_none() {
+                self.privilege_or(
+                    &vm_path,
+                    "VM.GuestAgent.Audit",
+                    &user,
+                    "read its address from the guest agent",
+                    vec![vec![(vm_path.clone(), "VM.GuestAgent.Unrestricted")]],
+                );
+            }
         }
         // Its own NICs, or the template's, which it inherits; likewise its PCI devices.
         self.networks(&c.node, c.networks.as_ref().unwrap_or(&t.networks), &user);

@@ -920,6 +920,44 @@ impl PveClient {
         })
     }
 
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`: the guest's interfaces
+    /// and addresses, from its QEMU guest agent. Proxmox answers 500 while the agent does not
+    /// (`QEMU guest agent is not running`), for a stopped VM and for one without `agent`.
+    ///
+    /// # Errors
+    /// The request fails (the agent is not answering among others).
+    pub async fn guest_interfaces(
+        &self,
+        node: &str,
+        vmid: u32,
+    ) -> Result<Vec<GuestInterface>, PveError> {
+        let template = "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces";
+        let path = format!(
+            "/nodes/{}/qemu/{vmid}/agent/network-get-interfaces",
+            segment(node)
+        );
+        let data = self.get(template, &path, &[]).await?;
+        let interfaces = data
+            .get("result")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(interfaces
+            .iter()
+            .map(|item| GuestInterface {
+                name: string(item, "name").unwrap_or_default(),
+                mac: string(item, "hardware-address").map(|m| m.to_ascii_uppercase()),
+                addresses: item
+                    .get("ip-addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| string(a, "ip-address")?.parse().ok())
+                    .collect(),
+            })
+            .collect())
+    }
+
     /// `POST /nodes/{node}/qemu/{vmid}/status/start`.
     pub async fn start_vm(&self, node: &str, vmid: u32) -> Result<Upid, PveError> {
         let path = format!("/nodes/{}/qemu/{vmid}/status/start", segment(node));

@@ -11,8 +11,8 @@ mod upid;
 pub use client::{ApiToken, ClientConfig, PveClient};
 pub use error::PveError;
 pub use types::{
-    CloneRequest, DownloadRequest, NetworkInterface, NodeSummary, PciMapEntry, PciMapping,
-    PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest, VersionInfo, VmConfig,
-    VmStatus, VmSummary, VolumeInfo,
+    CloneRequest, DownloadRequest, GuestInterface, NetworkInterface, NodeSummary, PciMapEntry,
+    PciMapping, PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest, VersionInfo,
+    VmConfig, VmStatus, VmSummary, VolumeInfo,
 };
 pub use upid::{BadUpid, Upid};

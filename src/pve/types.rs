@@ -203,6 +203,17 @@ pub struct VmStatus {
     pub template: bool,
 }
 
+/// One network interface as the QEMU guest agent reports it (`network-get-interfaces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestInterface {
+    /// The guest's name for it (`eth0`, `ens18`, `lo`).
+    pub name: String,
+    /// MAC address, upper-case as Proxmox writes it in `netN`.
+    pub mac: Option<String>,
+    /// Its addresses, IPv4 and IPv6, without prefix lengths.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
 /// A task's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskStatus {

@@ -17,6 +17,8 @@ use super::propstr::{NIC_MODELS, Props, parse_size, print_size};
 use super::state::{self, Cluster, Task, Vm, Volume};
 use super::{RequestRecord, Shared, access, schema};
 
+mod agent;
+
 type Params = BTreeMap<String, String>;
 type Reply = Result<(Value, Option<u64>), ApiError>;
 
@@ -67,8 +69,15 @@ fn data(value: Value) -> Reply {
     Ok((value, None))
 }
 
+/// The largest request body the simulator reads. pveproxy spools uploads to disk without
+/// such a small cap as axum's default 2 MB; the simulator keeps them in memory, so a bound stays.
+const BODY_LIMIT: usize = 1 << 30;
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    Router::new()
+        .fallback(handle)
+        .with_state(shared)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 async fn handle(
@@ -571,6 +580,7 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "POST /nodes/{node}/qemu/{vmid}/template" => template(ctx),
         "POST /nodes/{node}/qemu/{vmid}/clone" => clone_vm(ctx),
         "GET /nodes/{node}/qemu/{vmid}/status/current" => vm_status(ctx),
+        "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces" => agent::network_get_interfaces(ctx),
         "POST /nodes/{node}/qemu/{vmid}/status/start" => power(ctx, "qmstart"),
         "POST /nodes/{node}/qemu/{vmid}/status/shutdown" => power(ctx, "qmshutdown"),
         "POST /nodes/{node}/qemu/{vmid}/status/stop" => power(ctx, "qmstop"),
@@ -2460,7 +2470,7 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
         check_unlocked(vm)?;
         let upid = start_task(ctx, c, &node, kind, &vmid.to_string(), async move {
             let snippets_dirs = &shared.config.snippets_dirs;
-            shared.mutate(|c| {
+            let powered = shared.mutate(|c| {
                 // qemu-server reads the `cicustom` files when it builds the cloud-init drive.
                 let missing = c.vms.get(&vmid).and_then(|vm| {
                     let cicustom = vm.effective_config().get("cicustom").cloned()?;
@@ -2487,7 +2497,11 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
                         Ok(vec![format!("stopped VM {vmid}")])
                     }
                 }
-            })
+            });
+            if powered.is_ok() {
+                shared.note_power(vmid, kind == "qmstart");
+            }
+            powered
         });
         data(json!(upid))
     })

@@ -80,6 +80,9 @@ pub struct SimConfig {
     /// other means (SFTP in the tests); the simulator lists them as `snippets` content and looks
     /// for the files `cicustom` names when a VM starts. A node without one has no snippets.
     pub snippets_dirs: BTreeMap<String, PathBuf>,
+    /// How long a guest takes, from its start, until its QEMU guest agent answers (until then
+    /// the agent endpoints say `QEMU guest agent is not running`).
+    pub agent_boot_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -104,6 +107,7 @@ impl Default for SimConfig {
             bridges: Vec::new(),
             storages: Vec::new(),
             snippets_dirs: BTreeMap::new(),
+            agent_boot_delay: Duration::from_millis(200),
         }
     }
 }
@@ -290,6 +294,9 @@ pub(crate) struct Shared {
     pub config: SimConfig,
     pub requests: Mutex<Vec<RequestRecord>>,
     pub running_tasks: Mutex<tokio::task::JoinSet<()>>,
+    /// When each VM started through the API last booted (on the tokio clock, so a paused test
+    /// clock moves it); a VM without an entry has been running for long.
+    pub boots: Mutex<BTreeMap<u32, tokio::time::Instant>>,
 }
 
 impl Shared {
@@ -306,6 +313,28 @@ impl Shared {
             tracing::warn!(%err, path = %path.display(), "simulator state not saved");
         }
         out
+    }
+
+    /// Note that a VM booted (`true`) or powered off.
+    pub fn note_power(&self, vmid: u32, running: bool) {
+        let mut boots = self
+            .boots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if running {
+            boots.insert(vmid, tokio::time::Instant::now());
+        } else {
+            boots.remove(&vmid);
+        }
+    }
+
+    /// How long ago a VM booted, when it was started through the API.
+    pub fn booted_for(&self, vmid: u32) -> Option<Duration> {
+        let boots = self
+            .boots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        boots.get(&vmid).map(tokio::time::Instant::elapsed)
     }
 
     /// Read the cluster under the lock.
@@ -410,6 +439,7 @@ impl SimHandle {
             config,
             requests: Mutex::default(),
             running_tasks: Mutex::default(),
+            boots: Mutex::default(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(Arc::clone(&shared));

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -168,8 +169,54 @@ pub struct Image {
     pub nodes: Vec<String>,
     /// How it reaches the storage.
     pub mode: ImageMode,
-    /// File name as given or taken from the URL (ends in `.qcow2`, `.raw` or `.vmdk`).
+    /// File name in the storage, as given or taken from the URL (ends in `.qcow2`, `.raw` or
+    /// `.vmdk`; a compression suffix dropped, `.img` named `.qcow2`).
     pub file_name: String,
+    /// How the file at the URL is compressed (`mode: upload` only: proxfleet decompresses it
+    /// before uploading).
+    pub compression: Option<Compression>,
+}
+
+/// How a published image is compressed, as its URL's file name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.gz`
+    Gzip,
+    /// `.xz`
+    Xz,
+    /// `.zst`
+    Zstd,
+}
+
+impl Compression {
+    /// The format's name, as `file` or `tar` would say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// A file name without its compression suffix, and the compression.
+    ///
+    /// ```
+    /// use proxfleet::spec::Compression;
+    /// assert_eq!(Compression::split("noble.img.xz"), ("noble.img", Some(Compression::Xz)));
+    /// assert_eq!(Compression::split("noble.qcow2"), ("noble.qcow2", None));
+    /// ```
+    pub fn split(name: &str) -> (&str, Option<Compression>) {
+        for (suffix, compression) in [
+            (".gz", Compression::Gzip),
+            (".xz", Compression::Xz),
+            (".zst", Compression::Zstd),
+        ] {
+            if let Some(inner) = name.strip_suffix(suffix) {
+                return (inner, Some(compression));
+            }
+        }
+        (name, None)
+    }
 }
 
 impl Image {
@@ -624,6 +671,10 @@ pub struct Template {
     pub onboot: Option<bool>,
     /// Take over an unmanaged VM at its vmid.
     pub adopt: bool,
+    /// `wait_for_ip` default of its clones.
+    pub wait_for_ip: Option<bool>,
+    /// `wait_for_ip_timeout` default of its clones.
+    pub wait_for_ip_timeout: Option<Duration>,
 }
 
 /// A clone of a template.
@@ -665,6 +716,36 @@ pub struct CloneVm {
     pub group: Option<String>,
     /// Take over an unmanaged VM at its vmid.
     pub adopt: bool,
+    /// After starting it, wait this long at most for its address from the guest agent
+    /// (`wait_for_ip`); `None`: do not wait.
+    pub wait_for_ip: Option<Duration>,
+}
+
+/// How long `wait_for_ip` waits when no layer sets `wait_for_ip_timeout`.
+pub const DEFAULT_WAIT_FOR_IP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// A duration as a spec writes it: `5m`, `90s`, `1h30m`.
+///
+/// ```
+/// use std::time::Duration;
+/// use proxfleet::spec::human_duration;
+/// assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+/// assert_eq!(human_duration(Duration::from_secs(90)), "1m30s");
+/// assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+/// ```
+pub fn human_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_millis() != 0 || secs == 0 {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }
 
 /// Where an effective value of a clone comes from (`validate --explain`).

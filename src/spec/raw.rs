@@ -207,6 +207,17 @@ pub struct RawCloneGroup {
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
     pub pool: Option<Spanned<String>>,
+    /// After starting the clones, wait for their address from the QEMU guest agent and show it in
+    /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
+    /// static `ipv4` is shown without waiting. Default `false`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
+    /// `1h`); default `5m`. No address by then is a warning, not a failure
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
@@ -254,6 +265,10 @@ pub struct RawCloneOverride {
     #[serde(default)]
     #[schemars(example = true)]
     pub onboot: Option<bool>,
+    /// Override `wait_for_ip`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
 }
 
 /// A cloud image downloaded by the node into a storage with the `import` content type
@@ -261,11 +276,13 @@ pub struct RawCloneOverride {
 #[serde(deny_unknown_fields)]
 #[schemars(example = example_image())]
 pub struct RawImage {
-    /// Where the node downloads the image from (http or https)
+    /// Where the image is downloaded from (http or https). A compressed image (`.gz`, `.xz`,
+    /// `.zst`) needs `mode: upload`: nodes do not decompress images to import
     #[schemars(with = "String", url)]
     #[schemars(example = &"https://cloud.debian.org/images/cloud/bookworm/20250210-2019/debian-12-genericcloud-amd64-20250210-2019.qcow2")]
     pub url: Spanned<String>,
-    /// Expected checksum as `sha256:<hex>` or `sha512:<hex>`; verified by Proxmox after download
+    /// Expected checksum of the file at the url (compressed, as published) as `sha256:<hex>` or
+    /// `sha512:<hex>`; verified by Proxmox after download, or by proxfleet in `mode: upload`
     #[schemars(with = "String", regex(pattern = r"^(sha256|sha512):[0-9a-fA-F]+$"))]
     #[schemars(example = &"sha512:a58d86525d75fd8e139a2302531ce5d2ab75ef0273cfe78f9d53aada4b23efd45f8433b4806fa4570cfe981c8fae26f5e5e855cbd66ba2198862f28125fd2d45")]
     pub checksum: Spanned<String>,
@@ -287,12 +304,16 @@ pub struct RawImage {
     #[schemars(example = ["pve1", "pve2"])]
     pub nodes: Vec<Spanned<String>>,
     /// `download`: the node fetches the URL itself (default); `upload`: proxfleet fetches it,
-    /// verifies the checksum and uploads it, for nodes without internet access
+    /// verifies the checksum, decompresses a `.gz`, `.xz` or `.zst` image and uploads it, for
+    /// nodes without internet access and for images a node cannot import (compressed ones,
+    /// `.img` names)
     #[serde(default)]
     #[schemars(example = &"upload")]
     pub mode: Option<RawImageMode>,
-    /// File name in the storage; default: the last path segment of the url. Proxmox requires
-    /// `.qcow2`, `.raw` or `.vmdk` for the `import` content type
+    /// File name in the storage; default: the last path segment of the url, without its
+    /// compression suffix (in `mode: upload` an `.img` becomes `.qcow2`, checked when fetched).
+    /// Proxmox requires `.qcow2`, `.raw` or `.vmdk` for the `import` content type, matching the
+    /// image's format
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"noble-server-cloudimg-amd64.qcow2")]
@@ -434,6 +455,14 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = true)]
     pub adopt: bool,
+    /// `wait_for_ip` default of the clones made from this template
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// `wait_for_ip_timeout` default of the clones made from this template
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
 fn default_cores() -> u32 {
@@ -850,4 +879,15 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(example = true)]
     pub adopt: bool,
+    /// After starting the clone, wait for its address from the QEMU guest agent and show it in
+    /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
+    /// static `ipv4` is shown without waiting. Default `false`
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub wait_for_ip: Option<bool>,
+    /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
+    /// `1h`); default `5m`. No address by then is a warning, not a failure
+    #[serde(default)]
+    #[schemars(with = "Option<String>", example = &"5m")]
+    pub wait_for_ip_timeout: Option<Spanned<String>>,
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_saphyr::Spanned;
@@ -394,6 +395,7 @@ fn expand_group(
                 ("tags", o.tags.is_some()),
                 ("start", o.start.is_some()),
                 ("onboot", o.onboot.is_some()),
+                ("wait_for_ip", o.wait_for_ip.is_some()),
             ] {
                 if set {
                     overridden.insert(field);
@@ -466,6 +468,8 @@ fn expand_group(
             description: None,
             // Adoption names one VM: it is not for groups.
             adopt: false,
+            wait_for_ip: overrides.and_then(|o| o.wait_for_ip).or(group.wait_for_ip),
+            wait_for_ip_timeout: group.wait_for_ip_timeout.clone(),
         };
         out.push(CloneEntry {
             name: Spanned::new(
@@ -594,6 +598,18 @@ fn explain(entry: &CloneEntry, c: &CloneVm, t: &Template, defaults: &Defaults) -
             "proxfleet default".into()
         },
     );
+    if let Some(timeout) = c.wait_for_ip {
+        let source = if entry.raw.wait_for_ip.is_some() {
+            own("wait_for_ip")
+        } else {
+            template_layer.clone()
+        };
+        add(
+            "wait_for_ip",
+            format!("true (up to {})", human_duration(timeout)),
+            source,
+        );
+    }
     if let Some(onboot) = c.onboot {
         let source = if entry.raw.onboot.is_some() {
             own("onboot")
@@ -837,26 +853,11 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
     } else {
         Some(image.nodes.iter().map(|n| n.value.clone()).collect())
     };
-    let file_name = match &image.file_name {
-        Some(file_name) => {
-            check_import_file_name(ctx, file_name, &format!("{path}.file_name"), false);
-            file_name.value.clone()
-        }
-        None => {
-            let derived = parsed_url
-                .as_ref()
-                .and_then(|u| {
-                    u.path_segments()
-                        .and_then(|mut segs| segs.next_back().map(str::to_string))
-                })
-                .unwrap_or_default();
-            let spanned = Spanned::new(derived.clone(), image.url.referenced, image.url.defined);
-            if parsed_url.is_some() {
-                check_import_file_name(ctx, &spanned, &format!("{path}.url"), true);
-            }
-            derived
-        }
+    let mode = match image.mode {
+        Some(RawImageMode::Upload) => ImageMode::Upload,
+        _ => ImageMode::Download,
     };
+    let (file_name, compression) = import_file_name(ctx, image, parsed_url.as_ref(), mode, &path);
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -866,15 +867,84 @@ fn check_image(ctx: &mut Ctx, name: &Spanned<String>, image: &RawImage) -> Optio
         checksum: checksum?,
         storage: storage?,
         nodes: nodes?,
-        mode: match image.mode {
-            Some(RawImageMode::Upload) => ImageMode::Upload,
-            _ => ImageMode::Download,
-        },
+        mode,
         file_name,
+        compression,
     })
 }
 
-fn check_import_file_name(ctx: &mut Ctx, file_name: &Spanned<String>, path: &str, derived: bool) {
+/// The name an image gets in the storage, and how the file at its URL is compressed.
+///
+/// Proxmox takes `.qcow2`, `.raw` and `.vmdk` as `import` content and decompresses only ISO
+/// images it downloads, so a compressed image, or one named `.img`, reaches a node only through
+/// proxfleet (`mode: upload`): it drops the compression suffix and names an `.img` `.qcow2`
+/// (what Ubuntu's are; the fetched bytes are checked), unless `file_name` names it.
+fn import_file_name(
+    ctx: &mut Ctx,
+    image: &RawImage,
+    url: Option<&url::Url>,
+    mode: ImageMode,
+    path: &str,
+) -> (String, Option<Compression>) {
+    let published = url
+        .and_then(|u| u.path_segments().and_then(|mut segs| segs.next_back()))
+        .unwrap_or_default()
+        .to_string();
+    let (inner, compression) = Compression::split(&published);
+    let (inner, compression) = (inner.to_string(), compression);
+    let url_path = format!("{path}.url");
+    if url.is_some() && mode == ImageMode::Download {
+        if let Some(compression) = compression {
+            ctx.error_at(
+                &image.url,
+                &url_path,
+                format!(
+                    "`{published}` is compressed ({}), and a node cannot decompress an image it downloads for import (Proxmox's `compression` works only for `iso`)",
+                    compression.as_str()
+                ),
+                Some("`mode: upload`: proxfleet downloads it, verifies its checksum, decompresses it and uploads the image"),
+            );
+            return (inner, Some(compression));
+        }
+        if image.file_name.is_none()
+            && let Some(stem) = inner.strip_suffix(".img")
+        {
+            ctx.error_at(
+                &image.url,
+                &url_path,
+                format!(
+                    "the file name `{published}` taken from the url cannot be used for the `import` content type, which takes `.qcow2`, `.raw` and `.vmdk` only"
+                ),
+                Some(&format!(
+                    "`mode: upload` (proxfleet checks that it is qcow2 and uploads it as `.qcow2`), or `file_name: {stem}.qcow2` if it is qcow2 (Ubuntu's `.img` cloud images are)"
+                )),
+            );
+            return (inner, None);
+        }
+    }
+    if let Some(file_name) = &image.file_name {
+        check_import_file_name(ctx, file_name, &format!("{path}.file_name"), None);
+        return (file_name.value.clone(), compression);
+    }
+    let stored = match inner.strip_suffix(".img") {
+        Some(stem) if mode == ImageMode::Upload => format!("{stem}.qcow2"),
+        _ => inner,
+    };
+    if url.is_some() {
+        let spanned = Spanned::new(stored.clone(), image.url.referenced, image.url.defined);
+        check_import_file_name(ctx, &spanned, &url_path, Some(&published));
+    }
+    (stored, compression)
+}
+
+/// Check a name for the `import` content type; `derived_from` is the URL's file name when the
+/// name was taken from it (and is what the message names).
+fn check_import_file_name(
+    ctx: &mut Ctx,
+    file_name: &Spanned<String>,
+    path: &str,
+    derived_from: Option<&str>,
+) {
     let name = &file_name.value;
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name.as_str(), ""));
     let stem_ok = !stem.is_empty()
@@ -884,9 +954,9 @@ fn check_import_file_name(ctx: &mut Ctx, file_name: &Spanned<String>, path: &str
     if stem_ok && matches!(ext, "qcow2" | "raw" | "vmdk") {
         return;
     }
-    let what = if derived {
+    let what = if let Some(published) = derived_from {
         format!(
-            "the file name `{name}` taken from the url cannot be used for the `import` content type; set `file_name`"
+            "the file name `{published}` taken from the url cannot be used for the `import` content type; set `file_name`"
         )
     } else {
         format!("file name `{name}` cannot be used for the `import` content type")
@@ -2049,6 +2119,10 @@ fn check_template(
             Some(&format!("at most {max_slot} besides the boot disk")),
         );
     }
+    let wait_for_ip_timeout = t
+        .wait_for_ip_timeout
+        .as_ref()
+        .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -2098,6 +2172,8 @@ fn check_template(
             .and_then(|p| check_pool(ctx, p, &format!("{path}.pool"))),
         onboot: t.onboot,
         adopt: t.adopt,
+        wait_for_ip: t.wait_for_ip,
+        wait_for_ip_timeout,
     })
 }
 
@@ -2178,10 +2254,15 @@ fn check_clone(
         .network
         .as_ref()
         .map(|nics| check_networks(ctx, nics, &path, name));
+    let wait_for_ip_timeout = c
+        .wait_for_ip_timeout
+        .as_ref()
+        .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     let template = template?;
+    let wait_for_ip = wait_for_ip_of(ctx, c, template, wait_for_ip_timeout, &path);
     if let Some(storage) = &c.storage {
         check_storage(ctx, storage, &format!("{path}.storage"));
         if c.full == Some(false) {
@@ -2219,7 +2300,69 @@ fn check_clone(
         description: c.description.clone(),
         group: None,
         adopt: c.adopt,
+        wait_for_ip,
     })
+}
+
+/// Whether and how long a clone waits for its address: its own `wait_for_ip` (or its
+/// group's), else its template's; the timeout likewise, else the default. Waiting through a
+/// template without `agent: true` cannot work: Proxmox has no agent to ask.
+fn wait_for_ip_of(
+    ctx: &mut Ctx,
+    c: &RawClone,
+    template: &Template,
+    own_timeout: Option<Duration>,
+    path: &str,
+) -> Option<Duration> {
+    if !c.wait_for_ip.or(template.wait_for_ip).unwrap_or(false) {
+        return None;
+    }
+    let warning = Warning {
+        path: format!("{path}.wait_for_ip"),
+        message: format!(
+            "template `{}` does not enable the guest agent (`agent: true`), so Proxmox has no agent to ask for the address",
+            template.name
+        ),
+    };
+    // A group's clones share the group's path: say it once.
+    if !template.agent && !ctx.warnings.contains(&warning) {
+        ctx.warnings.push(warning);
+    }
+    Some(
+        own_timeout
+            .or(template.wait_for_ip_timeout)
+            .unwrap_or(DEFAULT_WAIT_FOR_IP_TIMEOUT),
+    )
+}
+
+/// `wait_for_ip_timeout`: whole seconds, or a number with `s`, `m` or `h`; 1 s to 24 h.
+fn check_wait_timeout(ctx: &mut Ctx, text: &Spanned<String>, path: &str) -> Option<Duration> {
+    let value = text.value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let factor = match unit {
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        _ => None,
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .zip(factor)
+        .and_then(|(n, f)| n.checked_mul(f))
+        .filter(|s| (1..=24 * 3600).contains(s));
+    if seconds.is_none() {
+        ctx.error_at(
+            text,
+            path,
+            format!("`{}` is not a valid time-out", text.value),
+            Some("whole seconds (`300`) or a number with `s`, `m` or `h` (`90s`, `5m`), from 1 s to 24 h"),
+        );
+    }
+    seconds.map(Duration::from_secs)
 }
 
 #[cfg(test)]

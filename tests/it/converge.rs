@@ -669,6 +669,7 @@ fn the_summary_lists_every_task_each_clones_address_and_what_was_cancelled() {
                 duration: Duration::from_secs_f64(seconds),
                 tasks,
                 ip: ip.map(str::to_string),
+                warnings: Vec::new(),
             }
         };
     let report = ApplyReport {

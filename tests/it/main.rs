@@ -1,6 +1,7 @@
 //! The one integration test binary: end-to-end tests against the simulator, spec diagnostics,
 //! the schema, and the CLI as a user runs it.
 
+mod agent;
 mod cli;
 mod common;
 mod conformance;

@@ -25,7 +25,7 @@ impl Api {
     }
 
     /// The same simulator, called with another token.
-    fn as_token(&self, token: &str) -> Api {
+    pub(crate) fn as_token(&self, token: &str) -> Api {
         Api {
             http: self.http.clone(),
             base: self.base.clone(),
