@@ -1024,6 +1024,10 @@ pub fn same_value(option: &str, observed: Option<&str>, desired: &str) -> bool {
     let Some(observed) = observed else {
         return false;
     };
+    // The same text is the same value, whatever the option (most of a converged fleet).
+    if observed == desired {
+        return true;
+    }
     match option {
         "sshkeys" => {
             let a: BTreeSet<String> = decode_sshkeys(observed).into_iter().collect();
