@@ -40,6 +40,7 @@ SERVED = [
     ("PUT", "/nodes/{node}/qemu/{vmid}/resize"),
     ("POST", "/nodes/{node}/qemu/{vmid}/template"),
     ("POST", "/nodes/{node}/qemu/{vmid}/clone"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/migrate"),
     ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
     ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/start"),

@@ -889,7 +889,9 @@ impl Job {
             newid: vm.vmid,
             name: Some(vm.name.clone()),
             full: Some(recipe.full),
-            target: (vm.node != recipe.template_node).then(|| vm.node.clone()),
+            // From node-local storage the clone is made beside the template, then migrated.
+            target: (vm.node != recipe.template_node && recipe.migrate_to.is_none())
+                .then(|| vm.node.clone()),
             storage: recipe.storage.clone(),
             description: vm.settings.get("description").cloned(),
             pool: vm.pool.clone(),
@@ -900,13 +902,18 @@ impl Job {
         // The files `cicustom` names are in place before it does (and a node that cannot be
         // reached over SSH stops the change before anything is made).
         self.write_snippets(vm, &vm.node).await?;
+        let allocated_on = if recipe.migrate_to.is_some() {
+            &recipe.template_node
+        } else {
+            &vm.node
+        };
         let target_storage = format!(
             "{}@{}",
             recipe
                 .storage
                 .as_deref()
                 .unwrap_or(&recipe.template_storage),
-            vm.node
+            allocated_on
         );
         let cloned = self
             .task_allocating(
@@ -925,6 +932,23 @@ impl Job {
             )
             .await;
         self.unless_made_earlier(cloned, vm).await?;
+        if let Some(target) = &recipe.migrate_to {
+            self.task_allocating(
+                &format!("migrate VM {} to {target}", vm.vmid),
+                tasks,
+                Some((
+                    &format!("{}@{target}", recipe.template_storage),
+                    recipe.volumes,
+                )),
+                || async {
+                    self.client
+                        .migrate_vm(&recipe.template_node, vm.vmid, target)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await?;
+        }
         let mut set: Vec<(String, String)> = vm
             .settings
             .iter()

@@ -990,6 +990,15 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
                 &format!("{} (vmid {})", clone.template, clone.template_vmid),
             ));
             fields.push(set("full", if clone.full { "1" } else { "0" }));
+            if let Some(target) = &clone.migrate_to {
+                fields.push(set(
+                    "migrate",
+                    &format!(
+                        "made on {} beside the template (its disks are on node-local `{}`), then migrated to {target}",
+                        clone.template_node, clone.template_storage
+                    ),
+                ));
+            }
             fields.extend(vm.settings.iter().map(|(k, v)| set(k, v)));
             if let Some((slot, size)) = &vm.disk_grow {
                 fields.push(set(&format!("{slot} size"), &size.to_proxmox()));

@@ -71,6 +71,10 @@ pub struct CloneRecipe {
     /// How many volumes a full clone allocates (the template's disks, EFI and TPM state and
     /// cloud-init drive included); a linked clone allocates its cloud-init drive and TPM state.
     pub volumes: usize,
+    /// The template's disks are on node-local storage and the clone belongs on another node:
+    /// Proxmox cannot clone there (`target` needs shared storage), so the clone is made on the
+    /// template's node and then migrated (offline) to this one.
+    pub migrate_to: Option<String>,
 }
 
 /// How a VM comes to exist.
@@ -629,6 +633,9 @@ fn desired_clone(
             full: c.full,
             storage: c.storage.clone(),
             template_storage: template.disk.storage.clone(),
+            migrate_to: (c.node != template.node
+                && crate::spec::is_node_local_storage(&template.disk.storage))
+            .then(|| c.node.clone()),
             volumes: if c.full {
                 1 + template.extra_disks.len()
                     + usize::from(template.efi_disk.is_some())

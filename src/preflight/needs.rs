@@ -309,6 +309,16 @@ impl Needs {
             if vm.running {
                 self.privilege(&vm_path, "VM.PowerMgmt", &user, "start");
             }
+            if let Recipe::Clone(recipe) = &vm.recipe
+                && recipe.migrate_to.is_some()
+            {
+                self.privilege(
+                    &vm_path,
+                    "VM.Migrate",
+                    &user,
+                    "migrate it from the template's node",
+                );
+            }
             // Snippets are written over SFTP, not through the API; the API only has to know
             // the storage takes them (and, to find its directory, its configuration).
             if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {

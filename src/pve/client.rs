@@ -874,6 +874,22 @@ impl PveClient {
         .await
     }
 
+    /// `POST /nodes/{node}/qemu/{vmid}/migrate`, offline: the stopped VM and its local disks
+    /// move to `target`.
+    ///
+    /// # Errors
+    /// HTTP errors (a running VM, an unknown or offline target).
+    pub async fn migrate_vm(&self, node: &str, vmid: u32, target: &str) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/migrate", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/migrate",
+            &path,
+            &[("target".to_string(), target.to_string())],
+        )
+        .await
+    }
+
     /// `POST /nodes/{node}/qemu/{vmid}/clone`.
     pub async fn clone_vm(
         &self,

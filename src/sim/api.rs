@@ -579,6 +579,7 @@ fn route(endpoint: &str, ctx: &Ctx) -> Reply {
         "PUT /nodes/{node}/qemu/{vmid}/resize" => resize(ctx),
         "POST /nodes/{node}/qemu/{vmid}/template" => template(ctx),
         "POST /nodes/{node}/qemu/{vmid}/clone" => clone_vm(ctx),
+        "POST /nodes/{node}/qemu/{vmid}/migrate" => migrate_vm(ctx),
         "GET /nodes/{node}/qemu/{vmid}/status/current" => vm_status(ctx),
         "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces" => agent::network_get_interfaces(ctx),
         "POST /nodes/{node}/qemu/{vmid}/status/start" => power(ctx, "qmstart"),
@@ -2502,6 +2503,88 @@ fn power(ctx: &Ctx, kind: &'static str) -> Reply {
                 shared.note_power(vmid, kind == "qmstart");
             }
             powered
+        });
+        data(json!(upid))
+    })
+}
+
+/// `POST …/migrate`: offline migration moves the VM and its local disks to the target node
+/// (storages of the same id there); a running VM needs `online`, which the simulator refuses
+/// to model; a linked clone's disks cannot leave their local base image.
+fn migrate_vm(ctx: &Ctx) -> Reply {
+    let node = ctx.node();
+    let vmid = ctx.vmid();
+    let target = ctx.req("target").to_string();
+    let shared = Arc::clone(&ctx.shared);
+    ctx.shared.mutate(|c| {
+        let vm = vm_on(c, &node, vmid)?;
+        check_unlocked(vm)?;
+        if target == node {
+            return Err(ApiError::fail("target is local node."));
+        }
+        match c.node(&target) {
+            None => {
+                return Err(ApiError::param(
+                    "target",
+                    format!("no such cluster node '{target}'"),
+                ));
+            }
+            Some(n) if !n.online => {
+                return Err(ApiError::fail(format!(
+                    "target node '{target}' is not online"
+                )));
+            }
+            Some(_) => {}
+        }
+        if vm.running {
+            if ctx.flag("online") == Some(true) {
+                return Err(ApiError::fail(
+                    "online migration is not simulated: shut the VM down first",
+                ));
+            }
+            return Err(ApiError::fail(
+                "can't migrate running VM without --online",
+            ));
+        }
+        if let Some(vm) = c.vms.get_mut(&vmid) {
+            vm.config.insert("lock".into(), "migrate".into());
+        }
+        let task_node = node.clone();
+        let upid = start_task(ctx, c, &node, "qmigrate", &vmid.to_string(), async move {
+            shared.mutate(|c| {
+                let linked: Option<String> = c
+                    .volumes
+                    .iter()
+                    .filter(|v| v.vmid == Some(vmid) && v.node == task_node)
+                    .find(|v| v.parent.is_some())
+                    .map(|v| v.volid.clone());
+                let unlock = |c: &mut Cluster| {
+                    if let Some(vm) = c.vms.get_mut(&vmid) {
+                        vm.config.remove("lock");
+                    }
+                };
+                if let Some(volid) = linked {
+                    unlock(c);
+                    return Err(format!(
+                        "can't migrate local disk '{volid}': it is a linked clone of a base image on local storage"
+                    ));
+                }
+                let mut log = vec![format!("starting migration of VM {vmid} to node '{target}'")];
+                for volume in c
+                    .volumes
+                    .iter_mut()
+                    .filter(|v| v.vmid == Some(vmid) && v.node == task_node)
+                {
+                    log.push(format!("copying local disk '{}' to node '{target}'", volume.volid));
+                    volume.node = target.clone();
+                }
+                if let Some(vm) = c.vms.get_mut(&vmid) {
+                    vm.node = target.clone();
+                }
+                unlock(c);
+                log.push("migration finished successfully".into());
+                Ok(log)
+            })
         });
         data(json!(upid))
     })

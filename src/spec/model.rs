@@ -602,6 +602,12 @@ pub struct InterfaceIp {
     pub ipv6: Option<Ipv6Config>,
 }
 
+/// Proxmox's stock storages that are local to each node (`local`, `local-lvm`, `local-zfs`):
+/// a disk on them cannot be cloned to another node directly.
+pub fn is_node_local_storage(storage: &str) -> bool {
+    matches!(storage, "local" | "local-lvm" | "local-zfs")
+}
+
 /// A custom cloud-init file, read when the spec was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomData {

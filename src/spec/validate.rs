@@ -2203,19 +2203,22 @@ fn check_clone(
         .as_ref()
         .map(|tags| check_tags(ctx, tags, &format!("{path}.tags")));
     // Cloning to another node needs the template's disks on shared storage. Proxmox's stock
-    // storages `local`, `local-lvm` and `local-zfs` are node-local, so that cannot work.
+    // storages `local`, `local-lvm` and `local-zfs` are node-local: a full clone is then made on
+    // the template's node and migrated (the plan says so), but a linked clone cannot leave its
+    // base image.
     if let (Some(node), Some(template)) = (&c.node, template)
         && node.value != template.node
         && NODE_LOCAL_STORAGES.contains(&template.disk.storage.as_str())
+        && c.full == Some(false)
     {
         ctx.error_at(
             node,
             &format!("{path}.node"),
             format!(
-                "a clone on node `{}` cannot be made from template `{}`: its disks are on `{}`, which is local to node `{}`",
+                "a linked clone on node `{}` cannot be made from template `{}`: its disks are on `{}`, which is local to node `{}`, and a linked clone stays with its base image",
                 node.value, template.name, template.disk.storage, template.node
             ),
-            Some("the template's node, or a template whose disks are on shared storage (NFS, Ceph, …)"),
+            Some("the template's node, a full clone (it is made there and migrated), or a template whose disks are on shared storage (NFS, Ceph, …)"),
         );
     }
     let disk_size = c

@@ -215,3 +215,63 @@ async fn adopt_takes_over_a_vm_made_by_hand_and_refuses_what_it_would_have_to_re
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_full_clone_for_another_node_from_local_storage_is_made_beside_the_template_and_migrated()
+{
+    use proxfleet::sim::{SimConfig, SimHandle};
+    let sim = SimHandle::start(SimConfig {
+        nodes: 2,
+        task_duration: Some(std::time::Duration::from_millis(3)),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let conn = proxfleet::commands::Connection::to_sim(&sim).expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The quickstart's template is on local-lvm on pve1; web-2 belongs on pve2.
+    let text = quickstart_text().replace(
+        "  web-2:\n    vmid: 202\n    template: debian-12-base\n",
+        "  web-2:\n    vmid: 202\n    template: debian-12-base\n    node: pve2\n",
+    );
+    let spec = write_spec(dir.path(), "fleet.yaml", &text);
+    let planned = plan(&conn, &spec).await;
+    assert!(
+        planned.out.contains(
+            "+ migrate     = \"made on pve1 beside the template (its disks are on node-local `local-lvm`), then migrated to pve2\""
+        ),
+        "{}",
+        planned.out
+    );
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{:?}", run.out, run.result);
+    let web2 = sim
+        .vms()
+        .into_iter()
+        .find(|vm| vm.vmid == 202)
+        .expect("web-2");
+    assert_eq!(web2.node, "pve2");
+    assert!(web2.running);
+    let disks: Vec<_> = sim
+        .volumes()
+        .into_iter()
+        .filter(|v| v.volid.contains("vm-202-"))
+        .collect();
+    assert!(!disks.is_empty());
+    assert!(disks.iter().all(|v| v.node == "pve2"), "{disks:?}");
+    assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+
+    // A linked clone cannot leave its local base image: said before anything runs.
+    let linked = write_spec(
+        dir.path(),
+        "linked.yaml",
+        &text.replace("    node: pve2\n", "    node: pve2\n    full: false\n"),
+    );
+    let err = proxfleet::spec::load(&linked).expect_err("refused");
+    assert!(
+        err.to_string().contains(
+            "a linked clone on node `pve2` cannot be made from template `debian-12-base`"
+        ),
+        "{err}"
+    );
+}
