@@ -244,16 +244,6 @@ fn already_done(result: Result<(), StepError>, sign: &str) -> Result<(), Box<Ste
     }
 }
 
-/// Whether a create parameter is a disk (`scsi0`, `efidisk0`, `ide2`, …).
-fn is_disk_param(option: &str) -> bool {
-    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
-    family != option
-        && matches!(
-            family,
-            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
-        )
-}
-
 /// The error of a change that needs snippets when the run has no way to write them.
 fn no_snippet_store() -> StepError {
     StepError::Snippet {
@@ -839,7 +829,7 @@ impl Job {
         // there too: EFI and TPM state, the cloud-init drive).
         let disks = params
             .iter()
-            .filter(|(option, value)| is_disk_param(option) && value.contains(':'))
+            .filter(|(option, value)| crate::diff::is_disk_option(option) && value.contains(':'))
             .count();
         let boot_storage = params
             .iter()

@@ -961,7 +961,7 @@ fn diff_vm(
 
 /// Disk options: their values change form once Proxmox allocates them (`local-lvm:1` becomes a
 /// volume), so a template's disks are judged by its build fingerprint, not compared.
-fn is_disk_option(option: &str) -> bool {
+pub(crate) fn is_disk_option(option: &str) -> bool {
     let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
     family != option
         && matches!(
