@@ -702,7 +702,27 @@ impl Job {
                 guard.release_after(self.options.allocation_window * volumes.max(1) as u32 * slots);
             }
             if let Some(upid) = &upid {
-                self.client.wait_task(upid, timeout).await?;
+                if self.change.key.kind == ResourceKind::Image && what.starts_with("download") {
+                    // A download reports its progress in its log: pass it on while waiting.
+                    let watch = async {
+                        let mut seen = 0;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            if let Ok(lines) = self.client.task_log(upid).await {
+                                for line in lines.iter().skip(seen).filter(|l| l.contains('%')) {
+                                    self.step(format!("{what}: {}", line.trim()));
+                                }
+                                seen = seen.max(lines.len());
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        waited = self.client.wait_task(upid, timeout) => { waited?; }
+                        () = watch => {}
+                    }
+                } else {
+                    self.client.wait_task(upid, timeout).await?;
+                }
             }
             Ok::<_, PveError>(upid)
         };
@@ -729,12 +749,29 @@ impl Job {
                 return Err(cancelled);
             }
             let compression = image.image.compression;
+            // Progress at each quarter (or each 256 MiB when the size is not announced).
+            let reported = std::sync::atomic::AtomicU64::new(0);
+            let progress = |received: u64, total: Option<u64>| {
+                let (mark, text) = match total {
+                    Some(total) if total > 0 => {
+                        let quarter = received * 4 / total;
+                        let mib = total as f64 / f64::from(1 << 20);
+                        (quarter, format!("{}% of {mib:.1} MiB", quarter * 25))
+                    }
+                    _ => (received >> 28, format!("{} MiB", received >> 20)),
+                };
+                let before = reported.fetch_max(mark, std::sync::atomic::Ordering::Relaxed);
+                if mark > before {
+                    self.step(format!("fetching {}: {text}", image.url));
+                }
+            };
             let fetched = crate::fetch::fetch_image(
                 &image.url,
                 &image.checksum_algorithm,
                 &image.checksum_hex,
                 compression,
                 &image.image.file_name,
+                &progress,
             )
             .await
             .map_err(|err| StepError::Inconsistent(err.to_string()))?;

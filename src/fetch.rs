@@ -81,8 +81,9 @@ pub async fn fetch_image(
     expected_hex: &str,
     compression: Option<Compression>,
     stored_name: &str,
+    progress: &(dyn Fn(u64, Option<u64>) + Sync),
 ) -> Result<Fetched, FetchError> {
-    let published = fetch_verified(url, algorithm, expected_hex).await?;
+    let published = fetch_verified(url, algorithm, expected_hex, progress).await?;
     let fetched = match compression {
         None => Fetched {
             file: published,
@@ -224,6 +225,7 @@ pub async fn fetch_verified(
     url: &str,
     algorithm: &str,
     expected_hex: &str,
+    progress: &(dyn Fn(u64, Option<u64>) + Sync),
 ) -> Result<tempfile::NamedTempFile, FetchError> {
     let mut hasher = match algorithm {
         "sha256" => Hasher::Sha256(sha2::Sha256::new()),
@@ -240,12 +242,16 @@ pub async fn fetch_verified(
     let response = response
         .error_for_status()
         .map_err(|e| http_error(e.to_string()))?;
+    let total = response.content_length();
     let mut file = tempfile::NamedTempFile::new()?;
     let mut stream = response.bytes_stream();
+    let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| http_error(e.to_string()))?;
         hasher.update(&chunk);
         file.write_all(&chunk)?;
+        received += chunk.len() as u64;
+        progress(received, total);
     }
     file.flush()?;
     let actual = hasher.hex();

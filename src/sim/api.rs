@@ -682,9 +682,24 @@ where
     // gives up when its wait would pass the lock time-out.
     let allocations = storage_allocations(ctx, cluster, node, kind);
     let lock = reserve_storage_locks(&shared, &allocations, node);
+    // A download reports its progress in its log as it goes, as wget does under Proxmox.
+    let progress_kind = kind == "download";
     let runner = async move {
         let (waited, lock_failure) = lock;
-        tokio::time::sleep(duration + waited).await;
+        tokio::time::sleep(waited).await;
+        if progress_kind && lock_failure.is_none() {
+            for percent in [25u32, 50, 75] {
+                tokio::time::sleep(duration / 4).await;
+                shared.mutate(|cluster| {
+                    if let Some(task) = cluster.tasks.get_mut(&task_upid) {
+                        task.log.push(format!("downloading: {percent}% done"));
+                    }
+                });
+            }
+            tokio::time::sleep(duration / 4).await;
+        } else {
+            tokio::time::sleep(duration).await;
+        }
         let injected = injected.or(lock_failure);
         let result = match injected {
             None => work.await,

@@ -307,3 +307,66 @@ async fn a_file_that_does_not_decompress_fails_after_its_checksum_and_uploads_no
     );
     assert!(sim.requests().iter().all(|r| !r.path.ends_with("/upload")));
 }
+
+/// What `apply` reports while an image travels: the node's download task's progress from its
+/// log, and proxfleet's own fetch in upload mode, by quarters.
+#[tokio::test]
+async fn image_progress_is_reported_from_the_task_log_and_from_the_fetch() {
+    use proxfleet::apply::{ApplyOptions, Event, apply};
+    use proxfleet::graph::DesiredGraph;
+    use proxfleet::sim::{SimConfig, SimHandle};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (url, sha256) = serve_qcow2(dir.path()).await;
+    for (mode, expected) in [
+        ("download", "download local:import/"),
+        ("upload", "fetching http://"),
+    ] {
+        let sim = SimHandle::start(SimConfig {
+            // Long enough for the progress lines of a download to be seen while it runs.
+            task_duration: Some(std::time::Duration::from_millis(800)),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let conn = proxfleet::commands::Connection::to_sim(&sim).unwrap();
+        let spec = write_spec(dir.path(), "progress.yaml", &spec_for(&url, &sha256, mode));
+        let desired = DesiredGraph::build(&proxfleet::spec::load(&spec).unwrap().spec);
+        let actual = proxfleet::observe::observe(&conn.client, &desired)
+            .await
+            .unwrap();
+        let mut plan = proxfleet::diff::diff(&desired, &actual);
+        plan.changes
+            .retain(|c| c.key.to_string().starts_with("image."));
+        let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink_steps = std::sync::Arc::clone(&steps);
+        let report = apply(
+            &conn.client,
+            &plan,
+            &desired,
+            &actual,
+            &ApplyOptions::default(),
+            std::sync::Arc::new(move |event| {
+                if let Event::Step { what, .. } = event {
+                    sink_steps.lock().unwrap().push(what);
+                }
+            }),
+        )
+        .await;
+        assert!(!report.failed(), "{report:?}");
+        let steps = steps.lock().unwrap().clone();
+        let progress: Vec<&String> = steps
+            .iter()
+            .filter(|s| s.starts_with(expected) && s.contains('%'))
+            .collect();
+        assert!(!progress.is_empty(), "{mode}: {steps:?}");
+        if mode == "upload" {
+            assert!(steps.iter().any(|s| s.contains("100% of")), "{steps:?}");
+        } else {
+            assert!(
+                steps.iter().any(|s| s.ends_with("downloading: 50% done")),
+                "{steps:?}"
+            );
+        }
+    }
+}
