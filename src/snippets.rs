@@ -227,6 +227,18 @@ impl SnippetStore {
         }
     }
 
+    /// Whether `node` can be reached: an SSH session opened (its host key checked) for SFTP, or
+    /// the simulator's directory there. The session is kept for the run.
+    ///
+    /// # Errors
+    /// The node cannot be reached, or its host key is not the recorded one.
+    pub async fn reach(&self, node: &str) -> Result<(), SnippetError> {
+        match &self.transport {
+            Transport::Local(dirs) => local_dir(dirs, node, "local").map(|_| ()),
+            Transport::Sftp(settings) => self.session(settings, node).await.map(|_| ()),
+        }
+    }
+
     /// Write `content` as `<storage>:snippets/<name>` on `node`, unless a file with that name is
     /// there already (names are content-addressed). Returns whether it was written.
     ///

@@ -15,7 +15,7 @@ use crate::saved::SavedPlan;
 /// Spec errors; [`CommandError::ChecksFailed`] when a check failed (after printing the report).
 pub async fn run(args: &CheckArgs, conn: &Connection, io: &mut Io<'_>) -> Result<(), CommandError> {
     let loaded = load_spec(&args.spec.file, io)?;
-    let report = preflight::run(&conn.client, &loaded.spec).await;
+    let report = checked(conn, &loaded.spec).await;
     let text = if args.json {
         preflight::json(&report)
     } else {
@@ -50,7 +50,7 @@ pub async fn gate(
     let Ok(loaded) = crate::spec::load_str(&text, spec_file) else {
         return Ok(());
     };
-    let report = preflight::run(&conn.client, &loaded.spec).await;
+    let report = checked(conn, &loaded.spec).await;
     // Warnings in one line each: they do not stop anything, and `check` explains them.
     for warned in report.checks.iter().filter(|c| c.status == Status::Warn) {
         let _ = writeln!(
@@ -100,4 +100,20 @@ pub async fn gate_apply(
         None => args.spec.file.clone(),
     };
     gate(&spec_file, args.skip_checks, conn, io).await
+}
+
+/// The preflight report, with SSH reached on the nodes that get cloud-init snippets.
+async fn checked(conn: &Connection, spec: &crate::spec::Spec) -> preflight::Report {
+    let mut report = preflight::run(&conn.client, spec).await;
+    let nodes = preflight::snippet_nodes(spec);
+    if !nodes.is_empty() {
+        let store = conn.snippet_store(&spec.ssh);
+        let mut reached = Vec::new();
+        for node in nodes {
+            let result = store.reach(&node).await.map_err(|err| err.to_string());
+            reached.push((node, result));
+        }
+        preflight::add_ssh_checks(&mut report, reached);
+    }
+    report
 }

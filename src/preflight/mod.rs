@@ -49,11 +49,13 @@ pub enum Group {
     Privileges,
     /// Desired vmids.
     Vmids,
+    /// SSH to the nodes that get cloud-init snippets.
+    Ssh,
 }
 
 impl Group {
     /// Every group, in report order.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Api,
         Group::Nodes,
         Group::Storages,
@@ -62,6 +64,7 @@ impl Group {
         Group::PciMappings,
         Group::Privileges,
         Group::Vmids,
+        Group::Ssh,
     ];
 
     /// The heading.
@@ -75,6 +78,7 @@ impl Group {
             Group::PciMappings => "PCI mappings",
             Group::Privileges => "Privileges",
             Group::Vmids => "VM ids",
+            Group::Ssh => "SSH",
         }
     }
 }
@@ -132,6 +136,48 @@ impl Report {
 }
 
 /// Derive what the spec needs, ask the cluster, and compare.
+/// The nodes that get cloud-init snippets (`delivery: snippets`), each with its storage.
+pub fn snippet_nodes(spec: &Spec) -> std::collections::BTreeSet<String> {
+    let desired = DesiredGraph::build(spec);
+    desired
+        .in_order()
+        .filter_map(|resource| match resource {
+            crate::graph::Resource::Vm(vm) => vm
+                .seed
+                .as_deref()
+                .filter(|plan| plan.is_snippets())
+                .map(|_| vm.node.clone()),
+            crate::graph::Resource::Image(_) => None,
+        })
+        .collect()
+}
+
+/// Add the SSH checks: for each node, whether it could be reached (its host key checked).
+pub fn add_ssh_checks(report: &mut Report, reached: Vec<(String, Result<(), String>)>) {
+    for (node, result) in reached {
+        report.checks.push(match result {
+            Ok(()) => Check {
+                group: Group::Ssh,
+                status: Status::Pass,
+                subject: node,
+                message: "reachable over SSH, host key as recorded".into(),
+                details: Vec::new(),
+                hints: Vec::new(),
+            },
+            Err(message) => Check {
+                group: Group::Ssh,
+                status: Status::Fail,
+                subject: node.clone(),
+                message,
+                details: vec!["cloud-init snippets are written there over SFTP".into()],
+                hints: vec![format!(
+                    "check `defaults.ssh` (user, key, known_hosts, host for {node}), or use `delivery: iso`, which needs no SSH"
+                )],
+            },
+        });
+    }
+}
+
 pub async fn run(client: &PveClient, spec: &Spec) -> Report {
     let desired = DesiredGraph::build(spec);
     let needs = Needs::of(spec, &desired);

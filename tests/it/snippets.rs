@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use proxfleet::commands::Connection;
 use proxfleet::sim::{SimConfig, SimHandle};
 
-use super::common::{apply, destroy, plan, quickstart_text, write_spec};
+use super::common::{apply, check, destroy, plan, quickstart_text, write_spec};
 
 const USER_DATA: &str =
     "#cloud-config\npackages:\n  - nginx\nruncmd:\n  - [systemctl, enable, --now, nginx]\n";
@@ -561,4 +561,50 @@ fn the_embedded_simulator_keeps_snippets_in_a_directory_of_its_own() {
     );
     assert!(out.status.success(), "{}", super::common::text(&out.stderr));
     assert!(files(&dir.path().join(".proxfleet/sim-snippets/pve1")).is_empty());
+}
+
+/// `proxfleet check` reaches every node that gets snippets over SSH before anything runs: a
+/// host key that is not the recorded one is a failed check, the right one passes.
+#[tokio::test]
+async fn the_preflight_check_reaches_the_snippet_nodes_over_ssh() {
+    let sshd = Sshd::start();
+    let (_sim, conn) = sim_with(&sshd).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("user-data.yaml"), USER_DATA).expect("user-data");
+    std::fs::write(dir.path().join("vendor-data.yaml"), VENDOR_DATA).expect("vendor-data");
+
+    let wrong = sshd.known_hosts("known_hosts_wrong", true);
+    let spec = write_spec(
+        dir.path(),
+        "fleet.yaml",
+        &spec_text(&sshd.defaults(&wrong, false)),
+    );
+    let refused = check(&conn, &spec, false).await;
+    assert!(refused.result.is_err(), "{}", refused.out);
+    let ssh_line = refused
+        .out
+        .lines()
+        .find(|l| l.trim_start().starts_with("✗ pve1:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        refused.out.contains("\nSSH\n") && ssh_line.contains("does not match the one recorded"),
+        "{}",
+        refused.out
+    );
+
+    let right = sshd.known_hosts("known_hosts_right", false);
+    let spec = write_spec(
+        dir.path(),
+        "fleet.yaml",
+        &spec_text(&sshd.defaults(&right, false)),
+    );
+    let passed = check(&conn, &spec, false).await;
+    assert!(
+        passed
+            .out
+            .contains("✓ pve1: reachable over SSH, host key as recorded"),
+        "{}",
+        passed.out
+    );
 }
