@@ -252,6 +252,24 @@ fn no_snippet_store() -> StepError {
     }
 }
 
+/// The outcome of a change that never ran (skipped or cancelled), reported as it is decided.
+fn never_ran(change: &Change, result: StepResult, events: &EventSink) -> Outcome {
+    events(Event::Finished {
+        key: change.key.clone(),
+        action: change.action,
+        result: result.clone(),
+    });
+    Outcome {
+        key: change.key.clone(),
+        action: change.action,
+        result,
+        duration: Duration::ZERO,
+        tasks: Vec::new(),
+        ip: None,
+        warnings: Vec::new(),
+    }
+}
+
 /// A sink for events; called from several tasks at once.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -317,20 +335,7 @@ pub async fn apply(
                 started[change_idx] = true;
                 let change = &plan.changes[change_idx];
                 let result = StepResult::Cancelled("not started: the run was interrupted".into());
-                events(Event::Finished {
-                    key: change.key.clone(),
-                    action: change.action,
-                    result: result.clone(),
-                });
-                outcomes[change_idx] = Some(Outcome {
-                    key: change.key.clone(),
-                    action: change.action,
-                    result,
-                    duration: Duration::ZERO,
-                    tasks: Vec::new(),
-                    ip: None,
-                    warnings: Vec::new(),
-                });
+                outcomes[change_idx] = Some(never_ran(change, result, &events));
             }
         }
         // Start every change whose dependencies are settled, up to the bound.
@@ -355,20 +360,7 @@ pub async fn apply(
             }) {
                 let because = format!("{} did not succeed", plan.changes[*failed].key);
                 let result = StepResult::Skipped(because);
-                events(Event::Finished {
-                    key: change.key.clone(),
-                    action: change.action,
-                    result: result.clone(),
-                });
-                outcomes[change_idx] = Some(Outcome {
-                    key: change.key.clone(),
-                    action: change.action,
-                    result,
-                    duration: Duration::ZERO,
-                    tasks: Vec::new(),
-                    ip: None,
-                    warnings: Vec::new(),
-                });
+                outcomes[change_idx] = Some(never_ran(change, result, &events));
                 continue;
             }
             let job = Job {
