@@ -431,11 +431,6 @@ pub async fn apply(
     }
 }
 
-/// A clone's static address from its desired `ipconfig0` (see `DesiredVm::static_address`).
-fn static_address(vm: &DesiredVm) -> Option<String> {
-    vm.static_address()
-}
-
 /// The jobs that wait for a clone's address (and so hold no parallelism slot).
 #[derive(Default)]
 struct AddressWaits {
@@ -519,7 +514,7 @@ impl Job {
             Err(err) => StepResult::Failed(err.to_string()),
         };
         let mut ip = match &self.resource {
-            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => static_address(vm),
+            Some(Resource::Vm(vm)) if matches!(vm.recipe, Recipe::Clone(_)) => vm.static_address(),
             _ => None,
         };
         let mut warnings = Vec::new();
@@ -576,7 +571,7 @@ impl Job {
             }),
             Action::Delete => false,
         };
-        (matches!(vm.recipe, Recipe::Clone(_)) && started && static_address(vm).is_none())
+        (matches!(vm.recipe, Recipe::Clone(_)) && started && vm.static_address().is_none())
             .then_some((vm, timeout))
     }
 

@@ -50,14 +50,13 @@ pub async fn run_apply(
         plan,
         &planned.desired,
         &planned.actual,
-        ApplyOptions {
-            snippets: Some(conn.snippet_store(&planned.loaded.spec.ssh)),
-            ..options_of(
-                args.parallelism,
-                args.shutdown_timeout,
-                args.storage_parallelism,
-            )
-        },
+        options_of(
+            conn,
+            &planned.loaded.spec.ssh,
+            args.parallelism,
+            args.shutdown_timeout,
+            Some(args.storage_parallelism),
+        ),
         "Apply",
         io,
     )
@@ -157,14 +156,13 @@ async fn apply_saved(
         plan,
         &desired,
         &actual,
-        ApplyOptions {
-            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
-            ..options_of(
-                args.parallelism,
-                args.shutdown_timeout,
-                args.storage_parallelism,
-            )
-        },
+        options_of(
+            conn,
+            &loaded.spec.ssh,
+            args.parallelism,
+            args.shutdown_timeout,
+            Some(args.storage_parallelism),
+        ),
         "Apply",
         io,
     )
@@ -247,23 +245,36 @@ pub async fn run_destroy(
         &plan,
         &desired,
         &actual,
-        ApplyOptions {
-            snippets: Some(conn.snippet_store(&loaded.spec.ssh)),
-            ..options_of(args.parallelism, args.shutdown_timeout, 4)
-        },
+        options_of(
+            conn,
+            &loaded.spec.ssh,
+            args.parallelism,
+            args.shutdown_timeout,
+            None,
+        ),
         "Destroy",
         io,
     )
     .await
 }
 
-/// How the executor runs, from the command line.
-fn options_of(parallelism: u16, shutdown_timeout: u32, storage_parallelism: u16) -> ApplyOptions {
+/// How the executor runs, from the command line; snippets go where `ssh` says (or, on the
+/// embedded simulator, into its directories). `storage_parallelism` is apply's flag (destroy
+/// allocates nothing and keeps the default).
+fn options_of(
+    conn: &Connection,
+    ssh: &crate::spec::SshSettings,
+    parallelism: u16,
+    shutdown_timeout: u32,
+    storage_parallelism: Option<u16>,
+) -> ApplyOptions {
+    let defaults = ApplyOptions::default();
     ApplyOptions {
         parallelism: usize::from(parallelism),
-        storage_parallelism: usize::from(storage_parallelism),
+        storage_parallelism: storage_parallelism.map_or(defaults.storage_parallelism, usize::from),
         shutdown_timeout: std::time::Duration::from_secs(u64::from(shutdown_timeout)),
-        ..ApplyOptions::default()
+        snippets: Some(conn.snippet_store(ssh)),
+        ..defaults
     }
 }
 
