@@ -257,3 +257,46 @@ pub fn proxfleet(dir: &Path, args: &[&str]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Whether a system tool a test needs (`isoinfo`, `xorriso`, `sshd`, `qemu-img`, …) is
+/// installed. On a machine without it the test is skipped, and one line on standard error
+/// says so (once per tool, written past the test harness's capture so it shows); with
+/// `CI=true` a missing tool fails the test instead, because `.ci/run` installs every one of
+/// them and a skip there would hide a test that never ran.
+pub fn system_tool(program: &str, package: &str) -> bool {
+    use std::collections::BTreeSet;
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
+
+    if find_program(program).is_some() {
+        return true;
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1" | "yes"));
+    assert!(
+        !in_ci,
+        "{program} is missing and CI=true: .ci/run must install it (apt-get install -y {package})"
+    );
+    static SAID: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let said = SAID.get_or_init(|| Mutex::new(BTreeSet::new()));
+    let first = said
+        .lock()
+        .map(|mut said| said.insert(program.to_string()))
+        .unwrap_or(false);
+    if first {
+        // `eprintln!` would be captured by the harness and shown only on failure.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: skipping the tests that need `{program}` (not installed; apt-get install -y {package}; required when CI=true)"
+        );
+    }
+    false
+}
+
+/// A program on `PATH`, or in the sbin directories where Debian puts daemons such as `sshd`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

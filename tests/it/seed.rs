@@ -1,9 +1,7 @@
 //! Custom cloud-init data, end to end on the simulator: clones with `user_data`, `vendor_data`
 //! or `network_data` get a NoCloud seed ISO of their own in place of Proxmox's cloud-init drive;
-//! the ISO is what the spec says (read back by `isoinfo`), named by its content, converges,
-//! follows a changed user-data file, and goes away with its clone.
-
-use std::process::Command;
+//! the ISO is what the spec says (read back by the independent reader in `iso9660.rs`), named by
+//! its content, converges, follows a changed user-data file, and goes away with its clone.
 
 use proxfleet::graph::{DesiredGraph, Resource};
 use proxfleet::pve::propstr::nic_mac;
@@ -26,24 +24,6 @@ fn spec_text() -> String {
             "      ipv4: 192.0.2.12/24\n",
             "      ipv4: 192.0.2.12/24\n      vendor_data: vendor-data.yaml\n",
         )
-}
-
-fn isoinfo(iso: &[u8], file: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("seed.iso");
-    std::fs::write(&path, iso).expect("write iso");
-    let out = Command::new("isoinfo")
-        .args(["-R", "-i"])
-        .arg(&path)
-        .args(["-x", file])
-        .output()
-        .expect("isoinfo runs (apt-get install -y genisoimage)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]
@@ -96,7 +76,8 @@ async fn clones_with_custom_data_boot_from_their_own_seed_iso_which_converges_an
         assert_eq!(ide2, format!("{},media=cdrom", plan.volid(&iso)));
         assert!(volumes.iter().any(|v| v.volid == plan.volid(&iso)));
 
-        let user_data = isoinfo(&iso.bytes, "/user-data");
+        let user_data =
+            super::iso9660::file(&iso.bytes, "/user-data").expect("user-data in the seed");
         assert!(
             user_data.starts_with("#cloud-config\npackages:\n  - nginx\n"),
             "{user_data}"
@@ -108,19 +89,21 @@ async fn clones_with_custom_data_boot_from_their_own_seed_iso_which_converges_an
         assert!(user_data.contains(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6pOI1wJK37hZeBNvahZhylneTi+5ph"
         ));
-        let meta_data = isoinfo(&iso.bytes, "/meta-data");
+        let meta_data =
+            super::iso9660::file(&iso.bytes, "/meta-data").expect("meta-data in the seed");
         assert!(
             meta_data.contains(&format!("web-{}", vmid - 200)),
             "{meta_data}"
         );
-        let network = isoinfo(&iso.bytes, "/network-config");
+        let network = super::iso9660::file(&iso.bytes, "/network-config")
+            .expect("network-config in the seed");
         let mac = mac.expect("net0 has a MAC").to_ascii_lowercase();
         assert!(network.contains(&mac), "{network}");
         assert!(
             network.contains(&format!("192.0.2.{}/24", vmid - 190)),
             "{network}"
         );
-        let vendor = isoinfo(&iso.bytes, "/vendor-data");
+        let vendor = super::iso9660::file(&iso.bytes, "/vendor-data").unwrap_or_default();
         assert_eq!(vendor.contains("Europe/Vienna"), vmid == 202, "{vendor}");
     }
     let template = vms.iter().find(|v| v.vmid == 9000).expect("template");
