@@ -52,8 +52,17 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete every VM (and with --include-images, image) this spec's project owns
     Destroy(DestroyArgs),
+    /// List what this spec's project owns in the cluster: resources, vmids, nodes, status, addresses
+    #[command(visible_alias = "list")]
+    Show(ShowArgs),
+    /// Print the project's clones as an Ansible inventory (also usable as a dynamic inventory script)
+    Inventory(InventoryArgs),
     /// Print the JSON Schema of the spec format
     Schema,
+    /// Print a shell completion script, e.g. `source <(proxfleet completions bash)`
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
     /// Run the simulated Proxmox VE cluster
     #[command(subcommand)]
     Sim(SimCommand),
@@ -229,6 +238,63 @@ pub struct DestroyArgs {
     /// Print the plan without colour (also: the NO_COLOR environment variable)
     #[arg(long)]
     pub no_color: bool,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the resources as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Show only this resource, e.g. clone.web-1 (repeatable)
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+}
+
+/// The format of `inventory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum InventoryFormat {
+    /// A static inventory in YAML (`all: children: …`)
+    #[default]
+    Yaml,
+    /// The dynamic-inventory JSON (`_meta.hostvars` and groups), as `--list` prints it
+    Json,
+}
+
+/// `inventory`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: InventoryFormat,
+    /// Dynamic inventory: print every group and host as JSON (what Ansible's script plugin runs)
+    #[arg(long, conflicts_with = "host")]
+    pub list: bool,
+    /// Dynamic inventory: print one host's variables as JSON
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write proxfleet.1 and one page per command (proxfleet-plan.1, …) into this directory
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `sim` subcommands.

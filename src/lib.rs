@@ -11,6 +11,7 @@ pub mod commands;
 pub mod diff;
 pub mod fetch;
 pub mod graph;
+pub mod inventory;
 pub mod nocloud;
 pub mod observe;
 pub mod ownership;

@@ -28,10 +28,17 @@ async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<Success, CommandError> {
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, io).map(|()| Success::Done),
         Command::Schema => commands::schema::run(io).map(|()| Success::Done),
+        Command::Completions(args) => commands::docs::completions(args, io).map(|()| Success::Done),
+        Command::Man(args) => commands::docs::man(args, io).map(|()| Success::Done),
         Command::Sim(SimCommand::Serve(args)) => {
             commands::sim::serve(args, io).await.map(|()| Success::Done)
         }
-        Command::Plan(_) | Command::Apply(_) | Command::Destroy(_) | Command::Check(_) => {
+        Command::Plan(_)
+        | Command::Apply(_)
+        | Command::Destroy(_)
+        | Command::Check(_)
+        | Command::Show(_)
+        | Command::Inventory(_) => {
             let conn = commands::connect(&cli.global).await?;
             let result = with_connection(cli, &conn, io).await;
             if cli.global.verbose > 0 {
@@ -63,6 +70,12 @@ async fn with_connection(
             .await
             .map(|()| Success::Done),
         Command::Destroy(args) => commands::apply::run_destroy(args, conn, io)
+            .await
+            .map(|()| Success::Done),
+        Command::Show(args) => commands::show::run_show(args, conn, io)
+            .await
+            .map(|()| Success::Done),
+        Command::Inventory(args) => commands::show::run_inventory(args, conn, io)
             .await
             .map(|()| Success::Done),
         _ => Ok(Success::Done),

@@ -4,9 +4,11 @@
 
 pub mod apply;
 pub mod check;
+pub mod docs;
 pub mod plan;
 pub mod progress;
 pub mod schema;
+pub mod show;
 pub mod sim;
 pub mod validate;
 

@@ -13,6 +13,7 @@ mod e2e;
 mod examples;
 mod faults;
 mod images;
+mod inventory;
 mod iso9660;
 mod layers;
 mod nocloud;
