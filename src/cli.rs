@@ -22,21 +22,57 @@ pub struct Cli {
 /// Settings shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Use the embedded simulated Proxmox VE cluster (state kept in .proxfleet/ here)
-    #[arg(long, global = true, conflicts_with = "endpoint")]
+    /// Use the embedded simulated Proxmox VE cluster (state kept in .proxfleet/ here); wins over an endpoint in the environment or a profile
+    #[arg(long, global = true)]
     pub sim: bool,
     /// Proxmox VE API endpoint, e.g. https://pve1.example.com:8006
     #[arg(long, global = true, env = "PROXMOX_VE_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Skip TLS certificate verification (self-signed clusters without a CA file)
-    #[arg(long, global = true, env = "PROXMOX_VE_INSECURE")]
-    pub insecure: bool,
+    /// Named profile of the config file ($XDG_CONFIG_HOME/proxfleet/config.toml): endpoint, token or token_file, ca_file, insecure
+    #[arg(long, global = true, env = "PROXFLEET_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Skip TLS certificate verification (self-signed clusters without a CA file); the environment takes 1/true/yes or 0/false/no
+    #[arg(
+        long,
+        global = true,
+        env = "PROXMOX_VE_INSECURE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = crate::commands::profile::parse_boolish
+    )]
+    pub insecure: Option<bool>,
     /// PEM file with the CA that signed the cluster's certificate
     #[arg(long, global = true, env = "PROXMOX_VE_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Log more (-v: info and request counts, -vv: debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// The environment variables proxfleet reads, listed under every command's help.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment:
+  PROXMOX_VE_ENDPOINT    API endpoint (as --endpoint)
+  PROXMOX_VE_API_TOKEN   API token, user@realm!tokenid=secret (never printed)
+  PROXMOX_VE_INSECURE    1/true/yes: skip TLS verification (as --insecure)
+  PROXMOX_VE_CA_FILE     CA file (as --ca-file)
+  PROXFLEET_PROFILE      profile of the config file (as --profile)
+  PROXFLEET_CONFIG       another config file than $XDG_CONFIG_HOME/proxfleet/config.toml
+  PROXFLEET_SSH_KEY      private key for writing cloud-init snippets over SSH
+  NO_COLOR               no colour in plans and logs
+  RUST_LOG               log filter (overrides -v)";
+
+/// The command line definition with the environment listed under every command's help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn with_environment(command: clap::Command) -> clap::Command {
+        command
+            .after_help(ENVIRONMENT_HELP)
+            .mut_subcommands(with_environment)
+    }
+    with_environment(Cli::command())
 }
 
 /// The subcommands.

@@ -4,7 +4,7 @@
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use proxfleet::cli::{Cli, Command, SimCommand};
 use proxfleet::commands::progress::ProgressMode;
 use proxfleet::commands::{self, CommandError, Connection, Interrupt, Io, Success};
@@ -84,7 +84,10 @@ async fn with_connection(
 
 fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: `plan --detailed-exitcode` gives 2 its own meaning.
-    let cli = match Cli::try_parse() {
+    let parsed = proxfleet::cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();

@@ -2,17 +2,15 @@
 //! (clap_complete) and the man pages (clap_mangen), both generated from the clap definitions, so
 //! they cannot drift from the program.
 
-use clap::CommandFactory;
-
 use super::{CommandError, Io};
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{CompletionsArgs, ManArgs};
 
 /// Print the completion script for a shell.
 ///
 /// # Errors
 /// None in practice; writing to stdout is best effort.
 pub fn completions(args: &CompletionsArgs, io: &mut Io<'_>) -> Result<(), CommandError> {
-    let mut command = Cli::command();
+    let mut command = crate::cli::command();
     clap_complete::generate(args.shell, &mut command, "proxfleet", &mut io.out);
     Ok(())
 }
@@ -23,7 +21,7 @@ pub fn completions(args: &CompletionsArgs, io: &mut Io<'_>) -> Result<(), Comman
 /// # Errors
 /// The page cannot be rendered, or the directory or a page cannot be written.
 pub fn man(args: &ManArgs, io: &mut Io<'_>) -> Result<(), CommandError> {
-    let command = Cli::command();
+    let command = crate::cli::command();
     let Some(dir) = &args.dir else {
         let mut page = Vec::new();
         clap_mangen::Man::new(command)

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check;
 pub mod docs;
 pub mod plan;
+pub mod profile;
 pub mod progress;
 pub mod schema;
 pub mod show;
@@ -387,9 +388,25 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connection, CommandError> {
             sim_snippets: Some(snippets_dirs),
         });
     }
-    let endpoint = global.endpoint.clone().ok_or(CommandError::NoEndpoint)?;
-    let token = std::env::var("PROXMOX_VE_API_TOKEN").map_err(|_| CommandError::NoToken)?;
-    let client = client_for(&endpoint, &token, global.insecure, global.ca_file.clone())?;
+    // Each setting: the command line or the environment first, then the profile.
+    let profile = profile::load(global.profile.as_deref())?.unwrap_or_default();
+    let endpoint = global
+        .endpoint
+        .clone()
+        .or(profile.endpoint)
+        .ok_or(CommandError::NoEndpoint)?;
+    let token = match std::env::var("PROXMOX_VE_API_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => crate::secret::Secret::new(token),
+        _ => profile.token.ok_or(CommandError::NoToken)?,
+    };
+    let insecure = global.insecure.or(profile.insecure).unwrap_or(false);
+    if insecure {
+        tracing::warn!(
+            "TLS certificate verification is off (--insecure): anyone on the path to {endpoint} can read the API token; prefer --ca-file"
+        );
+    }
+    let ca_file = global.ca_file.clone().or(profile.ca_file);
+    let client = client_for(&endpoint, token.expose(), insecure, ca_file)?;
     Ok(Connection {
         client,
         sim: None,

@@ -20,6 +20,7 @@ mod nocloud;
 mod pending;
 mod plans;
 mod preflight;
+mod profiles;
 mod requests;
 mod seed;
 mod sim;
