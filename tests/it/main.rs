@@ -2,6 +2,7 @@
 //! the schema, and the CLI as a user runs it.
 
 mod agent;
+mod architecture;
 mod cli;
 mod common;
 mod conformance;
