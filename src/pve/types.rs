@@ -1,5 +1,6 @@
 //! Plain result and request types of the client's calls. They carry no serde derives: the JSON
-//! Proxmox sends is decoded inside `client.rs` and never leaves `pve/`.
+//! Proxmox sends is decoded into private wire structs beside each call in `client/` and never
+//! leaves `pve/`.
 
 use std::collections::BTreeMap;
 

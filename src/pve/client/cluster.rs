@@ -1,0 +1,368 @@
+//! Cluster-wide reads: the version, the QEMU guests of `/cluster/resources`, free vmids
+//! (`/cluster/nextid`) and PCI resource mappings, each with the wire struct of its answer.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{PveClient, de};
+use crate::pve::PveError;
+use crate::pve::types::{PciMapEntry, PciMapping, VersionInfo, VmSummary};
+
+/// `GET /version`.
+#[derive(Debug, Deserialize)]
+struct VersionWire {
+    #[serde(default, deserialize_with = "de::optional_text")]
+    release: Option<String>,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    version: Option<String>,
+}
+
+/// What every row of `/cluster/resources` has: its type and id.
+#[derive(Debug, Deserialize)]
+struct ResourceHead {
+    #[serde(rename = "type", deserialize_with = "de::text")]
+    kind: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    id: Option<String>,
+}
+
+/// A `qemu` row of `/cluster/resources`.
+#[derive(Debug, Deserialize)]
+struct QemuResourceWire {
+    #[serde(deserialize_with = "de::vmid")]
+    vmid: u32,
+    #[serde(deserialize_with = "de::text")]
+    node: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "de::flag")]
+    template: bool,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    tags: Option<String>,
+    #[serde(default, deserialize_with = "de::non_empty_text")]
+    lock: Option<String>,
+    #[serde(default, deserialize_with = "de::non_empty_text")]
+    pool: Option<String>,
+}
+
+impl From<QemuResourceWire> for VmSummary {
+    fn from(wire: QemuResourceWire) -> VmSummary {
+        VmSummary {
+            vmid: wire.vmid,
+            node: wire.node,
+            name: wire.name,
+            running: wire.status.as_deref() == Some("running"),
+            template: wire.template,
+            tags: wire
+                .tags
+                .map(|tags| {
+                    tags.split([';', ',', ' '])
+                        .filter(|tag| !tag.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            lock: wire.lock,
+            pool: wire.pool,
+        }
+    }
+}
+
+/// `/cluster/nextid`: a vmid, sent as a string by Proxmox (`"100"`) and as a number by some.
+#[derive(Debug, Deserialize)]
+struct NextIdWire(#[serde(deserialize_with = "de::vmid")] u32);
+
+/// A mapping of `/cluster/mapping/pci`.
+#[derive(Debug, Deserialize)]
+struct PciMappingWire {
+    #[serde(deserialize_with = "de::text")]
+    id: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    description: Option<String>,
+    /// One property string per entry: `node=pve1,path=0000:01:00.0,id=10de:1eb8,…`.
+    #[serde(default)]
+    map: Vec<String>,
+}
+
+/// Resource types `/cluster/resources?type=vm` lists beside QEMU guests. Containers occupy
+/// vmids but proxfleet does not manage them.
+const OTHER_GUEST_TYPES: &[&str] = &["lxc"];
+
+/// The QEMU guests of a `/cluster/resources` answer. A container is skipped quietly (the
+/// filter `type=vm` lists them); any other type is not what was asked for and is skipped with
+/// a warning that names it; a malformed `qemu` row is an error.
+fn vm_summaries(data: &Value, what: &str) -> Result<Vec<VmSummary>, PveError> {
+    let heads: Vec<ResourceHead> = de::decode(data, what)?;
+    let mut vms = Vec::new();
+    for (row_idx, head) in heads.iter().enumerate() {
+        let row_id = head.id.as_deref().unwrap_or("(no id)");
+        match head.kind.as_str() {
+            "qemu" => {
+                let row = &data[row_idx];
+                let wire: QemuResourceWire =
+                    de::decode(row, &format!("{what} (row {row_idx}, {row_id})"))?;
+                vms.push(VmSummary::from(wire));
+            }
+            kind if OTHER_GUEST_TYPES.contains(&kind) => {
+                tracing::debug!(row = row_id, kind, "not a QEMU guest, skipped");
+            }
+            kind => {
+                tracing::warn!(
+                    row = row_id,
+                    kind,
+                    "{what} listed a resource that is not a guest; skipped"
+                );
+            }
+        }
+    }
+    Ok(vms)
+}
+
+/// One entry of a PCI mapping: the property string's keys proxfleet reads.
+fn pci_map_entry(entry: &str) -> Option<PciMapEntry> {
+    let field = |key: &str| {
+        entry.split(',').find_map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| *name == key)
+                .map(|(_, value)| value.to_string())
+        })
+    };
+    Some(PciMapEntry {
+        node: field("node")?,
+        path: field("path").unwrap_or_default(),
+        device_id: field("id"),
+    })
+}
+
+fn pci_mappings(data: &Value, what: &str) -> Result<Vec<PciMapping>, PveError> {
+    let wires: Vec<PciMappingWire> = de::decode(data, what)?;
+    wires
+        .into_iter()
+        .map(|wire| {
+            let devices = wire
+                .map
+                .iter()
+                .enumerate()
+                .map(|(entry_idx, entry)| {
+                    pci_map_entry(entry).ok_or_else(|| PveError::Decode {
+                        what: what.to_string(),
+                        message: format!(
+                            "entry {entry_idx} of mapping `{}` names no node: `{entry}`",
+                            wire.id
+                        ),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(PciMapping {
+                id: wire.id,
+                description: wire.description.unwrap_or_default(),
+                devices,
+            })
+        })
+        .collect()
+}
+
+impl PveClient {
+    /// `GET /version`.
+    pub async fn version(&self) -> Result<VersionInfo, PveError> {
+        let data = self.get("/version", "/version", &[]).await?;
+        let wire: VersionWire = de::decode(&data, "GET /version")?;
+        Ok(VersionInfo {
+            release: wire.release.unwrap_or_default(),
+            version: wire.version.unwrap_or_default(),
+        })
+    }
+
+    /// `GET /cluster/resources?type=vm`, QEMU guests only.
+    ///
+    /// # Errors
+    /// HTTP errors; a QEMU guest's row without a vmid or node, or with a value of the wrong
+    /// shape.
+    pub async fn cluster_vms(&self) -> Result<Vec<VmSummary>, PveError> {
+        let data = self
+            .get(
+                "/cluster/resources",
+                "/cluster/resources",
+                &[("type".into(), "vm".into())],
+            )
+            .await?;
+        vm_summaries(&data, "GET /cluster/resources")
+    }
+
+    /// `GET /cluster/mapping/pci`: the PCI resource mappings the caller may see.
+    ///
+    /// # Errors
+    /// HTTP errors; a mapping without an id, or an entry that names no node.
+    pub async fn pci_mappings(&self) -> Result<Vec<PciMapping>, PveError> {
+        let data = self
+            .get("/cluster/mapping/pci", "/cluster/mapping/pci", &[])
+            .await?;
+        pci_mappings(&data, "GET /cluster/mapping/pci")
+    }
+
+    /// `GET /cluster/nextid?vmid=N`: whether a vmid is free cluster-wide, including VMs the
+    /// caller cannot see.
+    pub async fn vmid_is_free(&self, vmid: u32) -> Result<bool, PveError> {
+        match self
+            .get(
+                "/cluster/nextid",
+                "/cluster/nextid",
+                &[("vmid".into(), vmid.to_string())],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(PveError::Http {
+                status: 400,
+                errors,
+                ..
+            }) if errors.contains_key("vmid") => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `GET /cluster/nextid`.
+    pub async fn next_id(&self) -> Result<u32, PveError> {
+        let data = self.get("/cluster/nextid", "/cluster/nextid", &[]).await?;
+        let NextIdWire(vmid) = de::decode(&data, "GET /cluster/nextid")?;
+        Ok(vmid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const WHAT: &str = "GET /cluster/resources";
+
+    #[test]
+    fn qemu_rows_with_numbers_or_strings() {
+        let as_numbers = json!([{
+            "id": "qemu/100", "type": "qemu", "vmid": 100, "node": "pve1", "name": "web",
+            "status": "running", "template": 0, "maxmem": 2147483648u64, "maxcpu": 2,
+            "tags": "proxfleet;web", "lock": "", "pool": "lab",
+        }]);
+        let as_strings = json!([{
+            "id": "qemu/100", "type": "qemu", "vmid": "100", "node": "pve1", "name": "web",
+            "status": "running", "template": "0", "maxmem": "2147483648", "maxcpu": "2",
+            "tags": "proxfleet;web", "lock": "", "pool": "lab",
+        }]);
+        let expected = vec![VmSummary {
+            vmid: 100,
+            node: "pve1".into(),
+            name: Some("web".into()),
+            running: true,
+            template: false,
+            tags: vec!["proxfleet".into(), "web".into()],
+            lock: None,
+            pool: Some("lab".into()),
+        }];
+        assert_eq!(vm_summaries(&as_numbers, WHAT).unwrap(), expected);
+        assert_eq!(vm_summaries(&as_strings, WHAT).unwrap(), expected);
+        let template = json!([{"type": "qemu", "vmid": 9000, "node": "pve1", "template": 1,
+            "status": "stopped", "lock": "clone", "tags": "a,b c"}]);
+        let template = &vm_summaries(&template, WHAT).unwrap()[0];
+        assert!(template.template && !template.running);
+        assert_eq!(template.lock.as_deref(), Some("clone"));
+        assert_eq!(template.tags, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn containers_and_other_resources_are_skipped() {
+        let data = json!([
+            {"id": "lxc/200", "type": "lxc", "vmid": 200, "node": "pve1", "status": "running"},
+            {"id": "qemu/101", "type": "qemu", "vmid": 101, "node": "pve2", "template": 1},
+            {"id": "storage/pve1/local", "type": "storage", "storage": "local", "shared": 0},
+            {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online"},
+            {"id": "sdn/pve1/localnetwork", "type": "sdn", "sdn": "localnetwork"},
+            {"id": "pool/lab", "type": "pool", "pool": "lab"},
+        ]);
+        let vms = vm_summaries(&data, WHAT).unwrap();
+        assert_eq!(vms.iter().map(|vm| vm.vmid).collect::<Vec<_>>(), [101]);
+    }
+
+    #[test]
+    fn a_malformed_qemu_row_is_an_error_that_names_it() {
+        for (row, needle) in [
+            (
+                json!({"id": "qemu/7", "type": "qemu", "node": "pve1"}),
+                "(row 1, qemu/7): missing field `vmid`",
+            ),
+            (
+                json!({"id": "qemu/7", "type": "qemu", "vmid": "seven", "node": "pve1"}),
+                "(row 1, qemu/7): at `vmid`",
+            ),
+            (
+                json!({"id": "qemu/7", "type": "qemu", "vmid": 7}),
+                "missing field `node`",
+            ),
+            (
+                json!({"id": "qemu/7", "type": "qemu", "vmid": 7, "node": "pve1", "template": "x"}),
+                "at `template`",
+            ),
+            (
+                json!({"id": "qemu/7", "vmid": 7}),
+                "at `[1]`: missing field `type`",
+            ),
+        ] {
+            let data = json!([{"type": "qemu", "vmid": 1, "node": "pve1"}, row]);
+            let err = vm_summaries(&data, WHAT).unwrap_err().to_string();
+            assert!(err.contains(WHAT) && err.contains(needle), "{err}");
+        }
+        let err = vm_summaries(&json!({"data": []}), WHAT).unwrap_err();
+        assert!(err.to_string().contains("expected a sequence"), "{err}");
+    }
+
+    #[test]
+    fn next_id_is_a_string_or_a_number() {
+        for data in [json!("104"), json!(104)] {
+            let NextIdWire(vmid) = de::decode(&data, "GET /cluster/nextid").unwrap();
+            assert_eq!(vmid, 104);
+        }
+        let bad = de::decode::<NextIdWire>(&json!("next"), "GET /cluster/nextid");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn version_fields_are_optional() {
+        let wire: VersionWire = de::decode(
+            &json!({"release": "9.0", "version": "9.0.3", "repoid": "x"}),
+            "v",
+        )
+        .unwrap();
+        assert_eq!(wire.release.as_deref(), Some("9.0"));
+        let numeric: VersionWire = de::decode(&json!({"release": 8.4}), "v").unwrap();
+        assert_eq!(numeric.release.as_deref(), Some("8.4"));
+    }
+
+    #[test]
+    fn pci_mappings_and_their_entries() {
+        let data = json!([{
+            "id": "gpu", "description": "a GPU", "mdev": 0,
+            "map": ["node=pve1,path=0000:01:00.0,id=10de:1eb8,iommugroup=3",
+                    "node=pve2,path=0000:02:00.0;0000:03:00.0"],
+        }, {"id": "spare"}]);
+        let mappings = pci_mappings(&data, "GET /cluster/mapping/pci").unwrap();
+        assert_eq!(mappings[0].devices.len(), 2);
+        assert_eq!(
+            mappings[0].devices[0].device_id.as_deref(),
+            Some("10de:1eb8")
+        );
+        assert_eq!(mappings[0].devices[1].path, "0000:02:00.0;0000:03:00.0");
+        assert_eq!(mappings[1].description, "");
+        assert!(mappings[1].devices.is_empty());
+        let no_node = json!([{"id": "gpu", "map": ["path=0000:01:00.0"]}]);
+        let err = pci_mappings(&no_node, "GET /cluster/mapping/pci").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("entry 0 of mapping `gpu` names no node"),
+            "{err}"
+        );
+        let no_id = json!([{"map": []}]);
+        assert!(pci_mappings(&no_id, "GET /cluster/mapping/pci").is_err());
+    }
+}
