@@ -9,6 +9,7 @@ mod conformance;
 mod converge;
 mod destroy;
 mod diff;
+mod docs;
 mod drift;
 mod e2e;
 mod examples;
