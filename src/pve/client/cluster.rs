@@ -281,7 +281,7 @@ mod tests {
             {"id": "sdn/pve1/localnetwork", "type": "sdn", "sdn": "localnetwork"},
             {"id": "pool/lab", "type": "pool", "pool": "lab"},
         ]);
-        let (vms, log) = logged(|| vm_summaries(&data, WHAT));
+        let (vms, log) = de::logged(|| vm_summaries(&data, WHAT));
         assert_eq!(
             vms.unwrap().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
             [101]
@@ -298,33 +298,6 @@ mod tests {
         }
         assert!(warnings.iter().all(|line| !line.contains("lxc")), "{log}");
         assert!(log.contains("DEBUG") && log.contains("lxc/200"), "{log}");
-    }
-
-    /// What `run` logs, as text, beside what it returns.
-    fn logged<T>(run: impl FnOnce() -> T) -> (T, String) {
-        #[derive(Clone, Default)]
-        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                if let Ok(mut buffer) = self.0.lock() {
-                    buffer.extend_from_slice(bytes);
-                }
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let result = tracing::subscriber::with_default(subscriber, run);
-        let text = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
-        (result, String::from_utf8_lossy(&text).into_owned())
     }
 
     #[test]
