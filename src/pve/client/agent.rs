@@ -139,10 +139,19 @@ mod tests {
         let data = json!({"result": [{"name": "eth0", "ip-addresses": [
             {"ip-address": "10.0.0.300"}, {"ip-address": "10.0.0.3"},
         ]}]});
-        let interfaces = guest_interfaces(&data, WHAT).unwrap();
+        let (interfaces, log) = de::logged(|| guest_interfaces(&data, WHAT));
+        let interfaces = interfaces.unwrap();
         assert_eq!(
             interfaces[0].addresses,
             ["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
+        let warning = log
+            .lines()
+            .find(|line| line.contains("WARN"))
+            .unwrap_or_default();
+        assert!(
+            warning.contains("10.0.0.300") && warning.contains("eth0") && warning.contains(WHAT),
+            "{log}"
         );
     }
 

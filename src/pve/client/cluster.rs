@@ -281,8 +281,23 @@ mod tests {
             {"id": "sdn/pve1/localnetwork", "type": "sdn", "sdn": "localnetwork"},
             {"id": "pool/lab", "type": "pool", "pool": "lab"},
         ]);
-        let vms = vm_summaries(&data, WHAT).unwrap();
-        assert_eq!(vms.iter().map(|vm| vm.vmid).collect::<Vec<_>>(), [101]);
+        let (vms, log) = de::logged(|| vm_summaries(&data, WHAT));
+        assert_eq!(
+            vms.unwrap().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
+            [101]
+        );
+        let warnings: Vec<&str> = log.lines().filter(|line| line.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 4, "{log}");
+        for (warning, row) in warnings.iter().zip([
+            "storage/pve1/local",
+            "node/pve1",
+            "sdn/pve1/localnetwork",
+            "pool/lab",
+        ]) {
+            assert!(warning.contains(row) && warning.contains(WHAT), "{warning}");
+        }
+        assert!(warnings.iter().all(|line| !line.contains("lxc")), "{log}");
+        assert!(log.contains("DEBUG") && log.contains("lxc/200"), "{log}");
     }
 
     #[test]

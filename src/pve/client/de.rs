@@ -217,6 +217,35 @@ pub(super) fn decode<'a, T: Deserialize<'a>>(data: &'a Value, what: &str) -> Res
     })
 }
 
+/// What `run` logs, as text, beside what it returns: the tests of skipped items check that
+/// the skip was said.
+#[cfg(test)]
+pub(super) fn logged<T>(run: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, run);
+    let text = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+    (result, String::from_utf8_lossy(&text).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
