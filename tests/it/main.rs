@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod common;
 mod conformance;
+mod connect;
 mod converge;
 mod destroy;
 mod diff;

@@ -52,6 +52,8 @@ pub struct ClientConfig {
 struct Inner {
     http: reqwest::Client,
     base: String,
+    /// `scheme://host:port` of the endpoint: what errors name (never a path or query).
+    origin: String,
     token_id: String,
     counts: Mutex<BTreeMap<String, u64>>,
     writes: AtomicU64,
@@ -79,6 +81,14 @@ impl PveClient {
     /// A malformed endpoint, an unreadable CA file, or a TLS set-up failure.
     pub fn new(config: ClientConfig) -> Result<Self, PveError> {
         let endpoint = config.endpoint.trim().trim_end_matches('/');
+        if !endpoint.contains("://") {
+            // `pve1.example.com:8006` parses as a URL of scheme `pve1.example.com`.
+            return Err(PveError::InvalidEndpoint {
+                reason: format!(
+                    "`{endpoint}` has no scheme: write https://{endpoint} (Proxmox VE serves its API over HTTPS on port 8006)"
+                ),
+            });
+        }
         let parsed = url::Url::parse(endpoint).map_err(|err| PveError::InvalidEndpoint {
             reason: format!("`{endpoint}`: {err}"),
         })?;
@@ -87,6 +97,7 @@ impl PveClient {
                 reason: format!("`{endpoint}` is not an http(s)://host[:port] URL"),
             });
         }
+        let origin = parsed.origin().ascii_serialization();
         let base = if endpoint.ends_with("/api2/json") {
             endpoint.to_string()
         } else {
@@ -127,6 +138,7 @@ impl PveClient {
             inner: Arc::new(Inner {
                 http,
                 base,
+                origin,
                 token_id: config.token.id(),
                 counts: Mutex::default(),
                 writes: AtomicU64::new(0),
@@ -201,7 +213,7 @@ impl PveClient {
                 PveError::Connect {
                     method: method.to_string(),
                     path: path.to_string(),
-                    message: without_url(&err),
+                    message: connect_message(&self.inner.origin, &err),
                 }
             }
         })?;
@@ -209,17 +221,27 @@ impl PveClient {
         let body = response.bytes().await.map_err(|err| PveError::Connect {
             method: method.to_string(),
             path: path.to_string(),
-            message: without_url(&err),
+            message: connect_message(&self.inner.origin, &err),
         })?;
         tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxmox request");
         if !status.is_success() {
-            let body: Option<Value> = serde_json::from_slice(&body).ok();
-            return Err(http_error(&method, path, status, body.as_ref()));
+            let json: Option<Value> = serde_json::from_slice(&body).ok();
+            let mut error = http_error(&method, path, status, json.as_ref());
+            if json.is_none()
+                && let PveError::Http { message, .. } = &mut error
+            {
+                message.push_str(&not_proxmox_hint(&self.inner.origin, &body));
+            }
+            return Err(error);
         }
         // Straight from the bytes: a cluster listing's `data` is the whole cluster.
         let envelope = Envelope::from_body(&body).map_err(|message| PveError::Decode {
             what: format!("{method} {path}"),
-            message,
+            message: if serde_json::from_slice::<Value>(&body).is_err() {
+                format!("{message}{}", not_proxmox_hint(&self.inner.origin, &body))
+            } else {
+                message
+            },
         })?;
         Ok((envelope.data, envelope.total))
     }
@@ -293,11 +315,68 @@ fn flag(value: bool) -> String {
     if value { "1" } else { "0" }.to_string()
 }
 
+/// Where a transport error happened (the endpoint's origin, never a path or query) and what
+/// the transport said, with the likely cause when the text shows it: nothing listening, a name
+/// that does not resolve, `http://` to a TLS port or `https://` to a plain one, an untrusted
+/// certificate.
+fn connect_message(origin: &str, err: &reqwest::Error) -> String {
+    let text = without_url(err);
+    let lower = text.to_ascii_lowercase();
+    let https = origin.starts_with("https://");
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let hint = if has(&["connection refused"]) {
+        " (nothing listens there: check the host and the port; Proxmox VE's API is on 8006)"
+    } else if has(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+    ]) {
+        " (the host name does not resolve)"
+    } else if https && has(&["certificate", "unknownissuer", "unknown issuer"]) {
+        " (the server's certificate is not trusted: pass --ca-file with the cluster's CA, /etc/pve/pve-root-ca.pem on any node, or --insecure for a lab)"
+    } else if https
+        && has(&[
+            "corrupt message",
+            "invalidcontenttype",
+            "invalid content type",
+            "wrong version number",
+            "peer is incompatible",
+        ])
+    {
+        " (the server does not speak TLS there: try http:// or another port)"
+    } else if !https
+        && has(&[
+            "connection closed before message completed",
+            "invalid http version",
+            "connection reset",
+            "invalid status",
+        ])
+    {
+        " (the server may expect TLS there: try https://)"
+    } else {
+        ""
+    };
+    format!("{origin}: {text}{hint}")
+}
+
+/// The hint for an answer that is not JSON: whatever answered is not Proxmox VE's API.
+fn not_proxmox_hint(origin: &str, body: &[u8]) -> String {
+    let start = String::from_utf8_lossy(&body[..body.len().min(64)]).to_ascii_lowercase();
+    let what = if start.trim_start().starts_with('<') {
+        "an HTML page"
+    } else {
+        "something that is not JSON"
+    };
+    format!(
+        " ({origin} answered with {what}: it does not look like Proxmox VE's API; the endpoint is https://NODE:8006)"
+    )
+}
+
 /// A transport error's text without the URL (which could carry query parameters).
 fn without_url(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     if let Some(url) = err.url() {
-        text = text.replace(url.as_str(), "");
+        text = text.replace(url.as_str(), "").replace(" for url ()", "");
     }
     let mut source = std::error::Error::source(err);
     while let Some(inner) = source {
