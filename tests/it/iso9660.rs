@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use proxfleet::nocloud::{self, DeclaredUser, Interface, Ipv4Config, Ipv6Config, MacAddress, Seed};
+use proxfleet::nocloud::{self, DeclaredUser, Interface, Ipv4Addressing, Ipv6Addressing, MacAddress, Seed};
 
 const SECTOR: usize = 2048;
 
@@ -295,11 +295,11 @@ fn seed(n_extra_lines: usize) -> Seed {
     let network_config = nocloud::network_config(&[Interface {
         name: "eth0".into(),
         mac: Some("BC:24:11:00:00:01".parse::<MacAddress>().expect("a MAC")),
-        ipv4: Ipv4Config::Static {
+        ipv4: Ipv4Addressing::Static {
             addresses: vec!["192.0.2.10/24".parse().expect("a CIDR")],
             gateway: Some("192.0.2.1".parse().expect("an address")),
         },
-        ipv6: Ipv6Config::Slaac,
+        ipv6: Ipv6Addressing::Slaac,
         nameservers: vec![],
         search: vec![],
     }])
