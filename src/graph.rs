@@ -382,9 +382,9 @@ fn cloud_init_settings(ci: &CloudInit, out: &mut BTreeMap<String, String>) {
     }
 }
 
-fn cloud_init_secrets(ci: Option<&CloudInit>) -> Vec<(String, Secret)> {
-    ci.and_then(|ci| ci.password.clone())
-        .map(|p| vec![("cipassword".to_string(), p)])
+fn cloud_init_secrets(password: Option<&Secret>) -> Vec<(String, Secret)> {
+    password
+        .map(|p| vec![("cipassword".to_string(), p.clone())])
         .unwrap_or_default()
 }
 
@@ -521,7 +521,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         }),
         running: false,
         disk_grow: None,
-        secrets: cloud_init_secrets(t.cloud_init.as_ref()),
+        secrets: cloud_init_secrets(t.cloud_init.as_ref().and_then(|ci| ci.password.as_ref())),
         seed: None,
         pool: t.pool.clone(),
         adopt: t.adopt,
@@ -537,7 +537,8 @@ fn desired_clone(
     snippets_storage: Option<&str>,
 ) -> DesiredVm {
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
-    let cloud_init = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref());
+    let layered = &c.settings;
+    let cloud_init = layered.cloud_init.value();
     let seed = cloud_init
         .clone()
         .filter(CloudInit::has_custom_data)
@@ -579,27 +580,18 @@ fn desired_clone(
         "description".to_string(),
         marker.to_description(c.description.as_deref()),
     );
-    settings.insert(
-        "tags".to_string(),
-        tag_list(c.tags.as_deref().unwrap_or(&template.tags)),
-    );
     // What the template declares and the clone does not override is still declared (the
     // layers below the clone): managed on the clone too, so a hand edit is drift. Whatever no
     // layer declares is left as Proxmox sets it.
-    settings.insert(
-        "cores".into(),
-        c.cores.unwrap_or(template.cores).to_string(),
-    );
-    settings.insert("sockets".into(), template.sockets.to_string());
-    settings.insert(
-        "memory".into(),
-        c.memory_mib.unwrap_or(template.memory_mib).to_string(),
-    );
-    if let Some(cpu) = &template.cpu {
-        settings.insert("cpu".into(), cpu.clone());
+    settings.insert("tags".to_string(), tag_list(&layered.tags.value));
+    settings.insert("cores".into(), layered.cores.value.to_string());
+    settings.insert("sockets".into(), layered.sockets.value.to_string());
+    settings.insert("memory".into(), layered.memory_mib.value.to_string());
+    if let Some(cpu) = &layered.cpu {
+        settings.insert("cpu".into(), cpu.value.clone());
     }
-    if let Some(onboot) = c.onboot {
-        settings.insert("onboot".into(), bool_flag(onboot).into());
+    if let Some(onboot) = &layered.onboot {
+        settings.insert("onboot".into(), bool_flag(onboot.value).into());
     }
     if let Some(ci) = &cloud_init {
         cloud_init_settings(ci, &mut settings);
@@ -611,13 +603,7 @@ fn desired_clone(
     {
         settings.insert("cicustom".into(), plan.cicustom(&snippets));
     }
-    for (nic_idx, nic) in c
-        .networks
-        .as_ref()
-        .unwrap_or(&template.networks)
-        .iter()
-        .enumerate()
-    {
+    for (nic_idx, nic) in layered.networks.value.iter().enumerate() {
         settings.insert(format!("net{nic_idx}"), network_value(nic));
     }
     DesiredVm {
@@ -645,12 +631,13 @@ fn desired_clone(
                 usize::from(template.tpm.is_some()) + usize::from(template.cloud_init.is_some())
             },
         }),
-        running: c.start,
+        running: layered.start.value,
         disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),
-        secrets: cloud_init_secrets(c.cloud_init.as_ref()),
+        // A password from the template came with the clone when it was cloned.
+        secrets: cloud_init_secrets(layered.cloud_init.own_password()),
         seed,
-        pool: c.pool.clone(),
+        pool: layered.pool.as_ref().map(|pool| pool.value.clone()),
         adopt: c.adopt,
-        wait_for_ip: c.wait_for_ip,
+        wait_for_ip: layered.wait_for_ip.as_ref().map(|wait| wait.value),
     }
 }
