@@ -421,41 +421,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     params.push(("sockets".into(), t.sockets.to_string()));
     params.push(("memory".into(), t.memory_mib.to_string()));
     let slot = t.disk.slot();
-    if t.disk.bus == DiskBus::Scsi {
-        // An I/O thread per SCSI disk needs one controller per disk.
-        let controller = if t.disk.iothread {
-            "virtio-scsi-single"
-        } else {
-            "virtio-scsi-pci"
-        };
-        params.push(("scsihw".into(), controller.into()));
-    }
-    let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
-    if t.disk.discard {
-        disk.push_str(",discard=on");
-    }
-    if t.disk.ssd {
-        disk.push_str(",ssd=1");
-    }
-    if t.disk.iothread {
-        disk.push_str(",iothread=1");
-    }
-    if let Some(cache) = &t.disk.cache {
-        disk.push_str(&format!(",cache={cache}"));
-    }
-    params.push((slot.clone(), disk));
-    for (disk, extra) in t
-        .extra_disks
-        .iter()
-        .map(|d| (d, format!("{}:{}", d.storage, d.size.0 >> 30)))
-    {
-        let value = if disk.discard {
-            format!("{extra},discard=on")
-        } else {
-            extra
-        };
-        params.push((disk.slot.clone(), value));
-    }
+    disk_params(t, &volid, &mut params);
     for (nic_idx, nic) in t.networks.iter().enumerate() {
         params.push((format!("net{nic_idx}"), network_value(nic)));
     }
@@ -481,18 +447,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     params.push(("tags".into(), tag_list(&t.tags)));
     let resize = (slot, t.disk.size.to_proxmox());
 
-    let mut hasher = Sha256::new();
-    for (option, value) in &params {
-        hasher.update(option.as_bytes());
-        hasher.update(b"=");
-        hasher.update(value.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher.update(format!("resize {}={}\n", resize.0, resize.1).as_bytes());
-    if let Some(image) = image {
-        hasher.update(format!("image {}\n", image.checksum).as_bytes());
-    }
-    let fingerprint = hex::encode(&hasher.finalize()[..6]);
+    let fingerprint = fingerprint(&params, &resize, image);
 
     let marker = Marker {
         project: project.to_string(),
@@ -640,4 +595,65 @@ fn desired_clone(
         adopt: c.adopt,
         wait_for_ip: layered.wait_for_ip.as_ref().map(|wait| wait.value),
     }
+}
+
+/// The boot disk (imported from the image) and the extra disks, with the SCSI controller.
+fn disk_params(t: &Template, volid: &str, params: &mut Vec<(String, String)>) {
+    let slot = t.disk.slot();
+    if t.disk.bus == DiskBus::Scsi {
+        // An I/O thread per SCSI disk needs one controller per disk.
+        let controller = if t.disk.iothread {
+            "virtio-scsi-single"
+        } else {
+            "virtio-scsi-pci"
+        };
+        params.push(("scsihw".into(), controller.into()));
+    }
+    let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
+    if t.disk.discard {
+        disk.push_str(",discard=on");
+    }
+    if t.disk.ssd {
+        disk.push_str(",ssd=1");
+    }
+    if t.disk.iothread {
+        disk.push_str(",iothread=1");
+    }
+    if let Some(cache) = &t.disk.cache {
+        disk.push_str(&format!(",cache={cache}"));
+    }
+    params.push((slot, disk));
+    for (disk, extra) in t
+        .extra_disks
+        .iter()
+        .map(|d| (d, format!("{}:{}", d.storage, d.size.0 >> 30)))
+    {
+        let value = if disk.discard {
+            format!("{extra},discard=on")
+        } else {
+            extra
+        };
+        params.push((disk.slot.clone(), value));
+    }
+}
+
+/// What a template is built from, hashed: its creation options, its disk size and its image's
+/// checksum. A change to any of them is a new template.
+fn fingerprint(
+    params: &[(String, String)],
+    resize: &(String, String),
+    image: Option<&Image>,
+) -> String {
+    let mut hasher = Sha256::new();
+    for (option, value) in params {
+        hasher.update(option.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(format!("resize {}={}\n", resize.0, resize.1).as_bytes());
+    if let Some(image) = image {
+        hasher.update(format!("image {}\n", image.checksum).as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..6])
 }

@@ -362,81 +362,7 @@ fn check_pci(ctx: &mut Validator, t: &RawTemplate, path: &str) -> Vec<PciDevice>
     let mut pci = Vec::new();
     for (pci_idx, dev) in t.pci.iter().enumerate() {
         let pci_path = format!("{path}.pci[{pci_idx}]");
-        let source = match (&dev.mapping, &dev.host) {
-            (Some(mapping), None) => {
-                let ok = mapping.value.len() >= 2
-                    && mapping
-                        .value
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphabetic())
-                    && mapping
-                        .value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-                if !ok {
-                    ctx.error_at(
-                        mapping,
-                        &format!("{pci_path}.mapping"),
-                        format!("`{}` is not a resource mapping id", mapping.value),
-                        Some("an id such as `gpu0`: a letter, then letters, digits, `-` or `_`"),
-                    );
-                }
-                Some(PciSource::Mapping(mapping.value.clone()))
-            }
-            (None, Some(host)) => {
-                let ok = host.value.split(';').all(|addr| {
-                    let parts: Vec<&str> = addr.split(':').collect();
-                    let hex = |s: &str, n: usize| {
-                        s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit())
-                    };
-                    let (bus, devfn) = match parts.as_slice() {
-                        [domain, bus, devfn]
-                            if domain.len() >= 4
-                                && domain.chars().all(|c| c.is_ascii_hexdigit()) =>
-                        {
-                            (*bus, *devfn)
-                        }
-                        [bus, devfn] => (*bus, *devfn),
-                        _ => return false,
-                    };
-                    let (dev_part, func) = devfn
-                        .split_once('.')
-                        .map_or((devfn, None), |(d, f)| (d, Some(f)));
-                    hex(bus, 2) && hex(dev_part, 2) && func.is_none_or(|f| hex(f, 1))
-                });
-                if ok {
-                    ctx.warnings.push(Warning { path: format!("{pci_path}.host"), message: "raw PCI host ids are allowed for root@pam only: API tokens cannot use them; create a resource mapping and use `mapping` instead".to_string() });
-                } else {
-                    ctx.error_at(
-                        host,
-                        &format!("{pci_path}.host"),
-                        format!("`{}` is not a PCI address", host.value),
-                        Some("`[domain:]bus:dev[.func]` in hex, such as `0000:01:00` or `01:00.0`"),
-                    );
-                }
-                Some(PciSource::Host(host.value.to_ascii_lowercase()))
-            }
-            (Some(mapping), Some(_)) => {
-                ctx.error_at(
-                    mapping,
-                    &pci_path,
-                    "give either `mapping` or `host`, not both".to_string(),
-                    Some("exactly one of `mapping` (works with API tokens) and `host`"),
-                );
-                None
-            }
-            (None, None) => {
-                let place = Spanned::new((), t.vmid.referenced, t.vmid.defined);
-                ctx.error_at(
-                    &place,
-                    &pci_path,
-                    "a PCI device needs `mapping` or `host`".to_string(),
-                    Some("exactly one of `mapping` (works with API tokens) and `host`"),
-                );
-                None
-            }
-        };
+        let source = pci_source(ctx, dev, t, &pci_path);
         if dev.pcie && !q35 {
             let place = dev
                 .mapping
@@ -540,4 +466,87 @@ fn check_extra_disks(
         );
     }
     extra_disks
+}
+
+/// Where a PCI device comes from: a resource mapping (works with API tokens) or a raw host
+/// address (root@pam only, so a warning), exactly one of them.
+fn pci_source(
+    ctx: &mut Validator,
+    dev: &RawPci,
+    t: &RawTemplate,
+    pci_path: &str,
+) -> Option<PciSource> {
+    match (&dev.mapping, &dev.host) {
+        (Some(mapping), None) => {
+            let ok = mapping.value.len() >= 2
+                && mapping
+                    .value
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                && mapping
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !ok {
+                ctx.error_at(
+                    mapping,
+                    &format!("{pci_path}.mapping"),
+                    format!("`{}` is not a resource mapping id", mapping.value),
+                    Some("an id such as `gpu0`: a letter, then letters, digits, `-` or `_`"),
+                );
+            }
+            Some(PciSource::Mapping(mapping.value.clone()))
+        }
+        (None, Some(host)) => {
+            let ok = host.value.split(';').all(|addr| {
+                let parts: Vec<&str> = addr.split(':').collect();
+                let hex =
+                    |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+                let (bus, devfn) = match parts.as_slice() {
+                    [domain, bus, devfn]
+                        if domain.len() >= 4 && domain.chars().all(|c| c.is_ascii_hexdigit()) =>
+                    {
+                        (*bus, *devfn)
+                    }
+                    [bus, devfn] => (*bus, *devfn),
+                    _ => return false,
+                };
+                let (dev_part, func) = devfn
+                    .split_once('.')
+                    .map_or((devfn, None), |(d, f)| (d, Some(f)));
+                hex(bus, 2) && hex(dev_part, 2) && func.is_none_or(|f| hex(f, 1))
+            });
+            if ok {
+                ctx.warnings.push(Warning { path: format!("{pci_path}.host"), message: "raw PCI host ids are allowed for root@pam only: API tokens cannot use them; create a resource mapping and use `mapping` instead".to_string() });
+            } else {
+                ctx.error_at(
+                    host,
+                    &format!("{pci_path}.host"),
+                    format!("`{}` is not a PCI address", host.value),
+                    Some("`[domain:]bus:dev[.func]` in hex, such as `0000:01:00` or `01:00.0`"),
+                );
+            }
+            Some(PciSource::Host(host.value.to_ascii_lowercase()))
+        }
+        (Some(mapping), Some(_)) => {
+            ctx.error_at(
+                mapping,
+                pci_path,
+                "give either `mapping` or `host`, not both".to_string(),
+                Some("exactly one of `mapping` (works with API tokens) and `host`"),
+            );
+            None
+        }
+        (None, None) => {
+            let place = Spanned::new((), t.vmid.referenced, t.vmid.defined);
+            ctx.error_at(
+                &place,
+                pci_path,
+                "a PCI device needs `mapping` or `host`".to_string(),
+                Some("exactly one of `mapping` (works with API tokens) and `host`"),
+            );
+            None
+        }
+    }
 }
