@@ -596,3 +596,38 @@ fn ipconfig0_row(ci: &CloudInitSettings) -> Option<Explained> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::raw::RawSpec;
+
+    fn group(yaml: &str) -> RawCloneGroup {
+        let spec: RawSpec = serde_saphyr::from_str(yaml).unwrap_or_else(|err| panic!("{err}"));
+        spec.clone_groups
+            .into_values()
+            .next()
+            .unwrap_or_else(|| panic!("no group"))
+    }
+
+    #[test]
+    fn an_overrides_entry_wins_field_by_field_and_says_which_fields() {
+        let group = group(
+            "clone_groups:\n  web:\n    count: 2\n    first_vmid: 300\n    template: base\n    cores: 2\n    memory: 2GiB\n    cloud_init:\n      user: ops\n      ipv4: 10.0.0.10/24\n      gateway: 10.0.0.1\n    overrides:\n      web-2:\n        memory: 4GiB\n        cloud_init:\n          ipv6: auto\n",
+        );
+        let entry = group.overrides.values().next();
+        let (raw, overridden) = group_over(&group, entry);
+        assert_eq!(raw.cores, Some(2));
+        assert_eq!(raw.memory.map(|m| m.value).as_deref(), Some("4GiB"));
+        let ci = raw.cloud_init.unwrap_or_default();
+        assert_eq!(ci.user.as_deref(), Some("ops"), "the group's, kept");
+        assert_eq!(ci.ipv4.map(|ip| ip.value).as_deref(), Some("10.0.0.10/24"));
+        assert_eq!(ci.ipv6.map(|ip| ip.value).as_deref(), Some("auto"));
+        let fields: Vec<&str> = overridden.into_iter().collect();
+        assert_eq!(fields, vec!["cloud_init.ipv6", "memory"]);
+
+        let (plain, none) = group_over(&group, None);
+        assert_eq!(plain.memory.map(|m| m.value).as_deref(), Some("2GiB"));
+        assert!(none.is_empty());
+    }
+}

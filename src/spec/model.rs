@@ -750,7 +750,8 @@ pub struct Explained {
     pub field: String,
     /// Effective value as shown to the user.
     pub value: String,
-    /// The layer that set it: `clones.web-1`, `clone_groups.web`, `templates.base`, `defaults`,
-    /// or `Proxmox default`.
+    /// The layer that set it (`spec::Layer` as the spec names it): `clones.web-1`,
+    /// `clone_groups.web`, `clone_groups.web.overrides.web-2`, `templates.base`, `defaults`, or
+    /// `proxfleet default`; `ipconfig0` names two when IPv4 and IPv6 come from different layers.
     pub source: String,
 }

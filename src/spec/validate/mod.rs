@@ -27,8 +27,12 @@ use scalars::{
 };
 use templates::check_template;
 
+/// One validation pass over a spec: every problem and warning found so far, and what the checks
+/// need to know of the spec as a whole.
 struct Validator {
+    /// Every problem found so far, in the order found (sorted by place at the end).
     diagnostics: Vec<Diagnostic>,
+    /// Warnings, in the order found.
     warnings: Vec<Warning>,
     /// Directory of the spec file: relative paths in it are relative to this.
     base_dir: PathBuf,
