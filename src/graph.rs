@@ -382,9 +382,9 @@ fn cloud_init_settings(ci: &CloudInit, out: &mut BTreeMap<String, String>) {
     }
 }
 
-fn cloud_init_secrets(ci: Option<&CloudInit>) -> Vec<(String, Secret)> {
-    ci.and_then(|ci| ci.password.clone())
-        .map(|p| vec![("cipassword".to_string(), p)])
+fn cloud_init_secrets(password: Option<&Secret>) -> Vec<(String, Secret)> {
+    password
+        .map(|p| vec![("cipassword".to_string(), p.clone())])
         .unwrap_or_default()
 }
 
@@ -421,41 +421,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     params.push(("sockets".into(), t.sockets.to_string()));
     params.push(("memory".into(), t.memory_mib.to_string()));
     let slot = t.disk.slot();
-    if t.disk.bus == DiskBus::Scsi {
-        // An I/O thread per SCSI disk needs one controller per disk.
-        let controller = if t.disk.iothread {
-            "virtio-scsi-single"
-        } else {
-            "virtio-scsi-pci"
-        };
-        params.push(("scsihw".into(), controller.into()));
-    }
-    let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
-    if t.disk.discard {
-        disk.push_str(",discard=on");
-    }
-    if t.disk.ssd {
-        disk.push_str(",ssd=1");
-    }
-    if t.disk.iothread {
-        disk.push_str(",iothread=1");
-    }
-    if let Some(cache) = &t.disk.cache {
-        disk.push_str(&format!(",cache={cache}"));
-    }
-    params.push((slot.clone(), disk));
-    for (disk, extra) in t
-        .extra_disks
-        .iter()
-        .map(|d| (d, format!("{}:{}", d.storage, d.size.0 >> 30)))
-    {
-        let value = if disk.discard {
-            format!("{extra},discard=on")
-        } else {
-            extra
-        };
-        params.push((disk.slot.clone(), value));
-    }
+    disk_params(t, &volid, &mut params);
     for (nic_idx, nic) in t.networks.iter().enumerate() {
         params.push((format!("net{nic_idx}"), network_value(nic)));
     }
@@ -481,18 +447,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
     params.push(("tags".into(), tag_list(&t.tags)));
     let resize = (slot, t.disk.size.to_proxmox());
 
-    let mut hasher = Sha256::new();
-    for (option, value) in &params {
-        hasher.update(option.as_bytes());
-        hasher.update(b"=");
-        hasher.update(value.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher.update(format!("resize {}={}\n", resize.0, resize.1).as_bytes());
-    if let Some(image) = image {
-        hasher.update(format!("image {}\n", image.checksum).as_bytes());
-    }
-    let fingerprint = hex::encode(&hasher.finalize()[..6]);
+    let fingerprint = fingerprint(&params, &resize, image);
 
     let marker = Marker {
         project: project.to_string(),
@@ -521,7 +476,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         }),
         running: false,
         disk_grow: None,
-        secrets: cloud_init_secrets(t.cloud_init.as_ref()),
+        secrets: cloud_init_secrets(t.cloud_init.as_ref().and_then(|ci| ci.password.as_ref())),
         seed: None,
         pool: t.pool.clone(),
         adopt: t.adopt,
@@ -537,7 +492,8 @@ fn desired_clone(
     snippets_storage: Option<&str>,
 ) -> DesiredVm {
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
-    let cloud_init = crate::seed::effective(template.cloud_init.as_ref(), c.cloud_init.as_ref());
+    let layered = &c.settings;
+    let cloud_init = layered.cloud_init.value();
     let seed = cloud_init
         .clone()
         .filter(CloudInit::has_custom_data)
@@ -579,27 +535,18 @@ fn desired_clone(
         "description".to_string(),
         marker.to_description(c.description.as_deref()),
     );
-    settings.insert(
-        "tags".to_string(),
-        tag_list(c.tags.as_deref().unwrap_or(&template.tags)),
-    );
     // What the template declares and the clone does not override is still declared (the
     // layers below the clone): managed on the clone too, so a hand edit is drift. Whatever no
     // layer declares is left as Proxmox sets it.
-    settings.insert(
-        "cores".into(),
-        c.cores.unwrap_or(template.cores).to_string(),
-    );
-    settings.insert("sockets".into(), template.sockets.to_string());
-    settings.insert(
-        "memory".into(),
-        c.memory_mib.unwrap_or(template.memory_mib).to_string(),
-    );
-    if let Some(cpu) = &template.cpu {
-        settings.insert("cpu".into(), cpu.clone());
+    settings.insert("tags".to_string(), tag_list(&layered.tags.value));
+    settings.insert("cores".into(), layered.cores.value.to_string());
+    settings.insert("sockets".into(), layered.sockets.value.to_string());
+    settings.insert("memory".into(), layered.memory_mib.value.to_string());
+    if let Some(cpu) = &layered.cpu {
+        settings.insert("cpu".into(), cpu.value.clone());
     }
-    if let Some(onboot) = c.onboot {
-        settings.insert("onboot".into(), bool_flag(onboot).into());
+    if let Some(onboot) = &layered.onboot {
+        settings.insert("onboot".into(), bool_flag(onboot.value).into());
     }
     if let Some(ci) = &cloud_init {
         cloud_init_settings(ci, &mut settings);
@@ -611,13 +558,7 @@ fn desired_clone(
     {
         settings.insert("cicustom".into(), plan.cicustom(&snippets));
     }
-    for (nic_idx, nic) in c
-        .networks
-        .as_ref()
-        .unwrap_or(&template.networks)
-        .iter()
-        .enumerate()
-    {
+    for (nic_idx, nic) in layered.networks.value.iter().enumerate() {
         settings.insert(format!("net{nic_idx}"), network_value(nic));
     }
     DesiredVm {
@@ -645,12 +586,74 @@ fn desired_clone(
                 usize::from(template.tpm.is_some()) + usize::from(template.cloud_init.is_some())
             },
         }),
-        running: c.start,
+        running: layered.start.value,
         disk_grow: c.disk_size.map(|size| (template.disk.slot(), size)),
-        secrets: cloud_init_secrets(c.cloud_init.as_ref()),
+        // A password from the template came with the clone when it was cloned.
+        secrets: cloud_init_secrets(layered.cloud_init.own_password()),
         seed,
-        pool: c.pool.clone(),
+        pool: layered.pool.as_ref().map(|pool| pool.value.clone()),
         adopt: c.adopt,
-        wait_for_ip: c.wait_for_ip,
+        wait_for_ip: layered.wait_for_ip.as_ref().map(|wait| wait.value),
     }
+}
+
+/// The boot disk (imported from the image) and the extra disks, with the SCSI controller.
+fn disk_params(t: &Template, volid: &str, params: &mut Vec<(String, String)>) {
+    let slot = t.disk.slot();
+    if t.disk.bus == DiskBus::Scsi {
+        // An I/O thread per SCSI disk needs one controller per disk.
+        let controller = if t.disk.iothread {
+            "virtio-scsi-single"
+        } else {
+            "virtio-scsi-pci"
+        };
+        params.push(("scsihw".into(), controller.into()));
+    }
+    let mut disk = format!("{}:0,import-from={volid}", t.disk.storage);
+    if t.disk.discard {
+        disk.push_str(",discard=on");
+    }
+    if t.disk.ssd {
+        disk.push_str(",ssd=1");
+    }
+    if t.disk.iothread {
+        disk.push_str(",iothread=1");
+    }
+    if let Some(cache) = &t.disk.cache {
+        disk.push_str(&format!(",cache={cache}"));
+    }
+    params.push((slot, disk));
+    for (disk, extra) in t
+        .extra_disks
+        .iter()
+        .map(|d| (d, format!("{}:{}", d.storage, d.size.0 >> 30)))
+    {
+        let value = if disk.discard {
+            format!("{extra},discard=on")
+        } else {
+            extra
+        };
+        params.push((disk.slot.clone(), value));
+    }
+}
+
+/// What a template is built from, hashed: its creation options, its disk size and its image's
+/// checksum. A change to any of them is a new template.
+fn fingerprint(
+    params: &[(String, String)],
+    resize: &(String, String),
+    image: Option<&Image>,
+) -> String {
+    let mut hasher = Sha256::new();
+    for (option, value) in params {
+        hasher.update(option.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(format!("resize {}={}\n", resize.0, resize.1).as_bytes());
+    if let Some(image) = image {
+        hasher.update(format!("image {}\n", image.checksum).as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..6])
 }

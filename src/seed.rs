@@ -65,47 +65,10 @@ pub struct SeedPlan {
     pub delivery: SeedDelivery,
     /// The guest's host name.
     pub hostname: String,
-    /// The clone's effective cloud-init (template < group < clone).
+    /// The clone's effective cloud-init (`CloneSettings::cloud_init`, resolved in `spec`).
     pub cloud_init: CloudInit,
     /// Resource key, mixed into the password hash's salt.
     pub salt_seed: String,
-}
-
-/// A VM's effective cloud-init: `top`'s fields over `base`'s.
-pub fn effective(base: Option<&CloudInit>, top: Option<&CloudInit>) -> Option<CloudInit> {
-    match (base, top) {
-        (None, None) => None,
-        (Some(b), None) => Some(b.clone()),
-        (None, Some(t)) => Some(t.clone()),
-        (Some(b), Some(t)) => Some(CloudInit {
-            storage: t.storage.clone().or_else(|| b.storage.clone()),
-            user: t.user.clone().or_else(|| b.user.clone()),
-            password: t.password.clone().or_else(|| b.password.clone()),
-            ssh_keys: if t.ssh_keys.is_empty() {
-                b.ssh_keys.clone()
-            } else {
-                t.ssh_keys.clone()
-            },
-            ipv4: t.ipv4.or(b.ipv4),
-            ipv6: t.ipv6.or(b.ipv6),
-            nameservers: if t.nameservers.is_empty() {
-                b.nameservers.clone()
-            } else {
-                t.nameservers.clone()
-            },
-            searchdomain: t.searchdomain.clone().or_else(|| b.searchdomain.clone()),
-            upgrade: t.upgrade.or(b.upgrade),
-            user_data: t.user_data.clone().or_else(|| b.user_data.clone()),
-            vendor_data: t.vendor_data.clone().or_else(|| b.vendor_data.clone()),
-            network_data: t.network_data.clone().or_else(|| b.network_data.clone()),
-            extra_interfaces: if t.extra_interfaces.is_empty() {
-                b.extra_interfaces.clone()
-            } else {
-                t.extra_interfaces.clone()
-            },
-            delivery: t.delivery.or(b.delivery),
-        }),
-    }
 }
 
 /// A SHA-512 crypt(3) hash (`$6$…`) with a salt derived from `salt_seed` and the password: the

@@ -692,39 +692,28 @@ pub struct CloneVm {
     pub vmid: VmId,
     /// Template name.
     pub template: String,
-    /// Node.
+    /// Node (`settings.node`'s value).
     pub node: String,
-    /// Full (true) or linked (false).
+    /// Full (true) or linked (false) (`settings.full`'s value).
     pub full: bool,
     /// Target storage of a full clone.
     pub storage: Option<String>,
     /// Boot disk size to grow to.
     pub disk_size: Option<DiskSize>,
-    /// Network interfaces replacing the template's.
+    /// Network interfaces its own layers declare in place of the template's (the effective
+    /// ones are `settings.networks`).
     pub networks: Option<Vec<Network>>,
-    /// Cores override.
-    pub cores: Option<u32>,
-    /// Memory override in MiB.
-    pub memory_mib: Option<u64>,
-    /// Cloud-init overrides.
+    /// Cloud-init its own layers declare (the effective block is `settings.cloud_init`).
     pub cloud_init: Option<CloudInit>,
-    /// Tags override (lower-case, sorted, unique).
-    pub tags: Option<Vec<String>>,
-    /// Keep running.
-    pub start: bool,
-    /// Start on node boot (the clone's, its group's, or its template's default).
-    pub onboot: Option<bool>,
-    /// Resource pool (the clone's, its group's, or its template's).
-    pub pool: Option<String>,
     /// User description.
     pub description: Option<String>,
     /// The clone group it was expanded from, if any.
     pub group: Option<String>,
     /// Take over an unmanaged VM at its vmid.
     pub adopt: bool,
-    /// After starting it, wait this long at most for its address from the guest agent
-    /// (`wait_for_ip`); `None`: do not wait.
-    pub wait_for_ip: Option<Duration>,
+    /// Every setting its layers give it (defaults < template < group < clone), each resolved
+    /// once with its origin: what the graph asks of Proxmox and what `--explain` shows.
+    pub settings: crate::spec::CloneSettings,
 }
 
 /// How long `wait_for_ip` waits when no layer sets `wait_for_ip_timeout`.
@@ -761,7 +750,8 @@ pub struct Explained {
     pub field: String,
     /// Effective value as shown to the user.
     pub value: String,
-    /// The layer that set it: `clones.web-1`, `clone_groups.web`, `templates.base`, `defaults`,
-    /// or `Proxmox default`.
+    /// The layer that set it (`spec::Layer` as the spec names it): `clones.web-1`,
+    /// `clone_groups.web`, `clone_groups.web.overrides.web-2`, `templates.base`, `defaults`, or
+    /// `proxfleet default`; `ipconfig0` names two when IPv4 and IPv6 come from different layers.
     pub source: String,
 }

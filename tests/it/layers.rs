@@ -275,3 +275,187 @@ async fn a_full_clone_for_another_node_from_local_storage_is_made_beside_the_tem
         "{err}"
     );
 }
+
+/// `validate --explain` reads the settings the graph is built from; for every clone of the
+/// examples and of a spec with every layer, each value it shows is what the graph asks of
+/// Proxmox, and each option the graph manages from a layer is explained.
+#[test]
+fn explained_values_are_what_the_graph_asks_of_proxmox() {
+    use proxfleet::graph::{DesiredGraph, Recipe, Resource};
+    use proxfleet::ownership::{ResourceKey, ResourceKind};
+
+    let files = [
+        super::common::example("quickstart.yaml"),
+        super::common::example("homelab.yaml"),
+        super::common::example("cluster.yaml"),
+        super::common::root().join("tests/fixtures/valid/layered.yaml"),
+    ];
+    let mut n_rows = 0;
+    for file in files {
+        let loaded = proxfleet::spec::load(&file).expect("valid spec");
+        let graph = DesiredGraph::build(&loaded.spec);
+        for clone in &loaded.spec.clones {
+            let key = ResourceKey::new(ResourceKind::Clone, &clone.name);
+            let Some(Resource::Vm(vm)) = graph.get(&key) else {
+                panic!("{key} is not in the graph of {}", file.display());
+            };
+            let Recipe::Clone(recipe) = &vm.recipe else {
+                panic!("{key} is not a clone");
+            };
+            let template_key = ResourceKey::new(ResourceKind::Template, &clone.template);
+            let Some(Resource::Vm(template)) = graph.get(&template_key) else {
+                panic!("{template_key} is not in the graph");
+            };
+            let option = |name: &str| vm.settings.get(name).cloned();
+            let rows = &loaded.explanations[&clone.name];
+            for row in rows {
+                let from_template = row.source.starts_with("templates.");
+                let asked: Option<String> = match row.field.as_str() {
+                    "vmid" => Some(vm.vmid.to_string()),
+                    "template" => Some(format!(
+                        "{} (vmid {})",
+                        clone.template, recipe.template_vmid
+                    )),
+                    "node" => Some(vm.node.clone()),
+                    "full" => Some(recipe.full.to_string()),
+                    "cores" | "sockets" => option(&row.field),
+                    "memory" => option("memory").map(|mib| format!("{mib} MiB")),
+                    "tags" => option("tags").map(|tags| {
+                        let user: Vec<&str> =
+                            tags.split(';').filter(|t| *t != "proxfleet").collect();
+                        user.join(";")
+                    }),
+                    "start" => Some(vm.running.to_string()),
+                    "wait_for_ip" => vm.wait_for_ip.map(|timeout| {
+                        format!("true (up to {})", proxfleet::spec::human_duration(timeout))
+                    }),
+                    "onboot" => option("onboot").map(|flag| (flag == "1").to_string()),
+                    "pool" => vm.pool.clone(),
+                    "cloud_init.user" => option("ciuser"),
+                    "cloud_init.ipconfig0" => option("ipconfig0"),
+                    "cloud_init.ssh_keys" => option("sshkeys")
+                        .map(|keys| format!("{} key(s)", keys.split("%0A").count())),
+                    "cloud_init.dns.servers" => option("nameserver"),
+                    "cloud_init.dns.search_domain" => option("searchdomain"),
+                    // Write-only: sent with the clone's own layers, or with the template it
+                    // is cloned from.
+                    "cloud_init.password" => {
+                        let sender = if from_template { template } else { vm };
+                        sender
+                            .secrets
+                            .iter()
+                            .any(|(name, _)| name == "cipassword")
+                            .then(|| "(sensitive)".to_string())
+                    }
+                    "cloud_init.user_data"
+                    | "cloud_init.vendor_data"
+                    | "cloud_init.network_data" => vm.seed.as_deref().and_then(|seed| {
+                        let ci = &seed.cloud_init;
+                        let data = match row.field.as_str() {
+                            "cloud_init.user_data" => &ci.user_data,
+                            "cloud_init.vendor_data" => &ci.vendor_data,
+                            _ => &ci.network_data,
+                        };
+                        data.as_ref().map(|d| d.path.clone())
+                    }),
+                    "cloud_init.delivery" => match vm.seed.as_deref() {
+                        Some(seed) if seed.is_snippets() => Some("snippets".to_string()),
+                        Some(_) => Some("iso".to_string()),
+                        // Nothing to deliver: the setting asks nothing of Proxmox.
+                        None => Some(row.value.clone()),
+                    },
+                    other => panic!("--explain shows `{other}`, which this test does not know"),
+                };
+                assert_eq!(
+                    asked.as_deref(),
+                    Some(row.value.as_str()),
+                    "{key} `{}` in {}: --explain says `{}` from {}",
+                    row.field,
+                    file.display(),
+                    row.value,
+                    row.source
+                );
+                n_rows += 1;
+            }
+            let explained = |field: &str| rows.iter().any(|row| row.field == field);
+            for (option, field) in [
+                ("cores", "cores"),
+                ("sockets", "sockets"),
+                ("memory", "memory"),
+                ("tags", "tags"),
+                ("onboot", "onboot"),
+                ("ciuser", "cloud_init.user"),
+                ("ipconfig0", "cloud_init.ipconfig0"),
+                ("sshkeys", "cloud_init.ssh_keys"),
+                ("nameserver", "cloud_init.dns.servers"),
+                ("searchdomain", "cloud_init.dns.search_domain"),
+            ] {
+                assert!(
+                    !vm.settings.contains_key(option) || explained(field),
+                    "{key}: the graph sets `{option}` and --explain does not say why"
+                );
+            }
+        }
+    }
+    assert!(n_rows > 300, "{n_rows}");
+}
+
+/// Each value's layer, where the old `--explain` got it wrong: a field an `overrides` entry
+/// does not set comes from the group, and `ipconfig0` names both layers when IPv4 and IPv6
+/// come from different ones.
+#[test]
+fn explained_layers_are_field_by_field() {
+    let file = super::common::root().join("tests/fixtures/valid/layered.yaml");
+    let loaded = proxfleet::spec::load(&file).expect("valid spec");
+    let shown = |clone: &str, field: &str| {
+        loaded.explanations[clone]
+            .iter()
+            .find(|row| row.field == field)
+            .map(|row| format!("{} from {}", row.value, row.source))
+    };
+    let cases = [
+        ("app-2", "cloud_init.user", "app from clone_groups.app"),
+        (
+            "app-2",
+            "memory",
+            "8192 MiB from clone_groups.app.overrides.app-2",
+        ),
+        (
+            "app-2",
+            "cloud_init.ipconfig0",
+            "gw=10.0.0.1,ip=10.0.0.11/24,ip6=dhcp from clone_groups.app (ipv4), clone_groups.app.overrides.app-2 (ipv6)",
+        ),
+        (
+            "app-3",
+            "cloud_init.ipconfig0",
+            "gw=10.0.0.1,ip=10.0.0.99/24,ip6=auto from clone_groups.app.overrides.app-3 (ipv4), templates.base (ipv6)",
+        ),
+        (
+            "app-3",
+            "tags",
+            "special from clone_groups.app.overrides.app-3",
+        ),
+        (
+            "app-1",
+            "wait_for_ip",
+            "true (up to 30s) from templates.base",
+        ),
+        (
+            "solo",
+            "cloud_init.ipconfig0",
+            "gw=192.0.2.1,ip=192.0.2.11/24,ip6=auto from clones.solo (ipv4), templates.base (ipv6)",
+        ),
+        ("solo", "pool", "web from clones.solo"),
+        ("plain", "node", "pve1 from defaults"),
+        ("plain", "pool", "templates from templates.base"),
+        ("plain", "full", "true from proxfleet default"),
+    ];
+    for (clone, field, expected) in cases {
+        assert_eq!(
+            shown(clone, field).as_deref(),
+            Some(expected),
+            "{clone} {field}"
+        );
+    }
+    assert_eq!(shown("app-3", "wait_for_ip"), None, "app-3 does not wait");
+}

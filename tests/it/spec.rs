@@ -237,9 +237,18 @@ fn clone_groups_expand_with_counting_names_vmids_addresses_and_nodes() {
             ("app-4".into(), 1004, "pve1".into()),
         ]
     );
-    assert_eq!(app[0].memory_mib, Some(4096), "override for app-1 only");
+    let memory = |clone: &proxfleet::spec::CloneVm| {
+        let memory = &clone.settings.memory_mib;
+        (memory.value, memory.origin.layer.to_string())
+    };
     assert_eq!(
-        app[1].memory_mib, None,
+        memory(app[0]),
+        (4096, "clone_groups.app.overrides.app-1".to_string()),
+        "override for app-1 only"
+    );
+    assert_eq!(
+        memory(app[1]).1,
+        "templates.debian-12-app",
         "the others inherit the template's memory"
     );
     let rows = &loaded.explanations["app-1"];
