@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use proxfleet::nocloud::{self, DeclaredUser, Interface, Ipv4Addressing, Ipv6Addressing, MacAddress, Seed};
+use proxfleet::nocloud::{
+    self, DeclaredUser, Interface, Ipv4Addressing, Ipv6Addressing, MacAddress, Seed,
+};
 
 const SECTOR: usize = 2048;
 
