@@ -12,7 +12,10 @@ use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{
     Action, Change, Conflict, FieldChange, PLAN_FORMAT_VERSION, PendingReboot, Plan, Targeting,
 };
-use crate::pve::propstr::{decode_sshkeys, disk_size_bytes, nic_mac, normalize};
+use crate::qemu_config;
+use crate::qemu_config::propstr::{PropertyString, disk_size_bytes};
+// Their old home, for the executor until it imports them from `qemu_config`.
+pub use crate::qemu_config::{is_disk_option, same_value};
 use crate::spec::DiskSize;
 use crate::state::{ActualState, ActualVm};
 
@@ -294,33 +297,12 @@ fn linked_clone_conflicts(changes: &[Change], actual: &ActualState, conflicts: &
     }
 }
 
-/// Whether Proxmox applies a change of this option to a running VM at once (its default
-/// `hotplug` is `network,disk,usb`; names, notes, tags and cloud-init options are not
-/// hardware), or only at the next boot.
-pub fn applies_at_once(option: &str) -> bool {
-    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
-    matches!(
-        option,
-        "name"
-            | "description"
-            | "tags"
-            | "onboot"
-            | "protection"
-            | "ciuser"
-            | "cipassword"
-            | "sshkeys"
-            | "nameserver"
-            | "searchdomain"
-            | "ciupgrade"
-            | "cicustom"
-            | "snippet"
-            | "citype"
-            | "startup"
-            | "pool"
-            | "status"
-    ) || option.ends_with(" size")
-        || matches!(family, "ipconfig" | "net" | "unused")
-        || (is_disk_option(option) && family != "efidisk" && family != "tpmstate")
+/// Whether a plan field takes effect on a running VM at once: Proxmox's options as
+/// `qemu_config` knows them, and the plan's own fields, none of which waits for a boot.
+fn applies_at_once(field: &str) -> bool {
+    qemu_config::applies_at_once(field)
+        || matches!(field, "snippet" | "pool" | "status")
+        || field.ends_with(" size")
 }
 
 /// Running VMs whose managed options wait for the next boot: those this plan changes and those
@@ -768,11 +750,11 @@ fn diff_vm(
                 .create_params
                 .iter()
                 .find(|(option, _)| option == disk)
-                .map(|(_, value)| crate::pve::propstr::PropertyString::parse(value));
+                .map(|(_, value)| PropertyString::parse(value));
             let seen = current
                 .config
                 .get(disk)
-                .map(|value| crate::pve::propstr::PropertyString::parse(value));
+                .map(|value| PropertyString::parse(value));
             let (Some(wanted), Some(seen)) = (wanted, seen) else {
                 continue;
             };
@@ -959,17 +941,6 @@ fn diff_vm(
     })
 }
 
-/// Disk options: their values change form once Proxmox allocates them (`local-lvm:1` becomes a
-/// volume), so a template's disks are judged by its build fingerprint, not compared.
-pub(crate) fn is_disk_option(option: &str) -> bool {
-    let family = option.trim_end_matches(|c: char| c.is_ascii_digit());
-    family != option
-        && matches!(
-            family,
-            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate" | "unused"
-        )
-}
-
 /// The fields a plan shows for a VM that will be created.
 fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
     let set = |name: &str, value: &str| FieldChange {
@@ -1026,37 +997,4 @@ fn creation_fields(vm: &DesiredVm) -> Vec<FieldChange> {
             .map(|(option, _)| set(option, "(sensitive)")),
     );
     fields
-}
-
-/// Whether an observed option value equals the desired one, semantically.
-pub fn same_value(option: &str, observed: Option<&str>, desired: &str) -> bool {
-    let Some(observed) = observed else {
-        return false;
-    };
-    // The same text is the same value, whatever the option (most of a converged fleet).
-    if observed == desired {
-        return true;
-    }
-    match option {
-        "sshkeys" => {
-            let a: BTreeSet<String> = decode_sshkeys(observed).into_iter().collect();
-            let b: BTreeSet<String> = decode_sshkeys(desired).into_iter().collect();
-            a == b
-        }
-        "description" | "name" | "ciuser" | "searchdomain" => {
-            observed.trim_end() == desired.trim_end()
-        }
-        // A MAC the spec does not give is Proxmox's to choose: not drift.
-        nic if nic.starts_with("net") && nic_mac(desired).is_none() => {
-            let without_mac = |value: &str| {
-                normalize(nic, value)
-                    .split(',')
-                    .filter(|item| !item.starts_with("macaddr="))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            without_mac(observed) == without_mac(desired)
-        }
-        _ => normalize(option, observed) == normalize(option, desired),
-    }
 }

@@ -10,7 +10,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use crate::apply::{ApplyReport, Event, StepResult};
 use crate::ownership::{ResourceKey, ResourceKind};
 use crate::plan::{Action, Change, FieldChange, Plan, Reach, Targeting};
-use crate::pve::propstr::decode_sshkeys;
+use crate::qemu_config::propstr::decode_sshkeys;
 use crate::saved::Drift;
 use crate::target::Request;
 
