@@ -5,12 +5,14 @@
 //! shows them as the spec gives them.
 
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::ExponentialBuilder;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::poll::{PollLimits, Polled, poll_until};
 use crate::pve::propstr::nic_mac;
 use crate::pve::{GuestInterface, PveClient, PveError};
 use crate::spec::human_duration;
@@ -45,50 +47,44 @@ pub async fn wait_for_address(
         .await
         .ok()
         .and_then(|config| config.values.get("net0").and_then(|net0| nic_mac(net0)));
-    let mut delays = poll_backoff().build();
-    let mut last_answer = String::from("no answer");
-    loop {
-        if cancel.is_cancelled() {
-            return Err(interrupted());
-        }
-        let asked = tokio::time::timeout_at(deadline, client.guest_interfaces(node, vmid)).await;
-        match asked {
-            Ok(Ok(interfaces)) => match pick_address(&interfaces, mac.as_deref()) {
-                Some(address) => return Ok(address),
-                None => last_answer = "the agent reports no address yet".into(),
+    let limits = PollLimits {
+        deadline: Some(deadline),
+        cancel: Some(cancel),
+    };
+    let polled = poll_until(poll_backoff(), limits, || async {
+        match client.guest_interfaces(node, vmid).await {
+            Ok(interfaces) => match pick_address(&interfaces, mac.as_deref()) {
+                Some(address) => ControlFlow::Break(Ok(address)),
+                None => ControlFlow::Continue(Some("the agent reports no address yet".into())),
             },
-            Ok(Err(err)) => {
+            // No `agent` option: asking again cannot help.
+            Err(err) if err.is_no_guest_agent() => ControlFlow::Break(Err(
+                "no address: the VM has no QEMU guest agent configured (`agent: true` on its template)".into(),
+            )),
+            Err(err) => {
                 // Proxmox's own words (`QEMU guest agent is not running`), without the request.
-                last_answer = match &err {
+                let answer = match &err {
                     PveError::Http { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                // No `agent` option: asking again cannot help.
-                if last_answer.contains("No QEMU guest agent configured") {
-                    return Err("no address: the VM has no QEMU guest agent configured (`agent: true` on its template)".into());
-                }
                 // Refused (a missing privilege, an API without the endpoint): nor here.
-                if !retryable(&err) {
-                    return Err(format!("no address from the guest agent: {last_answer}"));
+                if retryable(&err) {
+                    ControlFlow::Continue(Some(answer))
+                } else {
+                    ControlFlow::Break(Err(format!("no address from the guest agent: {answer}")))
                 }
             }
-            Err(_elapsed) => {}
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!(
-                "no address from the guest agent within {} (last answer: {last_answer})",
-                human_duration(timeout)
-            ));
-        }
-        let delay = delays
-            .next()
-            .unwrap_or(Duration::from_secs(10))
-            .min(deadline - now);
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return Err(interrupted()),
-        }
+    })
+    .await;
+    match polled {
+        Polled::Done(address) => address,
+        Polled::Cancelled => Err(interrupted()),
+        Polled::GaveUp { last } => Err(format!(
+            "no address from the guest agent within {} (last answer: {})",
+            human_duration(timeout),
+            last.as_deref().unwrap_or("no answer")
+        )),
     }
 }
 

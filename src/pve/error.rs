@@ -152,6 +152,49 @@ impl PveError {
         }
     }
 
+    /// Whether a start was refused because the VM runs already (an earlier start whose answer
+    /// was lost, or one landing between observing and starting). qemu-server's `vm_start`
+    /// (`PVE/QemuServer.pm`): `die "VM $vmid already running\n"`, the start task's exit status.
+    pub fn is_already_running(&self) -> bool {
+        self.says("already running")
+    }
+
+    /// Whether a create or clone was refused because the vmid is taken. pve-guest-common's
+    /// `create_and_lock_config` (`PVE/AbstractConfig.pm`): `die "unable to create VM $vmid:
+    /// config file already exists\n"`; pve-cluster's `check_vmid_unused`
+    /// (`PVE/Cluster.pm`): `die "VM $vmid already exists on node '$node'\n"`, which the API
+    /// reports against the `vmid` parameter. Whether the VM there is the one wanted is the
+    /// caller's to check.
+    pub fn is_already_exists(&self) -> bool {
+        self.says("already exists")
+    }
+
+    /// Whether a conversion to a template was refused because the VM is one already (an
+    /// earlier conversion whose answer was lost). qemu-server's `template` endpoint
+    /// (`PVE/API2/Qemu.pm`): `die "you can't convert a template to a template\n"`.
+    pub fn is_already_template(&self) -> bool {
+        self.says("you can't convert a template to a template")
+    }
+
+    /// Whether the guest agent was asked about a VM without the `agent` option, so asking
+    /// again cannot help. qemu-server's `assert_agent_available`
+    /// (`PVE/QemuServer/Agent.pm`): `die "No QEMU guest agent configured\n"`.
+    pub fn is_no_guest_agent(&self) -> bool {
+        self.says("No QEMU guest agent configured")
+    }
+
+    /// Whether Proxmox's words for this failure (its message, a parameter's message, a task's
+    /// exit status) contain `needle`.
+    fn says(&self, needle: &str) -> bool {
+        match self {
+            PveError::Http {
+                message, errors, ..
+            } => message.contains(needle) || errors.values().any(|m| m.contains(needle)),
+            PveError::TaskFailed { exitstatus, .. } => exitstatus.contains(needle),
+            _ => false,
+        }
+    }
+
     /// The HTTP status, when Proxmox answered with one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -230,6 +273,40 @@ mod tests {
             assert_eq!(err.is_transient(), transient, "{err}");
         }
         assert!(http(500, "checksum mismatch (file change by other user?)").is_digest_mismatch());
+    }
+
+    #[test]
+    fn already_done_answers_are_recognised_wherever_proxmox_puts_them() {
+        let task = |exit: &str| PveError::TaskFailed {
+            upid: "U".into(),
+            exitstatus: exit.into(),
+            log: vec![],
+        };
+        let vmid_taken = PveError::Http {
+            method: "POST".into(),
+            path: "/nodes/pve1/qemu".into(),
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: BTreeMap::from([("vmid".into(), "VM 100 already exists".into())]),
+        };
+        assert!(task("VM 100 already running").is_already_running());
+        assert!(http(500, "VM 100 already running").is_already_running());
+        assert!(!task("VM 100 not running").is_already_running());
+        assert!(vmid_taken.is_already_exists());
+        assert!(
+            http(500, "unable to create VM 100: config file already exists").is_already_exists()
+        );
+        assert!(!http(500, "VM 100 does not exist").is_already_exists());
+        assert!(http(500, "you can't convert a template to a template").is_already_template());
+        assert!(!http(500, "VM is locked (clone)").is_already_template());
+        assert!(http(500, "No QEMU guest agent configured").is_no_guest_agent());
+        assert!(!http(500, "QEMU guest agent is not running").is_no_guest_agent());
+        let unreachable = PveError::Connect {
+            method: "GET".into(),
+            path: "/".into(),
+            message: "VM 100 already running".into(),
+        };
+        assert!(!unreachable.is_already_running());
     }
 
     #[test]
