@@ -261,18 +261,18 @@ impl SeedPlan {
     fn interface(&self, idx: usize, mac: nocloud::MacAddress, ip: &InterfaceIp) -> Interface {
         let ci = &self.cloud_init;
         let ipv4 = match ip.ipv4 {
-            None => nocloud::Ipv4Config::None,
-            Some(Ipv4Config::Dhcp) => nocloud::Ipv4Config::Dhcp,
-            Some(Ipv4Config::Static { address, gateway }) => nocloud::Ipv4Config::Static {
+            None => nocloud::Ipv4Addressing::None,
+            Some(Ipv4Config::Dhcp) => nocloud::Ipv4Addressing::Dhcp,
+            Some(Ipv4Config::Static { address, gateway }) => nocloud::Ipv4Addressing::Static {
                 addresses: vec![address],
                 gateway,
             },
         };
         let ipv6 = match ip.ipv6 {
-            None => nocloud::Ipv6Config::None,
-            Some(Ipv6Config::Dhcp) => nocloud::Ipv6Config::Dhcp,
-            Some(Ipv6Config::Auto) => nocloud::Ipv6Config::Slaac,
-            Some(Ipv6Config::Static { address, gateway }) => nocloud::Ipv6Config::Static {
+            None => nocloud::Ipv6Addressing::None,
+            Some(Ipv6Config::Dhcp) => nocloud::Ipv6Addressing::Dhcp,
+            Some(Ipv6Config::Auto) => nocloud::Ipv6Addressing::Slaac,
+            Some(Ipv6Config::Static { address, gateway }) => nocloud::Ipv6Addressing::Static {
                 addresses: vec![address],
                 gateway,
             },

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt};
+use indexmap::IndexSet;
 
 use super::needs::Needs;
 use crate::ownership::Marker;
@@ -88,31 +89,6 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         Ok(version) => version,
         Err(error) => return Facts::unreachable(client.token_id(), error),
     };
-    // One dump of the caller's permissions answers for every path (what propagates from the
-    // nearest path with entries), instead of a request per path.
-    let paths = needs.privilege_paths();
-    let privileges = async {
-        match client.permissions_dump().await {
-            Ok(dump) => paths
-                .into_iter()
-                .map(|path| {
-                    let privileges = effective_privileges(&dump, &path);
-                    (path, Ok(privileges))
-                })
-                .collect::<BTreeMap<_, _>>(),
-            Err(_) => {
-                // Fall back to asking path by path (and keep each failure with its path).
-                stream::iter(paths)
-                    .map(|path| async move {
-                        let privileges = client.privileges_on(&path).await;
-                        (path, privileges)
-                    })
-                    .buffer_unordered(CONCURRENCY)
-                    .collect::<BTreeMap<_, _>>()
-                    .await
-            }
-        }
-    };
     let mappings = async {
         if needs.pci_mappings.is_empty() {
             None
@@ -120,8 +96,12 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
             Some(client.pci_mappings().await)
         }
     };
-    let (nodes, vms, pci_mappings, privileges) =
-        tokio::join!(client.nodes(), client.cluster_vms(), mappings, privileges);
+    let (nodes, vms, pci_mappings, privileges) = tokio::join!(
+        client.nodes(),
+        client.cluster_vms(),
+        mappings,
+        ask_privileges(client, needs.privilege_paths())
+    );
     let mut facts = Facts {
         token_id: client.token_id().to_string(),
         version: Ok(version),
@@ -135,7 +115,54 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         hidden: BTreeMap::new(),
         tagged: BTreeSet::new(),
     };
+    let tagged = tagged_vmids(needs, &facts);
+    let ((storages, bridges), (owners, hidden)) = tokio::join!(
+        ask_nodes(client, needs, &facts),
+        ask_vmid_owners(client, needs, &facts, &tagged)
+    );
+    facts.storages = storages;
+    facts.bridges = bridges;
+    facts.owners = owners;
+    facts.hidden = hidden;
+    facts.tagged = tagged;
+    facts
+}
 
+/// The token's privileges on each of `paths`.
+async fn ask_privileges(
+    client: &PveClient,
+    paths: IndexSet<String>,
+) -> BTreeMap<String, Result<BTreeSet<String>, PveError>> {
+    // One dump of the caller's permissions answers for every path (what propagates from the
+    // nearest path with entries), instead of a request per path.
+    match client.permissions_dump().await {
+        Ok(dump) => paths
+            .into_iter()
+            .map(|path| {
+                let privileges = effective_privileges(&dump, &path);
+                (path, Ok(privileges))
+            })
+            .collect::<BTreeMap<_, _>>(),
+        Err(_) => {
+            // Fall back to asking path by path (and keep each failure with its path).
+            stream::iter(paths)
+                .map(|path| async move {
+                    let privileges = client.privileges_on(&path).await;
+                    (path, privileges)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect::<BTreeMap<_, _>>()
+                .await
+        }
+    }
+}
+
+/// Storages and bridges per online node the spec uses.
+async fn ask_nodes(
+    client: &PveClient,
+    needs: &Needs,
+    facts: &Facts,
+) -> (NodeStorages, NodeBridges) {
     let online = facts.online_nodes();
     let storage_nodes: BTreeSet<&String> = needs
         .storages
@@ -161,24 +188,44 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         })
         .buffer_unordered(CONCURRENCY)
         .collect::<BTreeMap<_, _>>();
+    tokio::join!(storages, bridges)
+}
 
-    // VMs on desired vmids: read the configuration of each to find its marker. Desired vmids
-    // not listed may still be taken by a VM the token cannot see (no VM.Audit): ask those.
-    let listed: BTreeMap<u32, &VmSummary> = match &facts.vms {
+/// The VMs of the cluster's list, by vmid.
+fn listed_vms(facts: &Facts) -> BTreeMap<u32, &VmSummary> {
+    match &facts.vms {
         Some(Ok(vms)) => vms.iter().map(|vm| (vm.vmid, vm)).collect(),
         _ => BTreeMap::new(),
-    };
+    }
+}
+
+/// Desired vmids held by VMs with the `proxfleet` tag.
+fn tagged_vmids(needs: &Needs, facts: &Facts) -> BTreeSet<u32> {
+    let listed = listed_vms(facts);
     let is_tagged = |vm: &VmSummary| {
         vm.tags
             .iter()
             .any(|t| t.eq_ignore_ascii_case(crate::ownership::TAG))
     };
-    let tagged: BTreeSet<u32> = needs
+    needs
         .vmids
         .keys()
         .filter(|vmid| listed.get(vmid).is_some_and(|vm| is_tagged(vm)))
         .copied()
-        .collect();
+        .collect()
+}
+
+/// For desired vmids held by untagged VMs, their marker; for desired vmids the token cannot
+/// see, whether they are free.
+async fn ask_vmid_owners(
+    client: &PveClient,
+    needs: &Needs,
+    facts: &Facts,
+    tagged: &BTreeSet<u32>,
+) -> (VmidOwners, HiddenVmids) {
+    // VMs on desired vmids: read the configuration of each to find its marker. Desired vmids
+    // not listed may still be taken by a VM the token cannot see (no VM.Audit): ask those.
+    let listed = listed_vms(facts);
     let occupied: Vec<(u32, String)> = needs
         .vmids
         .keys()
@@ -213,14 +260,13 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
         .map(|vmid| async move { (vmid, client.vmid_is_free(vmid).await) })
         .buffer_unordered(CONCURRENCY)
         .collect::<BTreeMap<_, _>>();
-    let (storages, bridges, owners, hidden) = tokio::join!(storages, bridges, owners, hidden);
-    facts.storages = storages;
-    facts.bridges = bridges;
-    facts.owners = owners;
-    facts.hidden = hidden;
-    facts.tagged = tagged;
-    facts
+    tokio::join!(owners, hidden)
 }
+
+type NodeStorages = BTreeMap<String, Result<Vec<StorageSummary>, PveError>>;
+type NodeBridges = BTreeMap<String, Result<Vec<NetworkInterface>, PveError>>;
+type VmidOwners = BTreeMap<u32, Result<Option<Marker>, PveError>>;
+type HiddenVmids = BTreeMap<u32, Result<bool, PveError>>;
 
 /// The privileges on `path` from a permissions dump: those of the path itself when it has
 /// entries, else those that propagate from its nearest ancestor that has.

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use proxfleet::nocloud::{self, DeclaredUser, Interface, Ipv4Config, Ipv6Config, MacAddress, Seed};
+use proxfleet::nocloud::{
+    self, DeclaredUser, Interface, Ipv4Addressing, Ipv6Addressing, MacAddress, Seed,
+};
 
 /// Run a reader and return its standard output; fail the test if it is missing or fails.
 fn run(program: &str, args: &[&str], package: &str) -> Vec<u8> {
@@ -73,11 +75,11 @@ fn seed() -> Seed {
     let network_config = nocloud::network_config(&[Interface {
         name: "eth0".into(),
         mac: Some("BC:24:11:00:00:01".parse::<MacAddress>().expect("a MAC")),
-        ipv4: Ipv4Config::Static {
+        ipv4: Ipv4Addressing::Static {
             addresses: vec!["192.0.2.10/24".parse().expect("a CIDR")],
             gateway: Some("192.0.2.1".parse().expect("an address")),
         },
-        ipv6: Ipv6Config::Slaac,
+        ipv6: Ipv6Addressing::Slaac,
         nameservers: vec!["192.0.2.53".parse().expect("an address")],
         search: vec!["example.com".into()],
     }])
