@@ -537,3 +537,148 @@ impl Plan {
         (add, change, destroy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation, reason and problem reads back as it was written: saved plans are
+    /// compared with the plan made again, so the JSON form must lose nothing.
+    #[test]
+    fn a_plan_survives_its_json_form() {
+        let key: ResourceKey = "clone.web-1".parse().expect("an address");
+        let some = |text: &str| Some(text.to_string());
+        let operations = vec![
+            Operation::SetOption {
+                name: "memory".into(),
+                old: some("2048"),
+                new: "4096".into(),
+            },
+            Operation::DeleteOption {
+                name: "cicustom".into(),
+                old: "user=local:snippets/u.yaml".into(),
+            },
+            Operation::SetSecret {
+                name: "cipassword".into(),
+            },
+            Operation::Power {
+                old: Some(PowerState::Stopped),
+                new: PowerState::Running,
+            },
+            Operation::Pool {
+                old: None,
+                new: "web".into(),
+            },
+            Operation::GrowDisk {
+                slot: "scsi0".into(),
+                old: some("20G"),
+                new: "30G".into(),
+            },
+            Operation::WriteSnippet {
+                volid: "local:snippets/u.yaml".into(),
+            },
+            Operation::AttachSeed {
+                old: None,
+                new: None,
+                storage: "local".into(),
+            },
+            Operation::RestoreCloudInitDrive {
+                old: "local:iso/seed.iso,media=cdrom".into(),
+                new: "local-lvm:cloudinit".into(),
+            },
+            Operation::Reboot {
+                options: vec!["memory".into()],
+            },
+            Operation::Adopt {
+                vmid: 201,
+                name: some("old-web"),
+            },
+            Operation::Vmid { old: 299, new: 201 },
+            Operation::FetchImage {
+                volid: "local:import/a.qcow2".into(),
+                url: "https://example.com/a.qcow2".into(),
+                checksum: "sha256:00".into(),
+            },
+            Operation::DeleteVolume {
+                volid: "local:import/b.qcow2".into(),
+            },
+            Operation::CloneFrom {
+                template: "template.base".parse().expect("an address"),
+                template_vmid: 9000,
+                full: true,
+            },
+            Operation::Migrate {
+                from: "pve1".into(),
+                storage: "local-lvm".into(),
+                to: "pve2".into(),
+            },
+            Operation::ConvertToTemplate,
+        ];
+        let reasons = vec![
+            Reason::VmidChanged { old: 299, new: 201 },
+            Reason::EditedOutside {
+                edits: vec![HandEdit {
+                    option: "cores".into(),
+                    seen: None,
+                    built: "2".into(),
+                }],
+            },
+            Reason::CreateOnly {
+                disk: "efidisk0".into(),
+                property: "efitype".into(),
+                old: some("2m"),
+                new: some("4m"),
+            },
+            Reason::ReplaceRequested,
+        ];
+        let conflicts = vec![
+            Conflict {
+                key: key.clone(),
+                problem: Problem::VmidTaken {
+                    vmid: 201,
+                    holder: NamedVm {
+                        vmid: 201,
+                        name: some("old-web"),
+                    },
+                    node: "pve1".into(),
+                    owner: Holder::Unmanaged,
+                },
+            },
+            Conflict {
+                key: key.clone(),
+                problem: Problem::NotAdoptable {
+                    vmid: 201,
+                    blockers: vec![
+                        AdoptBlocker::IsATemplate,
+                        AdoptBlocker::OtherNode {
+                            node: "pve2".into(),
+                            wanted: "pve1".into(),
+                        },
+                    ],
+                },
+            },
+        ];
+        let plan = Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            project: "default".into(),
+            changes: vec![Change {
+                key,
+                action: Action::Replace,
+                vmid: Some(201),
+                node: "pve1".into(),
+                operations,
+                reasons,
+                depends_on: Vec::new(),
+            }],
+            unchanged: 0,
+            conflicts,
+            targeting: None,
+            pending: Vec::new(),
+        };
+        let text = serde_json::to_string_pretty(&plan).expect("serialisable");
+        assert!(text.contains("\"op\": \"set_option\""), "{text}");
+        assert!(text.contains("\"problem\": \"vmid_taken\""), "{text}");
+        let back: Plan = serde_json::from_str(&text).expect("readable");
+        assert_eq!(back, plan);
+    }
+}

@@ -17,5 +17,5 @@ pub use types::{
 pub use upid::{BadUpid, Upid};
 
 // The codec's old home, kept until the modules that still import it from here (`address`,
-// `graph`, `seed`, `apply`) take it from `qemu_config`.
+// `graph`, `seed`) take it from `qemu_config`.
 pub use crate::qemu_config::propstr;
