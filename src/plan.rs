@@ -542,13 +542,10 @@ impl Plan {
 mod tests {
     use super::*;
 
-    /// Every operation, reason and problem reads back as it was written: saved plans are
-    /// compared with the plan made again, so the JSON form must lose nothing.
-    #[test]
-    fn a_plan_survives_its_json_form() {
-        let key: ResourceKey = "clone.web-1".parse().expect("an address");
+    /// One of each operation.
+    fn every_operation() -> Vec<Operation> {
         let some = |text: &str| Some(text.to_string());
-        let operations = vec![
+        vec![
             Operation::SetOption {
                 name: "memory".into(),
                 old: some("2048"),
@@ -613,7 +610,16 @@ mod tests {
                 to: "pve2".into(),
             },
             Operation::ConvertToTemplate,
-        ];
+        ]
+    }
+
+    /// Every operation, reason and problem reads back as it was written: saved plans are
+    /// compared with the plan made again, so the JSON form must lose nothing.
+    #[test]
+    fn a_plan_survives_its_json_form() {
+        let key: ResourceKey = "clone.web-1".parse().expect("an address");
+        let some = |text: &str| Some(text.to_string());
+        let operations = every_operation();
         let reasons = vec![
             Reason::VmidChanged { old: 299, new: 201 },
             Reason::EditedOutside {
