@@ -18,6 +18,7 @@ pub mod ownership;
 pub mod plan;
 pub mod preflight;
 pub mod pve;
+pub mod qemu_config;
 pub mod render;
 pub mod saved;
 pub mod secret;

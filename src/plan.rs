@@ -1,13 +1,17 @@
 //! A plan: the ordered list of changes that takes the cluster from what was observed to what the
-//! spec asks for, as plain data (serialisable, rendered elsewhere, executed by `apply`).
+//! spec asks for, as plain data (serialisable, rendered elsewhere, executed by `apply`). Each
+//! change is a list of typed operations (set an option, start, move to a pool, grow a disk, …)
+//! and typed reasons: the differ chooses them, the executor matches on them, and only
+//! `render` puts them into words.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ownership::{ResourceKey, ResourceKind};
 
 /// Version of the plan's JSON form (`plan --json` and saved plan files); bumped on any
-/// incompatible change. Added optional fields do not bump it.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// incompatible change. Added optional fields do not bump it. Version 2: typed operations
+/// and reasons in place of named fields and sentences.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// What happens to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -30,15 +34,277 @@ impl Action {
     }
 }
 
-/// One option's change.
+/// One operation of a change: what the executor does, as data. The differ chooses them, the
+/// executor matches on them, and `render` alone turns them into words (a plan's text and
+/// JSON show each as a name and its old and new values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldChange {
-    /// Proxmox option name (`memory`, `ipconfig0`) or `status` for the power state.
-    pub name: String,
-    /// Observed value; `None` when unset or the resource is new.
-    pub old: Option<String>,
-    /// Desired value; `None` when it is removed.
-    pub new: Option<String>,
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// A configuration option gets a value (`memory`, `ipconfig0`, `ide2`).
+    SetOption {
+        /// Proxmox option name.
+        name: String,
+        /// Observed value; `None` when unset or the VM is new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired value.
+        new: String,
+    },
+    /// A configuration option is removed (`cicustom` of an earlier `delivery: snippets`).
+    DeleteOption {
+        /// Proxmox option name.
+        name: String,
+        /// Observed value.
+        old: String,
+    },
+    /// A write-only option (`cipassword`) sent when the VM is made; its value is never shown.
+    SetSecret {
+        /// Proxmox option name.
+        name: String,
+    },
+    /// The VM is started or stopped.
+    Power {
+        /// Observed state; `None` when the VM is new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<PowerState>,
+        /// Desired state.
+        new: PowerState,
+    },
+    /// The VM joins a resource pool (made when missing); pools are not config options.
+    Pool {
+        /// Observed pool; `None` when in none or the VM is new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired pool.
+        new: String,
+    },
+    /// A disk grows to a size (never shrinks).
+    GrowDisk {
+        /// Disk option (`scsi0`).
+        slot: String,
+        /// Observed size; `None` when unknown or the VM is new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired size, as Proxmox writes it (`20G`).
+        new: String,
+    },
+    /// A snippet `cicustom` already names is missing on the node (removed by hand): it is
+    /// written again.
+    WriteSnippet {
+        /// The snippet's volume id.
+        volid: String,
+    },
+    /// A cloud-init seed ISO (`delivery: iso`) is made for the VM's MAC, uploaded and attached
+    /// as `ide2`; the seed it replaces is deleted.
+    AttachSeed {
+        /// Observed `ide2`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired `ide2`: the seed's volume id, or, for a VM not made yet, nothing (the name
+        /// depends on the MAC Proxmox gives it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new: Option<String>,
+        /// Storage the seed goes to.
+        storage: String,
+    },
+    /// Proxmox's cloud-init drive goes back in place of a seed ISO of an earlier
+    /// `delivery: iso` (now `delivery: snippets`), and the ISO is deleted.
+    RestoreCloudInitDrive {
+        /// Observed `ide2` (the seed ISO).
+        old: String,
+        /// Desired `ide2` (Proxmox's cloud-init drive).
+        new: String,
+    },
+    /// A running VM is rebooted (`--allow-reboot`) so that options waiting for its next boot
+    /// take effect.
+    Reboot {
+        /// The options that wait.
+        options: Vec<String>,
+    },
+    /// An unmanaged VM is taken over (`adopt: true`): its marker and tag are written.
+    Adopt {
+        /// The VM.
+        vmid: u32,
+        /// Its name when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// A replacement moves the resource to another vmid.
+    Vmid {
+        /// Observed vmid.
+        old: u32,
+        /// Desired vmid.
+        new: u32,
+    },
+    /// An image is downloaded (or fetched and uploaded) into a volume named by its content.
+    FetchImage {
+        /// The volume it becomes.
+        volid: String,
+        /// Where it comes from.
+        url: String,
+        /// `algorithm:hex`.
+        checksum: String,
+    },
+    /// A volume is deleted (an image file, or an earlier copy of one).
+    DeleteVolume {
+        /// The volume.
+        volid: String,
+    },
+    /// A new VM is cloned from a template.
+    CloneFrom {
+        /// The template.
+        template: ResourceKey,
+        /// Its vmid.
+        template_vmid: u32,
+        /// Full clone (else linked).
+        full: bool,
+    },
+    /// A new clone is made on its template's node (node-local disks) and then migrated.
+    Migrate {
+        /// Where it is made.
+        from: String,
+        /// The template's node-local storage.
+        storage: String,
+        /// Where it goes.
+        to: String,
+    },
+    /// A built VM is converted to a template.
+    ConvertToTemplate,
+}
+
+/// A VM's power state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    /// Running.
+    Running,
+    /// Stopped.
+    Stopped,
+}
+
+impl Operation {
+    /// The configuration option this operation writes in an update's one config request, with
+    /// the value the plan observed and the one it wants (`None`: removed). Operations carried
+    /// out otherwise (power, pools, disks, seeds, snippets, reboots) write none.
+    pub fn config_write(&self) -> Option<ConfigWrite<'_>> {
+        match self {
+            Operation::SetOption { name, old, new } => Some(ConfigWrite {
+                name,
+                old: old.as_deref(),
+                new: Some(new),
+            }),
+            Operation::DeleteOption { name, old } => Some(ConfigWrite {
+                name,
+                old: Some(old),
+                new: None,
+            }),
+            Operation::RestoreCloudInitDrive { old, new } => Some(ConfigWrite {
+                name: "ide2",
+                old: Some(old),
+                new: Some(new),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether on a running VM this operation takes effect only at its next boot (the
+    /// options are Proxmox's to decide, see `qemu_config::applies_at_once`).
+    pub fn waits_for_boot(&self) -> Option<&str> {
+        let write = self.config_write()?;
+        (!crate::qemu_config::applies_at_once(write.name)).then_some(write.name)
+    }
+
+    /// Whether this operation starts the VM (a start or a reboot).
+    pub fn starts_the_vm(&self) -> bool {
+        matches!(
+            self,
+            Operation::Power {
+                new: PowerState::Running,
+                ..
+            } | Operation::Reboot { .. }
+        )
+    }
+}
+
+/// One option an update writes (see `Operation::config_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigWrite<'a> {
+    /// Proxmox option name.
+    pub name: &'a str,
+    /// The value observed when planning.
+    pub old: Option<&'a str>,
+    /// The value wanted; `None` when the option is removed.
+    pub new: Option<&'a str>,
+}
+
+/// Why a resource is replaced, or taken over, rather than updated in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// The spec gives another vmid.
+    VmidChanged {
+        /// Observed.
+        old: u32,
+        /// Desired.
+        new: u32,
+    },
+    /// The spec gives another node.
+    NodeChanged {
+        /// Observed.
+        old: String,
+        /// Desired.
+        new: String,
+    },
+    /// A template's build did not finish: the VM is not a template yet.
+    BuildUnfinished,
+    /// A template's build fingerprint changed.
+    BuildChanged {
+        /// Observed (`None`: the marker has none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired.
+        new: String,
+    },
+    /// A template's options were edited outside proxfleet since its build.
+    EditedOutside {
+        /// The options and how they differ.
+        edits: Vec<HandEdit>,
+    },
+    /// A property Proxmox fixes when it creates a disk differs from the recipe's.
+    CreateOnly {
+        /// Disk option (`efidisk0`).
+        disk: String,
+        /// The property (`efitype`).
+        property: String,
+        /// Observed (`None`: unset).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// Desired (`None`: unset).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new: Option<String>,
+    },
+    /// A clone was converted to a template.
+    ConvertedToTemplate,
+    /// `--replace` names it.
+    ReplaceRequested,
+    /// An image's checksum changed: a new file replaces the earlier copy.
+    ImageChecksumChanged,
+    /// `adopt: true` takes the VM over.
+    Adopted,
+    /// Options set before wait for a reboot (`--allow-reboot`).
+    PendingFromBefore,
+}
+
+/// An option of a template that differs from what its build set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandEdit {
+    /// Proxmox option name.
+    pub option: String,
+    /// Observed value (`None`: unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+    /// What the build set.
+    pub built: String,
 }
 
 /// A change to one resource.
@@ -53,11 +319,11 @@ pub struct Change {
     pub vmid: Option<u32>,
     /// Node the change runs on.
     pub node: String,
-    /// Option-level detail.
-    pub fields: Vec<FieldChange>,
-    /// Why (replacements and notable updates).
+    /// What is done, in order.
+    pub operations: Vec<Operation>,
+    /// Why (replacements, adoptions, reboots of what waited from before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// Changes in this plan that must finish first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceKey>,
@@ -69,9 +335,119 @@ pub struct Conflict {
     /// The resource that cannot be reconciled.
     pub key: ResourceKey,
     /// What is in the way.
-    pub message: String,
-    /// What the user can do.
-    pub hint: String,
+    #[serde(flatten)]
+    pub problem: Problem,
+}
+
+/// What stops a resource from being reconciled (`render` says it, with what the user can do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// The desired vmid is held by a VM that is not this resource.
+    VmidTaken {
+        /// The vmid.
+        vmid: u32,
+        /// The VM that holds it.
+        holder: NamedVm,
+        /// Its node.
+        node: String,
+        /// Whose it is.
+        owner: Holder,
+    },
+    /// A VM outside the project has the name a new VM would get.
+    NameTaken {
+        /// That VM.
+        holder: NamedVm,
+        /// Its node.
+        node: String,
+    },
+    /// A VM `adopt: true` names cannot be taken over as it is.
+    NotAdoptable {
+        /// The VM.
+        vmid: u32,
+        /// What would need a rebuild.
+        blockers: Vec<AdoptBlocker>,
+    },
+    /// The custom cloud-init data cannot be made into snippets.
+    SnippetsUnbuildable {
+        /// Why.
+        error: String,
+    },
+    /// The custom cloud-init data cannot be made into a seed ISO.
+    SeedUnbuildable {
+        /// Why.
+        error: String,
+    },
+    /// A template to delete or rebuild still has linked clones reading from its base disks.
+    LinkedClonesRead {
+        /// Deleted (else rebuilt).
+        deleted: bool,
+        /// The clones.
+        clones: Vec<NamedVm>,
+    },
+    /// A kept change needs a resource the plan's scope leaves out, which does not exist yet
+    /// or is being rebuilt.
+    DependencyLeftOut {
+        /// The resource left out.
+        dependency: ResourceKey,
+        /// What the full plan does to it (create or replace).
+        action: Action,
+    },
+}
+
+/// A VM named in a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedVm {
+    /// VM id.
+    pub vmid: u32,
+    /// Name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Whose a VM in the way is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum Holder {
+    /// Another proxfleet project's.
+    OtherProject {
+        /// The project.
+        project: String,
+    },
+    /// This project's, as another resource.
+    OtherResource {
+        /// The resource.
+        key: ResourceKey,
+    },
+    /// Nobody's that proxfleet knows: made by hand.
+    Unmanaged,
+}
+
+/// Why a VM cannot be adopted as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "blocker", rename_all = "snake_case")]
+pub enum AdoptBlocker {
+    /// The spec wants a template.
+    NotATemplate,
+    /// The spec wants a clone.
+    IsATemplate,
+    /// A template's option differs from its recipe.
+    OptionDiffers {
+        /// Option.
+        option: String,
+        /// Observed (`None`: unset).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<String>,
+        /// What the recipe says.
+        recipe: String,
+    },
+    /// It is on another node than the spec says.
+    OtherNode {
+        /// Where it is.
+        node: String,
+        /// Where the spec wants it.
+        wanted: String,
+    },
 }
 
 /// An ordered plan.
@@ -159,5 +535,156 @@ impl Plan {
             }
         }
         (add, change, destroy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each operation.
+    fn every_operation() -> Vec<Operation> {
+        let some = |text: &str| Some(text.to_string());
+        vec![
+            Operation::SetOption {
+                name: "memory".into(),
+                old: some("2048"),
+                new: "4096".into(),
+            },
+            Operation::DeleteOption {
+                name: "cicustom".into(),
+                old: "user=local:snippets/u.yaml".into(),
+            },
+            Operation::SetSecret {
+                name: "cipassword".into(),
+            },
+            Operation::Power {
+                old: Some(PowerState::Stopped),
+                new: PowerState::Running,
+            },
+            Operation::Pool {
+                old: None,
+                new: "web".into(),
+            },
+            Operation::GrowDisk {
+                slot: "scsi0".into(),
+                old: some("20G"),
+                new: "30G".into(),
+            },
+            Operation::WriteSnippet {
+                volid: "local:snippets/u.yaml".into(),
+            },
+            Operation::AttachSeed {
+                old: None,
+                new: None,
+                storage: "local".into(),
+            },
+            Operation::RestoreCloudInitDrive {
+                old: "local:iso/seed.iso,media=cdrom".into(),
+                new: "local-lvm:cloudinit".into(),
+            },
+            Operation::Reboot {
+                options: vec!["memory".into()],
+            },
+            Operation::Adopt {
+                vmid: 201,
+                name: some("old-web"),
+            },
+            Operation::Vmid { old: 299, new: 201 },
+            Operation::FetchImage {
+                volid: "local:import/a.qcow2".into(),
+                url: "https://example.com/a.qcow2".into(),
+                checksum: "sha256:00".into(),
+            },
+            Operation::DeleteVolume {
+                volid: "local:import/b.qcow2".into(),
+            },
+            Operation::CloneFrom {
+                template: "template.base".parse().expect("an address"),
+                template_vmid: 9000,
+                full: true,
+            },
+            Operation::Migrate {
+                from: "pve1".into(),
+                storage: "local-lvm".into(),
+                to: "pve2".into(),
+            },
+            Operation::ConvertToTemplate,
+        ]
+    }
+
+    /// Every operation, reason and problem reads back as it was written: saved plans are
+    /// compared with the plan made again, so the JSON form must lose nothing.
+    #[test]
+    fn a_plan_survives_its_json_form() {
+        let key: ResourceKey = "clone.web-1".parse().expect("an address");
+        let some = |text: &str| Some(text.to_string());
+        let operations = every_operation();
+        let reasons = vec![
+            Reason::VmidChanged { old: 299, new: 201 },
+            Reason::EditedOutside {
+                edits: vec![HandEdit {
+                    option: "cores".into(),
+                    seen: None,
+                    built: "2".into(),
+                }],
+            },
+            Reason::CreateOnly {
+                disk: "efidisk0".into(),
+                property: "efitype".into(),
+                old: some("2m"),
+                new: some("4m"),
+            },
+            Reason::ReplaceRequested,
+        ];
+        let conflicts = vec![
+            Conflict {
+                key: key.clone(),
+                problem: Problem::VmidTaken {
+                    vmid: 201,
+                    holder: NamedVm {
+                        vmid: 201,
+                        name: some("old-web"),
+                    },
+                    node: "pve1".into(),
+                    owner: Holder::Unmanaged,
+                },
+            },
+            Conflict {
+                key: key.clone(),
+                problem: Problem::NotAdoptable {
+                    vmid: 201,
+                    blockers: vec![
+                        AdoptBlocker::IsATemplate,
+                        AdoptBlocker::OtherNode {
+                            node: "pve2".into(),
+                            wanted: "pve1".into(),
+                        },
+                    ],
+                },
+            },
+        ];
+        let plan = Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            project: "default".into(),
+            changes: vec![Change {
+                key,
+                action: Action::Replace,
+                vmid: Some(201),
+                node: "pve1".into(),
+                operations,
+                reasons,
+                depends_on: Vec::new(),
+            }],
+            unchanged: 0,
+            conflicts,
+            targeting: None,
+            pending: Vec::new(),
+        };
+        let text = serde_json::to_string_pretty(&plan).expect("serialisable");
+        assert!(text.contains("\"op\": \"set_option\""), "{text}");
+        assert!(text.contains("\"problem\": \"vmid_taken\""), "{text}");
+        let back: Plan = serde_json::from_str(&text).expect("readable");
+        assert_eq!(back, plan);
     }
 }

@@ -356,12 +356,13 @@ pub fn plan_drift(saved: &Plan, now: &Plan) -> Vec<Drift> {
                 action_words(old.action)
             ),
             (Some(old), Some(new)) if old != new => {
-                let mut names: Vec<&str> = old
-                    .fields
+                let mut names: Vec<String> = old
+                    .operations
                     .iter()
-                    .chain(&new.fields)
-                    .filter(|f| !(old.fields.contains(f) && new.fields.contains(f)))
-                    .map(|f| f.name.as_str())
+                    .chain(&new.operations)
+                    .filter(|op| !(old.operations.contains(op) && new.operations.contains(op)))
+                    .flat_map(crate::render::operation_lines)
+                    .map(|line| line.name)
                     .collect();
                 names.sort_unstable();
                 names.dedup();
@@ -385,7 +386,10 @@ pub fn plan_drift(saved: &Plan, now: &Plan) -> Vec<Drift> {
         if !saved.conflicts.contains(conflict) {
             drift.push(Drift {
                 subject: conflict.key.to_string(),
-                detail: format!("now conflicts: {}", conflict.message),
+                detail: format!(
+                    "now conflicts: {}",
+                    crate::render::conflict_message(conflict)
+                ),
             });
         }
     }

@@ -12,7 +12,7 @@ use super::schedule::Parked;
 use super::{ApplyOptions, Event, EventSink, Outcome, StepResult};
 use crate::graph::{DesiredVm, Recipe, Resource};
 use crate::ownership::{ResourceKey, ResourceKind};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, Operation};
 use crate::pve::{PveClient, PveError, VmConfig, VmStatus};
 use crate::state::ActualVm;
 
@@ -162,9 +162,7 @@ impl ChangeRun {
         let timeout = vm.wait_for_ip?;
         let started = match self.change.action {
             Action::Create | Action::Replace => vm.running,
-            Action::Update => self.change.fields.iter().any(|f| {
-                (f.name == "status" && f.new.as_deref() == Some("running")) || f.name == "reboot"
-            }),
+            Action::Update => self.change.operations.iter().any(Operation::starts_the_vm),
             Action::Delete => false,
         };
         (matches!(vm.recipe, Recipe::Clone(_)) && started && vm.static_address().is_none())
@@ -196,14 +194,12 @@ impl ChangeRun {
                     // The plan names every file to remove (the current one or earlier copies).
                     let storage_of =
                         |volid: &str| volid.split(':').next().unwrap_or_default().to_string();
-                    for volid in self
-                        .change
-                        .fields
-                        .iter()
-                        .filter(|f| f.name == "volume")
-                        .filter_map(|f| f.old.clone())
-                    {
-                        self.delete_image(&self.change.node, &storage_of(&volid), &volid, tasks)
+                    let volids = self.change.operations.iter().filter_map(|op| match op {
+                        Operation::DeleteVolume { volid } => Some(volid),
+                        _ => None,
+                    });
+                    for volid in volids {
+                        self.delete_image(&self.change.node, &storage_of(volid), volid, tasks)
                             .await?;
                     }
                 }

@@ -41,7 +41,9 @@ impl ChangeRun {
         // there too: EFI and TPM state, the cloud-init drive).
         let disks = params
             .iter()
-            .filter(|(option, value)| crate::diff::is_disk_option(option) && value.contains(':'))
+            .filter(|(option, value)| {
+                crate::qemu_config::is_disk_option(option) && value.contains(':')
+            })
             .count();
         let boot_storage = params
             .iter()

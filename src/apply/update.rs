@@ -2,15 +2,81 @@
 //! first; the options set and deleted in one config write that keeps each interface's MAC and
 //! carries the digest observed for the plan (written again once when the config moved only
 //! toward the plan); the disk grown; the pool changed; the seed swapped; snippets no longer
-//! named removed; a reboot (`--allow-reboot`); a start.
+//! named removed; a reboot (`--allow-reboot`); a start. Which steps run is read from the plan's
+//! typed operations, once (`UpdateSteps`).
 
 use std::collections::BTreeMap;
 
 use super::change::{ChangeRun, StepError};
 use crate::graph::DesiredVm;
-use crate::plan::FieldChange;
-use crate::pve::propstr::{nic_mac, with_mac};
+use crate::plan::{ConfigWrite, Operation, PowerState};
 use crate::pve::{PveError, VmConfig};
+use crate::qemu_config::propstr::{nic_mac, with_mac};
+use crate::qemu_config::{CICUSTOM, same_value};
+
+/// What an update's operations ask of the executor, gathered in one pass over them.
+#[derive(Debug, Default)]
+struct UpdateSteps<'a> {
+    /// Options set or removed in the one config write.
+    writes: Vec<ConfigWrite<'a>>,
+    /// Snippets to write first: a missing one, or a new `cicustom`.
+    write_snippets: bool,
+    /// `cicustom`'s change, whose old files are removed once nothing names them.
+    cicustom: Option<ConfigWrite<'a>>,
+    /// The disk to grow, and to what size.
+    grow: Option<(&'a str, &'a str)>,
+    /// The pool to move to.
+    pool: Option<&'a str>,
+    /// A seed ISO to attach in place of the observed `ide2` (`Some(None)`: none observed).
+    attach_seed: Option<Option<&'a str>>,
+    /// A seed ISO that Proxmox's cloud-init drive replaces, to delete.
+    replaced_seed: Option<&'a str>,
+    /// Reboot after configuring.
+    reboot: bool,
+    /// Start after everything else.
+    start: bool,
+}
+
+impl<'a> UpdateSteps<'a> {
+    fn of(operations: &'a [Operation]) -> UpdateSteps<'a> {
+        let mut steps = UpdateSteps::default();
+        for operation in operations {
+            if let Some(write) = operation.config_write() {
+                if write.name == CICUSTOM {
+                    steps.write_snippets |= write.new.is_some();
+                    steps.cicustom = Some(write);
+                }
+                steps.writes.push(write);
+            }
+            match operation {
+                Operation::WriteSnippet { .. } => steps.write_snippets = true,
+                Operation::GrowDisk { slot, new, .. } => steps.grow = Some((slot, new)),
+                Operation::Pool { new, .. } => steps.pool = Some(new),
+                Operation::AttachSeed { old, .. } => steps.attach_seed = Some(old.as_deref()),
+                Operation::RestoreCloudInitDrive { old, .. } => steps.replaced_seed = Some(old),
+                Operation::Reboot { .. } => steps.reboot = true,
+                Operation::Power {
+                    new: PowerState::Running,
+                    ..
+                } => steps.start = true,
+                // Written above, or not part of an update (made when a VM is created,
+                // adopted by writing the options it lists, deleted with the VM).
+                Operation::SetOption { .. }
+                | Operation::DeleteOption { .. }
+                | Operation::SetSecret { .. }
+                | Operation::Power { .. }
+                | Operation::Adopt { .. }
+                | Operation::Vmid { .. }
+                | Operation::FetchImage { .. }
+                | Operation::DeleteVolume { .. }
+                | Operation::CloneFrom { .. }
+                | Operation::Migrate { .. }
+                | Operation::ConvertToTemplate => {}
+            }
+        }
+        steps
+    }
+}
 
 impl ChangeRun {
     pub(super) async fn update_vm(
@@ -23,37 +89,39 @@ impl ChangeRun {
             .as_ref()
             .map(|observed| observed.node.clone())
             .unwrap_or_else(|| vm.node.clone());
-        let cicustom = self.field("cicustom");
-        let missing = self.field("snippet").is_some();
-        if missing || cicustom.is_some_and(|f| f.new.is_some()) {
+        let steps = UpdateSteps::of(&self.change.operations);
+        if steps.write_snippets {
             self.write_snippets(vm, &node).await?;
         }
-        self.configure(vm, &node, tasks).await?;
-        if let Some((slot, size)) = &vm.disk_grow
-            && self.field(&format!("{slot} size")).is_some()
-        {
-            let size = size.to_proxmox();
+        self.configure(vm, &node, &steps.writes, tasks).await?;
+        if let Some((slot, size)) = steps.grow {
             self.task(&format!("resize {slot} to {size}"), tasks, || {
-                self.client.resize_disk(&node, vm.vmid, slot, &size, None)
+                self.client.resize_disk(&node, vm.vmid, slot, size, None)
             })
             .await?;
         }
-        if let Some(pool) = &vm.pool
-            && self.field("pool").is_some()
-        {
+        if let Some(pool) = steps.pool {
             self.move_to_pool(pool, vm.vmid).await?;
         }
-        if let Some(ide2) = self.field("ide2") {
-            self.swap_seed(vm, &node, ide2, tasks).await?;
+        if let Some(previous) = steps.attach_seed {
+            self.attach_seed(vm, &node, previous, tasks).await?;
         }
-        if let Some(old) = cicustom.and_then(|f| f.old.as_deref()) {
-            let keep = cicustom
-                .and_then(|f| f.new.as_deref())
-                .map(crate::seed::cicustom_volids)
-                .unwrap_or_default();
+        // Proxmox's drive is back in place of an earlier seed ISO: the ISO goes.
+        if let Some(old) = steps.replaced_seed.and_then(|v| v.split(',').next())
+            && crate::seed::is_seed_volid(old)
+        {
+            self.remove_seed(&node, old, tasks).await?;
+        }
+        if let Some(ConfigWrite {
+            old: Some(old),
+            new,
+            ..
+        }) = steps.cicustom
+        {
+            let keep = new.map(crate::seed::cicustom_volids).unwrap_or_default();
             self.remove_snippets(&node, old, &keep).await?;
         }
-        if self.field("reboot").is_some() {
+        if steps.reboot {
             // `--allow-reboot`: what waits for the next boot takes effect now. A clean shutdown
             // first; stopped if the guest does not comply within the shutdown time-out.
             self.shut_down(&node, vm.vmid, tasks).await?;
@@ -62,10 +130,7 @@ impl ChangeRun {
             })
             .await?;
         }
-        let wants_start = self
-            .field("status")
-            .is_some_and(|f| f.new.as_deref() == Some("running"));
-        if wants_start {
+        if steps.start {
             let started = self
                 .task("start", tasks, || async {
                     self.client.start_vm(&node, vm.vmid).await.map(Some)
@@ -80,36 +145,24 @@ impl ChangeRun {
         Ok(())
     }
 
-    /// The change's field named `name`.
-    fn field(&self, name: &str) -> Option<&FieldChange> {
-        self.change.fields.iter().find(|f| f.name == name)
-    }
-
     /// Write the options this update sets and deletes, in one config write.
     async fn configure(
         &self,
         vm: &DesiredVm,
         node: &str,
+        writes: &[ConfigWrite<'_>],
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
-        let set: Vec<(String, String)> = self
-            .change
-            .fields
+        let set: Vec<(String, String)> = writes
             .iter()
-            .filter(|f| f.name != "status" && !f.name.ends_with(" size"))
-            .filter(|f| !(f.name == "ide2" && vm.seed.as_ref().is_some_and(|s| !s.is_snippets())))
-            .filter(|f| !matches!(f.name.as_str(), "pool" | "reboot" | "adopt" | "snippet"))
-            .filter_map(|f| f.new.clone().map(|new| (f.name.clone(), new)))
+            .filter_map(|w| w.new.map(|new| (w.name.to_string(), new.to_string())))
             .collect();
-        // Options to remove: `cicustom` of an earlier `delivery: snippets`.
-        let delete: Vec<String> = self
-            .change
-            .fields
+        let delete: Vec<String> = writes
             .iter()
-            .filter(|f| f.name == "cicustom" && f.new.is_none())
-            .map(|f| f.name.clone())
+            .filter(|w| w.new.is_none())
+            .map(|w| w.name.to_string())
             .collect();
-        if set.is_empty() && delete.is_empty() {
+        if writes.is_empty() {
             return Ok(());
         }
         // Keep each interface's MAC, which the spec leaves to Proxmox, and carry the digest
@@ -133,13 +186,13 @@ impl ChangeRun {
                 })
                 .await;
             match configured {
-                // The config changed since it was read. When every option this change sets
+                // The config changed since it was read. When every option this change writes
                 // still has its planned old value or already its new one (an interrupted run's
                 // write landing late), the plan still holds: write again over the new digest.
                 // Anything else is someone else's edit.
                 Err(StepError::Pve { source, .. }) if source.is_digest_mismatch() && !retried => {
                     let now = self.read_config(node, vm.vmid).await?;
-                    if !self.moved_only_toward_plan(&now.values) {
+                    if !moved_only_toward_plan(writes, &now.values) {
                         return Err(StepError::Pve {
                             what: "configure".into(),
                             source,
@@ -151,24 +204,6 @@ impl ChangeRun {
                 other => return other,
             }
         }
-    }
-
-    /// Whether every option this update sets has, in `config`, the value the plan saw or
-    /// the value it wants.
-    fn moved_only_toward_plan(&self, config: &BTreeMap<String, String>) -> bool {
-        self.change
-            .fields
-            .iter()
-            .filter(|f| f.name != "status" && f.name != "snippet" && !f.name.ends_with(" size"))
-            .all(|f| {
-                let now = config.get(&f.name).map(String::as_str);
-                let as_planned = now == f.old.as_deref();
-                let as_wanted = f
-                    .new
-                    .as_deref()
-                    .is_some_and(|new| crate::diff::same_value(&f.name, now, new));
-                as_planned || as_wanted
-            })
     }
 
     /// Move the VM to `pool`, creating the pool first when it does not exist.
@@ -183,30 +218,6 @@ impl ChangeRun {
             })?;
         self.step(format!("move to pool {pool}"));
         Ok(())
-    }
-
-    /// `ide2` changes: with snippets, Proxmox's drive is back in place of an earlier seed ISO,
-    /// which goes; with a seed ISO, the new seed is attached in place of the old.
-    async fn swap_seed(
-        &self,
-        vm: &DesiredVm,
-        node: &str,
-        ide2: &FieldChange,
-        tasks: &mut Vec<String>,
-    ) -> Result<(), StepError> {
-        let Some(plan) = &vm.seed else {
-            return Ok(());
-        };
-        if plan.is_snippets() {
-            if let Some(old) = ide2.old.as_deref().and_then(|v| v.split(',').next())
-                && crate::seed::is_seed_volid(old)
-            {
-                self.remove_seed(node, old, tasks).await?;
-            }
-            Ok(())
-        } else {
-            self.attach_seed(vm, node, ide2.old.as_deref(), tasks).await
-        }
     }
 }
 
@@ -224,4 +235,18 @@ fn keeping_macs(set: &[(String, String)], config: &VmConfig) -> Vec<(String, Str
         }
     }
     values
+}
+
+/// Whether every option in `writes` has, in `config`, the value the plan saw or the value it
+/// wants. The same list the config write sends: what is not a config option (a pool, a disk
+/// size, the power state) is not looked for in the config.
+fn moved_only_toward_plan(writes: &[ConfigWrite<'_>], config: &BTreeMap<String, String>) -> bool {
+    writes.iter().all(|write| {
+        let now = config.get(write.name).map(String::as_str);
+        let as_planned = now == write.old;
+        let as_wanted = write
+            .new
+            .is_some_and(|new| same_value(write.name, now, new));
+        as_planned || as_wanted
+    })
 }

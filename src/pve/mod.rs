@@ -1,10 +1,9 @@
 //! The Proxmox VE HTTP client: API-token auth, TLS, typed calls, UPID task waiting, error
-//! classification, and the property-string codec. Proxmox's JSON is decoded here and never
-//! leaves this module as such.
+//! classification. Proxmox's JSON is decoded here and never leaves this module as such. The
+//! property-string codec lives in `qemu_config`, which the pure core shares.
 
 mod client;
 mod error;
-pub mod propstr;
 mod types;
 mod upid;
 
@@ -16,3 +15,7 @@ pub use types::{
     VmConfig, VmStatus, VmSummary, VolumeInfo,
 };
 pub use upid::{BadUpid, Upid};
+
+// The codec's old home, kept until the modules that still import it from here (`address`,
+// `graph`, `seed`) take it from `qemu_config`.
+pub use crate::qemu_config::propstr;

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use proxfleet::diff::{diff, same_value};
+use proxfleet::diff::diff;
 use proxfleet::graph::{DesiredGraph, Resource};
 use proxfleet::ownership::Marker;
-use proxfleet::plan::Action;
+use proxfleet::plan::{Action, Operation, Reason};
+use proxfleet::qemu_config::same_value;
 use proxfleet::state::{ActualState, ActualVm, ActualVolume};
 
 use crate::common::*;
@@ -123,8 +124,14 @@ fn an_option_the_template_declares_is_managed_on_its_clones_too() {
         .insert("memory".into(), "8192".into());
     let plan = diff(&desired, &actual);
     assert_eq!(plan.changes.len(), 1, "{plan:#?}");
-    assert_eq!(plan.changes[0].fields[0].name, "memory");
-    assert_eq!(plan.changes[0].fields[0].new.as_deref(), Some("2048"));
+    assert_eq!(
+        plan.changes[0].operations,
+        vec![Operation::SetOption {
+            name: "memory".into(),
+            old: Some("8192".into()),
+            new: "2048".into(),
+        }]
+    );
 }
 
 #[test]
@@ -144,11 +151,13 @@ fn a_declared_option_changed_by_hand_is_one_update() {
         (change.key.to_string().as_str(), change.action),
         ("clone.web-2", Action::Update)
     );
-    assert_eq!(change.fields.len(), 1);
-    assert_eq!(change.fields[0].name, "ipconfig0");
     assert_eq!(
-        change.fields[0].new.as_deref(),
-        Some("gw=192.0.2.1,ip=192.0.2.12/24")
+        change.operations,
+        vec![Operation::SetOption {
+            name: "ipconfig0".into(),
+            old: Some("ip=192.0.2.99/24,gw=192.0.2.1".into()),
+            new: "gw=192.0.2.1,ip=192.0.2.12/24".into(),
+        }]
     );
 }
 
@@ -198,10 +207,7 @@ fn a_half_built_template_is_replaced() {
         .unwrap();
     assert_eq!(change.action, Action::Replace);
     assert!(
-        change
-            .reasons
-            .iter()
-            .any(|r| r.contains("not a template yet")),
+        change.reasons.contains(&Reason::BuildUnfinished),
         "{:?}",
         change.reasons
     );

@@ -262,7 +262,7 @@ async fn plan_json_is_versioned_data() {
     let run = plan_json(&conn, &example("quickstart.yaml")).await;
     assert!(run.result.is_ok());
     let value: serde_json::Value = serde_json::from_str(&run.out).expect("valid JSON");
-    assert_eq!(value["format_version"], 1);
+    assert_eq!(value["format_version"], 2);
     let actions: Vec<(&str, &str)> = value["changes"]
         .as_array()
         .unwrap()
@@ -386,4 +386,63 @@ async fn clone_disk_and_network_overrides_converge_and_keep_the_mac() {
         "the interface keeps its MAC"
     );
     assert!(plan(&conn, &spec).await.out.starts_with("No changes."));
+}
+
+/// An update that changes an option and moves the VM to another pool, applied after an
+/// unrelated edit changed the VM's config digest: the executor re-reads the config, sees
+/// that every option it sets still has its planned value, and writes again. A pool is not a
+/// config option, so its absence from the config must not make the plan look stale.
+#[tokio::test]
+async fn an_option_change_with_a_pool_move_survives_an_unrelated_edit_since_the_plan() {
+    use proxfleet::apply::{ApplyOptions, StepResult};
+    use proxfleet::graph::DesiredGraph;
+
+    let (sim, conn) = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let web_2 = "  web-2:\n    vmid: 202\n    template: debian-12-base\n";
+    let in_pool =
+        |extra: &str| quickstart_text().replace(web_2, &format!("{web_2}    pool: web\n{extra}"));
+    let base = write_spec(dir.path(), "base.yaml", &in_pool(""));
+    assert!(apply(&conn, &base).await.result.is_ok());
+    let moved = in_pool("    memory: 4GiB\n").replace("    pool: web\n", "    pool: db\n");
+    let file = write_spec(dir.path(), "moved.yaml", &moved);
+    let desired = DesiredGraph::build(&proxfleet::spec::load(&file).unwrap().spec);
+    let actual = proxfleet::observe::observe(&conn.client, &desired)
+        .await
+        .unwrap();
+    let plan = proxfleet::diff::diff(&desired, &actual);
+    assert_eq!(plan.changes.len(), 1, "{plan:?}");
+
+    // Someone sets an option the spec does not manage: the digest changes, the plan holds.
+    sim.set_vm_config(202, "startup", Some("order=3")).unwrap();
+    let options = ApplyOptions {
+        backoff: backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(1)),
+        ..ApplyOptions::default()
+    };
+    let report = proxfleet::apply::apply(
+        &conn.client,
+        &plan,
+        &desired,
+        &actual,
+        &options,
+        std::sync::Arc::new(|_| {}),
+    )
+    .await;
+    assert_eq!(report.outcomes[0].result, StepResult::Ok, "{report:?}");
+    let web2 = sim.vms().into_iter().find(|vm| vm.vmid == 202).unwrap();
+    assert_eq!(web2.config.get("memory").map(String::as_str), Some("4096"));
+    assert_eq!(
+        web2.config.get("startup").map(String::as_str),
+        Some("order=3")
+    );
+    let pools: Vec<(u32, Option<String>)> = conn
+        .client
+        .cluster_vms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|vm| (vm.vmid, vm.pool))
+        .collect();
+    assert!(pools.contains(&(202, Some("db".into()))), "{pools:?}");
 }

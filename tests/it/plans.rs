@@ -91,7 +91,7 @@ async fn a_saved_plan_applies_without_asking_and_converges() {
 
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).expect("JSON");
-    assert_eq!(saved["format_version"], 1);
+    assert_eq!(saved["format_version"], 2);
     assert_eq!(saved["changes"].as_array().unwrap().len(), 5);
     assert_eq!(saved["saved"]["spec"]["path"], spec.display().to_string());
     assert_eq!(
@@ -322,15 +322,15 @@ async fn only_a_saved_plan_of_this_format_is_applied() {
 
     assert!(plan_out(&conn, &spec, &file).await.result.is_ok());
     let newer = std::fs::read_to_string(&file).unwrap().replacen(
-        "\"format_version\": 1",
         "\"format_version\": 2",
+        "\"format_version\": 3",
         1,
     );
     std::fs::write(&file, newer).unwrap();
     let run = apply_with(&conn, &apply_file(&file)).await;
     let message = run.result.expect_err("another format version").to_string();
     assert!(
-        message.contains("it has plan format version 2, and this proxfleet reads version 1"),
+        message.contains("it has plan format version 3, and this proxfleet reads version 2"),
         "{message}"
     );
     assert!(sim.vms().is_empty());
@@ -426,8 +426,8 @@ async fn secrets_never_reach_the_plan_file() {
 
     let saved = std::fs::read_to_string(&file).unwrap();
     assert!(
-        saved.contains("(sensitive)"),
-        "the password is in the plan, masked"
+        saved.contains("\"op\": \"set_secret\""),
+        "the password is in the plan as a write-only option, without its value"
     );
     let token = sim.token();
     let token_secret = token.split_once('=').unwrap().1;

@@ -1,7 +1,7 @@
 //! Proxmox property strings (`virtio=BC:24:11:2A:3B:4C,bridge=vmbr0,firewall=1`): parsing,
 //! canonical printing as the server does it (default key bare and first, the rest sorted), and
 //! the semantic normalisation the differ compares with. Also the `sshkeys` percent-encoding.
-//! Pure functions, no I/O.
+//! Pure functions, no I/O: both the differ (comparing) and the client's callers (writing) use them.
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,90 @@
+//! A partial plan (`--target`, `--only`, `--skip`): the changes and conflicts in scope, and a
+//! conflict for each kept change that needs a resource the scope leaves out and that does not
+//! exist yet or is being rebuilt (it could not succeed: better said now than halfway through).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{DesiredGraph, Resource};
+use crate::ownership::ResourceKey;
+use crate::plan::{Action, Change, Conflict, PendingReboot, Plan, Problem};
+
+use super::PlanOptions;
+
+/// Keep only the changes and conflicts in `options.scope`.
+pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions) -> Plan {
+    let Some(scope) = &options.scope else {
+        return Plan {
+            targeting: options.targeting.clone(),
+            ..full
+        };
+    };
+    let pending: Vec<PendingReboot> = full
+        .pending
+        .iter()
+        .filter(|p| scope.contains(&p.key))
+        .cloned()
+        .collect();
+    let (kept, left_out): (Vec<Change>, Vec<Change>) = full
+        .changes
+        .into_iter()
+        .partition(|change| scope.contains(&change.key));
+    let left_out: BTreeMap<ResourceKey, Action> = left_out
+        .into_iter()
+        .map(|change| (change.key, change.action))
+        .collect();
+    let kept_keys: BTreeSet<ResourceKey> = kept.iter().map(|c| c.key.clone()).collect();
+    let mut conflicts: Vec<Conflict> = full
+        .conflicts
+        .into_iter()
+        .filter(|conflict| scope.contains(&conflict.key))
+        .collect();
+    let mut changes = Vec::with_capacity(kept.len());
+    for mut change in kept {
+        change.depends_on.retain(|dep| kept_keys.contains(dep));
+        if change.action != Action::Delete {
+            conflicts.extend(left_out_dependencies(desired, &change.key, &left_out));
+        }
+        changes.push(change);
+    }
+    let unchanged = desired
+        .in_order()
+        .map(Resource::key)
+        .filter(|key| {
+            scope.contains(*key) && !kept_keys.contains(*key) && !left_out.contains_key(*key)
+        })
+        .count();
+    Plan {
+        format_version: full.format_version,
+        project: full.project,
+        changes,
+        unchanged,
+        conflicts,
+        targeting: options.targeting.clone(),
+        pending,
+    }
+}
+
+/// The conflicts of a kept change whose dependencies are made or rebuilt outside the scope.
+fn left_out_dependencies(
+    desired: &DesiredGraph,
+    key: &ResourceKey,
+    left_out: &BTreeMap<ResourceKey, Action>,
+) -> Vec<Conflict> {
+    let mut conflicts = Vec::new();
+    for dep in desired.dependencies(key) {
+        let Some(&dep_action) = left_out.get(&dep) else {
+            continue;
+        };
+        if matches!(dep_action, Action::Update | Action::Delete) {
+            continue;
+        }
+        conflicts.push(Conflict {
+            key: key.clone(),
+            problem: Problem::DependencyLeftOut {
+                dependency: dep,
+                action: dep_action,
+            },
+        });
+    }
+    conflicts
+}
