@@ -17,6 +17,7 @@ fn schema() -> &'static BTreeMap<String, BTreeMap<String, Value>> {
     SCHEMA.get_or_init(|| serde_json::from_str(SCHEMA_TEXT).unwrap_or_default())
 }
 
+#[cfg(test)]
 /// The endpoints the simulator serves, as `METHOD /path/{template}`.
 pub(crate) fn served() -> impl Iterator<Item = &'static str> {
     schema().keys().map(String::as_str)
