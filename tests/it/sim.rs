@@ -332,7 +332,14 @@ async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
             &[("newid", "204"), ("full", "0"), ("storage", "local-lvm")],
         )
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            500,
+            Some("parameter 'storage' not allowed for linked clones\n")
+        ),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -1042,5 +1049,58 @@ async fn networks_mappings_and_storage_state_are_listed_as_proxmox_does() {
             vg0["data"][0]["avail"].as_u64()
         ),
         (Some("lvm"), Some(200 << 30))
+    );
+}
+
+/// qemu-server's `check_hostpci_perm` (API2/Qemu.pm): `root@pam` sets anything; anyone else
+/// (root's API tokens too) needs a mapping they may use, a raw `host` is refused even beside
+/// one, and one of the two is needed.
+#[tokio::test]
+async fn pci_passthrough_needs_a_mapping_unless_root_pam_sets_it() {
+    use proxfleet::sim::{AclEntry, SimPciMapping};
+    let (_sim, root) = Api::start(SimConfig {
+        tokens: vec![proxfleet::sim::DEFAULT_TOKEN.to_string(), BOB.to_string()],
+        acls: vec![
+            AclEntry::parse("/mapping/pci/gpu0:PVEMappingUser:bob@pve").unwrap(),
+            AclEntry::parse("/vms/300:PVEVMAdmin:bob@pve").unwrap(),
+        ],
+        pci_mappings: vec![SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")])],
+        ..fast()
+    })
+    .await;
+    let bob = root.as_token(BOB);
+    let create = |hostpci: &'static str| [("vmid", "300"), ("hostpci0", hostpci)];
+    for (hostpci, message) in [
+        (
+            "0000:01:00.0",
+            "only root can set 'hostpci0' config for non-mapped devices\n",
+        ),
+        (
+            "0000:01:00.0,mapping=gpu0",
+            "only root can set 'hostpci0' config for non-mapped devices\n",
+        ),
+        ("pcie=1", "either 'host' or 'mapping' must be set.\n"),
+    ] {
+        let (status, body) = bob.call("POST", "/nodes/pve1/qemu", &create(hostpci)).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (500, Some(message)),
+            "{hostpci}"
+        );
+    }
+    assert_eq!(
+        bob.task("POST", "/nodes/pve1/qemu", &create("mapping=gpu0,pcie=1"))
+            .await,
+        "OK"
+    );
+    // Only `root@pam` itself: its API token is another user to the check.
+    let raw = [("vmid", "301"), ("hostpci0", "0000:01:00.0")];
+    let (status, body) = root.call("POST", "/nodes/pve1/qemu", &raw).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            500,
+            Some("only root can set 'hostpci0' config for non-mapped devices\n")
+        )
     );
 }

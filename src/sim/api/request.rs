@@ -3,6 +3,7 @@
 //! multipart body), their validation against the official schema, the node they name, and the
 //! endpoint's permission check. Handlers see only the `ApiCall`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -24,7 +25,7 @@ pub(super) struct Incoming<'a> {
     pub task_error: Option<String>,
 }
 
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -143,32 +144,24 @@ async fn parse_multipart(headers: &HeaderMap, body: Bytes) -> Result<Option<Uplo
     Ok(Some(upload))
 }
 
-/// The parameters of a request besides the path's: query string, then the body (form, JSON
-/// or multipart fields, an upload's file name); and the upload's bytes.
+/// The parameters of a request besides the path's, as pve-http-server's `extract_params`
+/// gathers them: the body (form, JSON or multipart fields, an upload's file name), then the
+/// query string over it; the names given more than once in one of them (`decode_urlencoded`
+/// makes those an array, which no served parameter's type accepts); the upload's bytes.
 fn request_params(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
     upload: Option<Upload>,
-) -> Result<(Params, Option<Bytes>), ApiError> {
-    let mut params = Params::new();
-    if let Some(query) = uri.query() {
-        params.extend(
-            url::form_urlencoded::parse(query.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned())),
-        );
-    }
+) -> Result<RequestParams, ApiError> {
+    let mut gathered = RequestParams::default();
     if let Some(upload) = upload {
-        params.extend(upload.fields);
+        gathered.params.extend(upload.fields);
         if let Some(file_name) = upload.file_name {
-            params.insert("filename".into(), file_name);
+            gathered.params.insert("filename".into(), file_name);
         }
-        return Ok((params, upload.bytes));
-    }
-    if body.is_empty() {
-        return Ok((params, None));
-    }
-    if is_json(headers) {
+        gathered.upload = upload.bytes;
+    } else if !body.is_empty() && is_json(headers) {
         let value: Value = serde_json::from_slice(body)
             .map_err(|_| ApiError::fail("unable to parse JSON body"))?;
         for (key, value) in value.as_object().into_iter().flatten() {
@@ -178,14 +171,41 @@ fn request_params(
                 Value::Null => continue,
                 other => other.to_string(),
             };
-            params.insert(key.clone(), text);
+            gathered.params.insert(key.clone(), text);
         }
-    } else {
-        params.extend(
-            url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
-        );
+    } else if !body.is_empty() {
+        gathered.add_form(body);
     }
-    Ok((params, None))
+    if let Some(query) = uri.query() {
+        gathered.add_form(query.as_bytes());
+    }
+    Ok(gathered)
+}
+
+/// What `request_params` gathers.
+#[derive(Default)]
+struct RequestParams {
+    params: Params,
+    /// Names given more than once in the body or more than once in the query string.
+    repeated: BTreeSet<String>,
+    upload: Option<Bytes>,
+}
+
+impl RequestParams {
+    /// Add a form-encoded body or query string; its values replace earlier sources'.
+    fn add_form(&mut self, form: &[u8]) {
+        let mut seen = BTreeSet::new();
+        for (key, value) in url::form_urlencoded::parse(form) {
+            let key = key.into_owned();
+            if seen.contains(&key) {
+                self.repeated.insert(key.clone());
+            } else {
+                self.repeated.remove(&key);
+                seen.insert(key.clone());
+            }
+            self.params.insert(key, value.into_owned());
+        }
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -230,14 +250,13 @@ impl ApiCall {
         } else {
             authenticate(shared, incoming.headers, incoming.method)?
         };
-        let (request_params, upload_bytes) =
-            request_params(incoming.uri, incoming.headers, &incoming.body, upload)?;
+        let gathered = request_params(incoming.uri, incoming.headers, &incoming.body, upload)?;
         let mut params = path_params;
-        for (key, value) in request_params {
+        for (key, value) in gathered.params {
             params.entry(key).or_insert(value);
         }
         let json_body = is_json(incoming.headers);
-        let errors = schema::validate(endpoint, &params, json_body);
+        let errors = schema::validate(endpoint, &params, &gathered.repeated, json_body);
         if !errors.is_empty() {
             return Err(ApiError::params(errors));
         }
@@ -266,7 +285,7 @@ impl ApiCall {
             shared: Arc::clone(shared),
             user,
             params,
-            upload: upload_bytes,
+            upload: gathered.upload,
             task_error: incoming.task_error,
         })
     }

@@ -143,33 +143,27 @@ fn check_clone(
             "unable to create VM {newid}: config file already exists"
         )));
     }
+    // qemu-server `clone_vm` (API2/Qemu.pm): `check_node_exists` on the target, then the
+    // linked clone's refusals, all `die`s.
+    let target = call.get("target").unwrap_or(&node).to_string();
+    if c.node(&target).is_none() {
+        return Err(ApiError::fail(format!("no such cluster node '{target}'")));
+    }
     let template = source.is_template();
     let full = call.flag("full").unwrap_or(!template);
     if !full {
-        if call.get("storage").is_some() {
-            return Err(ApiError::param(
-                "storage",
-                "changing the storage is only possible for full clones",
-            ));
-        }
-        if call.get("format").is_some() {
-            return Err(ApiError::param(
-                "format",
-                "changing the format is only possible for full clones",
-            ));
+        for parameter in ["storage", "format"] {
+            if call.get(parameter).is_some() {
+                return Err(ApiError::fail(format!(
+                    "parameter '{parameter}' not allowed for linked clones"
+                )));
+            }
         }
         if !template {
             return Err(ApiError::fail(
                 "linked clones can only be created from templates",
             ));
         }
-    }
-    let target = call.get("target").unwrap_or(&node).to_string();
-    if c.node(&target).is_none() {
-        return Err(ApiError::param(
-            "target",
-            format!("no such cluster node '{target}'"),
-        ));
     }
     for (key, value) in source.config.iter().filter(|(k, _)| is_disk_key(k)) {
         let Some(storage) = disk_storage(value) else {

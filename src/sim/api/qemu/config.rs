@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::super::pools::join_pool;
-use super::super::request::ApiCall;
+use super::super::request::{ApiCall, percent_decode};
 use super::super::tasks::{now, start_task};
 use super::super::{ApiError, Params, Reply, data};
-use super::disks::{allocate_disk, check_disk_storages};
+use super::disks::{allocate_disk, check_disk_storages, check_drive_params};
 use super::{
     CONTROL, check_digest, check_unlocked, is_disk_key, is_net_key, random_mac, random_uuid,
     start_vm_task, vm_on,
@@ -20,6 +20,35 @@ use super::{
 use crate::sim::access;
 use crate::sim::propstr::{NIC_MODELS, Props};
 use crate::sim::state::{Cluster, Vm};
+
+/// pve-common's `validate_ssh_public_keys`, which qemu-server's `create_vm` and `update_vm`
+/// run first on `sshkeys` (URL-decoded): every non-blank line a key `ssh-keygen -l` reads.
+fn check_ssh_keys(call: &ApiCall) -> Result<(), ApiError> {
+    let Some(encoded) = call.get("sshkeys") else {
+        return Ok(());
+    };
+    let keys = percent_decode(encoded);
+    let readable = keys
+        .split('\n')
+        .filter(|line| !line.trim().is_empty())
+        .all(is_public_key);
+    if readable {
+        Ok(())
+    } else {
+        Err(ApiError::fail("SSH public key validation error"))
+    }
+}
+
+/// A public key line as `ssh-keygen -l` reads it: `type base64 [comment]`, possibly after
+/// authorized_keys options, with key data that decodes for its type.
+fn is_public_key(line: &str) -> bool {
+    let line = line.trim();
+    line.char_indices()
+        .filter(|(at, c)| {
+            !c.is_whitespace() && (*at == 0 || line[..*at].ends_with(char::is_whitespace))
+        })
+        .any(|(at, _)| russh::keys::PublicKey::from_openssh(&line[at..]).is_ok())
+}
 
 /// Re-print a NIC as Proxmox stores it: `<model>=<MAC>,key=value…`, generating a MAC if needed.
 pub(crate) fn canonical_net(value: &str, new_mac: bool) -> String {
@@ -121,15 +150,19 @@ pub(crate) fn check_config_permissions(
             if let Some(bridge) = props.rest.get("bridge") {
                 call.require(&format!("/sdn/zones/localnetwork/{bridge}"), &["SDN.Use"])?;
             }
-        } else if key.starts_with("hostpci") {
+        } else if key.starts_with("hostpci") && call.user != "root@pam" {
+            // qemu-server `check_hostpci_perm` (API2/Qemu.pm): root passes unchecked; anyone
+            // else needs a mapping, and a raw `host` wins over it.
             let props = Props::parse(value, "host");
-            if let Some(mapping) = props.rest.get("mapping") {
-                call.require(&format!("/mapping/pci/{mapping}"), &["Mapping.Use"])?;
-            } else if call.user != "root@pam" {
+            if props.first.is_some() {
                 return Err(ApiError::fail(format!(
                     "only root can set '{key}' config for non-mapped devices"
                 )));
             }
+            let Some(mapping) = props.rest.get("mapping") else {
+                return Err(ApiError::fail("either 'host' or 'mapping' must be set."));
+            };
+            call.require(&format!("/mapping/pci/{mapping}"), &["Mapping.Use"])?;
         }
     }
     Ok(())
@@ -141,11 +174,13 @@ pub(crate) fn create_vm(call: &ApiCall) -> Reply {
     let params = call.params.clone();
     let start = call.flag("start").unwrap_or(false);
     let shared = Arc::clone(&call.shared);
+    check_ssh_keys(call)?;
     match call.get("pool") {
         Some(pool) if call.allowed(&format!("/pool/{pool}"), &["VM.Allocate"], false) => {}
         _ => call.require(&format!("/vms/{vmid}"), &["VM.Allocate"])?,
     }
     check_config_permissions(call, vmid, &[])?;
+    check_drive_params(&call.params)?;
     call.shared.mutate(|c| {
         if c.vms.contains_key(&vmid) {
             return Err(ApiError::fail(format!(
@@ -348,10 +383,12 @@ pub(crate) fn update_config(call: &ApiCall, asynchronous: bool) -> Reply {
                 .collect()
         })
         .unwrap_or_default();
+    check_ssh_keys(call)?;
     if set.is_empty() && delete.is_empty() && call.get("revert").is_none() {
         return Err(ApiError::fail("no options specified"));
     }
     check_config_permissions(call, vmid, &delete)?;
+    check_drive_params(&call.params)?;
     let shared = Arc::clone(&call.shared);
     let task_node = node.clone();
     let apply = move |c: &mut Cluster| -> Result<(), String> {

@@ -9,6 +9,68 @@ use super::{check_digest, is_disk_key, start_vm_task};
 use crate::sim::propstr::{Props, parse_size, print_size};
 use crate::sim::state::{Cluster, Volume};
 
+/// qemu-server's `$check_drive_param` (API2/Qemu.pm), on create and config change: an
+/// `import-from` only onto a new disk of size 0 (`<storage>:0`), with what an EFI disk or a TPM
+/// state needs to be imported; an ISO image only as a CD-ROM. Each is a parameter exception.
+pub(crate) fn check_drive_params(params: &Params) -> Result<(), ApiError> {
+    for (key, value) in params.iter().filter(|(k, _)| is_disk_key(k)) {
+        let props = Props::parse(value, "file");
+        let file = props.first.clone().unwrap_or_default();
+        let new_disk_size = new_disk_size(&file);
+        if props.rest.contains_key("import-from") {
+            if new_disk_size.is_none_or(|size| size != 0.0) {
+                return Err(ApiError::param(
+                    key,
+                    "'import-from' requires special syntax - use <storage ID>:0,import-from=<source>",
+                ));
+            }
+            let required: &[&str] = match key.as_str() {
+                "efidisk0" => &["efitype", "pre-enrolled-keys"],
+                "tpmstate0" => &["version"],
+                _ => &[],
+            };
+            if let Some(missing) = required.iter().find(|r| !props.rest.contains_key(**r)) {
+                return Err(ApiError::param(
+                    key,
+                    format!("need to specify '{missing}' when using 'import-from'"),
+                ));
+            }
+        }
+        let is_iso = new_disk_size.is_none()
+            && file
+                .split_once(':')
+                .is_some_and(|(_, volname)| volname.starts_with("iso/"));
+        if is_iso && props.rest.get("media").map(String::as_str) != Some("cdrom") {
+            return Err(ApiError::param(
+                key,
+                "explicit 'media=cdrom' is required for iso images",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The size of a disk to allocate (`local-lvm:32`, `32`), as qemu-server's `$NEW_DISK_RE`
+/// (`^(([^/:\s]+):)?(\d+(\.\d+)?)$`) reads it.
+fn new_disk_size(file: &str) -> Option<f64> {
+    let size = match file.rsplit_once(':') {
+        Some((storage, size)) => {
+            let storage_ok = !storage.is_empty()
+                && !storage.contains(['/', ':'])
+                && !storage.chars().any(char::is_whitespace);
+            storage_ok.then_some(size)?
+        }
+        None => file,
+    };
+    let (whole, fraction) = size.split_once('.').unwrap_or((size, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(whole) && digits(fraction) {
+        size.parse().ok()
+    } else {
+        None
+    }
+}
+
 pub(crate) fn check_disk_storages(cluster: &Cluster, params: &Params) -> Result<(), ApiError> {
     for (key, value) in params.iter().filter(|(k, _)| is_disk_key(k)) {
         let Some(file) = Props::parse(value, "file").first else {

@@ -91,15 +91,14 @@ pub(crate) fn migrate_vm(call: &ApiCall) -> Reply {
     let target = call.req("target").to_string();
     let shared = Arc::clone(&call.shared);
     start_vm_task(call, "qmigrate", |c, vm| {
+        // qemu-server `migrate_vm` (API2/Qemu.pm): a parameter exception for the local node,
+        // pve-cluster's `check_node_exists` dies for an unknown one.
         if target == node {
-            return Err(ApiError::fail("target is local node."));
+            return Err(ApiError::param("target", "target is local node."));
         }
         match c.node(&target) {
             None => {
-                return Err(ApiError::param(
-                    "target",
-                    format!("no such cluster node '{target}'"),
-                ));
+                return Err(ApiError::fail(format!("no such cluster node '{target}'")));
             }
             Some(n) if !n.online => {
                 return Err(ApiError::fail(format!(
