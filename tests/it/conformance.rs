@@ -1092,6 +1092,18 @@ conformance!(
             &[("type", "vm"), ("type", "node")]
         ),
         (
+            "refused: pool name not starting with a letter (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "1web")]
+        ),
+        (
+            "refused: nested pool without its parent (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "nope/web")]
+        ),
+        (
             "accepted: pool with a dot",
             "POST",
             "/pools",
@@ -1345,6 +1357,18 @@ conformance!(
             "POST",
             "/pools",
             &[("poolid", "team/web")]
+        ),
+        (
+            "refused: a pool that exists (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "team/web")]
+        ),
+        (
+            "refused: a nested pool's own name not starting with a letter (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "team/2")]
         ),
     ]
 );

@@ -55,14 +55,29 @@ pub(crate) fn pools_list(call: &ApiCall) -> Reply {
     })
 }
 
-/// `POST /pools`.
+/// `POST /pools`, as pve-manager's `API2/Pool.pm` `create_pool` under `lock_user_config`
+/// (whose failures read `create pool failed: …`): a new id, a nested pool's parent existing,
+/// each pool's own name starting with a letter.
 pub(crate) fn pool_create(call: &ApiCall) -> Reply {
     let id = call.req("poolid").to_string();
+    let failed = |why: String| ApiError::fail(format!("create pool failed: {why}"));
     call.shared.mutate(|c| {
         if c.pools.contains_key(&id) {
-            return Err(ApiError::fail(format!(
-                "create failed - pool '{id}' already exists"
-            )));
+            return Err(failed(format!("pool '{id}' already exists")));
+        }
+        let leaf = match id.rsplit_once('/') {
+            Some((parent, leaf)) => {
+                if !c.pools.contains_key(parent) {
+                    return Err(failed(format!(
+                        "parent '{parent}' of pool '{id}' does not exist"
+                    )));
+                }
+                leaf
+            }
+            None => id.as_str(),
+        };
+        if !leaf.starts_with(|ch: char| ch.is_ascii_alphabetic()) {
+            return Err(failed("pool name must start with a letter".into()));
         }
         c.pools.insert(
             id,
