@@ -9,7 +9,7 @@ converted to JSON at ../shared/pve-api/pve-api-schema.json. Run from the reposit
 
 For every (method, path) the simulator serves, it keeps each parameter's type, optional flag,
 enum, minimum/maximum, pattern, maxLength, format (a name, or for property strings the
-sub-schema's keys) and typetext, which is what the simulator validates requests against.
+sub-schema's keys with their aliases, key aliases, formats and patterns) and typetext, which is what the simulator validates requests against.
 With --permissions it writes instead, for the same endpoints, the permission entry (`check`,
 `user`, `description`) and `allowtoken`, which is what the simulator checks ACLs against.
 """
@@ -63,6 +63,10 @@ RUNTIME_ENUMS = {
 }
 
 KEEP = ("type", "optional", "enum", "minimum", "maximum", "pattern", "maxLength", "typetext", "default", "requires")
+# What parse_property_string and check_object read of a property string's keys (pve-common
+# `PVE::JSONSchema`): aliases and key aliases, the default key, and each key's own checks.
+SUB_KEEP = ("type", "enum", "optional", "default_key", "alias", "keyAlias", "minimum", "maximum",
+            "format", "pattern", "maxLength", "minLength", "requires")
 
 
 def index(tree, out):
@@ -77,7 +81,7 @@ def param(spec):
     fmt = spec.get("format")
     if isinstance(fmt, dict):
         kept["format"] = {
-            key: {k: sub[k] for k in ("type", "enum", "optional", "default_key", "alias", "minimum", "maximum") if k in sub}
+            key: {k: sub[k] for k in SUB_KEEP if k in sub}
             for key, sub in fmt.items()
         }
     elif fmt is not None:

@@ -71,7 +71,7 @@ fn row(out: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_simulated_agent_answers_as_proxmox_does_once_the_guest_has_booted() {
     let acl = |text: &str| proxfleet::sim::AclEntry::parse(text).unwrap();
     let (sim, api) = Api::start(SimConfig {
@@ -138,6 +138,7 @@ async fn the_simulated_agent_answers_as_proxmox_does_once_the_guest_has_booted()
         (status, message(&body)),
         (500, "QEMU guest agent is not running\n".into())
     );
+    // On the paused clock: the boot delay passes without waiting for it.
     tokio::time::sleep(Duration::from_millis(350)).await;
     let (status, body) = api.call("GET", &path(101), &[]).await;
     assert_eq!(status, 200, "{body}");

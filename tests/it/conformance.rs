@@ -16,6 +16,12 @@ use serde_json::Value;
 use super::common::snapshot_settings;
 use super::sim::{Api, fast, template};
 
+/// An Ed25519 public key with a comment, URL-encoded as `sshkeys` takes it.
+const ED25519_KEY: &str = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6pOI1wJK37hZeBNvahZhylneTi%2B5ph%20ops%40example.com";
+
+/// Two keys on two lines, the second without a comment, URL-encoded.
+const TWO_KEYS: &str = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6pOI1wJK37hZeBNvahZhylneTi%2B5ph%20ops%40example.com%0Assh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIBVtWQ0e2i6rjkIh6Q4tYx1hXvNq4pM0o7u2f8s3k9dZ";
+
 /// One request: what it shows, method, path (under `/api2/json`), parameters.
 type Case = (
     &'static str,
@@ -732,6 +738,637 @@ conformance!(
             "GET",
             "/cluster/mapping/pci",
             &[("check-node", "pve1")]
+        ),
+    ]
+);
+
+// What pve-common's `PVE::JSONSchema::parse_property_string` refuses (and `check_object`
+// after it), with its wording; each case names the rule and the source it mirrors.
+conformance!(
+    property_strings,
+    &[
+        (
+            "refused: duplicate key (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("net0", "virtio,bridge=vmbr0,bridge=vmbr1")
+            ]
+        ),
+        (
+            "refused: key without a value (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,bridge=")]
+        ),
+        (
+            "refused: value without a key (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,=vmbr0")]
+        ),
+        (
+            "refused: default key twice (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("scsi0", "local-lvm:1,local-lvm:2")]
+        ),
+        (
+            "refused: default key given by name, then bare (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("scsi0", "file=local-lvm:1,local-lvm:2")]
+        ),
+        (
+            "refused: key alias already defined (JSONSchema.pm parse_property_string, keyAlias)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("net0", "model=virtio,virtio=BC:24:11:00:00:01")
+            ]
+        ),
+        (
+            "refused: a key its alias already set (JSONSchema.pm parse_property_string, alias)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("net0", "virtio=BC:24:11:00:00:01,macaddr=BC:24:11:00:00:02")
+            ]
+        ),
+        (
+            "refused: an alias for a key already set (JSONSchema.pm parse_property_string, alias)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("net0", "macaddr=BC:24:11:00:00:02,virtio=BC:24:11:00:00:01")
+            ]
+        ),
+        (
+            "refused: unknown key (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,speed=fast")]
+        ),
+        (
+            "refused: required sub-property missing (JSONSchema.pm check_object)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("efidisk0", "efitype=4m")]
+        ),
+        (
+            "refused: boolean sub-property (JSONSchema.pm check_type)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("scsi0", "local-lvm:1,ssd=maybe")]
+        ),
+        (
+            "refused: integer sub-property out of range (JSONSchema.pm check_prop)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,bridge=vmbr0,tag=4095")]
+        ),
+        (
+            "refused: gateway without an address (JSONSchema.pm check_object requires; qemu-server Network.pm ipconfig)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "gw=192.0.2.1")]
+        ),
+        (
+            "refused: cicustom key unknown (qemu-server QemuServer.pm cicustom_fmt)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("cicustom", "userdata=local:snippets/u.yaml")
+            ]
+        ),
+        (
+            "refused: sub-property not in its enumeration (JSONSchema.pm check_prop)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("tpmstate0", "local-lvm:1,version=v3.0")]
+        ),
+        (
+            "refused: number sub-property not a number (JSONSchema.pm check_type)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,bridge=vmbr0,rate=fast")]
+        ),
+        (
+            "refused: duplicate key in ipconfig (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip=dhcp,ip=manual")]
+        ),
+        (
+            "refused: duplicate key in cicustom (JSONSchema.pm parse_property_string)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                (
+                    "cicustom",
+                    "user=local:snippets/a.yaml,user=local:snippets/b.yaml"
+                )
+            ]
+        ),
+        (
+            "accepted: on/yes booleans, a model's MAC, an alias for the default key",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "301"),
+                ("net0", "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=on"),
+                ("scsi0", "volume=local-lvm:1,ssd=yes"),
+                ("ipconfig0", "ip=192.0.2.10/24,gw=192.0.2.1"),
+            ]
+        ),
+        (
+            "accepted: an empty item between commas",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "302"), ("net0", "virtio,,bridge=vmbr0")]
+        ),
+    ]
+);
+
+// Named formats of the served paths, each answered with its verifier's `die` message.
+conformance!(
+    named_formats,
+    &[
+        (
+            "refused: multicast MAC (JSONSchema.pm pve_verify_mac_addr)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("net0", "virtio=01:24:11:00:00:01,bridge=vmbr0")
+            ]
+        ),
+        (
+            "refused: malformed MAC (JSONSchema.pm pve_verify_mac_addr)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("net0", "virtio,macaddr=BC:24:11:00:00")]
+        ),
+        (
+            "refused: IPv4 prefix too long (JSONSchema.pm pve_verify_ipv4_config)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip=192.0.2.10/33")]
+        ),
+        (
+            "refused: IPv4 address without prefix (JSONSchema.pm pve_verify_cidrv4)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip=192.0.2.10")]
+        ),
+        (
+            "refused: IPv4 octet out of range (JSONSchema.pm pve_verify_ipv4_config)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip=192.0.2.300/24")]
+        ),
+        (
+            "refused: IPv6 zone id (JSONSchema.pm pve_verify_ipv6_config)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip6=fe80::1%eth0/64")]
+        ),
+        (
+            "refused: IPv4 gateway not an address (JSONSchema.pm pve_verify_ipv4)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("ipconfig0", "ip=192.0.2.10/24,gw=gateway")
+            ]
+        ),
+        (
+            "refused: IPv6 gateway given as IPv4 (JSONSchema.pm pve_verify_ipv6)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip6=auto,gw6=192.0.2.1")]
+        ),
+        (
+            "refused: EFI disk as boot device (qemu-server QemuServer.pm verify_bootdev)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("boot", "order=scsi0;efidisk0")]
+        ),
+        (
+            "refused: unused disk as boot device (qemu-server QemuServer.pm verify_bootdev)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("boot", "order=unused0")]
+        ),
+        (
+            "refused: legacy boot letters (qemu-server QemuServer.pm boot_fmt pattern)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("boot", "cx")]
+        ),
+        (
+            "refused: tag with a bad character (JSONSchema.pm pve_verify_tag)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("tags", "web;-db")]
+        ),
+        (
+            "refused: SSH keys not URL-encoded (JSONSchema.pm pve_verify_urlencoded)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("sshkeys", "ssh-ed25519 AAAA")]
+        ),
+        (
+            "refused: DNS name with a leading dash (JSONSchema.pm pve_verify_dns_name)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("name", "-web")]
+        ),
+        (
+            "refused: volume id without storage (pve-storage Plugin.pm parse_volume_id)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("cicustom", "user=u.yaml")]
+        ),
+        (
+            "refused: disk volume not a volume id (qemu-server QemuServer.pm verify_volume_id_or_qm_path)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("scsi0", "disk.qcow2")]
+        ),
+        (
+            "refused: import source not a volume id (qemu-server QemuServer.pm verify_volume_id_or_absolute_path)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("scsi0", "local-lvm:0,import-from=noble.qcow2")
+            ]
+        ),
+        (
+            "refused: storage id too short (JSONSchema.pm parse_id)",
+            "POST",
+            "/nodes/pve1/storage/l/download-url",
+            &[
+                ("content", "iso"),
+                ("filename", "a.iso"),
+                ("url", "https://example.com/a.iso")
+            ]
+        ),
+        (
+            "refused: storage id with a bad character (JSONSchema.pm parse_id)",
+            "POST",
+            "/nodes/pve1/storage/local_/download-url",
+            &[
+                ("content", "iso"),
+                ("filename", "a.iso"),
+                ("url", "https://example.com/a.iso")
+            ]
+        ),
+        (
+            "refused: node name with an underscore (JSONSchema.pm pve_verify_node_name)",
+            "GET",
+            "/nodes/pve_1/qemu",
+            &[]
+        ),
+        (
+            "refused: clone target node name (JSONSchema.pm pve_verify_node_name)",
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "300"), ("target", "pve.1")]
+        ),
+        (
+            "refused: pool nested four levels (pve-access-control AccessControl.pm verify_poolname)",
+            "POST",
+            "/pools",
+            &[("poolid", "a/b/c/d")]
+        ),
+        (
+            "refused: pool name with a space (pve-access-control AccessControl.pm verify_poolname)",
+            "POST",
+            "/pools",
+            &[("poolid", "my pool")]
+        ),
+        (
+            "refused: NIC index past the last as boot device (qemu-server QemuServer.pm verify_bootdev)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("boot", "order=net32")]
+        ),
+        (
+            "refused: tag with an at sign (JSONSchema.pm pve_verify_tag)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("tags", "a@b")]
+        ),
+        (
+            "refused: IPv6 prefix too long (JSONSchema.pm pve_verify_cidrv6)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ipconfig0", "ip6=2001:db8::1/129")]
+        ),
+        (
+            "refused: pool name with an empty level (pve-access-control AccessControl.pm verify_poolname)",
+            "POST",
+            "/pools",
+            &[("poolid", "/a")]
+        ),
+        (
+            "refused: a parameter given twice in the body (pve-http-server AnyEvent.pm decode_urlencoded; JSONSchema.pm check_type)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("cores", "2"), ("cores", "4")]
+        ),
+        (
+            "refused: a parameter given twice in the query (pve-http-server AnyEvent.pm decode_urlencoded; JSONSchema.pm check_type)",
+            "GET",
+            "/cluster/resources",
+            &[("type", "vm"), ("type", "node")]
+        ),
+        (
+            "refused: pool name not starting with a letter (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "1web")]
+        ),
+        (
+            "refused: nested pool without its parent (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "nope/web")]
+        ),
+        (
+            "accepted: pool with a dot",
+            "POST",
+            "/pools",
+            &[("poolid", "a.b")]
+        ),
+        (
+            "accepted: addresses, DHCP and SLAAC, boot order, tags, encoded keys",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "303"),
+                ("name", "web-1.example"),
+                ("net0", "virtio,bridge=vmbr0"),
+                ("ipconfig0", "ip=dhcp,ip6=auto"),
+                (
+                    "ipconfig1",
+                    "ip=198.51.100.7/24,gw=198.51.100.1,ip6=2001:db8::7/64,gw6=2001:db8::1"
+                ),
+                ("boot", "order=scsi0;ide2;net0"),
+                ("tags", "web;prod,v1.2"),
+                ("sshkeys", ED25519_KEY),
+            ]
+        ),
+    ]
+);
+
+// Handler rules of qemu-server's `API2/Qemu.pm` (and pve-cluster's `check_node_exists`): a
+// parameter exception is a 400 with `errors`, a `die` a 500 with its message.
+conformance!(
+    qemu_handler_rules,
+    &[
+        (
+            "refused: import-from onto a sized disk (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("scsi0", "local-lvm:8,import-from=local:import/noble.qcow2")
+            ]
+        ),
+        (
+            "refused: import-from onto an existing volume (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                (
+                    "scsi0",
+                    "local-lvm:vm-100-disk-1,import-from=local:import/noble.qcow2"
+                )
+            ]
+        ),
+        (
+            "refused: EFI disk import without efitype (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                (
+                    "efidisk0",
+                    "local-lvm:0,import-from=local:import/noble.qcow2"
+                )
+            ]
+        ),
+        (
+            "refused: EFI disk import without pre-enrolled-keys (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                (
+                    "efidisk0",
+                    "local-lvm:0,efitype=4m,import-from=local:import/noble.qcow2"
+                )
+            ]
+        ),
+        (
+            "refused: TPM state import without version (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                (
+                    "tpmstate0",
+                    "local-lvm:0,import-from=local:import/noble.qcow2"
+                )
+            ]
+        ),
+        (
+            "refused: ISO image without media=cdrom (Qemu.pm check_drive_param)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("ide2", "local:iso/debian.iso")]
+        ),
+        (
+            "refused: ISO image as a disk in a config change (Qemu.pm check_drive_param)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("sata1", "local:iso/debian.iso,media=disk")]
+        ),
+        (
+            "refused: no options (Qemu.pm update_vm_api)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[]
+        ),
+        (
+            "refused: storage on a linked clone (Qemu.pm clone_vm)",
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "300"), ("full", "0"), ("storage", "local-lvm")]
+        ),
+        (
+            "refused: format on a linked clone (Qemu.pm clone_vm)",
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "300"), ("full", "0"), ("format", "qcow2")]
+        ),
+        (
+            "refused: clone to a node not in the cluster (pve-cluster check_node_exists)",
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "300"), ("target", "pve9")]
+        ),
+        (
+            "refused: migrate to the node it is on (Qemu.pm migrate_vm)",
+            "POST",
+            "/nodes/pve1/qemu/101/migrate",
+            &[("target", "pve1")]
+        ),
+        (
+            "refused: migrate to a node not in the cluster (pve-cluster check_node_exists)",
+            "POST",
+            "/nodes/pve1/qemu/101/migrate",
+            &[("target", "pve9")]
+        ),
+        (
+            "refused: SSH key cut short (pve-common Tools.pm validate_ssh_public_keys)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "300"),
+                ("sshkeys", "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5")
+            ]
+        ),
+        (
+            "refused: not an SSH key in a config change (pve-common Tools.pm validate_ssh_public_keys)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("sshkeys", "hello%20world")]
+        ),
+        (
+            "accepted: SSH keys, one a line",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("sshkeys", TWO_KEYS)]
+        ),
+        (
+            "accepted: import onto <storage>:0 with what EFI and TPM need",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "304"),
+                ("scsi0", "local-lvm:0,import-from=local:import/noble.qcow2"),
+                ("efidisk0", "local-lvm:1,efitype=4m"),
+                ("tpmstate0", "local-lvm:1,version=v2.0"),
+            ]
+        ),
+        (
+            "accepted: a config change",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("memory", "2048")]
+        ),
+    ]
+);
+
+// Config changes Proxmox accepts: each format and property string in a valid form.
+conformance!(
+    accepted_config_changes,
+    &[
+        (
+            "accepted: a VLAN tag",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("net0", "virtio,bridge=vmbr0,tag=100")]
+        ),
+        (
+            "accepted: a second NIC with a model's MAC",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("net1", "e1000=BC:24:11:AA:BB:CC,bridge=vmbr0")]
+        ),
+        (
+            "accepted: manual IPv4",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("ipconfig0", "ip=manual")]
+        ),
+        (
+            "accepted: DHCPv6",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("ipconfig1", "ip6=dhcp")]
+        ),
+        (
+            "accepted: tags",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("tags", "a;b")]
+        ),
+        (
+            "accepted: a boot order",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("boot", "order=scsi0;net0")]
+        ),
+        (
+            "accepted: legacy boot letters",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("boot", "cdn")]
+        ),
+        (
+            "accepted: custom cloud-init user data",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cicustom", "user=local:snippets/u.yaml")]
+        ),
+        (
+            "accepted: a DNS name",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("name", "db-1.example")]
+        ),
+        (
+            "accepted: an SSH key",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("sshkeys", ED25519_KEY)]
+        ),
+        (
+            "accepted: a new disk with flags",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("scsi1", "local-lvm:1,ssd=on,discard=on")]
+        ),
+        ("accepted: a pool", "POST", "/pools", &[("poolid", "team")]),
+        (
+            "accepted: a nested pool",
+            "POST",
+            "/pools",
+            &[("poolid", "team/web")]
+        ),
+        (
+            "refused: a pool that exists (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "team/web")]
+        ),
+        (
+            "refused: a nested pool's own name not starting with a letter (pve-manager API2/Pool.pm create_pool)",
+            "POST",
+            "/pools",
+            &[("poolid", "team/2")]
         ),
     ]
 );

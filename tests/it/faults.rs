@@ -122,7 +122,8 @@ async fn fault_matrix_every_step_and_fault_is_reported_or_ridden_out_and_a_rerun
 /// volume allocated, 4 volumes a clone) times out after 150 ms: sent all at once, as tools
 /// without a per-storage throttle do, most would wait too long and fail with Proxmox's
 /// `can't lock file … got timeout`; proxfleet's per-storage slots keep every wait short.
-#[tokio::test]
+/// On tokio's paused clock: the locks' queues are measured in the simulator's time, not the machine's.
+#[tokio::test(start_paused = true)]
 async fn parallel_clones_never_time_out_on_the_storage_lock() {
     use proxfleet::apply::{ApplyOptions, apply};
     use proxfleet::graph::DesiredGraph;

@@ -16,8 +16,14 @@ pub(crate) struct Api {
 impl Api {
     pub(crate) async fn start(config: SimConfig) -> (SimHandle, Api) {
         let sim = SimHandle::start(config).await.unwrap();
+        // No idle-connection timer: on a paused clock it would be the timer the clock jumps to
+        // whenever the runtime waits for the simulator's answer.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(None)
+            .build()
+            .unwrap();
         let api = Api {
-            http: reqwest::Client::new(),
+            http,
             base: format!("{}/api2/json", sim.endpoint()),
             token: sim.token(),
         };
@@ -82,6 +88,11 @@ impl Api {
             .as_str()
             .unwrap_or_else(|| panic!("UPID from {path}: {body}"))
             .to_string();
+        self.wait(&upid).await
+    }
+
+    /// Wait for a task to end; returns its exit status.
+    pub(crate) async fn wait(&self, upid: &str) -> String {
         let node = upid.split(':').nth(1).unwrap().to_string();
         let encoded: String = url::form_urlencoded::byte_serialize(upid.as_bytes()).collect();
         for _ in 0..500 {
@@ -284,7 +295,9 @@ async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
         .await,
         "OK"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    for upid in [&first, &second] {
+        assert_eq!(api.wait(upid["data"].as_str().unwrap()).await, "OK");
+    }
     let clone = api.config(201).await;
     assert!(
         clone.get("lock").is_none() && clone.get("template").is_none(),
@@ -319,7 +332,14 @@ async fn template_conversion_renames_disks_and_clones_get_locks_and_new_macs() {
             &[("newid", "204"), ("full", "0"), ("storage", "local-lvm")],
         )
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            500,
+            Some("parameter 'storage' not allowed for linked clones\n")
+        ),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -769,7 +789,7 @@ async fn acls_and_privilege_separated_tokens_are_checked_as_proxmox_does() {
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn faults_on_demand_errors_drops_task_failures_locks_and_offline_nodes() {
     use proxfleet::sim::{Fault, FaultAction, FaultSpec};
     let (sim, api) = Api::start(SimConfig { nodes: 2, ..fast() }).await;
@@ -834,13 +854,13 @@ async fn faults_on_demand_errors_drops_task_failures_locks_and_offline_nodes() {
     assert_eq!(exit, "clone failed: disk quota exceeded");
     assert!(!sim.vms().iter().any(|vm| vm.vmid == 203));
 
-    // Latency on one path only (a lower bound, never a timing assertion on the upper side).
+    // Latency on one path only (on the paused clock: the simulator waits with tokio's timers).
     sim.add_fault(Fault::on(
         "GET",
         "/version",
         FaultAction::Latency(Duration::from_millis(150)),
     ));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     api.call("GET", "/version", &[]).await;
     assert!(started.elapsed() >= Duration::from_millis(150));
     sim.clear_faults();
@@ -1029,5 +1049,58 @@ async fn networks_mappings_and_storage_state_are_listed_as_proxmox_does() {
             vg0["data"][0]["avail"].as_u64()
         ),
         (Some("lvm"), Some(200 << 30))
+    );
+}
+
+/// qemu-server's `check_hostpci_perm` (API2/Qemu.pm): `root@pam` sets anything; anyone else
+/// (root's API tokens too) needs a mapping they may use, a raw `host` is refused even beside
+/// one, and one of the two is needed.
+#[tokio::test]
+async fn pci_passthrough_needs_a_mapping_unless_root_pam_sets_it() {
+    use proxfleet::sim::{AclEntry, SimPciMapping};
+    let (_sim, root) = Api::start(SimConfig {
+        tokens: vec![proxfleet::sim::DEFAULT_TOKEN.to_string(), BOB.to_string()],
+        acls: vec![
+            AclEntry::parse("/mapping/pci/gpu0:PVEMappingUser:bob@pve").unwrap(),
+            AclEntry::parse("/vms/300:PVEVMAdmin:bob@pve").unwrap(),
+        ],
+        pci_mappings: vec![SimPciMapping::new("gpu0", &[("pve1", "0000:01:00.0")])],
+        ..fast()
+    })
+    .await;
+    let bob = root.as_token(BOB);
+    let create = |hostpci: &'static str| [("vmid", "300"), ("hostpci0", hostpci)];
+    for (hostpci, message) in [
+        (
+            "0000:01:00.0",
+            "only root can set 'hostpci0' config for non-mapped devices\n",
+        ),
+        (
+            "0000:01:00.0,mapping=gpu0",
+            "only root can set 'hostpci0' config for non-mapped devices\n",
+        ),
+        ("pcie=1", "either 'host' or 'mapping' must be set.\n"),
+    ] {
+        let (status, body) = bob.call("POST", "/nodes/pve1/qemu", &create(hostpci)).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (500, Some(message)),
+            "{hostpci}"
+        );
+    }
+    assert_eq!(
+        bob.task("POST", "/nodes/pve1/qemu", &create("mapping=gpu0,pcie=1"))
+            .await,
+        "OK"
+    );
+    // Only `root@pam` itself: its API token is another user to the check.
+    let raw = [("vmid", "301"), ("hostpci0", "0000:01:00.0")];
+    let (status, body) = root.call("POST", "/nodes/pve1/qemu", &raw).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            500,
+            Some("only root can set 'hostpci0' config for non-mapped devices\n")
+        )
     );
 }

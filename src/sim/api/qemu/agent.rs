@@ -9,15 +9,17 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::{ApiError, Ctx, Reply, data, vm_on};
+use super::super::request::ApiCall;
+use super::super::{ApiError, Reply, data};
+use super::vm_on;
 use crate::sim::propstr::{NIC_MODELS, Props};
 
 /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`.
-pub(super) fn network_get_interfaces(ctx: &Ctx) -> Reply {
-    let node = ctx.node();
-    let vmid = ctx.vmid();
-    let booted = ctx.shared.booted_for(vmid);
-    ctx.shared.read(|c| {
+pub(crate) fn network_get_interfaces(call: &ApiCall) -> Reply {
+    let node = call.node();
+    let vmid = call.vmid();
+    let booted = call.shared.booted_for(vmid);
+    call.shared.read(|c| {
         let vm = vm_on(c, &node, vmid)?;
         // The running QEMU has the devices of the committed config; a pending `agent` waits
         // for the next boot.
@@ -28,7 +30,7 @@ pub(super) fn network_get_interfaces(ctx: &Ctx) -> Reply {
             return Err(ApiError::fail(format!("VM {vmid} is not running")));
         }
         let enabled = Props::parse(agent, "enabled").first.as_deref() == Some("1");
-        if !enabled || booted.is_some_and(|up| up < ctx.shared.config.agent_boot_delay) {
+        if !enabled || booted.is_some_and(|up| up < call.shared.config.agent_boot_delay) {
             return Err(ApiError::fail("QEMU guest agent is not running"));
         }
         data(json!({ "result": interfaces(vmid, &vm.config) }))
