@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::graph::{DesiredGraph, Resource};
-use crate::plan::{Action, Change, PLAN_FORMAT_VERSION, Plan};
+use crate::ownership::ResourceKey;
+use crate::plan::{Action, Change, Conflict, Operation, PLAN_FORMAT_VERSION, Plan};
 use crate::state::ActualState;
 use crate::target::Request;
 
@@ -226,25 +227,134 @@ impl SavedPlan {
     }
 }
 
-/// One way in which the world moved since a plan was saved.
+/// One way in which the world moved since a plan was saved (`render` says it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drift {
-    /// What moved: a resource address, `VM 300 (`db`)`, a file, `image storage on pve1`.
-    pub subject: String,
-    /// How.
-    pub detail: String,
+pub enum Drift {
+    /// A file the plan was computed from has other bytes now.
+    FileChanged {
+        /// The file as the plan recorded it.
+        saved: FileFingerprint,
+        /// Lower-case hex sha256 of its bytes now.
+        now: String,
+    },
+    /// A file the plan was computed from cannot be read.
+    FileUnreadable {
+        /// The path as recorded.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The saved `--target` or `--replace` addresses name nothing now.
+    UnknownAddresses(crate::target::UnknownAddresses),
+    /// A VM the plan depends on no longer exists.
+    VmGone(VmFingerprint),
+    /// A VM the plan would depend on appeared.
+    VmAppeared(VmFingerprint),
+    /// A VM the plan depends on moved (as it was saved, and how).
+    VmMoved(VmFingerprint, Vec<VmMove>),
+    /// A volume the plan saw no longer exists.
+    VolumeGone(VolumeFingerprint),
+    /// A volume appeared.
+    VolumeAppeared(VolumeFingerprint),
+    /// The plan made now has no change for a resource the saved one changes.
+    ChangeDropped {
+        /// The resource.
+        key: ResourceKey,
+        /// What the saved plan does to it.
+        action: Action,
+    },
+    /// The plan made now changes a resource the saved one leaves alone.
+    ChangeAdded {
+        /// The resource.
+        key: ResourceKey,
+        /// What the plan made now does to it.
+        action: Action,
+    },
+    /// The plan made now does something else to a resource.
+    ActionChanged {
+        /// The resource.
+        key: ResourceKey,
+        /// Saved.
+        old: Action,
+        /// Now.
+        new: Action,
+    },
+    /// The plan made now changes a resource otherwise.
+    OperationsDiffer {
+        /// The resource.
+        key: ResourceKey,
+        /// The operations in one of the two plans and not the other.
+        operations: Vec<Operation>,
+    },
+    /// The plan made now has a conflict the saved one did not.
+    NowConflicts(Conflict),
+    /// The plans differ in nothing named above.
+    PlanDiffers,
 }
 
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
+/// How a VM a saved plan depends on moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmMove {
+    /// To another node.
+    Node {
+        /// Saved.
+        from: String,
+        /// Now.
+        to: String,
+    },
+    /// Its configuration changed.
+    Config {
+        /// Saved digest.
+        old: String,
+        /// Digest now.
+        new: String,
+    },
+    /// Its lock changed (`None`: unlocked).
+    Lock {
+        /// Saved.
+        old: Option<String>,
+        /// Now.
+        new: Option<String>,
+    },
+    /// It was started (else stopped).
+    Power {
+        /// Running now.
+        running: bool,
+    },
+    /// Its ownership marker changed while its configuration did not.
+    Ownership,
 }
 
-fn vm_subject(vm: &VmFingerprint) -> String {
-    match (&vm.key, &vm.name) {
-        (Some(key), _) => format!("{key} (vmid {})", vm.vmid),
-        (None, Some(name)) => format!("VM {} (`{name}`)", vm.vmid),
-        (None, None) => format!("VM {}", vm.vmid),
+/// How a VM moved between two fingerprints of it.
+fn vm_moves(old: &VmFingerprint, new: &VmFingerprint) -> Vec<VmMove> {
+    let mut moves = Vec::new();
+    if old.node != new.node {
+        moves.push(VmMove::Node {
+            from: old.node.clone(),
+            to: new.node.clone(),
+        });
     }
+    if old.digest != new.digest {
+        moves.push(VmMove::Config {
+            old: old.digest.clone(),
+            new: new.digest.clone(),
+        });
+    }
+    if old.lock != new.lock {
+        moves.push(VmMove::Lock {
+            old: old.lock.clone(),
+            new: new.lock.clone(),
+        });
+    }
+    if old.running != new.running {
+        moves.push(VmMove::Power {
+            running: new.running,
+        });
+    }
+    if old.key != new.key && old.digest == new.digest {
+        moves.push(VmMove::Ownership);
+    }
+    moves
 }
 
 /// How the cluster moved between two fingerprints, VM by VM, then volume by volume.
@@ -255,50 +365,12 @@ pub fn cluster_drift(saved: &ClusterFingerprint, now: &ClusterFingerprint) -> Ve
     let vmids: BTreeSet<u32> = before.keys().chain(after.keys()).copied().collect();
     for vmid in vmids {
         match (before.get(&vmid), after.get(&vmid)) {
-            (Some(old), None) => drift.push(Drift {
-                subject: vm_subject(old),
-                detail: "no longer exists".into(),
-            }),
-            (None, Some(new)) => drift.push(Drift {
-                subject: vm_subject(new),
-                detail: format!("appeared on node {}", new.node),
-            }),
+            (Some(old), None) => drift.push(Drift::VmGone((*old).clone())),
+            (None, Some(new)) => drift.push(Drift::VmAppeared((*new).clone())),
             (Some(old), Some(new)) => {
-                let subject = vm_subject(old);
-                let mut details = Vec::new();
-                if old.node != new.node {
-                    details.push(format!("moved from node {} to {}", old.node, new.node));
-                }
-                if old.digest != new.digest {
-                    details.push(format!(
-                        "its configuration changed (digest {} → {})",
-                        short(&old.digest),
-                        short(&new.digest)
-                    ));
-                }
-                if old.lock != new.lock {
-                    details.push(match (&old.lock, &new.lock) {
-                        (None, Some(lock)) => format!("is now locked ({lock})"),
-                        (Some(lock), None) => format!("is no longer locked ({lock})"),
-                        (Some(a), Some(b)) => format!("its lock changed from {a} to {b}"),
-                        (None, None) => String::new(),
-                    });
-                }
-                if old.running != new.running {
-                    details.push(if new.running {
-                        "was started".to_string()
-                    } else {
-                        "was stopped".to_string()
-                    });
-                }
-                if old.key != new.key && old.digest == new.digest {
-                    details.push("its ownership changed".to_string());
-                }
-                if !details.is_empty() {
-                    drift.push(Drift {
-                        subject,
-                        detail: details.join("; "),
-                    });
+                let moves = vm_moves(old, new);
+                if !moves.is_empty() {
+                    drift.push(Drift::VmMoved((*old).clone(), moves));
                 }
             }
             (None, None) => {}
@@ -307,27 +379,12 @@ pub fn cluster_drift(saved: &ClusterFingerprint, now: &ClusterFingerprint) -> Ve
     let old_volumes: BTreeSet<&VolumeFingerprint> = saved.volumes.iter().collect();
     let new_volumes: BTreeSet<&VolumeFingerprint> = now.volumes.iter().collect();
     for gone in old_volumes.difference(&new_volumes) {
-        drift.push(Drift {
-            subject: format!("volume {} on {}", gone.volid, gone.node),
-            detail: "no longer exists".into(),
-        });
+        drift.push(Drift::VolumeGone((*gone).clone()));
     }
     for new in new_volumes.difference(&old_volumes) {
-        drift.push(Drift {
-            subject: format!("volume {} on {}", new.volid, new.node),
-            detail: "appeared".into(),
-        });
+        drift.push(Drift::VolumeAppeared((*new).clone()));
     }
     drift
-}
-
-fn action_words(action: Action) -> &'static str {
-    match action {
-        Action::Create => "created",
-        Action::Update => "updated in place",
-        Action::Replace => "replaced",
-        Action::Delete => "destroyed",
-    }
 }
 
 /// How the plan made now differs from the saved one, resource by resource.
@@ -344,60 +401,41 @@ pub fn plan_drift(saved: &Plan, now: &Plan) -> Vec<Drift> {
     keys.sort();
     keys.dedup();
     for key in keys {
-        let detail = match (before.get(key), after.get(key)) {
-            (Some(old), None) => format!(
-                "the plan would no longer have it {}",
-                action_words(old.action)
-            ),
-            (None, Some(new)) => format!("would now be {}", action_words(new.action)),
-            (Some(old), Some(new)) if old.action != new.action => format!(
-                "would now be {} instead of {}",
-                action_words(new.action),
-                action_words(old.action)
-            ),
-            (Some(old), Some(new)) if old != new => {
-                let mut names: Vec<String> = old
+        let item = match (before.get(key), after.get(key)) {
+            (Some(old), None) => Drift::ChangeDropped {
+                key: old.key.clone(),
+                action: old.action,
+            },
+            (None, Some(new)) => Drift::ChangeAdded {
+                key: new.key.clone(),
+                action: new.action,
+            },
+            (Some(old), Some(new)) if old.action != new.action => Drift::ActionChanged {
+                key: old.key.clone(),
+                old: old.action,
+                new: new.action,
+            },
+            (Some(old), Some(new)) if old != new => Drift::OperationsDiffer {
+                key: old.key.clone(),
+                operations: old
                     .operations
                     .iter()
                     .chain(&new.operations)
                     .filter(|op| !(old.operations.contains(op) && new.operations.contains(op)))
-                    .flat_map(crate::render::operation_lines)
-                    .map(|line| line.name)
-                    .collect();
-                names.sort_unstable();
-                names.dedup();
-                if names.is_empty() {
-                    "its planned change would now differ".to_string()
-                } else {
-                    format!(
-                        "its planned change would now differ in {}",
-                        names.join(", ")
-                    )
-                }
-            }
+                    .cloned()
+                    .collect(),
+            },
             _ => continue,
         };
-        drift.push(Drift {
-            subject: key.clone(),
-            detail,
-        });
+        drift.push(item);
     }
     for conflict in &now.conflicts {
         if !saved.conflicts.contains(conflict) {
-            drift.push(Drift {
-                subject: conflict.key.to_string(),
-                detail: format!(
-                    "now conflicts: {}",
-                    crate::render::conflict_message(conflict)
-                ),
-            });
+            drift.push(Drift::NowConflicts(conflict.clone()));
         }
     }
     if drift.is_empty() && saved != now {
-        drift.push(Drift {
-            subject: "the plan".into(),
-            detail: "would now be different".into(),
-        });
+        drift.push(Drift::PlanDiffers);
     }
     drift
 }

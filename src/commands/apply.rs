@@ -128,10 +128,7 @@ async fn apply_saved(
             let fresh = diff::diff_with(&desired, &actual, &options);
             drift.extend(saved::plan_drift(&saved.plan, &fresh));
         }
-        Err(unknown) => drift.push(Drift {
-            subject: "--target/--replace".into(),
-            detail: unknown.to_string().replace('\n', "; "),
-        }),
+        Err(unknown) => drift.push(Drift::UnknownAddresses(unknown)),
     }
     if !drift.is_empty() {
         return Err(stale(&drift));
@@ -171,20 +168,16 @@ async fn apply_saved(
 
 fn file_drift(saved: &FileFingerprint, bytes: &[u8]) -> Option<Drift> {
     let now = sha256_hex(bytes);
-    (now != saved.sha256).then(|| Drift {
-        subject: saved.path.clone(),
-        detail: format!(
-            "changed since the plan was made (sha256 {} → {})",
-            &saved.sha256[..saved.sha256.len().min(12)],
-            &now[..12]
-        ),
+    (now != saved.sha256).then(|| Drift::FileChanged {
+        saved: saved.clone(),
+        now,
     })
 }
 
 fn unreadable(saved: &FileFingerprint, err: &std::io::Error) -> Drift {
-    Drift {
-        subject: saved.path.clone(),
-        detail: format!("cannot be read ({err}); run apply where plan ran"),
+    Drift::FileUnreadable {
+        path: saved.path.clone(),
+        error: err.to_string(),
     }
 }
 

@@ -2,6 +2,12 @@
 //! shape) and for programs (versioned JSON). Deterministic: the same input prints the same text.
 //! It decides nothing.
 
+mod operations;
+mod refusals;
+
+pub use operations::{ShownLine, operation_lines, reason_text};
+pub use refusals::{conflict_hint, conflict_message, drift_text};
+
 use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
@@ -9,10 +15,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::apply::{ApplyReport, Event, StepResult};
 use crate::ownership::{ResourceKey, ResourceKind};
-use crate::plan::{
-    Action, AdoptBlocker, Change, Conflict, Holder, NamedVm, Operation, Plan, PowerState, Problem,
-    Reach, Reason, Targeting,
-};
+use crate::plan::{Action, Change, Plan, Reach, Targeting};
 use crate::qemu_config::propstr::decode_sshkeys;
 use crate::saved::Drift;
 use crate::target::Request;
@@ -117,155 +120,6 @@ fn render_line(out: &mut String, field: &ShownLine, width: usize, paint: Paint) 
         ),
         (None, None) => Ok(()),
     };
-}
-
-/// One line of a change as a plan shows it: a name, and the old and new values (`None`: none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShownLine {
-    /// The option or what the line is about (`memory`, `status`, `scsi0 size`, `clone of`).
-    pub name: String,
-    /// Before.
-    pub old: Option<String>,
-    /// After.
-    pub new: Option<String>,
-}
-
-fn line(name: impl Into<String>, old: Option<String>, new: Option<String>) -> ShownLine {
-    ShownLine {
-        name: name.into(),
-        old,
-        new,
-    }
-}
-
-fn power_word(state: PowerState) -> String {
-    match state {
-        PowerState::Running => "running",
-        PowerState::Stopped => "stopped",
-    }
-    .to_string()
-}
-
-/// The lines an operation shows as in a plan (most show as one).
-pub fn operation_lines(operation: &Operation) -> Vec<ShownLine> {
-    let one = |name: &str, old: Option<String>, new: Option<String>| vec![line(name, old, new)];
-    match operation {
-        Operation::SetOption { name, old, new } => one(name, old.clone(), Some(new.clone())),
-        Operation::DeleteOption { name, old } => one(name, Some(old.clone()), None),
-        Operation::SetSecret { name } => one(name, None, Some("(sensitive)".into())),
-        Operation::Power { old, new } => one("status", old.map(power_word), Some(power_word(*new))),
-        Operation::Pool { old, new } => one("pool", old.clone(), Some(new.clone())),
-        Operation::GrowDisk { slot, old, new } => {
-            one(&format!("{slot} size"), old.clone(), Some(new.clone()))
-        }
-        Operation::WriteSnippet { volid } => one("snippet", None, Some(volid.clone())),
-        Operation::AttachSeed { old, new, storage } => {
-            let new = new.clone().unwrap_or_else(|| {
-                format!(
-                    "cloud-init seed ISO on {storage} (named by its content once the clone's MAC is known)"
-                )
-            });
-            one("ide2", old.clone(), Some(new))
-        }
-        Operation::RestoreCloudInitDrive { old, new } => {
-            one("ide2", Some(old.clone()), Some(new.clone()))
-        }
-        Operation::Reboot { options } => one(
-            "reboot",
-            None,
-            Some(format!("to apply {}", options.join(", "))),
-        ),
-        Operation::Adopt { vmid, name } => {
-            let named = name
-                .as_deref()
-                .map(|n| format!(" (`{n}`)"))
-                .unwrap_or_default();
-            one(
-                "adopt",
-                None,
-                Some(format!("VM {vmid}{named} becomes managed by proxfleet")),
-            )
-        }
-        Operation::Vmid { old, new } => one("vmid", Some(old.to_string()), Some(new.to_string())),
-        Operation::FetchImage {
-            volid,
-            url,
-            checksum,
-        } => vec![
-            line("volume", None, Some(volid.clone())),
-            line("url", None, Some(url.clone())),
-            line("checksum", None, Some(checksum.clone())),
-        ],
-        Operation::DeleteVolume { volid } => one("volume", Some(volid.clone()), None),
-        Operation::CloneFrom {
-            template,
-            template_vmid,
-            full,
-        } => vec![
-            line(
-                "clone of",
-                None,
-                Some(format!("{template} (vmid {template_vmid})")),
-            ),
-            line("full", None, Some(if *full { "1" } else { "0" }.into())),
-        ],
-        Operation::Migrate { from, storage, to } => one(
-            "migrate",
-            None,
-            Some(format!(
-                "made on {from} beside the template (its disks are on node-local `{storage}`), then migrated to {to}"
-            )),
-        ),
-        Operation::ConvertToTemplate => one("template", None, Some("1".into())),
-    }
-}
-
-/// Why a change is a replacement (or an adoption, or a reboot only), as the plan says it.
-pub fn reason_text(reason: &Reason) -> String {
-    match reason {
-        Reason::VmidChanged { old, new } => format!("vmid changes from {old} to {new}"),
-        Reason::NodeChanged { old, new } => format!("node changes from {old} to {new}"),
-        Reason::BuildUnfinished => {
-            "the build did not finish: the VM is not a template yet".to_string()
-        }
-        Reason::BuildChanged { old, new } => format!(
-            "build settings changed (fingerprint {} → {new})",
-            old.as_deref().unwrap_or("none")
-        ),
-        Reason::EditedOutside { edits } => {
-            let edits: Vec<String> = edits
-                .iter()
-                .map(|edit| match &edit.seen {
-                    // Keys are long and encoded: name the change, not the values.
-                    Some(_) if edit.option == "sshkeys" => {
-                        "the SSH keys differ from the build's".to_string()
-                    }
-                    Some(seen) => {
-                        format!("{} is {seen}, the build set {}", edit.option, edit.built)
-                    }
-                    None => format!("{} is unset, the build set {}", edit.option, edit.built),
-                })
-                .collect();
-            format!("changed outside proxfleet: {}", edits.join("; "))
-        }
-        Reason::CreateOnly {
-            disk,
-            property,
-            old,
-            new,
-        } => format!(
-            "{disk} {property} is create-only: {} → {}",
-            old.as_deref().unwrap_or("unset"),
-            new.as_deref().unwrap_or("unset")
-        ),
-        Reason::ConvertedToTemplate => "the VM was converted to a template".to_string(),
-        Reason::ReplaceRequested => "replacement requested with --replace".to_string(),
-        Reason::ImageChecksumChanged => {
-            "the image checksum changed: a new file replaces the earlier copy".to_string()
-        }
-        Reason::Adopted => "adopted: `adopt: true` in the spec".to_string(),
-        Reason::PendingFromBefore => "changes pending from before wait for a reboot".to_string(),
-    }
 }
 
 fn render_change(out: &mut String, change: &Change, paint: Paint) {
@@ -443,7 +297,8 @@ pub fn stale_plan_text(file: &std::path::Path, drift: &[Drift], replan: &str) ->
         file.display()
     );
     for item in drift {
-        let _ = writeln!(out, "  ✗ {}: {}", item.subject, item.detail);
+        let (subject, detail) = drift_text(item);
+        let _ = writeln!(out, "  ✗ {subject}: {detail}");
     }
     let _ = write!(
         out,
@@ -458,105 +313,6 @@ pub fn plan_json(plan: &Plan) -> String {
         .unwrap_or_else(|err| format!("{{\"error\": {:?}}}", err.to_string()));
     text.push('\n');
     text
-}
-
-fn named_vm(vm: &NamedVm) -> String {
-    match &vm.name {
-        Some(name) => format!("{} (`{name}`)", vm.vmid),
-        None => vm.vmid.to_string(),
-    }
-}
-
-/// What is in the way, as a conflict says it.
-pub fn conflict_message(conflict: &Conflict) -> String {
-    match &conflict.problem {
-        Problem::VmidTaken {
-            vmid,
-            holder,
-            node,
-            owner,
-        } => {
-            let owner = match owner {
-                Holder::OtherProject { project } => {
-                    format!("belongs to proxfleet project `{project}`")
-                }
-                Holder::OtherResource { key } => format!("is proxfleet's `{key}`"),
-                Holder::Unmanaged => "is not managed by proxfleet".to_string(),
-            };
-            format!(
-                "vmid {vmid} is taken by VM {} on node {node}, which {owner}",
-                named_vm(holder)
-            )
-        }
-        Problem::NameTaken { holder, node } => format!(
-            "VM {} on node {node} already has the name `{}` and is not managed by this project",
-            holder.vmid,
-            holder.name.as_deref().unwrap_or_default()
-        ),
-        Problem::NotAdoptable { vmid, blockers } => {
-            let blockers: Vec<String> = blockers
-                .iter()
-                .map(|blocker| match blocker {
-                    AdoptBlocker::NotATemplate => "it is not a template".to_string(),
-                    AdoptBlocker::IsATemplate => {
-                        "it is a template, the spec wants a clone".to_string()
-                    }
-                    AdoptBlocker::OptionDiffers {
-                        option,
-                        seen,
-                        recipe,
-                    } => format!(
-                        "{option} is {}, the recipe says {recipe}",
-                        seen.as_deref().unwrap_or("unset")
-                    ),
-                    AdoptBlocker::OtherNode { node, wanted } => {
-                        format!("it is on node {node}, the spec says {wanted}")
-                    }
-                })
-                .collect();
-            format!(
-                "VM {vmid} cannot be adopted as it is: {}",
-                blockers.join("; ")
-            )
-        }
-        Problem::SnippetsUnbuildable { error } => {
-            format!("cannot build the cloud-init snippets: {error}")
-        }
-        Problem::SeedUnbuildable { error } => format!("cannot build the cloud-init seed: {error}"),
-        Problem::LinkedClonesRead { deleted, clones } => {
-            let verb = if *deleted { "deleted" } else { "rebuilt" };
-            let clones: Vec<String> = clones.iter().map(named_vm).collect();
-            format!(
-                "it cannot be {verb}: linked clones still use its base disks: VM {}",
-                clones.join(", VM ")
-            )
-        }
-        Problem::DependencyLeftOut { dependency, action } => {
-            let state = match action {
-                Action::Replace => "is to be replaced",
-                _ => "does not exist yet",
-            };
-            format!("it needs {dependency}, which {state} but is left out of this plan")
-        }
-    }
-}
-
-/// What the user can do about a conflict.
-pub fn conflict_hint(conflict: &Conflict) -> String {
-    match &conflict.problem {
-        Problem::VmidTaken { .. } => "choose another vmid in the spec, or remove that VM yourself; proxfleet never takes over a VM it did not create".to_string(),
-        Problem::NameTaken { .. } => {
-            "rename one of them: two VMs with one name make hostnames and DNS ambiguous".to_string()
-        }
-        Problem::NotAdoptable { .. } => "make the spec describe the VM as it is (adoption never rebuilds what it takes over), or remove `adopt` and the VM yourself".to_string(),
-        Problem::SnippetsUnbuildable { .. } | Problem::SeedUnbuildable { .. } => {
-            "fix the custom cloud-init files the spec names".to_string()
-        }
-        Problem::LinkedClonesRead { .. } => "remove those clones from the spec first (or make them full clones with `full: true` and rebuild them), then rebuild the template; Proxmox refuses to delete a template its linked clones read from".to_string(),
-        Problem::DependencyLeftOut { dependency, .. } => {
-            format!("include {dependency} (see --only, --skip and --target), or apply it first")
-        }
-    }
 }
 
 /// Why a plan cannot be applied.
