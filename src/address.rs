@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::poll::{PollLimits, Polled, poll_until};
-use crate::pve::propstr::nic_mac;
 use crate::pve::{GuestInterface, PveClient, PveError};
+use crate::qemu_config::propstr::nic_mac;
 use crate::spec::human_duration;
 
 /// How often the agent is asked: soon after the start, then less and less often.

@@ -10,7 +10,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 
 use crate::ownership::{Marker, ResourceKey, ResourceKind, TAG};
-use crate::pve::propstr::encode_sshkeys;
+use crate::qemu_config::propstr::encode_sshkeys;
 use crate::secret::Secret;
 use crate::seed::SeedDelivery;
 use crate::spec::{

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::nocloud::{self, DeclaredUser, Interface, Seed, SeedError, SeedIso};
-use crate::pve::propstr::nic_mac;
+use crate::qemu_config::propstr::nic_mac;
 use crate::secret::Secret;
 use crate::spec::{CloudInit, InterfaceIp, Ipv4Config, Ipv6Config};
 

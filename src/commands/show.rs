@@ -123,7 +123,7 @@ async fn agent_addresses(
             let mac = vm
                 .config
                 .get("net0")
-                .and_then(|net0| crate::pve::propstr::nic_mac(net0));
+                .and_then(|net0| crate::qemu_config::propstr::nic_mac(net0));
             (vm.vmid, vm.node.clone(), mac)
         })
         .collect();

@@ -15,7 +15,3 @@ pub use types::{
     VmConfig, VmStatus, VmSummary, VolumeInfo,
 };
 pub use upid::{BadUpid, Upid};
-
-// The codec's old home, kept until the modules that still import it from here (`address`,
-// `graph`, `seed`) take it from `qemu_config`.
-pub use crate::qemu_config::propstr;

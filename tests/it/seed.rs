@@ -4,7 +4,7 @@
 //! its content, converges, follows a changed user-data file, and goes away with its clone.
 
 use proxfleet::graph::{DesiredGraph, Resource};
-use proxfleet::pve::propstr::nic_mac;
+use proxfleet::qemu_config::propstr::nic_mac;
 
 use super::common::{apply, destroy, plan, quickstart_text, sim, write_spec};
 
