@@ -96,3 +96,100 @@ fn the_module_map_names_every_module_and_only_modules_that_exist() {
         missing.join("\n  ")
     );
 }
+
+/// The lines of `text` before its unit tests (`#[cfg(test)]`), which do not count toward a
+/// room's size.
+fn without_unit_tests(text: &str) -> Vec<&str> {
+    text.lines()
+        .take_while(|line| line.trim() != "#[cfg(test)]")
+        .collect()
+}
+
+/// `(first line, length, name)` of every function in `lines`, found by its `fn` line and the
+/// braces that close it (strings and comments holding braces are rare enough in this tree not
+/// to matter; a miscount errs towards a longer function).
+fn functions(lines: &[&str]) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let signature = trimmed
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("const ")
+            .trim_start_matches("async ");
+        let Some(rest) = signature.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let mut depth = 0i64;
+        let mut opened = false;
+        for (offset, body_line) in lines[start..].iter().enumerate() {
+            for c in body_line.chars() {
+                match c {
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if !opened && body_line.trim_end().ends_with(';') {
+                break; // a declaration without a body
+            }
+            if opened && depth <= 0 {
+                out.push((start + 1, offset + 1, name.clone()));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rooms_fit_their_contents() {
+    const MAX_FILE_LINES: usize = 800;
+    const MAX_FUNCTION_LINES: usize = 120;
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut oversized = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(root().join(file)).expect("readable");
+        assert!(
+            !text.contains("allow(clippy::too_many_arguments)"),
+            "{file}: a function with too many arguments wants a struct"
+        );
+        // Unit-test files are tests, not rooms.
+        if file.ends_with("/tests.rs") {
+            continue;
+        }
+        let lines = without_unit_tests(&text);
+        if lines.len() > MAX_FILE_LINES {
+            oversized.push(format!("{file}: {} lines", lines.len()));
+        }
+        for (line, length, name) in functions(&lines) {
+            if length > MAX_FUNCTION_LINES {
+                oversized.push(format!("{file}:{line}: fn {name} is {length} lines"));
+            }
+        }
+    }
+    assert!(
+        oversized.is_empty(),
+        "rooms past {MAX_FILE_LINES} lines or functions past {MAX_FUNCTION_LINES}:\n  {}",
+        oversized.join("\n  ")
+    );
+}
+
+#[test]
+fn the_function_counter_counts() {
+    let source = "fn a() {\n    let x = {\n        1\n    };\n}\npub async fn b(\n    y: u32,\n) -> u32 {\n    y\n}\nfn c();\n";
+    let lines: Vec<&str> = source.lines().collect();
+    assert_eq!(
+        functions(&lines),
+        [(1, 5, "a".to_string()), (6, 5, "b".to_string())]
+    );
+}
