@@ -1,6 +1,7 @@
 //! `poll_until`: ask something again and again, waiting longer each time as a backoff says,
 //! until it answers, a deadline passes, the backoff runs out or the run is interrupted. The one
-//! place the executor and the address wait poll from, so neither writes its own doubling loop.
+//! place the executor, the address wait and the wait for VMs still being made (`commands::
+//! observe_settled`) poll from, so none writes its own doubling loop.
 
 use std::future::Future;
 use std::ops::ControlFlow;

@@ -436,34 +436,61 @@ pub async fn observe_settled(
             Resource::Image(_) => None,
         })
         .collect();
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(20);
-    let mut told = BTreeSet::new();
-    loop {
-        let actual = crate::observe::observe(client, desired)
-            .await
-            .map_err(Box::new)?;
-        let busy: Vec<&ActualVm> = actual
-            .vms
-            .values()
-            .filter(|vm| vm.being_made() && wanted.contains(&vm.vmid))
-            .collect();
-        if busy.is_empty() || started.elapsed() >= SETTLE_TIMEOUT {
-            return Ok(actual);
-        }
-        for vm in busy {
-            if told.insert(vm.vmid) {
-                let _ = writeln!(
-                    io.err,
-                    "waiting for VM {} on {}: a task is still making it (lock: {}), perhaps for an interrupted run",
-                    vm.vmid,
-                    vm.node,
-                    vm.lock.as_deref().unwrap_or_default()
-                );
+    use crate::apply::poll::{PollLimits, Polled, poll_until};
+    use std::cell::RefCell;
+    use std::ops::ControlFlow;
+
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .without_max_times();
+    let limits = PollLimits {
+        deadline: Some(tokio::time::Instant::now() + SETTLE_TIMEOUT),
+        cancel: None,
+    };
+    // Shared with every probe: what was said, and where to say it.
+    let told = RefCell::new(BTreeSet::new());
+    let err = RefCell::new(&mut *io.err);
+    let polled = poll_until(backoff, limits, || {
+        let (told, err, wanted) = (&told, &err, &wanted);
+        async move {
+            let actual = match crate::observe::observe(client, desired).await {
+                Ok(actual) => actual,
+                Err(error) => return ControlFlow::Break(Err(error)),
+            };
+            let busy: Vec<&ActualVm> = actual
+                .vms
+                .values()
+                .filter(|vm| vm.being_made() && wanted.contains(&vm.vmid))
+                .collect();
+            if busy.is_empty() {
+                return ControlFlow::Break(Ok(actual));
             }
+            for vm in busy {
+                if told.borrow_mut().insert(vm.vmid) {
+                    let _ = writeln!(
+                        err.borrow_mut(),
+                        "waiting for VM {} on {}: a task is still making it (lock: {}), perhaps for an interrupted run",
+                        vm.vmid,
+                        vm.node,
+                        vm.lock.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            ControlFlow::Continue(Some(actual))
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+    })
+    .await;
+    match polled {
+        Polled::Done(observed) => observed.map_err(|e| CommandError::Observe(Box::new(e))),
+        // Waited long enough: compare the cluster as it was last seen.
+        Polled::GaveUp { last: Some(actual) } => Ok(actual),
+        Polled::GaveUp { last: None } | Polled::Cancelled => {
+            crate::observe::observe(client, desired)
+                .await
+                .map_err(|e| CommandError::Observe(Box::new(e)))
+        }
     }
 }
 
