@@ -17,8 +17,11 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour in log lines only on a terminal, and never with NO_COLOR (anstream's rules).
+    let ansi = anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(io::stderr)
         .with_target(false)
         .init();
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         err: &mut err,
         input: &mut input,
         progress,
+        verbose: cli.global.verbose,
         interrupt: Interrupt::ctrl_c(),
     };
     let result = runtime.block_on(run(&cli, &mut io));

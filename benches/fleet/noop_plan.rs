@@ -91,6 +91,7 @@ async fn measure(dir: &std::path::Path, n_clones: usize) -> Vec<String> {
             input: &mut input,
             color: false,
             progress: ProgressMode::Lines,
+            verbose: 0,
             interrupt: Interrupt::default(),
         };
         let started = Instant::now();

@@ -302,7 +302,7 @@ async fn execute(
     let _ = writeln!(io.out);
     let _ = io
         .out
-        .write_all(render::report_table(&report, verb).as_bytes());
+        .write_all(render::report_table(&report, verb, io.verbose > 0).as_bytes());
     let count =
         |f: fn(&StepResult) -> bool| report.outcomes.iter().filter(|o| f(&o.result)).count();
     let cancelled = count(|r| matches!(r, StepResult::Cancelled(_)));

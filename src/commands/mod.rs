@@ -201,6 +201,8 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
     /// How apply and destroy show progress on the process's standard error.
     pub progress: progress::ProgressMode,
+    /// `-v` given once or more: summaries carry the Proxmox task ids (UPIDs).
+    pub verbose: u8,
     /// How a run is interrupted.
     pub interrupt: Interrupt,
 }

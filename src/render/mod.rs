@@ -373,9 +373,10 @@ fn action_word(action: Action) -> &'static str {
 }
 
 /// The closing table of an apply or destroy (`verb`: `Apply`, `Destroy`): resource, action,
-/// result, duration, the Proxmox task ids (UPIDs) in order, and a clone's static address; then
-/// the counts, why each failure failed, and, after an interruption, what was cancelled.
-pub fn report_table(report: &ApplyReport, verb: &str) -> String {
+/// result, duration, how many Proxmox tasks it ran (with `task_ids`, under `-v`, their ids,
+/// UPIDs, in order), and a clone's address; then the counts, why each failure failed, and,
+/// after an interruption, what was cancelled. Without task ids it fits 100 columns.
+pub fn report_table(report: &ApplyReport, verb: &str, task_ids: bool) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["resource", "action", "result", "duration", "tasks", "ip"]);
@@ -391,7 +392,11 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
             action_word(outcome.action).to_string(),
             result.to_string(),
             format!("{:.1}s", outcome.duration.as_secs_f64()),
-            outcome.tasks.join("\n"),
+            if task_ids {
+                outcome.tasks.join("\n")
+            } else {
+                outcome.tasks.len().to_string()
+            },
             outcome.ip.clone().unwrap_or_default(),
         ]);
     }
@@ -427,7 +432,7 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
     if n_cancelled > 0 {
         let _ = writeln!(
             out,
-            "\nInterrupted: after the interrupt no change started and no Proxmox call was sent; \
+            "\nInterrupted: after the interrupt no change started and no Proxmox call was sent;\n\
              every task already running was awaited. Not finished:"
         );
         for outcome in &report.outcomes {
@@ -437,7 +442,7 @@ pub fn report_table(report: &ApplyReport, verb: &str) -> String {
         }
         let _ = writeln!(
             out,
-            "Run the same command again: it observes the cluster as this run left it and \
+            "Run the same command again: it observes the cluster as this run left it and\n\
              finishes the work."
         );
     }

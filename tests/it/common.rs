@@ -70,6 +70,7 @@ where
             err: &mut err,
             input: &mut input,
             progress: ProgressMode::Lines,
+            verbose: 0,
             interrupt: interrupt.clone(),
         };
         f(&mut io).await

@@ -145,7 +145,7 @@ async fn a_cancelled_apply_starts_nothing_new_and_reports_the_rest_as_cancelled(
         cancelled_events, 3,
         "each cancelled change is reported as an event"
     );
-    let table = proxfleet::render::report_table(&report, "Apply");
+    let table = proxfleet::render::report_table(&report, "Apply", true);
     assert!(
         table.contains("Apply interrupted: 2 succeeded, 0 failed, 0 skipped, 3 cancelled."),
         "{table}"
@@ -722,7 +722,11 @@ fn the_summary_lists_every_task_each_clones_address_and_what_was_cancelled() {
     snapshot_settings().bind(|| {
         insta::assert_snapshot!(
             "report_table_interrupted",
-            proxfleet::render::report_table(&report, "Apply")
-        )
+            proxfleet::render::report_table(&report, "Apply", true)
+        );
+        // Without -v the task ids give way to their count, and the table fits 100 columns.
+        let plain = proxfleet::render::report_table(&report, "Apply", false);
+        assert!(plain.lines().all(|l| l.chars().count() <= 100), "{plain}");
+        insta::assert_snapshot!("report_table_interrupted_plain", plain)
     });
 }

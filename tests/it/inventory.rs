@@ -221,6 +221,24 @@ fn completions_and_man_pages_come_from_the_command_line_definition() {
         "{page}"
     );
     assert!(page.contains("inventory"), "{page}");
+    if system_tool("man", "man-db") {
+        let file = dir.path().join("proxfleet.1");
+        std::fs::write(&file, &man.stdout).expect("write");
+        let rendered = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&file)
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man runs");
+        assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+        let shown = text(&rendered.stdout);
+        assert!(
+            shown.contains("NAME") && shown.contains("proxfleet"),
+            "{shown}"
+        );
+    }
     let pages = dir.path().join("man");
     let written = proxfleet(dir.path(), &["man", "--dir", pages.to_str().unwrap()]);
     assert!(written.status.success(), "{}", text(&written.stderr));
