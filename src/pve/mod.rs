@@ -8,8 +8,8 @@ pub mod propstr;
 mod types;
 mod upid;
 
-pub use client::{ApiToken, ClientConfig, PveClient};
-pub use error::PveError;
+pub use client::{ApiToken, ClientConfig, PveClient, ReadRetry};
+pub use error::{LockVerdict, PveError, lock_verdict_of};
 pub use types::{
     CloneRequest, DownloadRequest, GuestInterface, NetworkInterface, NodeSummary, PciMapEntry,
     PciMapping, PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest, VersionInfo,
