@@ -342,6 +342,7 @@ fn client_for(
         insecure,
         ca_file,
         timeout: Duration::from_secs(30),
+        read_retry: crate::pve::ReadRetry::default(),
     })
     .map_err(|source| CommandError::Pve {
         context: format!("cannot use endpoint {endpoint}"),

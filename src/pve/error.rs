@@ -101,20 +101,123 @@ fn log_tail(log: &[String]) -> String {
         .collect()
 }
 
-/// Messages of lock contention and busy resources that go away when tried again.
-fn is_transient_message(message: &str) -> bool {
+/// What to do about one of Proxmox's lock and time-out messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockVerdict {
+    /// The lock was never taken, so nothing was done: the same request may be sent again
+    /// after a backoff.
+    Retry,
+    /// Another task holds the object and works on it: wait for its lock to go, then decide
+    /// afresh (the other task may have done the work already).
+    Wait,
+    /// Waiting will not help (the locked work was cut off midway, or the guest is parked in a
+    /// state only an operator ends): report it.
+    Fail,
+}
+
+/// One wording of Proxmox's, where it comes from, and what it means for proxfleet.
+struct LockWording {
+    /// Lower-case text that identifies the message.
+    needle: &'static str,
+    verdict: LockVerdict,
+}
+
+/// Every lock and time-out message Proxmox produces on the paths proxfleet uses (create,
+/// clone, config, resize, template, migrate, start, shutdown, delete, download-url, and the
+/// storage allocations below them), most severe first so that a message matching two entries
+/// gets the stricter verdict. The wording is Proxmox's, read in its sources:
+const LOCK_WORDINGS: &[LockWording] = &[
+    // pve-cluster `src/PVE/Cluster.pm`, `$cfs_lock`: the code under a cluster lock ran past
+    // its 60 s alarm and was killed midway ("got lock timeout - aborting command"); what it
+    // had done is unknown, so repeating it blindly is wrong.
+    LockWording {
+        needle: "got lock timeout - aborting command",
+        verdict: LockVerdict::Fail,
+    },
+    // pve-guest-common `src/PVE/AbstractConfig.pm`, `check_lock` (qemu-server's own
+    // `check_lock` in `PVE/QemuServer.pm` before it): "VM is locked (suspended)" is a
+    // hibernated VM, which stays so until resumed by hand.
+    LockWording {
+        needle: "is locked (suspended)",
+        verdict: LockVerdict::Fail,
+    },
+    // pve-cluster `src/PVE/Cluster.pm`, `$cfs_lock`: "cfs-lock '<id>' error: got lock request
+    // timeout" when the pmxcfs lock (`storage-<id>` for a shared storage's allocations via
+    // pve-storage's `cluster_lock_storage`, `file-<name>`, `domain-<name>`) could not be taken
+    // within its time-out (10 s unless given). The locked code never ran.
+    LockWording {
+        needle: "got lock request timeout",
+        verdict: LockVerdict::Retry,
+    },
+    // pve-cluster `src/PVE/Cluster.pm`, `$cfs_lock`: "pve cluster filesystem not online." when
+    // /etc/pve/priv/lock cannot be made (pmxcfs restarting, no quorum yet). Nothing ran.
+    LockWording {
+        needle: "pve cluster filesystem not online",
+        verdict: LockVerdict::Retry,
+    },
+    // pve-common `src/PVE/Tools.pm`, `lock_file_full`: "can't lock file '<path>' - got
+    // timeout" when the flock was not had in time: `/var/lock/qemu-server/lock-<vmid>.conf`
+    // (every config change, clone, migrate: pve-guest-common's `lock_config`) and
+    // `/var/lock/pve-manager/pve-storage-<id>` (a local storage's allocations: pve-storage
+    // `src/PVE/Storage/Plugin.pm`, `cluster_lock_storage`). The locked code never ran.
+    LockWording {
+        needle: "can't lock file",
+        verdict: LockVerdict::Retry,
+    },
+    // pve-common `src/PVE/Tools.pm`, `run_with_timeout`: "got timeout", the alarm's message,
+    // also behind a storage command that stalled (`command '/sbin/lvs …' failed: got timeout`).
+    LockWording {
+        needle: "got timeout",
+        verdict: LockVerdict::Retry,
+    },
+    // pve-guest-common `src/PVE/AbstractConfig.pm`, `check_lock`: "VM is locked (<lock>)"
+    // while a task holds the VM: `create`, `clone` (the source and the target), `migrate`,
+    // `backup`, `snapshot`, `rollback`, `disk` (a move or import), `suspending`.
+    LockWording {
+        needle: "is locked (",
+        verdict: LockVerdict::Wait,
+    },
+    // pve-common `src/PVE/Tools.pm`, `lock_file_full`, and pve-cluster `src/PVE/Cluster.pm`,
+    // `$cfs_lock`: a task that waits for a lock says so in its log ("trying to acquire
+    // lock...", "trying to acquire cfs lock '<id>' ..."; older releases spell it "aquire").
+    // The task is queued, not failed.
+    LockWording {
+        needle: "trying to acquire",
+        verdict: LockVerdict::Wait,
+    },
+    LockWording {
+        needle: "trying to aquire",
+        verdict: LockVerdict::Wait,
+    },
+];
+
+/// What one of Proxmox's messages (an error, an exit status, a task log line) says about a
+/// lock or a time-out, when it says anything.
+pub fn lock_verdict_of(message: &str) -> Option<LockVerdict> {
     let lower = message.to_ascii_lowercase();
-    [
-        "can't lock file",
-        "got timeout",
-        "vm is locked",
-        "is locked (",
-        "temporarily unavailable",
-        "connection refused",
-        "connection reset",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
+    LOCK_WORDINGS
+        .iter()
+        .find(|wording| lower.contains(wording.needle))
+        .map(|wording| wording.verdict)
+}
+
+/// Messages that go away when tried again: a lock that was not had (retry) or is held by a
+/// task that will end (wait), and a busy or restarting server.
+fn is_transient_message(message: &str) -> bool {
+    match lock_verdict_of(message) {
+        Some(LockVerdict::Retry | LockVerdict::Wait) => true,
+        Some(LockVerdict::Fail) => false,
+        None => {
+            let lower = message.to_ascii_lowercase();
+            [
+                "temporarily unavailable",
+                "connection refused",
+                "connection reset",
+            ]
+            .iter()
+            .any(|needle| lower.contains(needle))
+        }
+    }
 }
 
 impl PveError {
@@ -129,6 +232,7 @@ impl PveError {
                 595 | 596 | 599 | 502 | 503 | 504 => true,
                 500 => {
                     !self.is_digest_mismatch()
+                        && lock_verdict_of(message) != Some(LockVerdict::Fail)
                         && (is_transient_message(message) || message.contains("timeout"))
                 }
                 _ => false,
@@ -140,6 +244,48 @@ impl PveError {
             | PveError::InvalidEndpoint { .. }
             | PveError::Tls { .. } => false,
         }
+    }
+
+    /// What Proxmox's words for this failure say about a lock or a time-out (see
+    /// `LOCK_WORDINGS`), when they say anything.
+    pub fn lock_verdict(&self) -> Option<LockVerdict> {
+        match self {
+            PveError::Http {
+                message, errors, ..
+            } => std::iter::once(message)
+                .chain(errors.values())
+                .filter_map(|text| lock_verdict_of(text))
+                .next(),
+            PveError::TaskFailed { exitstatus, .. } => lock_verdict_of(exitstatus),
+            _ => None,
+        }
+    }
+
+    /// Whether a lock could not be had in time, so the request did nothing and may be sent
+    /// again: pmxcfs' "cfs-lock '…' error: got lock request timeout" (pve-cluster
+    /// `src/PVE/Cluster.pm`) or a flock's "can't lock file '…' - got timeout" (pve-common
+    /// `src/PVE/Tools.pm`).
+    pub fn is_lock_timeout(&self) -> bool {
+        self.says("got lock request timeout")
+            || (self.says("can't lock file") && self.says("got timeout"))
+    }
+
+    /// Whether the VM is held by a task ("VM is locked (clone)", pve-guest-common
+    /// `src/PVE/AbstractConfig.pm` `check_lock`); [`PveError::vm_lock`] names the lock.
+    pub fn is_vm_locked(&self) -> bool {
+        self.vm_lock().is_some()
+    }
+
+    /// The lock named by "VM is locked (<lock>)": `create`, `clone`, `migrate`, `backup`…
+    pub fn vm_lock(&self) -> Option<String> {
+        let text = match self {
+            PveError::Http { message, .. } => message,
+            PveError::TaskFailed { exitstatus, .. } => exitstatus,
+            _ => return None,
+        };
+        let (_, rest) = text.split_once("is locked (")?;
+        let (lock, _) = rest.split_once(')')?;
+        Some(lock.to_string())
     }
 
     /// Whether a write was refused because the config changed since it was read.
@@ -307,6 +453,136 @@ mod tests {
             message: "VM 100 already running".into(),
         };
         assert!(!unreachable.is_already_running());
+    }
+
+    /// Proxmox's words, and what proxfleet makes of them: the verdict, whether it is a lock
+    /// time-out, and the VM lock it names.
+    type LockCase = (
+        &'static str,
+        Option<LockVerdict>,
+        bool,
+        Option<&'static str>,
+    );
+
+    const LOCK_CASES: &[LockCase] = &[
+        (
+            "cfs-lock 'storage-shared' error: got lock request timeout",
+            Some(LockVerdict::Retry),
+            true,
+            None,
+        ),
+        (
+            "cfs-lock 'file-user_cfg' error: got lock request timeout",
+            Some(LockVerdict::Retry),
+            true,
+            None,
+        ),
+        (
+            "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout",
+            Some(LockVerdict::Retry),
+            true,
+            None,
+        ),
+        (
+            "can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout",
+            Some(LockVerdict::Retry),
+            true,
+            None,
+        ),
+        (
+            "command '/sbin/lvs --noheadings' failed: got timeout",
+            Some(LockVerdict::Retry),
+            false,
+            None,
+        ),
+        (
+            "pve cluster filesystem not online.",
+            Some(LockVerdict::Retry),
+            false,
+            None,
+        ),
+        (
+            "VM is locked (clone)",
+            Some(LockVerdict::Wait),
+            false,
+            Some("clone"),
+        ),
+        (
+            "VM is locked (create)",
+            Some(LockVerdict::Wait),
+            false,
+            Some("create"),
+        ),
+        (
+            "VM is locked (migrate)",
+            Some(LockVerdict::Wait),
+            false,
+            Some("migrate"),
+        ),
+        (
+            "VM is locked (backup)",
+            Some(LockVerdict::Wait),
+            false,
+            Some("backup"),
+        ),
+        (
+            "trying to acquire lock...",
+            Some(LockVerdict::Wait),
+            false,
+            None,
+        ),
+        (
+            "trying to aquire lock... OK",
+            Some(LockVerdict::Wait),
+            false,
+            None,
+        ),
+        (
+            "trying to acquire cfs lock 'storage-shared' ...",
+            Some(LockVerdict::Wait),
+            false,
+            None,
+        ),
+        (
+            "VM is locked (suspended)",
+            Some(LockVerdict::Fail),
+            false,
+            Some("suspended"),
+        ),
+        (
+            "got lock timeout - aborting command",
+            Some(LockVerdict::Fail),
+            false,
+            None,
+        ),
+        ("storage 'nope' does not exist", None, false, None),
+        (
+            "unable to create VM 100: config file already exists",
+            None,
+            false,
+            None,
+        ),
+    ];
+
+    #[test]
+    fn every_catalogued_lock_and_timeout_wording_has_its_verdict() {
+        let task = |exit: &str| PveError::TaskFailed {
+            upid: "U".into(),
+            exitstatus: exit.into(),
+            log: vec![],
+        };
+        for (words, verdict, lock_timeout, vm_lock) in LOCK_CASES {
+            assert_eq!(lock_verdict_of(words), *verdict, "{words}");
+            // Retry and wait are worth another go; fail and unknown words are not.
+            let transient = matches!(verdict, Some(LockVerdict::Retry | LockVerdict::Wait));
+            for err in [http(500, words), task(words)] {
+                assert_eq!(err.lock_verdict(), *verdict, "{err}");
+                assert_eq!(err.is_transient(), transient, "{err}");
+                assert_eq!(err.is_lock_timeout(), *lock_timeout, "{err}");
+                assert_eq!(err.is_vm_locked(), vm_lock.is_some(), "{err}");
+                assert_eq!(err.vm_lock().as_deref(), *vm_lock, "{err}");
+            }
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@ mod error;
 mod types;
 mod upid;
 
-pub use client::{ApiToken, ClientConfig, PveClient};
-pub use error::PveError;
+pub use client::{ApiToken, ClientConfig, PveClient, ReadRetry};
+pub use error::{LockVerdict, PveError, lock_verdict_of};
 pub use types::{
     CloneRequest, DownloadRequest, GuestInterface, NetworkInterface, NodeSummary, PciMapEntry,
     PciMapping, PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest, VersionInfo,

@@ -17,6 +17,7 @@ fn client(endpoint: &str, ca_file: Option<std::path::PathBuf>) -> Result<PveClie
         insecure: false,
         ca_file,
         timeout: Duration::from_secs(10),
+        read_retry: proxfleet::pve::ReadRetry::never(),
     })
     .map_err(|e| e.to_string())
 }

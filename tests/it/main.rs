@@ -25,6 +25,7 @@ mod plans;
 mod preflight;
 mod profiles;
 mod requests;
+mod retries;
 mod seed;
 mod sim;
 mod snippets;

@@ -15,6 +15,7 @@ mod de;
 mod nodes;
 mod pools;
 mod qemu;
+mod retry;
 mod storage;
 mod tasks;
 mod token;
@@ -32,6 +33,7 @@ use serde_json::Value;
 
 use super::error::PveError;
 use super::upid::Upid;
+pub use retry::ReadRetry;
 pub use token::ApiToken;
 
 /// How to reach a cluster.
@@ -47,6 +49,8 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
     /// Per-request time-out.
     pub timeout: Duration,
+    /// How reads are retried on transient failures (writes never are; see `retry`).
+    pub read_retry: ReadRetry,
 }
 
 struct Inner {
@@ -57,6 +61,7 @@ struct Inner {
     token_id: String,
     counts: Mutex<BTreeMap<String, u64>>,
     writes: AtomicU64,
+    read_retry: ReadRetry,
 }
 
 /// A Proxmox VE API client; cheap to clone, usable from many tasks at once.
@@ -142,6 +147,7 @@ impl PveClient {
                 token_id: config.token.id(),
                 counts: Mutex::default(),
                 writes: AtomicU64::new(0),
+                read_retry: config.read_retry,
             }),
         })
     }
@@ -175,8 +181,37 @@ impl PveClient {
         }
     }
 
-    /// Send one request and return the envelope's `data` (and `total` when present).
+    /// Send a request and return the envelope's `data` (and `total` when present). A `GET`
+    /// that fails transiently is sent again under the configured [`ReadRetry`]; any other
+    /// method is sent exactly once (see `retry` for why).
     async fn call(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<(Value, Option<u64>), PveError> {
+        if method != Method::GET {
+            return self.call_once(method, template, path, params).await;
+        }
+        let mut delays = self.inner.read_retry.delays();
+        loop {
+            let result = self.call_once(Method::GET, template, path, params).await;
+            match result {
+                Err(err) if err.is_transient() => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(path, %err, ?delay, "retrying a read");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(err),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Send one request, once.
+    async fn call_once(
         &self,
         method: Method,
         template: &str,
@@ -448,6 +483,7 @@ mod tests {
             insecure: false,
             ca_file: None,
             timeout: Duration::from_secs(1),
+            read_retry: ReadRetry::never(),
         };
         for endpoint in [
             "https://pve:8006",

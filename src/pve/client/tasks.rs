@@ -1,13 +1,15 @@
 //! Tasks (UPIDs): a task's status and log, and waiting for one to end, with the wire structs
 //! of `/nodes/{node}/tasks/{upid}/status` and `…/log`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{PveClient, de, segment};
+use super::{PveClient, ReadRetry, de, segment};
 use crate::pve::types::{TaskOutcome, TaskStatus};
 use crate::pve::{PveError, Upid};
 
@@ -123,19 +125,47 @@ impl PveClient {
     /// 1 s; see `task_poll_delay`). Success is `OK` or `WARNINGS: n`; anything else fails with
     /// the task's log.
     ///
+    /// A look that fails transiently (a 503, a dropped connection, a time-out, each already
+    /// retried as a read) is only a look: the task runs on regardless, so the wait goes on,
+    /// backing off, until the task's own `timeout`. Ending the wait there would make the caller
+    /// send the request that started the task again (see `retry`).
+    ///
     /// # Errors
-    /// [`PveError::TaskFailed`] with the log, [`PveError::TaskTimeout`], or a polling error.
+    /// [`PveError::TaskFailed`] with the log; [`PveError::TaskTimeout`] when the task has not
+    /// ended (or could not be seen to end) within `timeout`; a permanent polling error (403,
+    /// 400, an answer that cannot be decoded).
     pub async fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let mut failed_looks = 0_u32;
         loop {
-            tokio::time::sleep(task_poll_delay(started.elapsed())).await;
-            let status = self.task_status(upid).await?;
+            let poll_delay = task_poll_delay(started.elapsed());
+            tokio::time::sleep(poll_delay + self.failed_look_delay(failed_looks)).await;
+            let status = match self.task_status(upid).await {
+                Ok(status) => {
+                    failed_looks = 0;
+                    status
+                }
+                Err(err) if err.is_transient() && Instant::now() < deadline => {
+                    failed_looks += 1;
+                    tracing::debug!(%upid, %err, failed_looks, "cannot see the task; waiting on");
+                    continue;
+                }
+                Err(err) if err.is_transient() => {
+                    tracing::warn!(%upid, %err, "cannot see the task, and its time is up");
+                    return Err(PveError::TaskTimeout {
+                        upid: upid.to_string(),
+                    });
+                }
+                Err(err) => return Err(err),
+            };
             if !status.running {
                 let exit = status.exitstatus.unwrap_or_default();
                 if let Some(outcome) = outcome(&exit) {
                     return Ok(outcome);
                 }
+                // The log only adds detail to a failure already known: a log that cannot be
+                // read (after its own retries) leaves the failure without it.
                 let log = self.task_log(upid).await.unwrap_or_default();
                 return Err(PveError::TaskFailed {
                     upid: upid.to_string(),
@@ -149,6 +179,24 @@ impl PveClient {
                 });
             }
         }
+    }
+
+    /// The extra wait after `failed_looks` looks in a row failed: the read budget's delays,
+    /// growing with each failure and capped at its longest, jittered, so that a node that
+    /// drops every poll is not hammered while its task runs on.
+    fn failed_look_delay(&self, failed_looks: u32) -> Duration {
+        if failed_looks == 0 {
+            return Duration::ZERO;
+        }
+        let retry = self.inner.read_retry;
+        let n_steps = (failed_looks as usize).min(8);
+        ReadRetry {
+            max_retries: n_steps,
+            ..retry
+        }
+        .delays()
+        .last()
+        .unwrap_or(retry.max_delay)
     }
 }
 
