@@ -5,6 +5,7 @@ mod error;
 mod layers;
 mod model;
 mod raw;
+mod read;
 mod validate;
 
 use std::path::Path;
@@ -45,13 +46,15 @@ pub struct Loaded {
 /// Read and validate a spec file.
 ///
 /// # Errors
-/// [`SpecError::Read`] when the file cannot be read, [`SpecError::Invalid`] with every problem
+/// [`SpecError::Read`] when the file cannot be read or is not a regular UTF-8 text file of at
+/// most 64 MiB, [`SpecError::Invalid`] with every problem
 /// found otherwise.
 pub fn load(file: &Path) -> Result<Loaded, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text =
+        read::read_text_capped(file, read::MAX_SPEC_FILE).map_err(|problem| SpecError::Read {
+            file: file.to_path_buf(),
+            source: problem.into_io_error(),
+        })?;
     load_str(&text, file)
 }
 
