@@ -60,7 +60,7 @@ pub struct RawDefaults {
     pub node: Option<Spanned<String>>,
     /// Storages by role
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
+    #[schemars(example = serde_json::json!({"images": "local", "disks": "local-lvm"}))]
     pub storage: Option<RawStorageRoles>,
     /// Bridge for network interfaces that name none
     #[serde(default)]
@@ -187,7 +187,7 @@ pub struct RawCloneGroup {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_memory_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init for every clone; a static `ipv4` is the first clone's address and counts up
@@ -249,7 +249,7 @@ pub struct RawCloneOverride {
     pub cores: Option<u32>,
     /// Override the memory
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_memory_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Override cloud-init settings
@@ -327,7 +327,7 @@ pub struct RawImage {
 fn example_image() -> serde_json::Value {
     serde_json::json!({
         "url": "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
-        "checksum": "sha512:0123…",
+        "checksum": "sha512:cafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafe",
         "storage": "local",
         "node": "pve1"
     })
@@ -402,7 +402,7 @@ pub struct RawTemplate {
     pub sockets: u32,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
-    #[schemars(with = "String", example = &"2GiB")]
+    #[schemars(schema_with = "memory_schema", example = &"2GiB")]
     pub memory: Spanned<String>,
     /// The boot disk, imported from the image and resized
     #[schemars(example = serde_json::json!({"storage": "local-lvm", "size": "20G", "discard": true, "ssd": true}))]
@@ -475,6 +475,16 @@ fn default_cores() -> u32 {
 fn default_sockets() -> u32 {
     1
 }
+/// Memory as the loader takes it: a bare number of MiB (`2048`) or a size with a unit.
+fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 1})
+}
+
+/// [`memory_schema`] for an override, which may be absent.
+fn optional_memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 1})
+}
+
 fn default_memory() -> Spanned<String> {
     Spanned::new(
         "512".to_string(),
@@ -719,7 +729,7 @@ pub struct RawClone {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_memory_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init settings for this clone (override the template's)
