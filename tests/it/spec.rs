@@ -376,12 +376,19 @@ fn the_schema_has_no_null_default() {
 }
 
 #[test]
-fn the_schema_takes_a_bare_number_of_mib_as_the_loader_does() {
+fn the_schema_takes_bare_numbers_where_the_loader_does() {
     let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let text = std::fs::read_to_string(example("quickstart.yaml")).unwrap();
-    let with_number = text.replacen("memory: 2GiB", "memory: 2048", 1);
-    assert_ne!(text, with_number, "the example sets `memory: 2GiB`");
+    // Memory in MiB and a time-out in seconds.
+    let with_number = text.replacen("memory: 2GiB", "memory: 2048", 1).replacen(
+        "    cores: 2\n",
+        "    cores: 2\n    wait_for_ip_timeout: 90\n",
+        1,
+    );
+    assert!(
+        !with_number.contains("memory: 2GiB") && with_number.contains("wait_for_ip_timeout: 90")
+    );
     let path = example("quickstart.yaml");
     let loaded = proxfleet::spec::load_str(&with_number, &path).expect("the loader takes it");
     assert!(

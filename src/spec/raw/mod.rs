@@ -187,7 +187,7 @@ pub struct RawCloneGroup {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(schema_with = "optional_memory_schema")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init for every clone; a static `ipv4` is the first clone's address and counts up
@@ -220,7 +220,7 @@ pub struct RawCloneGroup {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
@@ -249,7 +249,7 @@ pub struct RawCloneOverride {
     pub cores: Option<u32>,
     /// Override the memory
     #[serde(default)]
-    #[schemars(schema_with = "optional_memory_schema")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Override cloud-init settings
@@ -402,7 +402,7 @@ pub struct RawTemplate {
     pub sockets: u32,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
-    #[schemars(schema_with = "memory_schema", example = &"2GiB")]
+    #[schemars(schema_with = "string_or_integer_schema", example = &"2GiB")]
     pub memory: Spanned<String>,
     /// The boot disk, imported from the image and resized
     #[schemars(example = serde_json::json!({"storage": "local-lvm", "size": "20G", "discard": true, "ssd": true}))]
@@ -465,7 +465,7 @@ pub struct RawTemplate {
     pub wait_for_ip: Option<bool>,
     /// `wait_for_ip_timeout` default of the clones made from this template
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
@@ -475,14 +475,15 @@ fn default_cores() -> u32 {
 fn default_sockets() -> u32 {
     1
 }
-/// Memory as the loader takes it: a bare number of MiB (`2048`) or a size with a unit.
-fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer"], "minimum": 1})
+/// A value the loader takes as text or as a bare number: memory (a number is MiB) and time-outs
+/// (a number is seconds).
+fn string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 0})
 }
 
-/// [`memory_schema`] for an override, which may be absent.
-fn optional_memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 1})
+/// [`string_or_integer_schema`] for a field that may be absent.
+fn optional_string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 0})
 }
 
 fn default_memory() -> Spanned<String> {
@@ -729,7 +730,7 @@ pub struct RawClone {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(schema_with = "optional_memory_schema")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init settings for this clone (override the template's)
@@ -772,6 +773,6 @@ pub struct RawClone {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
