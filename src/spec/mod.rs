@@ -5,6 +5,7 @@ mod error;
 mod layers;
 mod model;
 mod raw;
+mod read;
 mod validate;
 
 use std::path::Path;
@@ -45,13 +46,15 @@ pub struct Loaded {
 /// Read and validate a spec file.
 ///
 /// # Errors
-/// [`SpecError::Read`] when the file cannot be read, [`SpecError::Invalid`] with every problem
+/// [`SpecError::Read`] when the file cannot be read or is not a regular UTF-8 text file of at
+/// most 64 MiB, [`SpecError::Invalid`] with every problem
 /// found otherwise.
 pub fn load(file: &Path) -> Result<Loaded, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text =
+        read::read_text_capped(file, read::MAX_SPEC_FILE).map_err(|problem| SpecError::Read {
+            file: file.to_path_buf(),
+            source: problem.into_io_error(),
+        })?;
     load_str(&text, file)
 }
 
@@ -71,10 +74,26 @@ pub fn load_str(text: &str, file: &Path) -> Result<Loaded, SpecError> {
 
 /// The JSON Schema of the spec format, pretty-printed with a trailing newline.
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(raw::RawSpec);
+    let mut schema = schemars::schema_for!(raw::RawSpec).to_value();
+    drop_null_defaults(&mut schema);
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// schemars writes `"default": null` for every optional field; it says nothing an absent key
+/// does not, and yaml-language-server's completion fails on it (it then offers a few keys only).
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("default").is_some_and(serde_json::Value::is_null) {
+                map.shift_remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
 }
 
 fn parse_yaml(text: &str) -> Result<raw::RawSpec, Diagnostic> {

@@ -15,6 +15,7 @@ mod drift;
 mod e2e;
 mod examples;
 mod faults;
+mod hostile_files;
 mod images;
 mod inventory;
 mod iso9660;

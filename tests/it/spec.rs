@@ -289,3 +289,118 @@ fn every_schema_field_has_a_description_and_an_example() {
     assert!(n_fields > 100, "{n_fields}");
     assert_eq!(missing, Vec::<String>::new());
 }
+
+/// Every subschema of `schema` that has `examples`, with its JSON pointer.
+fn subschemas_with_examples<'a>(
+    value: &'a serde_json::Value,
+    pointer: String,
+    found: &mut Vec<(String, &'a serde_json::Value)>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("examples").is_some_and(serde_json::Value::is_array) {
+                found.push((pointer.clone(), value));
+            }
+            for (key, child) in map {
+                // `examples` and `default` hold instances, not schemas.
+                if key != "examples" && key != "default" {
+                    subschemas_with_examples(child, format!("{pointer}/{key}"), found);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (idx, child) in items.iter().enumerate() {
+                subschemas_with_examples(child, format!("{pointer}/{idx}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_schema_example_is_valid_against_its_own_subschema() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let mut found = Vec::new();
+    subschemas_with_examples(&schema, String::new(), &mut found);
+    assert!(
+        found.len() >= 50,
+        "the schema has its examples: {}",
+        found.len()
+    );
+    let mut failures = Vec::new();
+    for (pointer, subschema) in found {
+        // The subschema alone, with the root's definitions so its `$ref`s resolve.
+        let mut standalone = subschema.clone();
+        if let (Some(map), Some(defs)) = (standalone.as_object_mut(), schema.get("$defs")) {
+            map.insert("$defs".to_string(), defs.clone());
+            if let Some(dialect) = schema.get("$schema") {
+                map.insert("$schema".to_string(), dialect.clone());
+            }
+        }
+        let validator = jsonschema::validator_for(&standalone)
+            .unwrap_or_else(|err| panic!("{pointer}: not a valid schema: {err}"));
+        for example in subschema["examples"].as_array().into_iter().flatten() {
+            for error in validator.iter_errors(example) {
+                failures.push(format!("{pointer}: example {example}: {error}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_schema_has_no_null_default() {
+    let text = proxfleet::spec::json_schema();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut stack = vec![(String::new(), &schema)];
+    while let Some((pointer, value)) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                assert!(
+                    !map.get("default").is_some_and(serde_json::Value::is_null),
+                    "{pointer}: `\"default\": null` breaks yaml-language-server's completion"
+                );
+                stack.extend(map.iter().map(|(k, v)| (format!("{pointer}/{k}"), v)));
+            }
+            serde_json::Value::Array(items) => stack.extend(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(idx, v)| (format!("{pointer}/{idx}"), v)),
+            ),
+            _ => {}
+        }
+    }
+    let checked_in = std::fs::read_to_string(root().join("schema/proxfleet.schema.json")).unwrap();
+    assert!(!checked_in.contains("\"default\": null"));
+}
+
+#[test]
+fn the_schema_takes_bare_numbers_where_the_loader_does() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let text = std::fs::read_to_string(example("quickstart.yaml")).unwrap();
+    // Memory in MiB and a time-out in seconds.
+    let with_number = text.replacen("memory: 2GiB", "memory: 2048", 1).replacen(
+        "    cores: 2\n",
+        "    cores: 2\n    wait_for_ip_timeout: 90\n",
+        1,
+    );
+    assert!(
+        !with_number.contains("memory: 2GiB") && with_number.contains("wait_for_ip_timeout: 90")
+    );
+    let path = example("quickstart.yaml");
+    let loaded = proxfleet::spec::load_str(&with_number, &path).expect("the loader takes it");
+    assert!(
+        loaded
+            .spec
+            .templates
+            .iter()
+            .any(|template| template.memory_mib == 2048)
+    );
+    let errors: Vec<String> = validator
+        .iter_errors(&yaml_as_json(&with_number))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -60,7 +60,7 @@ pub struct RawDefaults {
     pub node: Option<Spanned<String>>,
     /// Storages by role
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
+    #[schemars(example = serde_json::json!({"images": "local", "disks": "local-lvm"}))]
     pub storage: Option<RawStorageRoles>,
     /// Bridge for network interfaces that name none
     #[serde(default)]
@@ -187,7 +187,7 @@ pub struct RawCloneGroup {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init for every clone; a static `ipv4` is the first clone's address and counts up
@@ -220,7 +220,7 @@ pub struct RawCloneGroup {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
@@ -249,7 +249,7 @@ pub struct RawCloneOverride {
     pub cores: Option<u32>,
     /// Override the memory
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Override cloud-init settings
@@ -327,7 +327,7 @@ pub struct RawImage {
 fn example_image() -> serde_json::Value {
     serde_json::json!({
         "url": "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
-        "checksum": "sha512:0123…",
+        "checksum": "sha512:cafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafecafe",
         "storage": "local",
         "node": "pve1"
     })
@@ -402,7 +402,7 @@ pub struct RawTemplate {
     pub sockets: u32,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
-    #[schemars(with = "String", example = &"2GiB")]
+    #[schemars(schema_with = "string_or_integer_schema", example = &"2GiB")]
     pub memory: Spanned<String>,
     /// The boot disk, imported from the image and resized
     #[schemars(example = serde_json::json!({"storage": "local-lvm", "size": "20G", "discard": true, "ssd": true}))]
@@ -465,7 +465,7 @@ pub struct RawTemplate {
     pub wait_for_ip: Option<bool>,
     /// `wait_for_ip_timeout` default of the clones made from this template
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
@@ -475,6 +475,17 @@ fn default_cores() -> u32 {
 fn default_sockets() -> u32 {
     1
 }
+/// A value the loader takes as text or as a bare number: memory (a number is MiB) and time-outs
+/// (a number is seconds).
+fn string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 0})
+}
+
+/// [`string_or_integer_schema`] for a field that may be absent.
+fn optional_string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 0})
+}
+
 fn default_memory() -> Spanned<String> {
     Spanned::new(
         "512".to_string(),
@@ -719,7 +730,7 @@ pub struct RawClone {
     pub cores: Option<u32>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "optional_string_or_integer_schema")]
     #[schemars(example = &"4GiB")]
     pub memory: Option<Spanned<String>>,
     /// Cloud-init settings for this clone (override the template's)
@@ -762,6 +773,6 @@ pub struct RawClone {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"5m")]
+    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }

@@ -13,6 +13,7 @@ use super::Validator;
 use super::cloud_init::check_ssh_key;
 use super::scalars::check_node;
 use crate::secret::Secret;
+use crate::spec::read::read_text_capped;
 
 /// A path from the spec: `~/…` under the home directory, a relative one under the spec's.
 pub(super) fn spec_path(ctx: &Validator, text: &str) -> PathBuf {
@@ -145,6 +146,20 @@ pub(super) enum CustomKind {
 /// Largest custom cloud-init file accepted (cloud-init itself reads far less from a seed).
 pub(super) const MAX_CUSTOM_DATA: u64 = 1 << 20;
 
+/// Largest password file accepted: a password is a line, not a document.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// Largest `ssh_key_files` file accepted: thousands of public keys.
+const MAX_SSH_KEY_FILE: u64 = 256 << 10;
+
+/// Where a YAML error is, without the error's own words: those may quote the file.
+fn yaml_error_place(err: &serde_saphyr::Error) -> String {
+    match err.location() {
+        Some(loc) => format!(" (line {}, column {})", loc.line(), loc.column()),
+        None => String::new(),
+    }
+}
+
 /// Read a custom cloud-init file and check that cloud-init can take it.
 pub(super) fn read_custom_data(
     ctx: &mut Validator,
@@ -153,28 +168,17 @@ pub(super) fn read_custom_data(
     kind: CustomKind,
 ) -> Option<CustomData> {
     let full = ctx.base_dir.join(&file.value);
-    let text = match std::fs::metadata(&full) {
-        Ok(meta) if meta.len() > MAX_CUSTOM_DATA => {
+    let text = match read_text_capped(&full, MAX_CUSTOM_DATA) {
+        Ok(text) => text,
+        Err(problem) => {
             ctx.error_at(
                 file,
                 path,
-                format!("`{}` is {} bytes", full.display(), meta.len()),
-                Some("a file of at most 1 MiB"),
+                format!("cannot read `{}`: {problem}", full.display()),
+                Some("a regular UTF-8 text file of at most 1 MiB, relative to the spec file"),
             );
             return None;
         }
-        _ => match std::fs::read_to_string(&full) {
-            Ok(text) => text,
-            Err(err) => {
-                ctx.error_at(
-                    file,
-                    path,
-                    format!("cannot read `{}`: {err}", full.display()),
-                    Some("a readable UTF-8 file, relative to the spec file"),
-                );
-                return None;
-            }
-        },
     };
     ctx.files_read.push(full.clone());
     let first = text.lines().next().unwrap_or_default();
@@ -188,7 +192,7 @@ pub(super) fn read_custom_data(
                         _ => Some("it has no `version: 1` or `version: 2`".to_string()),
                     }
                 }
-                Err(err) => Some(format!("it is not YAML: {err}")),
+                Err(err) => Some(format!("it is not YAML{}", yaml_error_place(&err))),
             },
             _ if first == "#cloud-config" => {
                 match serde_saphyr::from_str::<serde_json::Value>(&text) {
@@ -199,7 +203,10 @@ pub(super) fn read_custom_data(
                 }),
                 Ok(serde_json::Value::Null) => None,
                 Ok(_) => Some("its #cloud-config is not a YAML mapping".to_string()),
-                Err(err) => Some(format!("its #cloud-config is not YAML: {err}")),
+                Err(err) => Some(format!(
+                    "its #cloud-config is not YAML{}",
+                    yaml_error_place(&err)
+                )),
             }
             }
             _ if [
@@ -215,9 +222,8 @@ pub(super) fn read_custom_data(
             {
                 None
             }
-            _ => Some(format!(
-                "its first line `{first}` is not a cloud-init format"
-            )),
+            // The line itself is not quoted: a mistyped path may name a file of secrets.
+            _ => Some("its first line is not a cloud-init header".to_string()),
         };
     if let Some(problem) = problem {
         let allowed = match kind {
@@ -266,7 +272,7 @@ pub(super) fn resolve_secret(
     }
     if let Some(file) = text.strip_prefix("file:") {
         let full = ctx.base_dir.join(file);
-        return match std::fs::read_to_string(&full) {
+        return match read_text_capped(&full, MAX_SECRET_FILE) {
             Ok(value) if !value.trim().is_empty() => {
                 Some(Secret::new(value.trim_end_matches(['\n', '\r'])))
             }
@@ -279,12 +285,12 @@ pub(super) fn resolve_secret(
                 );
                 None
             }
-            Err(err) => {
+            Err(problem) => {
                 ctx.error_at(
                     reference,
                     path,
-                    format!("cannot read `{}`: {err}", full.display()),
-                    Some("`file:PATH` of a readable file, relative to the spec file"),
+                    format!("cannot read `{}`: {problem}", full.display()),
+                    Some("`file:PATH` of a regular text file of at most 64 KiB, relative to the spec file"),
                 );
                 None
             }
@@ -309,7 +315,7 @@ pub(super) fn read_ssh_key_files(
     for (file_idx, file) in files.iter().enumerate() {
         let file_path = format!("{path}.ssh_key_files[{file_idx}]");
         let full = ctx.base_dir.join(&file.value);
-        match std::fs::read_to_string(&full) {
+        match read_text_capped(&full, MAX_SSH_KEY_FILE) {
             Ok(text) => {
                 ctx.files_read.push(full.clone());
                 for line in text
@@ -322,11 +328,11 @@ pub(super) fn read_ssh_key_files(
                     ssh_keys.push(line.to_string());
                 }
             }
-            Err(err) => ctx.error_at(
+            Err(problem) => ctx.error_at(
                 file,
                 &file_path,
-                format!("cannot read `{}`: {err}", full.display()),
-                Some("a readable file of OpenSSH public keys, relative to the spec file"),
+                format!("cannot read `{}`: {problem}", full.display()),
+                Some("a regular text file of OpenSSH public keys of at most 256 KiB, relative to the spec file"),
             ),
         }
     }
