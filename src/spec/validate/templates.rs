@@ -292,6 +292,15 @@ fn check_boot_disk(
             Some("`ssd` with bus `scsi` or `sata`"),
         );
     }
+    // Proxmox has `iothread` on virtio and SCSI disks only; on SATA it refuses the VM config.
+    if bus == DiskBus::Sata && t.disk.iothread {
+        ctx.error_at(
+            &t.disk.size,
+            &format!("{path}.disk.iothread"),
+            "`iothread` is not supported on the sata bus".to_string(),
+            Some("`iothread` with bus `scsi` or `virtio`"),
+        );
+    }
     Some(BootDisk {
         bus,
         storage: disk_storage?,
