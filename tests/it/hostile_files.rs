@@ -116,7 +116,7 @@ fn hostile_files_are_refused_without_reading_them_or_echoing_a_secret() {
         ("user_data: latin1", "it is not UTF-8 text"),
         (
             "user_data: secrets.env",
-            "its first line is not a cloud-init header",
+            "its first line is not a cloud-init format",
         ),
         (
             "user_data: broken.cloud-config",

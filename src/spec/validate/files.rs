@@ -223,7 +223,7 @@ pub(super) fn read_custom_data(
                 None
             }
             // The line itself is not quoted: a mistyped path may name a file of secrets.
-            _ => Some("its first line is not a cloud-init header".to_string()),
+            _ => Some("its first line is not a cloud-init format".to_string()),
         };
     if let Some(problem) = problem {
         let allowed = match kind {

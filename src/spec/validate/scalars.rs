@@ -174,14 +174,31 @@ pub(super) fn parse_size(text: &str, bare_unit: u64) -> Option<u64> {
     number.checked_mul(factor)
 }
 
+/// Largest memory accepted: beyond any Proxmox host, so a larger value is a unit mistake.
+const MAX_MEMORY_BYTES: u64 = 16 << 40;
+
 pub(super) fn parse_memory(
     ctx: &mut Validator,
     memory: &Spanned<String>,
     path: &str,
 ) -> Option<u64> {
-    let allowed =
-        "a whole number of MiB (`2048`) or a size with a unit (`2GiB`, `2048MiB`), at least 16 MiB";
+    let allowed = "a whole number of MiB (`2048`) or a size with a unit (`2GiB`, `2048MiB`), from 16 MiB to 16 TiB";
+    let bare_number = memory.value.trim().chars().all(|c| c.is_ascii_digit());
     match parse_size(&memory.value, 1 << 20) {
+        // No Proxmox host has 16 TiB of memory; a bare number that large was meant in bytes.
+        Some(bytes) if bytes > MAX_MEMORY_BYTES => {
+            let message = if bare_number {
+                format!(
+                    "`{}` is read as MiB, {} TiB: more memory than any host has (was it meant in bytes?)",
+                    memory.value,
+                    bytes >> 40
+                )
+            } else {
+                format!("`{}` is more memory than any host has", memory.value)
+            };
+            ctx.error_at(memory, path, message, Some(allowed));
+            None
+        }
         Some(bytes) if bytes.is_multiple_of(1 << 20) && bytes >= 16 << 20 => Some(bytes >> 20),
         _ => {
             ctx.error_at(

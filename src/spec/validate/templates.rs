@@ -26,7 +26,9 @@ pub(super) fn check_networks(
     for (nic_idx, nic) in nics.iter().enumerate() {
         let nic_path = format!("{path}.network[{nic_idx}]");
         if let Some(bridge) = &nic.bridge {
+            // Linux limits interface names to 15 bytes (IFNAMSIZ less the NUL).
             let bridge_ok = !bridge.value.is_empty()
+                && bridge.value.len() <= 15
                 && bridge
                     .value
                     .chars()
@@ -36,7 +38,7 @@ pub(super) fn check_networks(
                     bridge,
                     &format!("{nic_path}.bridge"),
                     format!("`{}` is not a valid bridge name", bridge.value),
-                    Some("a bridge name such as `vmbr0`"),
+                    Some("a bridge name of 1 to 15 letters, digits, `-`, `_` or `.`, such as `vmbr0`"),
                 );
             }
         }
@@ -288,6 +290,15 @@ fn check_boot_disk(
             &format!("{path}.disk.ssd"),
             "`ssd` is not supported on the virtio bus".to_string(),
             Some("`ssd` with bus `scsi` or `sata`"),
+        );
+    }
+    // Proxmox has `iothread` on virtio and SCSI disks only; on SATA it refuses the VM config.
+    if bus == DiskBus::Sata && t.disk.iothread {
+        ctx.error_at(
+            &t.disk.size,
+            &format!("{path}.disk.iothread"),
+            "`iothread` is not supported on the sata bus".to_string(),
+            Some("`iothread` with bus `scsi` or `virtio`"),
         );
     }
     Some(BootDisk {
