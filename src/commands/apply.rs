@@ -93,12 +93,16 @@ async fn apply_saved(
 
     // The spec and the files it reads, byte for byte.
     let mut drift = Vec::new();
-    let spec_text = match std::fs::read_to_string(&spec_path) {
+    let spec_text = match crate::spec::read_spec_text(&spec_path) {
         Ok(text) => {
             drift.extend(file_drift(&provenance.spec.file, text.as_bytes()));
             Some(text)
         }
         Err(err) => {
+            let err = match err {
+                crate::spec::SpecError::Read { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            };
             drift.push(unreadable(&provenance.spec.file, &err));
             None
         }

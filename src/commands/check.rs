@@ -44,7 +44,7 @@ pub async fn gate(
         let _ = writeln!(io.err, "warning: preflight checks skipped (--skip-checks)");
         return Ok(());
     }
-    let Ok(text) = std::fs::read_to_string(spec_file) else {
+    let Ok(text) = crate::spec::read_spec_text(spec_file) else {
         return Ok(());
     };
     let Ok(loaded) = crate::spec::load_str(&text, spec_file) else {

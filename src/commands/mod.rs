@@ -505,10 +505,7 @@ pub fn load_spec(file: &Path, io: &mut Io<'_>) -> Result<Loaded, CommandError> {
 /// Load a spec, printing its warnings; also return the text it was loaded from, so a saved
 /// plan hashes exactly the bytes it was computed from.
 pub fn load_spec_text(file: &Path, io: &mut Io<'_>) -> Result<(String, Loaded), CommandError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text = crate::spec::read_spec_text(file)?;
     let loaded = parse_spec(&text, file, io)?;
     Ok((text, loaded))
 }

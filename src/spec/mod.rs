@@ -50,12 +50,19 @@ pub struct Loaded {
 /// most 64 MiB, [`SpecError::Invalid`] with every problem
 /// found otherwise.
 pub fn load(file: &Path) -> Result<Loaded, SpecError> {
-    let text =
-        read::read_text_capped(file, read::MAX_SPEC_FILE).map_err(|problem| SpecError::Read {
-            file: file.to_path_buf(),
-            source: problem.into_io_error(),
-        })?;
-    load_str(&text, file)
+    load_str(&read_spec_text(file)?, file)
+}
+
+/// A spec file's text, read safely: a regular file of at most 64 MiB (a device, a FIFO or a
+/// `/proc` file is refused without being read in bulk).
+///
+/// # Errors
+/// [`SpecError::Read`] naming the file and why.
+pub fn read_spec_text(file: &Path) -> Result<String, SpecError> {
+    read::read_text_capped(file, read::MAX_SPEC_FILE).map_err(|problem| SpecError::Read {
+        file: file.to_path_buf(),
+        source: problem.into_io_error(),
+    })
 }
 
 /// Validate spec text; `file` only names it in messages and anchors relative paths.
