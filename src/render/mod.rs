@@ -309,7 +309,21 @@ pub fn stale_plan_text(file: &std::path::Path, drift: &[Drift], replan: &str) ->
 
 /// A plan for programs.
 pub fn plan_json(plan: &Plan) -> String {
-    let mut text = serde_json::to_string_pretty(plan)
+    // The plan as data, with the counts a script would otherwise have to tally (a replacement
+    // counts as one to add and one to destroy, as the text plan's last line does).
+    let (add, change, destroy) = plan.counts();
+    let document = match serde_json::to_value(plan) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert(
+                "counts".into(),
+                serde_json::json!({ "add": add, "change": change, "destroy": destroy }),
+            );
+            serde_json::Value::Object(fields)
+        }
+        Ok(other) => other,
+        Err(err) => serde_json::json!({ "error": err.to_string() }),
+    };
+    let mut text = serde_json::to_string_pretty(&document)
         .unwrap_or_else(|err| format!("{{\"error\": {:?}}}", err.to_string()));
     text.push('\n');
     text

@@ -263,6 +263,10 @@ async fn plan_json_is_versioned_data() {
     assert!(run.result.is_ok());
     let value: serde_json::Value = serde_json::from_str(&run.out).expect("valid JSON");
     assert_eq!(value["format_version"], 2);
+    assert_eq!(
+        value["counts"],
+        serde_json::json!({"add": 5, "change": 0, "destroy": 0})
+    );
     let actions: Vec<(&str, &str)> = value["changes"]
         .as_array()
         .unwrap()
