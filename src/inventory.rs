@@ -185,7 +185,7 @@ pub fn owned(
 
 /// The address of `ip=ADDR/PREFIX` in an `ipconfigN` value, without its prefix; `None` for
 /// `dhcp`, `auto` or no `ip`.
-fn static_ip(ipconfig: &str) -> Option<String> {
+pub fn static_ip(ipconfig: &str) -> Option<String> {
     let ip = ipconfig
         .split(',')
         .find_map(|part| part.strip_prefix("ip="))?;

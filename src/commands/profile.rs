@@ -138,21 +138,18 @@ pub fn load(requested: Option<&str>) -> Result<Option<Profile>, CommandError> {
     }))
 }
 
-/// Config and token files are small: read at most 64 KiB, and only regular files.
+/// Config and token files are small: read at most 64 KiB, and only regular files, as the spec
+/// reads the files it references.
 fn read_small(path: &Path) -> Result<String, CommandError> {
     const LIMIT: u64 = 64 * 1024;
-    let io_error = |source| CommandError::Io {
-        context: format!("cannot read {}", path.display()),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io_error)?;
-    if !meta.is_file() || meta.len() > LIMIT {
-        return Err(CommandError::Usage(format!(
-            "{}: not a regular file of at most 64 KiB",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path).map_err(io_error)
+    use crate::spec::read::{ReadProblem, read_text_capped};
+    read_text_capped(path, LIMIT).map_err(|problem| match problem {
+        ReadProblem::Io(source) => CommandError::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        },
+        other => CommandError::Usage(format!("{}: {other}", path.display())),
+    })
 }
 
 #[cfg(unix)]

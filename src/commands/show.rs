@@ -113,10 +113,9 @@ async fn agent_addresses(
                 .is_some_and(|m| m.key.kind == ResourceKind::Clone)
         })
         .filter(|vm| {
-            !vm.config.get("ipconfig0").is_some_and(|ip| {
-                ip.split(',')
-                    .any(|p| p.starts_with("ip=") && p != "ip=dhcp")
-            })
+            vm.config
+                .get("ipconfig0")
+                .is_none_or(|ipconfig| inventory::static_ip(ipconfig).is_none())
         })
         .filter(|vm| vm.config.contains_key("agent"))
         .map(|vm| {

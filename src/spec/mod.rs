@@ -5,7 +5,7 @@ mod error;
 mod layers;
 mod model;
 mod raw;
-mod read;
+pub(crate) mod read;
 mod validate;
 
 use std::path::Path;

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use proxfleet::commands::Connection;
 use proxfleet::sim::{SimConfig, SimHandle};
 
-use super::common::{apply, check, destroy, plan, quickstart_text, system_tool, write_spec};
+use super::common::{
+    apply, check, destroy, find_program, plan, quickstart_text, system_tool, write_spec,
+};
 
 const USER_DATA: &str =
     "#cloud-config\npackages:\n  - nginx\nruncmd:\n  - [systemctl, enable, --now, nginx]\n";
@@ -39,26 +41,8 @@ impl Drop for Sshd {
 }
 
 fn sshd_binary() -> PathBuf {
-    let candidates = [
-        PathBuf::from("/usr/sbin/sshd"),
-        PathBuf::from("/usr/local/sbin/sshd"),
-    ];
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .or_else(|| {
-            let out = Command::new("sh")
-                .args(["-c", "command -v sshd"])
-                .output()
-                .ok()?;
-            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (!path.is_empty()).then(|| PathBuf::from(path))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "sshd is not installed: these tests need a real OpenSSH server (apt-get install -y openssh-server)"
-            )
-        })
+    // `Sshd::start` asked `system_tool` first, which looks in the same places.
+    find_program("sshd").expect("sshd is installed")
 }
 
 fn keygen(path: &Path) {
