@@ -144,21 +144,10 @@ fn sim_serve_tls_is_a_real_https_server_other_processes_can_verify() {
         dir.path().join("proxfleet.yaml"),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let ca = dir.path().join("ca.pem");
     let token = "ops@pve!ci=1b6f1c52-0c8e-4d5f-9a3b-7e2d4c6f8a90";
-    let mut server = Command::new(env!("CARGO_BIN_EXE_proxfleet"))
-        .args([
-            "sim",
-            "serve",
-            "--tls",
-            "--listen",
-            &listen,
+    let server = sim_serve_tls(
+        dir.path(),
+        &[
             "--token",
             token,
             // The privileges proxfleet documents it needs, and no more.
@@ -168,17 +157,9 @@ fn sim_serve_tls_is_a_real_https_server_other_processes_can_verify() {
             "/:Proxfleet:ops@pve",
             "--task-ms",
             "5",
-            "--ca-file",
-        ])
-        .arg(&ca)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sim serve starts");
-    // Wait until it listens and has written the certificate.
-    let ready = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        ca.exists() && std::net::TcpStream::connect(&listen).is_ok()
-    });
+        ],
+    );
+    let (listen, ca, ready) = (&server.listen, &server.ca, server.ready);
     let run = |ca_file: Option<&std::path::Path>, args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxfleet"));
         cmd.args(args)
@@ -192,10 +173,9 @@ fn sim_serve_tls_is_a_real_https_server_other_processes_can_verify() {
         cmd.output().unwrap()
     };
     let untrusted = ready.then(|| run(None, &["plan"]));
-    let applied = ready.then(|| run(Some(&ca), &["apply", "--auto-approve"]));
-    let planned = ready.then(|| run(Some(&ca), &["plan"]));
-    let _ = server.kill();
-    let _ = server.wait();
+    let applied = ready.then(|| run(Some(ca), &["apply", "--auto-approve"]));
+    let planned = ready.then(|| run(Some(ca), &["plan"]));
+    drop(server);
     assert!(ready, "sim serve --tls did not come up");
     let untrusted = untrusted.unwrap();
     assert_eq!(

@@ -301,3 +301,51 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
 }
+
+/// `proxfleet sim serve --tls` on a free loopback port, as another process: `extra` arguments
+/// added (tokens, roles, ACLs, task durations), its certificate written to `dir/ca.pem`.
+/// Killed when dropped.
+pub struct TlsSim {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub listen: String,
+    /// The certificate clients trust.
+    pub ca: PathBuf,
+    /// Whether it listened, with its certificate written, within 5 s.
+    pub ready: bool,
+}
+
+impl Drop for TlsSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start a [`TlsSim`] and wait (at most 5 s) until it listens.
+pub fn sim_serve_tls(dir: &Path, extra: &[&str]) -> TlsSim {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let ca = dir.join("ca.pem");
+    let child = Command::new(env!("CARGO_BIN_EXE_proxfleet"))
+        .args(["sim", "serve", "--tls", "--listen", &listen])
+        .args(extra)
+        .arg("--ca-file")
+        .arg(&ca)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sim serve starts");
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        ca.exists() && std::net::TcpStream::connect(&listen).is_ok()
+    });
+    TlsSim {
+        child,
+        listen,
+        ca,
+        ready,
+    }
+}

@@ -2,11 +2,12 @@
 //! to a plain HTTP port and `http://` to a TLS one, an untrusted certificate, a server that is
 //! not Proxmox VE, an endpoint without a scheme, an unreadable CA file.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use proxfleet::pve::{ApiToken, ClientConfig, PveClient};
 use proxfleet::sim::{SimConfig, SimHandle};
+
+use super::common::sim_serve_tls;
 
 const TOKEN: &str = "ops@pve!ci=1b6f1c52-0c8e-4d5f-9a3b-7e2d4c6f8a90";
 
@@ -25,13 +26,6 @@ fn client(endpoint: &str, ca_file: Option<std::path::PathBuf>) -> Result<PveClie
 async fn version_error(endpoint: &str) -> String {
     let client = client(endpoint, None).expect("client");
     client.version().await.expect_err("must fail").to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[tokio::test]
@@ -104,32 +98,8 @@ async fn a_server_that_is_not_proxmox_is_named_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_to_a_tls_port_and_an_untrusted_certificate_say_what_to_do() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let ca = dir.path().join("ca.pem");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_proxfleet"))
-        .args([
-            "sim",
-            "serve",
-            "--tls",
-            "--listen",
-            &listen,
-            "--token",
-            TOKEN,
-            "--ca-file",
-        ])
-        .arg(&ca)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sim serve starts");
-    let mut ready = false;
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if ca.exists() && std::net::TcpStream::connect(&listen).is_ok() {
-            ready = true;
-            break;
-        }
-    }
+    let server = sim_serve_tls(dir.path(), &["--token", TOKEN]);
+    let (listen, ca, ready) = (server.listen.clone(), server.ca.clone(), server.ready);
     let plain = if ready {
         Some(version_error(&format!("http://{listen}")).await)
     } else {
@@ -150,8 +120,7 @@ async fn http_to_a_tls_port_and_an_untrusted_certificate_say_what_to_do() {
     } else {
         None
     };
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(ready, "sim serve --tls did not come up");
     let plain = plain.expect("ran");
     assert!(plain.contains(&format!("http://{listen}")), "{plain}");
