@@ -3,7 +3,7 @@
 //! (`mode: upload`); and the files of an image the plan deletes.
 
 use super::change::{ChangeRun, StepError};
-use super::task::Allocation;
+use super::storage_gate::Allocation;
 use crate::graph::DesiredImage;
 use crate::pve::{DownloadRequest, UploadRequest};
 use crate::spec::ImageMode;

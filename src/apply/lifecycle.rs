@@ -11,7 +11,7 @@ use backon::ExponentialBuilder;
 
 use super::change::{ChangeRun, ObservedVm, StepError};
 use super::poll::{PollLimits, Polled, poll_until};
-use super::task::Allocation;
+use super::storage_gate::Allocation;
 use crate::graph::{DesiredVm, Recipe};
 use crate::pve::{CloneRequest, PveError};
 

@@ -14,6 +14,7 @@ mod images;
 mod lifecycle;
 pub(crate) mod poll;
 mod schedule;
+mod storage_gate;
 mod task;
 mod update;
 
@@ -31,7 +32,7 @@ use crate::pve::PveClient;
 use crate::state::{ActualState, ActualVm};
 use change::{ChangeRun, ObservedVm};
 use schedule::{NotRun, Parked, Walk};
-pub use task::StorageGate;
+pub use storage_gate::StorageGate;
 
 /// How apply runs.
 #[derive(Debug, Clone)]
