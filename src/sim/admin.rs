@@ -179,6 +179,20 @@ impl SimHandle {
         })
     }
 
+    /// Write `contents` into a volume, as a guest writing to its disk would: the token a test
+    /// later finds on the same volume, whatever it is called by then.
+    ///
+    /// # Errors
+    /// No such volume.
+    pub fn write_volume(&self, volid: &str, contents: &str) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            let volume = cluster.volumes.iter_mut().find(|v| v.volid == volid);
+            let volume = volume.ok_or_else(|| SimError::Admin(format!("no volume {volid}")))?;
+            volume.contents = contents.to_string();
+            Ok(())
+        })
+    }
+
     /// Move a VM to another node by hand (as a migration would).
     ///
     /// # Errors

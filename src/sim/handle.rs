@@ -197,6 +197,7 @@ impl SimHandle {
                     size: v.size,
                     notes: v.notes.clone(),
                     parent: v.parent.clone(),
+                    contents: v.contents.clone(),
                 })
                 .collect()
         })

@@ -272,4 +272,7 @@ pub struct SimVolume {
     pub notes: Option<String>,
     /// Base volume of a linked clone.
     pub parent: Option<String>,
+    /// What it holds, as a token (new on allocation, copied by a full clone, kept through a
+    /// rename or reassign).
+    pub contents: String,
 }

@@ -65,6 +65,11 @@ pub(crate) struct Volume {
     /// Known digests of the file, by algorithm.
     pub checksums: BTreeMap<String, String>,
     pub ctime: u64,
+    /// What the volume holds, as a token: set when it is allocated, copied by a full clone,
+    /// written by hand (`SimHandle::write_volume`), kept through a rename, so a test can tell
+    /// the same volume from a new one with the same name.
+    #[serde(default)]
+    pub contents: String,
 }
 
 impl Volume {
@@ -91,6 +96,7 @@ impl Volume {
             parent: None,
             notes: None,
             checksums,
+            contents: String::new(),
             ctime: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -120,6 +126,7 @@ impl Volume {
             parent,
             notes: None,
             checksums: BTreeMap::new(),
+            contents: format!("blank-{}", hex::encode(rand::random::<[u8; 6]>())),
             ctime: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

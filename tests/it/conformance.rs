@@ -23,7 +23,7 @@ const ED25519_KEY: &str = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6
 const TWO_KEYS: &str = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAINeA4p1Q2dIqor6pOI1wJK37hZeBNvahZhylneTi%2B5ph%20ops%40example.com%0Assh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIBVtWQ0e2i6rjkIh6Q4tYx1hXvNq4pM0o7u2f8s3k9dZ";
 
 /// One request: what it shows, method, path (under `/api2/json`), parameters.
-type Case = (
+pub(super) type Case = (
     &'static str,
     &'static str,
     &'static str,
@@ -198,7 +198,7 @@ async fn wait_task(api: &Api, upid: &str) -> String {
 }
 
 /// Run an endpoint's cases in order and render the table.
-async fn run(cases: &[Case]) -> String {
+pub(super) async fn run(cases: &[Case]) -> String {
     let (_sim, api) = fixture().await;
     let mut out = String::new();
     for (name, method, path, params) in cases {

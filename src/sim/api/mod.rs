@@ -92,6 +92,10 @@ fn routes() -> Vec<(&'static str, Handler)> {
         ),
         ("PUT /nodes/{node}/qemu/{vmid}/resize", qemu::disks::resize),
         (
+            "POST /nodes/{node}/qemu/{vmid}/move_disk",
+            qemu::disks::move_disk,
+        ),
+        (
             "POST /nodes/{node}/qemu/{vmid}/template",
             qemu::clone::template,
         ),
@@ -119,6 +123,10 @@ fn routes() -> Vec<(&'static str, Handler)> {
         (
             "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
             qemu::agent::network_get_interfaces,
+        ),
+        (
+            "POST /nodes/{node}/qemu/{vmid}/agent/ping",
+            qemu::agent::ping,
         ),
         ("DELETE /nodes/{node}/qemu/{vmid}", qemu::destroy_vm),
         ("GET /nodes/{node}/tasks/{upid}/status", tasks::task_status),

@@ -1,4 +1,4 @@
-//! The QEMU guest agent, as far as the simulator plays it: `network-get-interfaces`, with
+//! The QEMU guest agent, as far as the simulator plays it: `network-get-interfaces` and `ping`, with
 //! qemu-server's availability checks first (`PVE::QemuServer::Agent::assert_agent_available`:
 //! an `agent` option, a running VM, an agent that answers) and the agent's own JSON under
 //! `data.result`. A guest's agent answers once the VM has been running for the simulator's
@@ -13,9 +13,23 @@ use super::super::request::ApiCall;
 use super::super::{ApiError, Reply, data};
 use super::vm_on;
 use crate::sim::propstr::{NIC_MODELS, Props};
+use crate::sim::state::Vm;
 
 /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`.
 pub(crate) fn network_get_interfaces(call: &ApiCall) -> Reply {
+    agent_answer(
+        call,
+        |vmid, vm| json!({ "result": interfaces(vmid, &vm.config) }),
+    )
+}
+
+/// `POST /nodes/{node}/qemu/{vmid}/agent/ping`: the agent's `guest-ping`, an empty result.
+pub(crate) fn ping(call: &ApiCall) -> Reply {
+    agent_answer(call, |_, _| json!({ "result": {} }))
+}
+
+/// qemu-server's availability checks before any agent command, then its answer.
+fn agent_answer(call: &ApiCall, answer: impl FnOnce(u32, &Vm) -> Value) -> Reply {
     let node = call.node();
     let vmid = call.vmid();
     let booted = call.shared.booted_for(vmid);
@@ -33,7 +47,7 @@ pub(crate) fn network_get_interfaces(call: &ApiCall) -> Reply {
         if !enabled || booted.is_some_and(|up| up < call.shared.config.agent_boot_delay) {
             return Err(ApiError::fail("QEMU guest agent is not running"));
         }
-        data(json!({ "result": interfaces(vmid, &vm.config) }))
+        data(answer(vmid, vm))
     })
 }
 

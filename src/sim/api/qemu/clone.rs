@@ -307,6 +307,9 @@ fn clone_disk(
         parent,
     );
     volume.virtual_size = source.virtual_size;
+    if full {
+        volume.contents = source.contents.clone();
+    }
     c.volumes.push(volume);
     allocated.push(new_volid.clone());
     props.first = Some(new_volid);

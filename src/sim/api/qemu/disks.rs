@@ -1,11 +1,15 @@
-//! Disks (`API2/Qemu.pm` `resize_vm`, `PVE::QemuServer::create_disks`): where a new disk may
-//! go, allocating it (or importing it with `import-from`), and growing it.
+//! Disks (`API2/Qemu.pm` `resize_vm`, `move_vm_disk`, `PVE::QemuServer::create_disks`): where a
+//! new disk may go, allocating it (or importing it with `import-from`), growing it, and
+//! reassigning it to another VM (`move_disk` with `target-vmid`).
 
 use std::sync::Arc;
 
+use serde_json::json;
+
 use super::super::request::ApiCall;
-use super::super::{ApiError, Params, Reply};
-use super::{check_digest, is_disk_key, start_vm_task};
+use super::super::tasks::start_task;
+use super::super::{ApiError, Params, Reply, data};
+use super::{TaskOutcome, check_digest, is_disk_key, start_vm_task};
 use crate::sim::propstr::{Props, parse_size, print_size};
 use crate::sim::state::{Cluster, Volume};
 
@@ -229,4 +233,257 @@ pub(crate) fn resize(call: &ApiCall) -> Reply {
             })
         })
     })
+}
+
+/// What a disk reassign moves, settled by `check_reassign`.
+struct Reassign {
+    /// The source disk's value in its config.
+    value: String,
+    /// The volume it names.
+    volid: String,
+}
+
+/// The key of an unused-volume entry (`unused0`): a plain volume id, no drive options.
+fn is_unused_key(key: &str) -> bool {
+    key.strip_prefix("unused")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Storages whose plugin has the `rename` feature for a current (not base) volume
+/// (pve-storage `Plugin.pm` and `LvmThinPlugin.pm` `volume_has_feature`).
+fn can_rename(kind: &str) -> bool {
+    matches!(
+        kind,
+        "dir" | "nfs" | "cifs" | "btrfs" | "lvm" | "lvmthin" | "zfspool" | "rbd"
+    )
+}
+
+/// qemu-server's `$load_and_check_reassign_configs` (`API2/Qemu.pm` `move_vm_disk`), run once
+/// before the task forks and again inside it, under the lock of both configs: both VMs exist
+/// on one node, neither is locked or a template, the digests match, the source disk exists
+/// and the target key is free, the volume is a managed one that its storage can rename, and a
+/// running source gives up only an unused volume.
+fn check_reassign(c: &Cluster, params: &ReassignParams) -> Result<Reassign, String> {
+    let ReassignParams {
+        vmid,
+        target_vmid,
+        disk,
+        target_disk,
+        ..
+    } = params;
+    let source = c
+        .vms
+        .get(vmid)
+        .ok_or_else(|| format!("could not find VM {vmid}"))?;
+    let target = c
+        .vms
+        .get(target_vmid)
+        .ok_or_else(|| format!("could not find target VM {target_vmid}"))?;
+    if source.node != target.node {
+        return Err(format!(
+            "Both VMs need to be on the same node ({} != {})",
+            source.node, target.node
+        ));
+    }
+    for vm in [source, target] {
+        if let Some(lock) = vm.lock() {
+            return Err(format!("VM is locked ({lock})"));
+        }
+    }
+    if source.is_template() || target.is_template() {
+        return Err("Can't move disks from or to template VMs".into());
+    }
+    // pve-common `PVE::Tools::assert_if_modified`, prefixed with the VM it checked.
+    for (vm, digest) in [(source, &params.digest), (target, &params.target_digest)] {
+        if digest.as_ref().is_some_and(|d| *d != vm.digest()) {
+            return Err(format!(
+                "VM {}: detected modified configuration - file changed by other user? Try again.",
+                vm.vmid
+            ));
+        }
+    }
+    let Some(value) = source.config.get(disk.as_str()).cloned() else {
+        return Err(format!("Disk '{disk}' for VM '{vmid}' does not exist"));
+    };
+    if target.config.contains_key(target_disk.as_str()) {
+        return Err(format!(
+            "Target disk key '{target_disk}' is already in use for VM '{target_vmid}'"
+        ));
+    }
+    let props = Props::parse(&value, "file");
+    let volid = props.first.clone().unwrap_or_default();
+    if volid.is_empty() || volid == "none" {
+        return Err(format!("disk '{disk}' has no associated volume"));
+    }
+    if props.rest.get("media").map(String::as_str) == Some("cdrom") || volid == "cdrom" {
+        return Err("CD drive contents can't be moved to another VM".into());
+    }
+    let Some(volume) = c.find_volume(&source.node, &volid) else {
+        return Err(format!("Volume '{volid}' not managed by PVE"));
+    };
+    let renamable = c
+        .storage(&volume.storage)
+        .is_some_and(|s| can_rename(&s.kind))
+        && !volid.contains(&format!("base-{vmid}-disk-"));
+    if !renamable {
+        return Err("Storage does not support moving of this disk to another VM".into());
+    }
+    if source.running && !is_unused_key(disk) {
+        return Err(
+            "Cannot move disk to another VM while the source VM is running - detach first".into(),
+        );
+    }
+    Ok(Reassign { value, volid })
+}
+
+/// The same error on `target-vmid` and `storage`, as `raise_param_exc` gets it.
+fn both_params(msg: &str) -> std::collections::BTreeMap<String, String> {
+    ["target-vmid", "storage"]
+        .map(|key| (key.to_string(), msg.to_string()))
+        .into_iter()
+        .collect()
+}
+
+/// The parameters of a reassign, read once from the request.
+#[derive(Clone)]
+struct ReassignParams {
+    vmid: u32,
+    target_vmid: u32,
+    disk: String,
+    target_disk: String,
+    digest: Option<String>,
+    target_digest: Option<String>,
+}
+
+/// `POST …/move_disk` (qemu-server `API2/Qemu.pm` `move_vm_disk`). Only the reassign to
+/// another VM (`target-vmid`) is simulated: moving to another storage is answered as not
+/// implemented rather than faked.
+pub(crate) fn move_disk(call: &ApiCall) -> Reply {
+    let storage = call.get("storage");
+    let target_vmid = call.get("target-vmid").and_then(|v| v.parse::<u32>().ok());
+    let Some(target_vmid) = target_vmid else {
+        if storage.is_some() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_IMPLEMENTED,
+                "moving a disk to another storage is not simulated",
+            ));
+        }
+        let msg = "both 'storage' and 'target-vmid' missing, either needs to be set";
+        return Err(ApiError::params(both_params(msg)));
+    };
+    if storage.is_some() {
+        let msg = "either set 'storage' or 'target-vmid', but not both";
+        return Err(ApiError::params(both_params(msg)));
+    }
+    let vmid = call.vmid();
+    if call.user != "root@pam" {
+        call.require(&format!("/vms/{target_vmid}"), &["VM.Config.Disk"])?;
+    }
+    if vmid == target_vmid {
+        return Err(ApiError::param(
+            "target-vmid",
+            "must be different than source VMID to reassign disk",
+        ));
+    }
+    let disk = call.req("disk").to_string();
+    let params = ReassignParams {
+        vmid,
+        target_vmid,
+        target_disk: call.get("target-disk").unwrap_or(&disk).to_string(),
+        disk,
+        digest: call.get("digest").map(str::to_string),
+        target_digest: call.get("target-digest").map(str::to_string),
+    };
+    let node = call.node();
+    let shared = Arc::clone(&call.shared);
+    call.shared.mutate(|c| {
+        let reassign = check_reassign(c, &params).map_err(ApiError::fail)?;
+        let storage = reassign.volid.split(':').next().unwrap_or_default();
+        call.require(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
+        let id = format!(
+            "{vmid}-{}>{target_vmid}-{}",
+            params.disk, params.target_disk
+        );
+        let work = async move { shared.mutate(|c| reassign_disk(c, &params)) };
+        data(json!(start_task(call, c, &node, "qmmove", &id, work)))
+    })
+}
+
+/// The reassign itself, in the task: the checks again under both config locks, the volume
+/// renamed to the target's next free disk name (`PVE::Storage::rename_volume`, which keeps a
+/// linked clone's base), the entry removed from the source (and its boot order) and written to
+/// the target under `target-disk`.
+fn reassign_disk(c: &mut Cluster, params: &ReassignParams) -> TaskOutcome {
+    let Reassign { value, volid } = check_reassign(c, params)?;
+    let ReassignParams {
+        vmid,
+        target_vmid,
+        disk,
+        target_disk,
+        ..
+    } = params;
+    let node = c
+        .vms
+        .get(vmid)
+        .map(|vm| vm.node.clone())
+        .unwrap_or_default();
+    let mut log = vec![format!(
+        "reassign disk '{disk}' from VM '{vmid}' as '{target_disk}' to VM '{target_vmid}'"
+    )];
+    let (storage, volname) = volid.split_once(':').unwrap_or_default();
+    let (plain, _) = c.next_disk_volid(&node, storage, *target_vmid);
+    let new_name = plain
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let file_based = c.storage(storage).is_some_and(|s| s.file_based());
+    // A linked clone's volume keeps its base: `base-9000-disk-0/vm-101-disk-0` on LVM-thin,
+    // `9000/base-9000-disk-0.qcow2/101/vm-101-disk-0.qcow2` on a directory.
+    let base = volname.rsplit_once('/').map(|(dir, _)| dir).filter(|_| {
+        c.find_volume(&node, &volid)
+            .is_some_and(|v| v.parent.is_some())
+    });
+    let new_volid = match (base, file_based) {
+        (Some(base), true) => {
+            let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+            format!("{storage}:{base}/{target_vmid}/{new_name}")
+        }
+        (Some(base), false) => format!("{storage}:{base}/{new_name}"),
+        (None, true) => format!("{storage}:{target_vmid}/{new_name}"),
+        (None, false) => format!("{storage}:{new_name}"),
+    };
+    if c.find_volume(&node, &new_volid).is_some() {
+        return Err(format!("target volume '{new_name}' already exists"));
+    }
+    if let Some(volume) = c.find_volume_mut(&node, &volid) {
+        volume.volid = new_volid.clone();
+        volume.vmid = Some(*target_vmid);
+    }
+    let mut props = Props::parse(&value, "file");
+    props.first = Some(new_volid.clone());
+    let target_value = if is_unused_key(target_disk) {
+        new_volid
+    } else {
+        props.print()
+    };
+    if let Some(source) = c.vms.get_mut(vmid) {
+        if let Some(boot) = source.config.get("boot").cloned() {
+            let order = boot.strip_prefix("order=").unwrap_or_default();
+            let devices: Vec<&str> = order.split(';').filter(|d| !d.is_empty()).collect();
+            if devices.contains(&disk.as_str()) {
+                log.push(format!("removing disk '{disk}' from boot order config"));
+                let kept: Vec<&str> = devices.into_iter().filter(|d| d != disk).collect();
+                source
+                    .config
+                    .insert("boot".into(), format!("order={}", kept.join(";")));
+            }
+        }
+        source.config.remove(disk.as_str());
+        log.push(format!("removing disk '{disk}' from VM '{vmid}' config"));
+    }
+    if let Some(target) = c.vms.get_mut(target_vmid) {
+        target.config.insert(target_disk.clone(), target_value);
+    }
+    Ok(log)
 }
