@@ -265,3 +265,55 @@ async fn a_reassign_rechecks_under_the_lock_and_fails_its_task_when_the_target_g
     let volumes = sim.volumes();
     assert!(volumes.iter().any(|v| v.volid == "local-lvm:vm-400-disk-1"));
 }
+
+#[tokio::test]
+async fn a_running_vm_gives_up_an_unused_volume_and_the_target_gets_a_plain_volume_id() {
+    let (sim, api) = Api::start(fast()).await;
+    for vmid in ["500", "501"] {
+        let exit = api
+            .task(
+                "POST",
+                "/nodes/pve1/qemu",
+                &[("vmid", vmid), ("scsi0", "local-lvm:1")],
+            )
+            .await;
+        assert_eq!(exit, "OK");
+    }
+    let exit = api
+        .task(
+            "POST",
+            "/nodes/pve1/qemu/500/config",
+            &[("scsi1", "local-lvm:3")],
+        )
+        .await;
+    assert_eq!(exit, "OK");
+    assert_eq!(
+        api.task("POST", "/nodes/pve1/qemu/500/status/start", &[])
+            .await,
+        "OK"
+    );
+    // Detached by hand, as `qm set 500 --delete scsi1` leaves it: an unused entry.
+    sim.set_vm_config(500, "scsi1", None).unwrap();
+    sim.set_vm_config(500, "unused0", Some("local-lvm:vm-500-disk-1"))
+        .unwrap();
+    sim.write_volume("local-lvm:vm-500-disk-1", "logs").unwrap();
+
+    let exit = api
+        .task(
+            "POST",
+            "/nodes/pve1/qemu/500/move_disk",
+            &[("disk", "unused0"), ("target-vmid", "501")],
+        )
+        .await;
+    assert_eq!(exit, "OK");
+    let vms = sim.vms();
+    let config = |vmid: u32| &vms.iter().find(|vm| vm.vmid == vmid).unwrap().config;
+    assert!(!config(500).contains_key("unused0"));
+    assert_eq!(config(501)["unused0"], "local-lvm:vm-501-disk-1");
+    let volumes = sim.volumes();
+    let moved = volumes
+        .iter()
+        .find(|v| v.volid == "local-lvm:vm-501-disk-1")
+        .unwrap();
+    assert_eq!(moved.contents, "logs");
+}
