@@ -317,3 +317,64 @@ async fn a_running_vm_gives_up_an_unused_volume_and_the_target_gets_a_plain_volu
         .unwrap();
     assert_eq!(moved.contents, "logs");
 }
+
+/// Tokens with disk rights on VM 600 only; on all VMs; on all VMs and space on `local-lvm`.
+const ONE_VM: &str = "one@pve!ci=11111111-2222-4333-8444-000000000007";
+const ALL_VMS: &str = "vms@pve!ci=11111111-2222-4333-8444-000000000008";
+const WITH_SPACE: &str = "space@pve!ci=11111111-2222-4333-8444-000000000009";
+
+#[tokio::test]
+async fn a_reassign_needs_disk_rights_on_both_vms_and_space_on_the_storage() {
+    let acl = |text: &str| proxfleet::sim::AclEntry::parse(text).unwrap();
+    let (_sim, api) = Api::start(SimConfig {
+        tokens: [proxfleet::sim::DEFAULT_TOKEN, ONE_VM, ALL_VMS, WITH_SPACE]
+            .map(str::to_string)
+            .to_vec(),
+        acls: vec![
+            acl("/vms/600:PVEVMAdmin:one@pve"),
+            acl("/vms:PVEVMAdmin:vms@pve"),
+            acl("/vms:PVEVMAdmin:space@pve"),
+            acl("/storage/local-lvm:PVEDatastoreUser:space@pve"),
+        ],
+        ..fast()
+    })
+    .await;
+    for vmid in ["600", "601"] {
+        let exit = api
+            .task(
+                "POST",
+                "/nodes/pve1/qemu",
+                &[("vmid", vmid), ("scsi0", "local-lvm:1")],
+            )
+            .await;
+        assert_eq!(exit, "OK");
+    }
+    let reassign = [
+        ("disk", "scsi0"),
+        ("target-vmid", "601"),
+        ("target-disk", "scsi1"),
+    ];
+    let path = "/nodes/pve1/qemu/600/move_disk";
+    let message =
+        |body: &serde_json::Value| body["message"].as_str().unwrap_or_default().to_string();
+
+    let (status, body) = api.as_token(ONE_VM).call("POST", path, &reassign).await;
+    assert_eq!(
+        (status, message(&body)),
+        (
+            403,
+            "Permission check failed (/vms/601, VM.Config.Disk)\n".into()
+        )
+    );
+    let (status, body) = api.as_token(ALL_VMS).call("POST", path, &reassign).await;
+    assert_eq!(
+        (status, message(&body)),
+        (
+            403,
+            "Permission check failed (/storage/local-lvm, Datastore.AllocateSpace)\n".into()
+        )
+    );
+    let (status, body) = api.as_token(WITH_SPACE).call("POST", path, &reassign).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(api.wait(body["data"].as_str().unwrap()).await, "OK");
+}
