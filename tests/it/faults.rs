@@ -174,8 +174,9 @@ async fn parallel_clones_never_time_out_on_the_storage_lock() {
         )
     };
 
-    // Unthrottled, the burst hits the lock's time-out (retries may still get through).
-    let (_, timeouts, _) = run(16).await;
+    // Unthrottled (a slot is a volume: 64 slots let all twelve four-volume clones through at
+    // once), the burst hits the lock's time-out (retries may still get through).
+    let (_, timeouts, _) = run(64).await;
     assert!(timeouts > 0, "the simulator models the storage lock");
     // Throttled per storage: every clone made, not one lock time-out.
     let (failed, timeouts, vms) = run(4).await;

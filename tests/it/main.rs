@@ -4,6 +4,7 @@
 mod agent;
 mod architecture;
 mod cli;
+mod cluster;
 mod common;
 mod conformance;
 mod connect;
