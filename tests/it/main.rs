@@ -3,6 +3,7 @@
 
 mod agent;
 mod architecture;
+mod chaos;
 mod cli;
 mod cluster;
 mod common;
