@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use crate::graph::{BuildRecipe, DesiredVm, Recipe};
-use crate::ownership::ResourceKey;
 use crate::plan::{
     Action, Change, Conflict, HandEdit, Holder, NamedVm, Operation, PowerState, Problem, Reason,
 };
@@ -396,15 +395,4 @@ fn template_drift(build: &BuildRecipe, current: &ActualVm) -> Vec<Reason> {
         }
     }
     reasons
-}
-
-/// The keys of the project's VMs, found once rather than by a scan per resource.
-pub(super) fn owned_by_key<'a>(
-    actual: &'a ActualState,
-    project: &'a str,
-) -> BTreeMap<&'a ResourceKey, &'a ActualVm> {
-    actual
-        .owned_vms(project)
-        .filter_map(|vm| vm.marker.as_ref().map(|m| (&m.key, vm)))
-        .collect()
 }
