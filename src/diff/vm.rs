@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::graph::{BuildRecipe, DesiredVm, Recipe};
+use crate::ownership::description_to_write;
 use crate::plan::{
     Action, Change, Conflict, HandEdit, Holder, NamedVm, Operation, PowerState, Problem, Reason,
 };
@@ -201,18 +202,7 @@ impl<'a> VmDiff<'a> {
         let mut operations: Vec<Operation> = vm
             .settings
             .iter()
-            .filter(|(option, want)| {
-                !same_value(
-                    option,
-                    current.config.get(option.as_str()).map(String::as_str),
-                    want,
-                )
-            })
-            .map(|(option, want)| Operation::SetOption {
-                name: option.clone(),
-                old: current.config.get(option).cloned(),
-                new: want.clone(),
-            })
+            .filter_map(|(option, want)| set_option(option, current.config.get(option), want))
             .collect();
         if let Some((slot, size)) = &vm.disk_grow {
             let observed = current
@@ -333,6 +323,24 @@ impl<'a> VmDiff<'a> {
         }
         Ok(operations)
     }
+}
+
+/// The write that gives `option` the value `want` over `seen`, if it needs one: the
+/// description by its own rule (the operator's Notes are kept, see
+/// `ownership::description_to_write`), every other option when its value differs.
+pub(super) fn set_option(option: &str, seen: Option<&String>, want: &str) -> Option<Operation> {
+    let new = if option == "description" {
+        description_to_write(seen.map(String::as_str), want)?
+    } else if same_value(option, seen.map(String::as_str), want) {
+        return None;
+    } else {
+        want.to_string()
+    };
+    Some(Operation::SetOption {
+        name: option.to_string(),
+        old: seen.cloned(),
+        new,
+    })
 }
 
 /// A template is its recipe: options edited by hand since the build are drift, and so is a
