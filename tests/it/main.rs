@@ -31,5 +31,6 @@ mod requests;
 mod retries;
 mod seed;
 mod sim;
+mod sim_pending;
 mod snippets;
 mod spec;
