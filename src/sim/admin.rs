@@ -64,6 +64,11 @@ impl SimHandle {
         }
     }
 
+    /// How many times request rules fired since the start.
+    pub fn faults_fired(&self) -> u64 {
+        self.shared.faults.lock().map_or(0, |faults| faults.fired())
+    }
+
     /// Remove every request rule.
     pub fn clear_faults(&self) {
         if let Ok(mut faults) = self.shared.faults.lock() {

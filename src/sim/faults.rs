@@ -275,6 +275,8 @@ fn segment_match(pattern: &str, text: &str) -> bool {
 pub(crate) struct Faults {
     rules: Vec<Fault>,
     rng: StdRng,
+    /// Requests a rule fired on, since the start: how a test knows its fault struck.
+    fired: u64,
 }
 
 /// What a request suffers, all matching rules together.
@@ -291,7 +293,13 @@ impl Faults {
         Faults {
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
+            fired: 0,
         }
+    }
+
+    /// How many times a rule fired.
+    pub fn fired(&self) -> u64 {
+        self.fired
     }
 
     pub fn add(&mut self, fault: Fault) {
@@ -331,6 +339,7 @@ impl Faults {
                 }
                 _ => false,
             };
+            self.fired += u64::from(fired);
             if fired && let Some(times) = &mut rule.times {
                 *times -= 1;
             }

@@ -24,7 +24,7 @@ fn sim_serve_nodes_3() -> SimConfig {
 }
 
 /// What the binary does for `proxfleet apply --auto-approve`: the preflight gate, then apply.
-async fn checked_apply(conn: &Connection, spec: &std::path::Path) -> (bool, String) {
+pub(crate) async fn checked_apply(conn: &Connection, spec: &std::path::Path) -> (bool, String) {
     let args = apply_args(spec);
     let mut out = Vec::new();
     let mut err = Vec::new();
