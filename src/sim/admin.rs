@@ -65,8 +65,17 @@ impl SimHandle {
     }
 
     /// How many times request rules fired since the start.
-    pub fn faults_fired(&self) -> u64 {
-        self.shared.faults.lock().map_or(0, |faults| faults.fired())
+    pub fn faults_fired(&self) -> usize {
+        self.fired_faults().len()
+    }
+
+    /// Every time a request rule fired since the start, in order.
+    pub fn fired_faults(&self) -> Vec<super::Fired> {
+        self.shared
+            .faults
+            .lock()
+            .map(|faults| faults.fired().to_vec())
+            .unwrap_or_default()
     }
 
     /// Remove every request rule.

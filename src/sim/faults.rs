@@ -275,8 +275,20 @@ fn segment_match(pattern: &str, text: &str) -> bool {
 pub(crate) struct Faults {
     rules: Vec<Fault>,
     rng: StdRng,
-    /// Requests a rule fired on, since the start: how a test knows its fault struck.
-    fired: u64,
+    /// Every time a rule fired, since the start: how a test knows its fault struck, and how
+    /// the fault figures tell a handled write from one that never happened.
+    fired: Vec<Fired>,
+}
+
+/// A rule that fired on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    /// HTTP method of the request.
+    pub method: String,
+    /// Its API path (after `/api2/json`).
+    pub path: String,
+    /// What it suffered: `latency`, `error`, `drop-before`, `drop-after` or `task-error`.
+    pub action: &'static str,
 }
 
 /// What a request suffers, all matching rules together.
@@ -293,13 +305,13 @@ impl Faults {
         Faults {
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
-            fired: 0,
+            fired: Vec::new(),
         }
     }
 
-    /// How many times a rule fired.
-    pub fn fired(&self) -> u64 {
-        self.fired
+    /// Every time a rule fired.
+    pub fn fired(&self) -> &[Fired] {
+        &self.fired
     }
 
     pub fn add(&mut self, fault: Fault) {
@@ -323,25 +335,31 @@ impl Faults {
             let fired = match &rule.action {
                 FaultAction::Latency(d) => {
                     effects.latency += *d;
-                    true
+                    Some("latency")
                 }
                 FaultAction::Error { status, message } if effects.error.is_none() => {
                     effects.error = Some((*status, message.clone()));
-                    true
+                    Some("error")
                 }
                 FaultAction::Drop { after } if effects.drop.is_none() => {
                     effects.drop = Some(*after);
-                    true
+                    Some(if *after { "drop-after" } else { "drop-before" })
                 }
                 FaultAction::TaskError(message) if effects.task_error.is_none() => {
                     effects.task_error = Some(message.clone());
-                    true
+                    Some("task-error")
                 }
-                _ => false,
+                _ => None,
             };
-            self.fired += u64::from(fired);
-            if fired && let Some(times) = &mut rule.times {
-                *times -= 1;
+            if let Some(action) = fired {
+                self.fired.push(Fired {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    action,
+                });
+                if let Some(times) = &mut rule.times {
+                    *times -= 1;
+                }
             }
         }
         effects
