@@ -141,3 +141,58 @@ async fn thirty_full_clones_of_a_four_volume_template_never_time_out_on_the_stor
         "faster than the lock allows: the model is off"
     );
 }
+
+/// The simulator locks allocations as pve-storage does: a shared storage has one lock for the
+/// whole cluster (pmxcfs `storage-<id>`), a local one a lock per node. Three downloads sent at
+/// once from three nodes, the lock held 100 ms per volume and waited for 150 ms at most: into
+/// the shared storage they queue behind each other and the third times out with pmxcfs'
+/// words; into each node's `local` none waits.
+#[tokio::test(start_paused = true)]
+async fn the_simulator_locks_a_shared_storage_for_the_cluster_and_a_local_one_per_node() {
+    use super::sim::Api;
+
+    let (_sim, api) = Api::start(SimConfig {
+        nodes: 3,
+        task_duration: Some(Duration::from_millis(10)),
+        storage_lock_hold: Some(Duration::from_millis(100)),
+        storage_lock_timeout: Some(Duration::from_millis(150)),
+        ..SimConfig::default()
+    })
+    .await;
+    let sha = "0000000000000000000000000000000000000000000000000000000000000001";
+    let downloads = async |storage: &str| {
+        let mut upids = Vec::new();
+        for node in ["pve1", "pve2", "pve3"] {
+            let filename = format!("{node}.qcow2");
+            let (status, body) = api
+                .call(
+                    "POST",
+                    &format!("/nodes/{node}/storage/{storage}/download-url"),
+                    &[
+                        ("content", "import"),
+                        ("filename", &filename),
+                        ("url", "https://example.com/image.qcow2"),
+                        ("checksum", sha),
+                        ("checksum-algorithm", "sha256"),
+                    ],
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            upids.push(body["data"].as_str().expect("a UPID").to_string());
+        }
+        let mut exits = Vec::new();
+        for upid in upids {
+            exits.push(api.wait(&upid).await);
+        }
+        exits
+    };
+    assert_eq!(
+        downloads("shared").await,
+        vec![
+            "OK".to_string(),
+            "OK".to_string(),
+            "cfs-lock 'storage-shared' error: got lock request timeout".to_string(),
+        ]
+    );
+    assert_eq!(downloads("local").await, vec!["OK".to_string(); 3]);
+}
