@@ -196,3 +196,67 @@ async fn the_simulator_locks_a_shared_storage_for_the_cluster_and_a_local_one_pe
     );
     assert_eq!(downloads("local").await, vec!["OK".to_string(); 3]);
 }
+
+/// The throttle learns: with the allocation window set far below what the storage lock really
+/// holds (10 ms assumed, 20 ms per volume held), the first clones' slots are freed too early and
+/// the lock times out; each time-out halves the storage's slots and holds them longer, so the
+/// time-outs stop instead of recurring for every clone (19 time-outs when the slots do not
+/// learn, 4 when they do), and every clone is made.
+#[tokio::test(start_paused = true)]
+async fn lock_time_outs_cut_the_storage_s_slots_until_they_stop() {
+    use proxfleet::apply::{ApplyOptions, apply};
+    use proxfleet::graph::DesiredGraph;
+
+    let mut text = quickstart_text();
+    text.truncate(text.find("clones:").expect("the clones"));
+    text.push_str(concat!(
+        "clone_groups:\n  web:\n    count: 24\n    name: web-{n}\n    first_vmid: 301\n",
+        "    template: debian-12-base\n    full: true\n    start: false\n",
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = write_spec(dir.path(), "fleet.yaml", &text);
+    let desired = DesiredGraph::build(&proxfleet::spec::load(&spec).expect("spec").spec);
+    let sim = SimHandle::start(SimConfig {
+        task_duration: Some(Duration::from_millis(120)),
+        storage_lock_hold: Some(Duration::from_millis(20)),
+        storage_lock_timeout: Some(Duration::from_millis(100)),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let conn = Connection::to_sim(&sim).expect("client");
+    let options = ApplyOptions {
+        parallelism: 24,
+        storage_parallelism: 4,
+        allocation_window: Duration::from_millis(10),
+        backoff: backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(5))
+            .with_max_times(20),
+        ..ApplyOptions::default()
+    };
+    let actual = proxfleet::observe::observe(&conn.client, &desired)
+        .await
+        .expect("observe");
+    let plan = proxfleet::diff::diff(&desired, &actual);
+    let report = apply(
+        &conn.client,
+        &plan,
+        &desired,
+        &actual,
+        &options,
+        std::sync::Arc::new(|_| {}),
+    )
+    .await;
+    let timeouts = sim.storage_lock_timeouts();
+    println!("24 full clones, window a half of the real hold: {timeouts} lock time-outs");
+    assert!(!report.failed());
+    assert_eq!(sim.vms().len(), 25);
+    assert!(
+        timeouts > 0,
+        "the window is too short: the lock times out at first"
+    );
+    assert!(
+        timeouts <= 6,
+        "{timeouts} time-outs: the slots did not learn"
+    );
+}
