@@ -223,8 +223,8 @@ pub struct ApplyArgs {
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
-    /// How many requests that allocate disks on one storage (clones, creates, downloads) are
-    /// sent at once: Proxmox allocates under a storage-wide lock it waits 10 s for
+    /// How many volumes clones, creates and downloads allocate at once on one storage (a
+    /// shared one counts once for the cluster): Proxmox allocates under a storage lock it waits 10 s for
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub storage_parallelism: u16,
     /// Seconds a running VM that is to be deleted may take to shut down before it is stopped

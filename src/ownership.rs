@@ -171,6 +171,39 @@ impl Marker {
     }
 }
 
+/// The operator's part of a description: every line but proxfleet's marker line, without
+/// the blank lines that separated them.
+pub fn operator_notes(description: &str) -> String {
+    description
+        .lines()
+        .filter(|line| !line.trim_start().starts_with(MARKER_PREFIX))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+/// The description to write on a VM whose description is `observed`, when the spec wants
+/// `desired` (the spec's text, if it declares one, and the marker line); `None` when nothing
+/// needs writing. The marker line is proxfleet's. When the spec declares a description, the
+/// whole text is the spec's; when it does not, every other line is the operator's (Notes
+/// edited in the web UI): it is not drift, and it is kept when the marker is written.
+pub fn description_to_write(observed: Option<&str>, desired: &str) -> Option<String> {
+    let Some(wanted) = Marker::find(desired) else {
+        return (observed.map(str::trim_end) != Some(desired.trim_end()))
+            .then(|| desired.to_string());
+    };
+    if !operator_notes(desired).is_empty() {
+        return (observed.map(str::trim_end) != Some(desired.trim_end()))
+            .then(|| desired.to_string());
+    }
+    if observed.and_then(Marker::find).as_ref() == Some(&wanted) {
+        return None;
+    }
+    let notes = observed.map(operator_notes).unwrap_or_default();
+    Some(wanted.to_description(Some(&notes)))
+}
+
 impl serde::Serialize for ResourceKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -202,6 +235,43 @@ mod tests {
             "Base image for web servers\n\nmanaged-by: proxfleet project=default key=template.base vmid=9000 build=abc123"
         );
         assert_eq!(Marker::find(&text), Some(marker));
+    }
+
+    #[test]
+    fn the_operator_s_notes_are_kept_and_never_drift_unless_the_spec_declares_a_description() {
+        let marker = Marker {
+            project: "default".into(),
+            key: ResourceKey::new(ResourceKind::Clone, "web-1"),
+            vmid: Some(201),
+            build: None,
+        };
+        let line = marker.to_line();
+        let noted = format!("Owner: ops team\nticket 4711\n\n{line}");
+        // The spec declares none: the notes around a right marker are no change.
+        assert_eq!(description_to_write(Some(&noted), &line), None);
+        assert_eq!(
+            description_to_write(Some(&format!("{line}\n")), &line),
+            None
+        );
+        // A marker to write keeps them.
+        let stale = "Owner: ops team\nticket 4711\n\nmanaged-by: proxfleet project=default key=clone.web-1 vmid=999";
+        assert_eq!(
+            description_to_write(Some(stale), &line),
+            Some(noted.clone())
+        );
+        assert_eq!(
+            description_to_write(Some("made by hand"), &line),
+            Some(format!("made by hand\n\n{line}"))
+        );
+        assert_eq!(description_to_write(None, &line), Some(line.clone()));
+        // The spec declares one: the whole text is the spec's.
+        let declared = marker.to_description(Some("Web tier"));
+        assert_eq!(description_to_write(Some(&declared), &declared), None);
+        assert_eq!(
+            description_to_write(Some(&noted), &declared),
+            Some(declared.clone())
+        );
+        assert_eq!(operator_notes(&noted), "Owner: ops team\nticket 4711");
     }
 
     #[test]

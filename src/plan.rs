@@ -385,6 +385,11 @@ pub enum Problem {
         /// The clones.
         clones: Vec<NamedVm>,
     },
+    /// The markers of several VMs claim this resource: none of them is changed or deleted.
+    ClaimedTwice {
+        /// The VMs whose markers claim it, in vmid order.
+        vms: Vec<NamedVm>,
+    },
     /// A kept change needs a resource the plan's scope leaves out, which does not exist yet
     /// or is being rebuilt.
     DependencyLeftOut {

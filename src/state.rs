@@ -63,8 +63,14 @@ impl ActualVm {
     /// `create` or `clone` lock and writes the configuration (name, tags, our marker) only
     /// when the task ends, so until then it looks like a stranger.
     pub fn being_made(&self) -> bool {
-        matches!(self.lock.as_deref(), Some("create" | "clone"))
+        lock_means_being_made(self.lock.as_deref())
     }
+}
+
+/// Whether a VM with this lock is still being made by a running task (see
+/// [`ActualVm::being_made`]); for the preflight, which sees only the cluster listing.
+pub fn lock_means_being_made(lock: Option<&str>) -> bool {
+    matches!(lock, Some("create" | "clone"))
 }
 
 impl ActualState {

@@ -51,15 +51,17 @@ pub struct ApplyOptions {
     /// Where cloud-init snippets are written (`delivery: snippets`); `None` when the run has
     /// no SSH access, which fails only the changes that need it.
     pub snippets: Option<Arc<crate::snippets::SnippetStore>>,
-    /// Requests that allocate volumes on one storage sent at once (creates, clones, downloads):
-    /// pve-storage allocates under a storage-wide lock and gives up waiting for it after 10 s
-    /// (`can't lock file … got timeout`), so a burst of parallel clones is throttled per
-    /// storage instead of failing.
+    /// Volumes that requests (creates, clones, downloads) allocate at once on one storage, a
+    /// shared storage counting once for the cluster: pve-storage allocates under a storage lock
+    /// and gives up waiting for it after 10 s (`can't lock file … got timeout`), so a burst of
+    /// parallel clones is throttled per storage instead of failing (see `storage_gate`).
     pub storage_parallelism: usize,
     /// How long one volume's allocation is assumed to hold its storage's lock at most. A
-    /// throttled request's slot is freed when its task ends, or after this long per volume
-    /// for every slot of the storage, whichever comes first (a full clone's copy runs long
-    /// after its allocations are done).
+    /// throttled request's slots are freed when its task ends, or after this long for every
+    /// volume the storage may have queued (its slots; longer after a lock time-out), whichever
+    /// comes first (a full clone's copy runs long after its allocations are done). 2 s by
+    /// default: an LVM-thin or ZFS allocation takes about 1.5 s on a busy node (the
+    /// simulator's nominal hold).
     pub allocation_window: Duration,
     /// The per-storage slots, shared by every change of a run.
     pub storage_gate: StorageGate,
@@ -78,7 +80,7 @@ impl Default for ApplyOptions {
                 .with_jitter(),
             cancel: CancellationToken::new(),
             storage_parallelism: 4,
-            allocation_window: Duration::from_millis(500),
+            allocation_window: Duration::from_secs(2),
             storage_gate: StorageGate::default(),
             snippets: None,
         }

@@ -51,30 +51,36 @@ impl ChangeRun {
                 Some(allocation) => Some(
                     self.options
                         .storage_gate
-                        .enter(allocation.storage, self.options.storage_parallelism)
+                        .enter(&self.client, allocation, self.options.storage_parallelism)
                         .await,
                 ),
                 None => None,
             };
-            let upid = request().await?;
-            if let (Some(guard), Some(allocation)) = (&guard, &allocation) {
-                let slots = self.options.storage_parallelism.max(1) as u32;
-                let volumes = allocation.volumes.max(1) as u32;
-                guard.release_after(self.options.allocation_window * volumes * slots);
-            }
-            match &upid {
-                // A download reports its progress in its log: pass it on while waiting.
-                Some(upid) if allocation.as_ref().is_some_and(|a| a.progress_in_log) => {
-                    self.wait_for_download(what, upid).await?;
+            let sent_and_awaited = async {
+                let upid = request().await?;
+                if let Some(guard) = &guard {
+                    guard.sent(self.options.allocation_window);
                 }
-                Some(upid) => {
-                    self.client
-                        .wait_task(upid, self.options.task_timeout)
-                        .await?;
+                match &upid {
+                    // A download reports its progress in its log: pass it on while waiting.
+                    Some(upid) if allocation.as_ref().is_some_and(|a| a.progress_in_log) => {
+                        self.wait_for_download(what, upid).await?;
+                    }
+                    Some(upid) => {
+                        self.client
+                            .wait_task(upid, self.options.task_timeout)
+                            .await?;
+                    }
+                    None => {}
                 }
-                None => {}
+                Ok::<_, PveError>(upid)
+            };
+            let result = sent_and_awaited.await;
+            // A lock time-out teaches the storage's slots (fewer at once), before any retry.
+            if let Some(guard) = &guard {
+                guard.ended(&result);
             }
-            Ok::<_, PveError>(upid)
+            result
         };
         let upid = attempt
             .retry(self.options.backoff)

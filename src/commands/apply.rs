@@ -222,6 +222,10 @@ pub async fn run_destroy(
     let _ = io
         .out
         .write_all(render::plan_text_colored(&plan, color).as_bytes());
+    // Refused as `plan` and `apply` refuse it: nothing is deleted while something is in doubt.
+    if !plan.conflicts.is_empty() {
+        return Err(CommandError::Conflicts(render::conflicts_text(&plan)));
+    }
     if plan.is_empty() {
         return Ok(());
     }

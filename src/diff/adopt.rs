@@ -27,13 +27,11 @@ pub(super) fn adopt(vm: &DesiredVm, occupant: &ActualVm) -> Result<Change, Box<C
                 let seen = occupant.config.get(option.as_str());
                 let same = same_value(option, seen.map(String::as_str), want);
                 match option.as_str() {
-                    // What adoption writes.
-                    "description" | "tags" if !same => operations.push(Operation::SetOption {
-                        name: option.clone(),
-                        old: seen.cloned(),
-                        new: want.clone(),
-                    }),
-                    "description" | "tags" | "name" => {}
+                    // What adoption writes (the marker beside the operator's Notes).
+                    "description" | "tags" => {
+                        operations.extend(super::vm::set_option(option, seen, want));
+                    }
+                    "name" => {}
                     _ if !same => blockers.push(AdoptBlocker::OptionDiffers {
                         option: option.clone(),
                         seen: seen.cloned(),
@@ -47,22 +45,9 @@ pub(super) fn adopt(vm: &DesiredVm, occupant: &ActualVm) -> Result<Change, Box<C
             if occupant.template {
                 blockers.push(AdoptBlocker::IsATemplate);
             }
-            operations.extend(
-                vm.settings
-                    .iter()
-                    .filter(|(option, want)| {
-                        !same_value(
-                            option,
-                            occupant.config.get(option.as_str()).map(String::as_str),
-                            want,
-                        )
-                    })
-                    .map(|(option, want)| Operation::SetOption {
-                        name: option.clone(),
-                        old: occupant.config.get(option).cloned(),
-                        new: want.clone(),
-                    }),
-            );
+            operations.extend(vm.settings.iter().filter_map(|(option, want)| {
+                super::vm::set_option(option, occupant.config.get(option), want)
+            }));
             if vm.running && !occupant.running {
                 operations.push(Operation::Power {
                     old: Some(PowerState::Stopped),

@@ -8,6 +8,7 @@ use crate::plan::{Action, Change, Operation, PLAN_FORMAT_VERSION, Plan, PowerSta
 use crate::state::ActualState;
 
 use super::PlanOptions;
+use super::claims::Claims;
 use super::images::image_copies;
 
 /// The plan that deletes everything this project owns (images only with `include_images`).
@@ -22,8 +23,10 @@ pub fn destroy_with(
     include_images: bool,
     options: &PlanOptions,
 ) -> Plan {
-    let changes = deletions(desired, actual, |_| true, |_| include_images);
-    let conflicts = super::linked::linked_clone_conflicts(&changes, actual);
+    let claims = super::claims::Claims::of(actual, &desired.project);
+    let changes = deletions(desired, actual, &claims, |_| true, |_| include_images);
+    let mut conflicts = claims.conflicts();
+    conflicts.extend(super::linked::linked_clone_conflicts(&changes, actual));
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: desired.project.clone(),
@@ -39,9 +42,11 @@ pub fn destroy_with(
 /// Delete changes for owned VMs selected by `wanted` and owned images selected by
 /// `image_wanted`: clones, then templates, then images, each later kind depending on every
 /// deletion of the kinds before it.
+/// A key several VMs claim is deleted on none of them (see `claims`).
 pub(super) fn deletions(
     desired: &DesiredGraph,
     actual: &ActualState,
+    claims: &Claims<'_>,
     wanted: impl Fn(&ResourceKey) -> bool,
     image_wanted: impl Fn(&ResourceKey) -> bool,
 ) -> Vec<Change> {
@@ -51,7 +56,8 @@ pub(super) fn deletions(
         let before: Vec<ResourceKey> = out.iter().map(|c| c.key.clone()).collect();
         for vm in actual.owned_vms(project) {
             let Some(marker) = &vm.marker else { continue };
-            if marker.key.kind != kind || !wanted(&marker.key) {
+            let key = &marker.key;
+            if key.kind != kind || !wanted(key) || claims.is_contested(key) {
                 continue;
             }
             let mut operations = Vec::new();
@@ -62,7 +68,7 @@ pub(super) fn deletions(
                 });
             }
             out.push(Change {
-                key: marker.key.clone(),
+                key: key.clone(),
                 action: Action::Delete,
                 vmid: Some(vm.vmid),
                 node: vm.node.clone(),

@@ -5,11 +5,12 @@
 //!
 //! Only what the spec declares is compared. Values are compared semantically (`qemu_config`:
 //! property strings parsed, tags as sets, SSH keys decoded), so Proxmox's re-printing is never
-//! a difference. Images (`images`), VMs (`vm`, `adopt`, `creation`), deletions and `destroy`
-//! (`deletions`), templates linked clones still read from (`linked`), pending reboots
+//! a difference. Images (`images`), VMs (`vm`, `adopt`, `creation`), which VM a key belongs to
+//! (`claims`), deletions and `destroy` (`deletions`), templates linked clones still read from (`linked`), pending reboots
 //! (`pending`) and partial plans (`scope`) each have their file.
 
 mod adopt;
+mod claims;
 mod creation;
 mod deletions;
 mod images;
@@ -51,7 +52,8 @@ pub fn diff(desired: &DesiredGraph, actual: &ActualState) -> Plan {
 /// Compare the desired graph with the observed state, limited and forced as `options` say.
 pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOptions) -> Plan {
     let project = desired.project.as_str();
-    let owned_by_key = vm::owned_by_key(actual, project);
+    let claims = claims::Claims::of(actual, project);
+    let owned_by_key = &claims.owned;
     // VMs by name, once: a fleet among many VMs is not scanned per VM.
     let mut names: BTreeMap<&str, Vec<&ActualVm>> = BTreeMap::new();
     for vm in actual.vms.values() {
@@ -64,14 +66,16 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     // Images are only ever deleted by `destroy --include-images`: once out of the spec, nothing
     // says which files were its.
     let not_in_spec = |key: &ResourceKey| desired.get(key).is_none();
-    let mut changes = deletions::deletions(desired, actual, not_in_spec, |_| false);
-    let mut conflicts = Vec::new();
+    let mut changes = deletions::deletions(desired, actual, &claims, not_in_spec, |_| false);
+    let mut conflicts = claims.conflicts();
     let mut unchanged = 0;
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
     for resource in desired.in_order() {
         let forced = options.replace.contains(resource.key());
         let change = match resource {
             Resource::Image(image) => images::diff_image(image, actual, forced),
+            // Claimed by several VMs: not compared (its conflict is in the plan).
+            Resource::Vm(desired_vm) if claims.is_contested(&desired_vm.key) => continue,
             Resource::Vm(desired_vm) => {
                 let compared = vm::VmDiff {
                     vm: desired_vm,
@@ -119,7 +123,7 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         }
     }
     conflicts.extend(linked::linked_clone_conflicts(&changes, actual));
-    let pending = pending::pending_reboots(desired, &owned_by_key, &mut changes, options);
+    let pending = pending::pending_reboots(desired, owned_by_key, &mut changes, options);
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         project: project.to_string(),

@@ -90,7 +90,10 @@ fn power(state: Option<PowerState>) -> &'static str {
 fn compact(operation: &Operation) -> String {
     let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     match operation {
-        Operation::SetOption { name, old, new } => format!("set {name} {} -> {new}", or_none(old)),
+        // A value on several lines (a description) on one, its line breaks as `|`.
+        Operation::SetOption { name, old, new } => {
+            format!("set {name} {} -> {}", or_none(old), new.replace('\n', "|"))
+        }
         Operation::DeleteOption { name, old } => format!("delete {name} {old}"),
         Operation::SetSecret { name } => format!("secret {name}"),
         Operation::Power { old, new } => format!("power {} -> {}", power(*old), power(Some(*new))),
@@ -383,7 +386,7 @@ fn a_stranger_on_the_vmid_is_a_conflict_unless_adopted() {
         "Update clone.web-1
          because Adopted
          adopt 201
-         set description made by hand -> managed-by: proxfleet project=default key=clone.web-1 vmid=201
+         set description made by hand -> made by hand||managed-by: proxfleet project=default key=clone.web-1 vmid=201
          set memory 1024 -> 2048",
     );
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::graph::{BuildRecipe, DesiredVm, Recipe};
-use crate::ownership::ResourceKey;
+use crate::ownership::description_to_write;
 use crate::plan::{
     Action, Change, Conflict, HandEdit, Holder, NamedVm, Operation, PowerState, Problem, Reason,
 };
@@ -202,18 +202,7 @@ impl<'a> VmDiff<'a> {
         let mut operations: Vec<Operation> = vm
             .settings
             .iter()
-            .filter(|(option, want)| {
-                !same_value(
-                    option,
-                    current.config.get(option.as_str()).map(String::as_str),
-                    want,
-                )
-            })
-            .map(|(option, want)| Operation::SetOption {
-                name: option.clone(),
-                old: current.config.get(option).cloned(),
-                new: want.clone(),
-            })
+            .filter_map(|(option, want)| set_option(option, current.config.get(option), want))
             .collect();
         if let Some((slot, size)) = &vm.disk_grow {
             let observed = current
@@ -336,6 +325,24 @@ impl<'a> VmDiff<'a> {
     }
 }
 
+/// The write that gives `option` the value `want` over `seen`, if it needs one: the
+/// description by its own rule (the operator's Notes are kept, see
+/// `ownership::description_to_write`), every other option when its value differs.
+pub(super) fn set_option(option: &str, seen: Option<&String>, want: &str) -> Option<Operation> {
+    let new = if option == "description" {
+        description_to_write(seen.map(String::as_str), want)?
+    } else if same_value(option, seen.map(String::as_str), want) {
+        return None;
+    } else {
+        want.to_string()
+    };
+    Some(Operation::SetOption {
+        name: option.to_string(),
+        old: seen.cloned(),
+        new,
+    })
+}
+
 /// A template is its recipe: options edited by hand since the build are drift, and so is a
 /// different wish for a setting Proxmox fixes when it creates a disk (named create-only).
 fn template_drift(build: &BuildRecipe, current: &ActualVm) -> Vec<Reason> {
@@ -396,15 +403,4 @@ fn template_drift(build: &BuildRecipe, current: &ActualVm) -> Vec<Reason> {
         }
     }
     reasons
-}
-
-/// The keys of the project's VMs, found once rather than by a scan per resource.
-pub(super) fn owned_by_key<'a>(
-    actual: &'a ActualState,
-    project: &'a str,
-) -> BTreeMap<&'a ResourceKey, &'a ActualVm> {
-    actual
-        .owned_vms(project)
-        .filter_map(|vm| vm.marker.as_ref().map(|m| (&m.key, vm)))
-        .collect()
 }

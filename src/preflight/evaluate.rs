@@ -271,6 +271,7 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
     };
     let mut free = Vec::new();
     let mut ours = Vec::new();
+    let mut making = Vec::new();
     for (vmid, key) in &needs.vmids {
         let subject = format!("{vmid} ({key})");
         let Some(vm) = listed.get(vmid) else {
@@ -300,6 +301,17 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
             .as_deref()
             .map(|n| format!(" `{n}`"))
             .unwrap_or_default();
+        let another_project = matches!(
+            facts.owners.get(vmid),
+            Some(Ok(Some(marker))) if marker.project != needs.project
+        );
+        // A VM a task is still making has no marker yet (Proxmox writes the configuration when
+        // the task ends): an earlier run's work in progress, which plan and apply wait for.
+        if crate::state::lock_means_being_made(vm.lock.as_deref()) && !another_project {
+            let lock = vm.lock.as_deref().unwrap_or_default();
+            making.push(format!("{vmid}{name} (locked `{lock}`)"));
+            continue;
+        }
         match facts.owners.get(vmid) {
             Some(Ok(Some(marker))) if marker.project == needs.project => {
                 ours.push(format!("{vmid} ({})", marker.key));
@@ -344,6 +356,13 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
     }
     if !ours.is_empty() {
         out.push(Status::Pass, "this project's already", list(&ours, 6));
+    }
+    if !making.is_empty() {
+        out.push(
+            Status::Pass,
+            "being made by a running task (plan and apply wait for it)",
+            list(&making, 6),
+        );
     }
     out.finish(started, "the spec makes no VM");
 }

@@ -77,6 +77,13 @@ pub fn conflict_message(conflict: &Conflict) -> String {
                 clones.join(", VM ")
             )
         }
+        Problem::ClaimedTwice { vms } => {
+            let vms: Vec<String> = vms.iter().map(named_vm).collect();
+            format!(
+                "the markers of several VMs claim it: VM {}",
+                vms.join(", VM ")
+            )
+        }
         Problem::DependencyLeftOut { dependency, action } => {
             let state = match action {
                 Action::Replace => "is to be replaced",
@@ -99,6 +106,7 @@ pub fn conflict_hint(conflict: &Conflict) -> String {
             "fix the custom cloud-init files the spec names".to_string()
         }
         Problem::LinkedClonesRead { .. } => "remove those clones from the spec first (or make them full clones with `full: true` and rebuild them), then rebuild the template; Proxmox refuses to delete a template its linked clones read from".to_string(),
+        Problem::ClaimedTwice { .. } => "keep the marker line (`managed-by: proxfleet …`) in the description of the VM that is the resource and remove it from the others; proxfleet changes and deletes none of them until one claim is left".to_string(),
         Problem::DependencyLeftOut { dependency, .. } => {
             format!("include {dependency} (see --only, --skip and --target), or apply it first")
         }

@@ -64,6 +64,20 @@ impl SimHandle {
         }
     }
 
+    /// How many times request rules fired since the start.
+    pub fn faults_fired(&self) -> usize {
+        self.fired_faults().len()
+    }
+
+    /// Every time a request rule fired since the start, in order.
+    pub fn fired_faults(&self) -> Vec<super::Fired> {
+        self.shared
+            .faults
+            .lock()
+            .map(|faults| faults.fired().to_vec())
+            .unwrap_or_default()
+    }
+
     /// Remove every request rule.
     pub fn clear_faults(&self) {
         if let Ok(mut faults) = self.shared.faults.lock() {

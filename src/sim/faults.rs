@@ -275,6 +275,20 @@ fn segment_match(pattern: &str, text: &str) -> bool {
 pub(crate) struct Faults {
     rules: Vec<Fault>,
     rng: StdRng,
+    /// Every time a rule fired, since the start: how a test knows its fault struck, and how
+    /// the fault figures tell a handled write from one that never happened.
+    fired: Vec<Fired>,
+}
+
+/// A rule that fired on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    /// HTTP method of the request.
+    pub method: String,
+    /// Its API path (after `/api2/json`).
+    pub path: String,
+    /// What it suffered: `latency`, `error`, `drop-before`, `drop-after` or `task-error`.
+    pub action: &'static str,
 }
 
 /// What a request suffers, all matching rules together.
@@ -291,7 +305,13 @@ impl Faults {
         Faults {
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
+            fired: Vec::new(),
         }
+    }
+
+    /// Every time a rule fired.
+    pub fn fired(&self) -> &[Fired] {
+        &self.fired
     }
 
     pub fn add(&mut self, fault: Fault) {
@@ -315,24 +335,31 @@ impl Faults {
             let fired = match &rule.action {
                 FaultAction::Latency(d) => {
                     effects.latency += *d;
-                    true
+                    Some("latency")
                 }
                 FaultAction::Error { status, message } if effects.error.is_none() => {
                     effects.error = Some((*status, message.clone()));
-                    true
+                    Some("error")
                 }
                 FaultAction::Drop { after } if effects.drop.is_none() => {
                     effects.drop = Some(*after);
-                    true
+                    Some(if *after { "drop-after" } else { "drop-before" })
                 }
                 FaultAction::TaskError(message) if effects.task_error.is_none() => {
                     effects.task_error = Some(message.clone());
-                    true
+                    Some("task-error")
                 }
-                _ => false,
+                _ => None,
             };
-            if fired && let Some(times) = &mut rule.times {
-                *times -= 1;
+            if let Some(action) = fired {
+                self.fired.push(Fired {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    action,
+                });
+                if let Some(times) = &mut rule.times {
+                    *times -= 1;
+                }
             }
         }
         effects

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use access::AclEntry;
-pub use faults::{Fault, FaultAction, FaultSpec};
+pub use faults::{Fault, FaultAction, FaultSpec, Fired};
 pub use handle::SimHandle;
 pub(crate) use shared::{Session, Shared};
 

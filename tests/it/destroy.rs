@@ -1,6 +1,7 @@
 //! `destroy` and Proxmox's safety nets: a protected VM is left standing with the command that
 //! lifts the protection, and a running VM is shut down, then stopped if it will not go.
 
+use proxfleet::cli::DestroyArgs;
 use proxfleet::sim::{Fault, FaultAction};
 
 use crate::common::*;
@@ -95,4 +96,77 @@ async fn destroy_shuts_running_vms_down_and_stops_one_that_does_not_go() {
         vec![&"POST /api2/json/nodes/pve1/qemu/202/status/stop"],
         "only the VM that would not shut down is stopped"
     );
+}
+
+/// Two VMs whose markers claim one resource: a copy of web-1's marker, rewritten for another
+/// vmid, on a VM made by hand. `plan` and `destroy` (whole or `--target clone.web-1`) both say
+/// so, and neither VM is changed or deleted.
+#[tokio::test]
+async fn two_vms_claiming_one_key_are_a_conflict_for_plan_and_destroy_and_neither_is_touched() {
+    use proxfleet::ownership::{Marker, ResourceKey, ResourceKind};
+
+    let (sim, conn) = sim().await;
+    let spec = example("quickstart.yaml");
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    let marker = Marker {
+        project: "default".into(),
+        key: ResourceKey::new(ResourceKind::Clone, "web-1"),
+        vmid: Some(250),
+        build: None,
+    };
+    let description = marker.to_line();
+    sim.insert_vm(
+        "pve1",
+        250,
+        &[
+            ("name", "web-1"),
+            ("tags", "proxfleet"),
+            ("description", &description),
+            ("memory", "2048"),
+        ],
+    )
+    .unwrap();
+    let said = |run: &Run| {
+        let error = run.result.as_ref().err().map(ToString::to_string);
+        format!("{}\n{}\n{}", run.out, run.err, error.unwrap_or_default())
+    };
+    let claimed =
+        "clone.web-1: the markers of several VMs claim it: VM 201 (`web-1`), VM 250 (`web-1`)";
+
+    sim.clear_requests();
+    let planned = plan(&conn, &spec).await;
+    assert!(planned.result.is_err());
+    let planned_text = said(&planned);
+    assert!(planned_text.contains(claimed), "{planned_text}");
+
+    let destroyed = destroy(&conn, &spec).await;
+    assert!(destroyed.result.is_err());
+    let destroyed_text = said(&destroyed);
+    assert!(destroyed_text.contains(claimed), "{destroyed_text}");
+
+    let targeted = destroy_with(
+        &conn,
+        &DestroyArgs {
+            targets: vec!["clone.web-1".into()],
+            ..destroy_args(&spec)
+        },
+    )
+    .await;
+    assert!(targeted.result.is_err());
+    let targeted_text = said(&targeted);
+    assert!(targeted_text.contains(claimed), "{targeted_text}");
+
+    assert_eq!(
+        write_requests(&sim),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+    let vmids: Vec<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
+    assert_eq!(vmids, vec![201, 202, 203, 250, 9000]);
+
+    // Once the copy's marker is gone, the plan is empty again and the VM made by hand stays.
+    sim.set_vm_config(250, "description", Some("made by hand"))
+        .unwrap();
+    let planned = plan(&conn, &spec).await;
+    assert!(planned.out.starts_with("No changes."), "{}", planned.out);
 }

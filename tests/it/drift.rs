@@ -202,3 +202,33 @@ async fn drift_scenarios_are_planned_as_snapshotted_and_converge() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Notes added by hand in the web UI to a managed VM are the operator's: not drift, kept by
+/// an apply that updates the VM for another reason, and a second apply writes nothing.
+#[tokio::test]
+async fn notes_added_by_hand_survive_apply_and_a_second_apply_is_a_no_op() {
+    let (sim, conn) = super::common::sim().await;
+    let spec = example("quickstart.yaml");
+    assert!(apply(&conn, &spec).await.result.is_ok());
+    let marker = config(&sim, CLONE, "description");
+    let notes = format!("Owner: ops team\nSee ticket 4711 before rebooting.\n\n{marker}");
+    set(&sim, CLONE, "description", Some(&notes));
+
+    let planned = plan(&conn, &spec).await;
+    assert!(planned.out.starts_with("No changes."), "{}", planned.out);
+
+    // Drift of a declared option: the update writes memory, and leaves the notes alone.
+    set(&sim, CLONE, "memory", Some("4096"));
+    sim.clear_requests();
+    let applied = apply(&conn, &spec).await;
+    assert!(applied.result.is_ok(), "{}\n{}", applied.out, applied.err);
+    assert_eq!(config(&sim, CLONE, "memory"), "2048");
+    assert_eq!(config(&sim, CLONE, "description").trim_end(), notes);
+    assert!(!super::common::write_requests(&sim).is_empty());
+
+    sim.clear_requests();
+    let again = apply(&conn, &spec).await;
+    assert!(again.result.is_ok(), "{}", again.out);
+    assert_eq!(super::common::write_requests(&sim), Vec::<String>::new());
+    assert_eq!(config(&sim, CLONE, "description").trim_end(), notes);
+}

@@ -174,12 +174,168 @@ async fn parallel_clones_never_time_out_on_the_storage_lock() {
         )
     };
 
-    // Unthrottled, the burst hits the lock's time-out (retries may still get through).
-    let (_, timeouts, _) = run(16).await;
+    // Unthrottled (a slot is a volume: 64 slots let all twelve four-volume clones through at
+    // once), the burst hits the lock's time-out (retries may still get through).
+    let (_, timeouts, _) = run(64).await;
     assert!(timeouts > 0, "the simulator models the storage lock");
     // Throttled per storage: every clone made, not one lock time-out.
     let (failed, timeouts, vms) = run(4).await;
     assert!(!failed);
     assert_eq!(timeouts, 0);
     assert_eq!(vms, 13);
+}
+
+/// A GET's path as a fault glob: every node, VM, storage, task and pool name a `*`.
+fn read_glob(path: &str) -> String {
+    let path = path.strip_prefix("/api2/json").unwrap_or(path);
+    let mut glob = Vec::new();
+    let mut previous = "";
+    for segment in path.split('/') {
+        let named = matches!(previous, "nodes" | "qemu" | "storage" | "tasks" | "pools");
+        glob.push(if named { "*" } else { segment });
+        previous = segment;
+    }
+    glob.join("/")
+}
+
+/// The writes a run sent, sorted: a multiset to compare with a clean run's.
+fn writes_sorted(sim: &SimHandle) -> Vec<String> {
+    let mut writes = super::common::write_requests(sim);
+    writes.sort();
+    writes
+}
+
+/// Where a read fails: a fresh cluster, or the quickstart applied and then drifted (web-1's
+/// memory edited, web-2 stopped), whose re-run reads configurations and pending changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Scratch,
+    Drifted,
+}
+
+/// A simulator ready for `scenario`. `slow`: tasks at 2 % of their nominal durations, so the
+/// download runs long enough for its log to be read while it runs.
+async fn prepared(scenario: Scenario, slow: bool) -> (SimHandle, proxfleet::commands::Connection) {
+    let (sim, conn) = if slow {
+        let sim = SimHandle::start(SimConfig {
+            task_duration: None,
+            task_scale: 0.02,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        let conn = proxfleet::commands::Connection::to_sim(&sim).expect("client");
+        (sim, conn)
+    } else {
+        fresh().await
+    };
+    if scenario == Scenario::Drifted {
+        assert!(
+            apply(&conn, &example("quickstart.yaml"))
+                .await
+                .result
+                .is_ok()
+        );
+        sim.set_vm_config(201, "memory", Some("4096"))
+            .expect("edit");
+        sim.set_running(202, false).expect("stop");
+    }
+    sim.clear_requests();
+    (sim, conn)
+}
+
+/// The reads of a clean run of `scenario`, as globs, and the writes it sends.
+async fn clean_run(scenario: Scenario, slow: bool) -> (Vec<String>, Vec<String>) {
+    let (sim, conn) = prepared(scenario, slow).await;
+    let (ok, text) = super::cluster::checked_apply(&conn, &example("quickstart.yaml")).await;
+    assert!(ok, "{text}");
+    let mut reads: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| read_glob(&r.path))
+        .collect();
+    reads.sort();
+    reads.dedup();
+    (reads, writes_sorted(&sim))
+}
+
+/// Every read `apply` makes (its preflight's, the observation's, configurations and pending
+/// changes, the task-status polls, a download's task log, the executor's own reads), each
+/// failing once with a 503 and, in another run, with a dropped connection: `apply` exits 0 and
+/// sends exactly the writes a clean run sends, each as often (so no task-starting request
+/// twice). Each cell checks that its fault struck.
+#[tokio::test]
+async fn one_failure_on_any_read_is_ridden_out_and_no_write_is_sent_twice() {
+    let spec = example("quickstart.yaml");
+    let mut cells: Vec<(Scenario, bool, String, Vec<String>)> = Vec::new();
+    for (scenario, slow) in [
+        (Scenario::Scratch, false),
+        (Scenario::Drifted, false),
+        (Scenario::Scratch, true),
+    ] {
+        let (reads, writes) = clean_run(scenario, slow).await;
+        for read in reads {
+            let seen = cells.iter().any(|(_, _, r, _)| *r == read);
+            // The slow run is there for the task log alone.
+            if !seen && (!slow || read.ends_with("/log")) {
+                cells.push((scenario, slow, read, writes.clone()));
+            }
+        }
+    }
+    for needed in [
+        "/nodes/*/tasks/*/status",
+        "/nodes/*/tasks/*/log",
+        "/cluster/resources",
+        "/nodes/*/qemu/*/config",
+        "/nodes/*/qemu/*/pending",
+        "/nodes/*/storage/*/content",
+        "/version",
+    ] {
+        assert!(
+            cells.iter().any(|(_, _, r, _)| r == needed),
+            "{needed} is read"
+        );
+    }
+
+    let kinds = [
+        (
+            "HTTP 503",
+            FaultAction::Error {
+                status: 503,
+                message: "service unavailable".into(),
+            },
+        ),
+        ("dropped", FaultAction::Drop { after: false }),
+    ];
+    let mut table =
+        String::from("read endpoint (scenario)                        | HTTP 503 | dropped\n");
+    let mut problems = Vec::new();
+    for (scenario, slow, read, clean_writes) in &cells {
+        let mut row = format!("{:<47} |", format!("{read} ({scenario:?})"));
+        for (kind, action) in &kinds {
+            let (sim, conn) = prepared(*scenario, *slow).await;
+            sim.add_fault(Fault::on("GET", read, action.clone()).times(1));
+            let fired_before = sim.faults_fired();
+            let (ok, text) = super::cluster::checked_apply(&conn, &spec).await;
+            let struck = sim.faults_fired() > fired_before;
+            let writes = writes_sorted(&sim);
+            let cell = match (struck, ok, writes == *clean_writes) {
+                (false, _, _) => "unstruck",
+                (true, true, true) => "ok",
+                (true, false, _) => "FAILED",
+                (true, true, false) => "WRITES",
+            };
+            if cell != "ok" {
+                problems.push(format!(
+                    "{read} ({scenario:?}) × {kind}: {cell}\n{text}\nwrites: {writes:#?}\nclean: {clean_writes:#?}"
+                ));
+            }
+            row.push_str(&format!(" {cell:<8} |"));
+        }
+        table.push_str(row.trim_end_matches('|'));
+        table.push('\n');
+    }
+    println!("{table}");
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

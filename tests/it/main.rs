@@ -3,7 +3,9 @@
 
 mod agent;
 mod architecture;
+mod chaos;
 mod cli;
+mod cluster;
 mod common;
 mod conformance;
 mod connect;
@@ -31,5 +33,6 @@ mod retries;
 mod rollout;
 mod seed;
 mod sim;
+mod sim_pending;
 mod snippets;
 mod spec;

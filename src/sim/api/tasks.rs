@@ -200,7 +200,10 @@ pub(crate) fn storage_allocations(
 }
 
 /// Reserve the storages' locks for a task's allocations: how long it waits for them, and the
-/// failure when a wait passes the time-out.
+/// failure when a wait passes the time-out. A key without a node is a shared storage's one
+/// lock for the whole cluster (pve-storage `src/PVE/Storage/Plugin.pm` `cluster_lock_storage`:
+/// pve-cluster's `cfs_lock_storage`, the pmxcfs lock `storage-<id>`); `storage@node` is a
+/// local storage's flock on that node (`/var/lock/pve-manager/pve-storage-<id>`).
 pub(crate) fn reserve_storage_locks(
     shared: &Shared,
     allocations: &BTreeMap<String, usize>,

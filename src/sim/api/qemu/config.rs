@@ -415,7 +415,15 @@ pub(crate) fn update_config(call: &ApiCall, asynchronous: bool) -> Reply {
         let mut freed = Vec::new();
         for (key, value) in changes {
             if vm.running && !hotpluggable(&key) {
-                vm.pending.insert(key, value);
+                // What equals the current config is no change: qemu-server's `update_vm`
+                // ends with `cleanup_pending` (pve-guest-common `src/PVE/AbstractConfig.pm`),
+                // which drops a pending value equal to the current one and a pending
+                // deletion of an option the config does not have.
+                if vm.config.get(&key) == value.as_ref() {
+                    vm.pending.remove(&key);
+                } else {
+                    vm.pending.insert(key, value);
+                }
             } else {
                 vm.pending.remove(&key);
                 let old = match value {
