@@ -10,8 +10,8 @@ use crate::ownership::ResourceKey;
 use crate::plan::{Action, Change, Conflict, Operation, PendingReboot, Plan, Reason, Targeting};
 use crate::qemu_config::propstr::{decode_sshkeys, disk_size_bytes};
 
-/// `plan --json`. The keys of the plan's data (`format_version` is the plan's,
-/// `PLAN_FORMAT_VERSION`) and then `counts`.
+/// `plan --json`: the plan's data (as a saved plan holds it), its counts, and machine values
+/// beside Proxmox's in its operations.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlanDocument {
     /// Version of the plan's format.
