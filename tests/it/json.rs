@@ -6,11 +6,16 @@
 use std::path::Path;
 
 use proxfleet::cli::ApplyArgs;
+use proxfleet::commands::Interrupt;
 use proxfleet::report::{self, Output};
 use proxfleet::sim::{Fault, FaultAction};
 use serde_json::Value;
 
-use super::common::{apply_args, apply_with, example, proxfleet, root, sim, text};
+use tokio_util::sync::CancellationToken;
+
+use super::common::{
+    apply_args, apply_interruptible, apply_with, example, proxfleet, root, sim, text,
+};
 
 fn committed_schema(output: Output) -> Value {
     let path = root().join(format!("docs/schemas/{}.schema.json", output.name()));
@@ -205,4 +210,50 @@ async fn a_failed_apply_reports_each_failure_and_exits_1() {
             "{clone}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_interrupted_apply_reports_what_was_cancelled_and_exits_130() {
+    let (_sim, conn) = sim().await;
+    // Interrupted before the first change could start: every change is cancelled.
+    let token = CancellationToken::new();
+    token.cancel();
+    let args = ApplyArgs {
+        json: true,
+        ..apply_args(&example("quickstart.yaml"))
+    };
+    let run = apply_interruptible(&conn, &args, &Interrupt::by(token)).await;
+    assert_eq!(run.code, 130);
+    let report: Value = serde_json::from_str(&run.out).expect("one JSON report on stdout");
+    assert_valid(Output::Apply, &report);
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(report["totals"]["cancelled"], 5);
+    for change in report["changes"].as_array().expect("changes") {
+        assert_eq!(change["result"], "cancelled");
+        assert!(change["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        assert_eq!(change["upids"], serde_json::json!([]));
+    }
+}
+
+#[tokio::test]
+async fn a_plan_with_conflicts_is_reported_and_nothing_is_changed() {
+    let (sim, conn) = sim().await;
+    // Someone else's VM holds web-1's vmid.
+    sim.insert_vm("pve1", 201, &[("name", "hand-made")])
+        .expect("a VM made by hand");
+    let args = ApplyArgs {
+        json: true,
+        ..apply_args(&example("quickstart.yaml"))
+    };
+    let run = apply_with(&conn, &args).await;
+    assert_eq!(run.code, 1);
+    let report: Value = serde_json::from_str(&run.out).expect("one JSON report on stdout");
+    assert_valid(Output::Apply, &report);
+    assert_eq!(report["status"], "conflicts");
+    assert_eq!(report["changes"], serde_json::json!([]));
+    assert_eq!(report["conflicts"][0]["key"], "clone.web-1");
+    assert_eq!(report["conflicts"][0]["problem"], "vmid_taken");
+    assert_eq!(report["totals"]["done"], 0);
+    // The plan for people went to standard error.
+    assert!(run.err.contains("proxfleet will perform"), "{}", run.err);
 }
