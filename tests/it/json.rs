@@ -257,3 +257,24 @@ async fn a_plan_with_conflicts_is_reported_and_nothing_is_changed() {
     // The plan for people went to standard error.
     assert!(run.err.contains("proxfleet will perform"), "{}", run.err);
 }
+
+#[test]
+fn a_saved_plan_applied_with_json_names_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = example("quickstart.yaml").display().to_string();
+    let saved = proxfleet(
+        dir.path(),
+        &["--sim", "plan", "-f", &spec, "--out", "fleet.plan"],
+    );
+    assert!(saved.status.success(), "{}", text(&saved.stderr));
+    let (report, progress, code) =
+        json_run(dir.path(), &["--sim", "apply", "fleet.plan", "--json"]);
+    assert_eq!(code, Some(0), "{progress}");
+    assert_valid(Output::Apply, &report);
+    assert_eq!(report["saved_plan"], "fleet.plan");
+    assert_eq!(report["totals"]["done"], 5);
+    assert!(
+        progress.contains("Applying the saved plan fleet.plan"),
+        "{progress}"
+    );
+}
