@@ -93,8 +93,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Print the project's clones as an Ansible inventory (also usable as a dynamic inventory script)
     Inventory(InventoryArgs),
-    /// Print the JSON Schema of the spec format
-    Schema,
+    /// Print the JSON Schema of the spec format, or with --output of a command's --json output
+    Schema(SchemaArgs),
     /// Print a shell completion script, e.g. `source <(proxfleet completions bash)`
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory
@@ -220,6 +220,9 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
+    /// Print one final report as JSON on standard output (the plan and progress go to standard error)
+    #[arg(long)]
+    pub json: bool,
     /// How many changes run at once
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
@@ -253,6 +256,9 @@ pub struct DestroyArgs {
     /// Destroy without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
+    /// Print one final report as JSON on standard output (the plan and progress go to standard error)
+    #[arg(long)]
+    pub json: bool,
     /// Also delete the image volumes this project downloaded (implied by --target image.NAME and --only images)
     #[arg(long)]
     pub include_images: bool,
@@ -274,6 +280,29 @@ pub struct DestroyArgs {
     /// Print the plan without colour (also: the NO_COLOR environment variable)
     #[arg(long)]
     pub no_color: bool,
+}
+
+/// `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Print the schema of this command's --json output instead of the spec's
+    #[arg(long, value_enum, value_name = "COMMAND")]
+    pub output: Option<SchemaOutput>,
+}
+
+/// A command whose `--json` output has a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaOutput {
+    /// `plan --json`
+    Plan,
+    /// `check --json`
+    Check,
+    /// `show --json`
+    Show,
+    /// `apply --json`
+    Apply,
+    /// `destroy --json`
+    Destroy,
 }
 
 /// `show`.

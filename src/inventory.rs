@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -22,7 +23,7 @@ use crate::state::ActualState;
 pub const SHOW_FORMAT_VERSION: u32 = 1;
 
 /// Where a shown address comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AddressSource {
     /// The VM's `ipconfig0` (a static address).
@@ -32,7 +33,7 @@ pub enum AddressSource {
 }
 
 /// One resource the project owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Owned {
     /// `clone.web-1`.
     pub key: ResourceKey,
@@ -269,20 +270,6 @@ pub fn table(project: &str, rows: &[Owned]) -> String {
 
 fn short(build: &str) -> &str {
     build.get(..12).unwrap_or(build)
-}
-
-/// `show --json`.
-pub fn json(project: &str, rows: &[Owned]) -> String {
-    let document = json!({
-        "format_version": SHOW_FORMAT_VERSION,
-        "project": project,
-        "count": rows.len(),
-        "resources": rows,
-    });
-    format!(
-        "{}\n",
-        serde_json::to_string_pretty(&document).unwrap_or_default()
-    )
 }
 
 /// An Ansible group name from free text: letters, digits and underscores only (Ansible warns

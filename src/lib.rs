@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod pve;
 pub mod qemu_config;
 pub mod render;
+pub mod report;
 pub mod saved;
 pub mod secret;
 pub mod seed;

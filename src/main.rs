@@ -30,7 +30,7 @@ fn init_tracing(verbose: u8) {
 async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<Success, CommandError> {
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, io).map(|()| Success::Done),
-        Command::Schema => commands::schema::run(io).map(|()| Success::Done),
+        Command::Schema(args) => commands::schema::run(args, io).map(|()| Success::Done),
         Command::Completions(args) => commands::docs::completions(args, io).map(|()| Success::Done),
         Command::Man(args) => commands::docs::man(args, io).map(|()| Success::Done),
         Command::Sim(SimCommand::Serve(args)) => {

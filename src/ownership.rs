@@ -17,7 +17,17 @@ const MARKER_PREFIX: &str = "managed-by: proxfleet";
 
 /// What kind of resource a key names.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
@@ -207,6 +217,21 @@ pub fn description_to_write(observed: Option<&str>, desired: &str) -> Option<Str
 impl serde::Serialize for ResourceKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+// In JSON a key is its text, so its schema is a string of the form `FromStr` accepts.
+impl schemars::JsonSchema for ResourceKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ResourceKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A resource's address: image.NAME, template.NAME or clone.NAME.",
+            "type": "string",
+            "pattern": "^(image|template|clone)\\.\\S+$"
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! and typed reasons: the differ chooses them, the executor matches on them, and only
 //! `render` puts them into words.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ownership::{ResourceKey, ResourceKind};
@@ -14,7 +15,9 @@ use crate::ownership::{ResourceKey, ResourceKind};
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// What happens to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Make it.
@@ -37,7 +40,7 @@ impl Action {
 /// One operation of a change: what the executor does, as data. The differ chooses them, the
 /// executor matches on them, and `render` alone turns them into words (a plan's text and
 /// JSON show each as a name and its old and new values).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     /// A configuration option gets a value (`memory`, `ipconfig0`, `ide2`).
@@ -173,7 +176,7 @@ pub enum Operation {
 }
 
 /// A VM's power state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerState {
     /// Running.
@@ -238,7 +241,7 @@ pub struct ConfigWrite<'a> {
 }
 
 /// Why a resource is replaced, or taken over, rather than updated in place.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     /// The spec gives another vmid.
@@ -296,7 +299,7 @@ pub enum Reason {
 }
 
 /// An option of a template that differs from what its build set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HandEdit {
     /// Proxmox option name.
     pub option: String,
@@ -308,7 +311,7 @@ pub struct HandEdit {
 }
 
 /// A change to one resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
     /// The resource.
     pub key: ResourceKey,
@@ -330,7 +333,7 @@ pub struct Change {
 }
 
 /// Something in the cluster that stops the plan from being applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Conflict {
     /// The resource that cannot be reconciled.
     pub key: ResourceKey,
@@ -340,7 +343,7 @@ pub struct Conflict {
 }
 
 /// What stops a resource from being reconciled (`render` says it, with what the user can do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {
     /// The desired vmid is held by a VM that is not this resource.
@@ -401,7 +404,7 @@ pub enum Problem {
 }
 
 /// A VM named in a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NamedVm {
     /// VM id.
     pub vmid: u32,
@@ -411,7 +414,7 @@ pub struct NamedVm {
 }
 
 /// Whose a VM in the way is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "owner", rename_all = "snake_case")]
 pub enum Holder {
     /// Another proxfleet project's.
@@ -429,7 +432,7 @@ pub enum Holder {
 }
 
 /// Why a VM cannot be adopted as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "blocker", rename_all = "snake_case")]
 pub enum AdoptBlocker {
     /// The spec wants a template.
@@ -456,7 +459,7 @@ pub enum AdoptBlocker {
 }
 
 /// An ordered plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     /// JSON format version.
     pub format_version: u32,
@@ -479,7 +482,7 @@ pub struct Plan {
 }
 
 /// A running VM whose managed options wait for its next boot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PendingReboot {
     /// The VM.
     pub key: ResourceKey,
@@ -492,7 +495,7 @@ pub struct PendingReboot {
 }
 
 /// Which way a target reaches through the dependency graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Reach {
     /// A target brings in what it depends on (plan, apply): a clone needs its template.
@@ -502,7 +505,7 @@ pub enum Reach {
 }
 
 /// What a partial plan was limited to, so it can say so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Targeting {
     /// `--target` addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

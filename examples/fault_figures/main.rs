@@ -60,6 +60,7 @@ async fn apply(conn: &Connection, spec: &Path) -> bool {
         select: SelectArgs::default(),
         replace: Vec::new(),
         no_color: true,
+        json: false,
         skip_checks: false,
     };
     let mut out = Vec::new();

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use super::progress::Progress;
 use super::{CommandError, Connection, Io, confirm, load_spec, parse_spec};
-use crate::apply::{ApplyOptions, StepResult, apply};
+use crate::apply::{ApplyOptions, ApplyReport, StepResult, apply};
 use crate::cli::{ApplyArgs, DestroyArgs};
 use crate::graph::DesiredGraph;
 use crate::ownership::ResourceKind;
 use crate::plan::{Plan, Reach};
+use crate::report::{RunCommand, RunReport};
 use crate::saved::{ClusterFingerprint, Drift, FileFingerprint, SavedPlan, sha256_hex};
 use crate::state::ActualState;
 use crate::target::{self, Request};
@@ -32,18 +33,18 @@ pub async fn run_apply(
     let request = super::plan::request_of(&args.select, &args.replace);
     let planned = super::plan::make_plan(&args.spec.file, &request, conn, io).await?;
     let plan = &planned.plan;
-    let color = io.color && !args.no_color;
-    let _ = io
-        .out
-        .write_all(render::plan_text_colored(plan, color).as_bytes());
+    let reporting = Reporting::new(RunCommand::Apply, args.json, None);
+    show_plan(io, plan, args.json, args.no_color);
     if !plan.conflicts.is_empty() {
+        reporting.unexecuted(io, plan);
         return Err(CommandError::Conflicts(render::conflicts_text(plan)));
     }
     if plan.is_empty() {
+        reporting.unexecuted(io, plan);
         return Ok(());
     }
     if !args.auto_approve {
-        confirm(io, "Do you want to perform these actions?")?;
+        approve(io, "Do you want to perform these actions?", args.json)?;
     }
     execute(
         conn,
@@ -57,7 +58,7 @@ pub async fn run_apply(
             args.shutdown_timeout,
             Some(args.storage_parallelism),
         ),
-        "Apply",
+        &reporting,
         io,
     )
     .await
@@ -139,19 +140,22 @@ async fn apply_saved(
     }
 
     let plan = &saved.plan;
+    let reporting = Reporting::new(
+        RunCommand::Apply,
+        args.json,
+        Some(file.display().to_string()),
+    );
     if !plan.conflicts.is_empty() {
+        reporting.unexecuted(io, plan);
         return Err(CommandError::Conflicts(render::conflicts_text(plan)));
     }
     if plan.is_empty() {
-        let color = io.color && !args.no_color;
-        let _ = io
-            .out
-            .write_all(render::plan_text_colored(plan, color).as_bytes());
+        show_plan(io, plan, args.json, args.no_color);
+        reporting.unexecuted(io, plan);
         return Ok(());
     }
-    let _ = io
-        .out
-        .write_all(render::saved_plan_header(file, plan).as_bytes());
+    let header = render::saved_plan_header(file, plan);
+    let _ = human_stream(io, args.json).write_all(header.as_bytes());
     execute(
         conn,
         plan,
@@ -164,7 +168,7 @@ async fn apply_saved(
             args.shutdown_timeout,
             Some(args.storage_parallelism),
         ),
-        "Apply",
+        &reporting,
         io,
     )
     .await
@@ -218,15 +222,15 @@ pub async fn run_destroy(
         args.include_images || images_asked,
         &options,
     );
-    let color = io.color && !args.no_color;
-    let _ = io
-        .out
-        .write_all(render::plan_text_colored(&plan, color).as_bytes());
+    let reporting = Reporting::new(RunCommand::Destroy, args.json, None);
+    show_plan(io, &plan, args.json, args.no_color);
     // Refused as `plan` and `apply` refuse it: nothing is deleted while something is in doubt.
     if !plan.conflicts.is_empty() {
+        reporting.unexecuted(io, &plan);
         return Err(CommandError::Conflicts(render::conflicts_text(&plan)));
     }
     if plan.is_empty() {
+        reporting.unexecuted(io, &plan);
         return Ok(());
     }
     if !args.auto_approve {
@@ -239,7 +243,7 @@ pub async fn run_destroy(
             "Do you really want to destroy {what} of project `{}`?\n  proxfleet will destroy everything shown above. There is no undo.",
             plan.project
         );
-        confirm(io, &question)?;
+        approve(io, &question, args.json)?;
     }
     execute(
         conn,
@@ -253,7 +257,7 @@ pub async fn run_destroy(
             args.shutdown_timeout,
             None,
         ),
-        "Destroy",
+        &reporting,
         io,
     )
     .await
@@ -285,12 +289,12 @@ async fn execute(
     desired: &DesiredGraph,
     actual: &ActualState,
     options: ApplyOptions,
-    verb: &str,
+    reporting: &Reporting,
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
     // Progress goes to the process's stderr as it happens (events come from several tasks at
     // once, so the sink cannot borrow `io`).
-    let progress = Progress::new(io.progress);
+    let progress = Progress::new(io.progress, plan.changes.len());
     let say = Arc::clone(&progress);
     io.interrupt.arm(move |text| say.line(text));
     let options = ApplyOptions {
@@ -307,10 +311,7 @@ async fn execute(
     )
     .await;
     progress.finish();
-    let _ = writeln!(io.out);
-    let _ = io
-        .out
-        .write_all(render::report_table(&report, verb, io.verbose > 0).as_bytes());
+    reporting.executed(io, plan, &report);
     let count =
         |f: fn(&StepResult) -> bool| report.outcomes.iter().filter(|o| f(&o.result)).count();
     let cancelled = count(|r| matches!(r, StepResult::Cancelled(_)));
@@ -322,4 +323,74 @@ async fn execute(
         return Err(CommandError::ChangesFailed { failed });
     }
     Ok(())
+}
+
+/// How a run reports: the human table, or with `--json` one JSON report on standard output
+/// (the plan and everything else for people then go to standard error).
+struct Reporting {
+    command: RunCommand,
+    json: bool,
+    saved_plan: Option<String>,
+}
+
+impl Reporting {
+    fn new(command: RunCommand, json: bool, saved_plan: Option<String>) -> Reporting {
+        Reporting {
+            command,
+            json,
+            saved_plan,
+        }
+    }
+
+    /// A plan that is not executed (nothing to do, or conflicts): the text plan said it all;
+    /// with `--json`, a report without results.
+    fn unexecuted(&self, io: &mut Io<'_>, plan: &Plan) {
+        if self.json {
+            let report = RunReport::unexecuted(self.command, plan, self.saved_plan.clone());
+            let _ = io.out.write_all(crate::report::to_json(&report).as_bytes());
+        }
+    }
+
+    /// The results of an executed plan.
+    fn executed(&self, io: &mut Io<'_>, plan: &Plan, report: &ApplyReport) {
+        if self.json {
+            let run = RunReport::executed(self.command, plan, report, self.saved_plan.clone());
+            let _ = io.out.write_all(crate::report::to_json(&run).as_bytes());
+            return;
+        }
+        let verb = match self.command {
+            RunCommand::Apply => "Apply",
+            RunCommand::Destroy => "Destroy",
+        };
+        let _ = writeln!(io.out);
+        let _ = io
+            .out
+            .write_all(render::report_table(report, verb, io.verbose > 0).as_bytes());
+    }
+}
+
+/// Where text for people goes: standard output, or standard error under `--json` (standard
+/// output then carries the report alone).
+fn human_stream<'a>(io: &'a mut Io<'_>, json: bool) -> &'a mut dyn std::io::Write {
+    if json { &mut *io.err } else { &mut *io.out }
+}
+
+/// The plan for people: in colour on a terminal's standard output, plain on standard error
+/// under `--json`.
+fn show_plan(io: &mut Io<'_>, plan: &Plan, json: bool, no_color: bool) {
+    let color = io.color && !no_color && !json;
+    let text = render::plan_text_colored(plan, color);
+    let _ = human_stream(io, json).write_all(text.as_bytes());
+}
+
+/// Ask before changing anything. `--json` does not answer the question: it is asked on
+/// standard error and read from standard input as always, so an unattended run still needs
+/// `--auto-approve`.
+fn approve(io: &mut Io<'_>, question: &str, json: bool) -> Result<(), CommandError> {
+    confirm(io, question).map_err(|err| match err {
+        CommandError::NotConfirmed(message) if json => CommandError::NotConfirmed(format!(
+            "{message} (--json changes where the report goes, not who approves)"
+        )),
+        other => other,
+    })
 }

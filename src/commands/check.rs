@@ -17,7 +17,7 @@ pub async fn run(args: &CheckArgs, conn: &Connection, io: &mut Io<'_>) -> Result
     let loaded = load_spec(&args.spec.file, io)?;
     let report = checked(conn, &loaded.spec).await;
     let text = if args.json {
-        preflight::json(&report)
+        crate::report::to_json(&crate::report::CheckDocument::of(&report))
     } else {
         preflight::text(&report)
     };

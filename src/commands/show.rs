@@ -43,7 +43,7 @@ pub async fn run_show(
     let (project, rows) = owned_rows(&args.spec.file, conn, io).await?;
     let rows = inventory::filter(rows, &targets);
     let text = if args.json {
-        inventory::json(&project, &rows)
+        crate::report::to_json(&crate::report::ShowDocument::of(&project, &rows))
     } else {
         inventory::table(&project, &rows)
     };

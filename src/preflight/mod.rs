@@ -15,6 +15,7 @@ mod gather;
 mod needs;
 mod render;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::graph::DesiredGraph;
@@ -24,13 +25,13 @@ use crate::spec::Spec;
 pub use evaluate::evaluate;
 pub use gather::{Facts, gather};
 pub use needs::{Needs, option_privileges};
-pub use render::{failures_text, json, summary, text};
+pub use render::{failures_text, summary, text};
 
 /// The name of the role the privilege hints grant (created once with `pveum role add`).
 pub const ROLE: &str = "Proxfleet";
 
 /// What a check is about; the report lists the groups in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
     /// The API and its version.
@@ -84,7 +85,7 @@ impl Group {
 }
 
 /// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// It holds.
@@ -98,7 +99,7 @@ pub enum Status {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Check {
     /// Group.
     pub group: Group,

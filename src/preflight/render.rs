@@ -96,18 +96,3 @@ pub fn failures_text(report: &Report, status: Status) -> String {
     }
     out
 }
-
-/// `check --json`: `ok`, counts, and every check with its details and hints.
-pub fn json(report: &Report) -> String {
-    let value = serde_json::json!({
-        "ok": report.ok(),
-        "passed": report.count(Status::Pass),
-        "warnings": report.count(Status::Warn),
-        "failed": report.count(Status::Fail),
-        "skipped": report.count(Status::Skip),
-        "checks": report.checks,
-    });
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    text.push('\n');
-    text
-}

@@ -307,26 +307,10 @@ pub fn stale_plan_text(file: &std::path::Path, drift: &[Drift], replan: &str) ->
     out
 }
 
-/// A plan for programs.
+/// A plan for programs: `report::PlanDocument`, the plan's data with its counts and machine
+/// values.
 pub fn plan_json(plan: &Plan) -> String {
-    // The plan as data, with the counts a script would otherwise have to tally (a replacement
-    // counts as one to add and one to destroy, as the text plan's last line does).
-    let (add, change, destroy) = plan.counts();
-    let document = match serde_json::to_value(plan) {
-        Ok(serde_json::Value::Object(mut fields)) => {
-            fields.insert(
-                "counts".into(),
-                serde_json::json!({ "add": add, "change": change, "destroy": destroy }),
-            );
-            serde_json::Value::Object(fields)
-        }
-        Ok(other) => other,
-        Err(err) => serde_json::json!({ "error": err.to_string() }),
-    };
-    let mut text = serde_json::to_string_pretty(&document)
-        .unwrap_or_else(|err| format!("{{\"error\": {:?}}}", err.to_string()));
-    text.push('\n');
-    text
+    crate::report::to_json(&crate::report::PlanDocument::of(plan))
 }
 
 /// Why a plan cannot be applied.

@@ -109,6 +109,7 @@ pub fn apply_args(file: &Path) -> ApplyArgs {
         plan_file: None,
         spec: spec_args(file),
         auto_approve: true,
+        json: false,
         parallelism: 8,
         storage_parallelism: 4,
         shutdown_timeout: 60,
@@ -124,6 +125,7 @@ pub fn destroy_args(file: &Path) -> DestroyArgs {
     DestroyArgs {
         spec: spec_args(file),
         auto_approve: true,
+        json: false,
         include_images: false,
         parallelism: 8,
         shutdown_timeout: 60,

@@ -310,6 +310,12 @@ fn every_console_block_of_the_readme_is_what_the_program_prints() {
 }
 
 #[test]
+fn every_console_block_of_the_json_docs_is_what_the_program_prints() {
+    let n_run = check_markdown("docs/JSON.md");
+    assert!(n_run >= 4, "only {n_run} docs/JSON.md commands ran");
+}
+
+#[test]
 fn the_matcher_takes_ellipses_and_wildcards() {
     let expected = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
     assert!(lines_match(

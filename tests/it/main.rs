@@ -21,6 +21,7 @@ mod hostile_files;
 mod images;
 mod inventory;
 mod iso9660;
+mod json;
 mod layers;
 mod nocloud;
 mod pending;

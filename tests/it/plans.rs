@@ -40,6 +40,7 @@ fn apply_file(file: &Path) -> ApplyArgs {
     ApplyArgs {
         plan_file: Some(file.to_path_buf()),
         auto_approve: false,
+        json: false,
         ..apply_args(Path::new("proxfleet.yaml"))
     }
 }
