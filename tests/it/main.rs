@@ -20,6 +20,7 @@ mod images;
 mod inventory;
 mod iso9660;
 mod layers;
+mod lease;
 mod nocloud;
 mod pending;
 mod plans;
