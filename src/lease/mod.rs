@@ -98,6 +98,16 @@ pub enum LeaseError {
         /// The lease pool.
         pool: String,
     },
+    /// The token may not make the lease pool.
+    #[error(
+        "cannot take the lease {pool}: {source}; the token needs Pool.Allocate on /pool (`proxfleet check` lists what is missing)"
+    )]
+    Forbidden {
+        /// The lease pool.
+        pool: String,
+        /// The refusal.
+        source: Box<PveError>,
+    },
     /// A request about the lease failed.
     #[error("lease {pool}: {source}")]
     Pve {
@@ -252,6 +262,12 @@ pub async fn acquire(
                     Some(_) => false,
                     None => continue,
                 }
+            }
+            Err(err @ PveError::Http { status: 403, .. }) => {
+                return Err(LeaseError::Forbidden {
+                    pool,
+                    source: Box::new(err),
+                });
             }
             Err(err) => return Err(pve(err)),
         };

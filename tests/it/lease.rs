@@ -1,7 +1,9 @@
 //! One run at a time per project: two applies at once (one proceeds, the other stops before
-//! any write, naming the holder), `destroy` behind the same lease, leases of killed runs taken
-//! over (expired, or their process gone), `unlock`, renewal during a long run, and the
-//! simulator's pool endpoints the lease relies on (an atomic create, Proxmox's refusals).
+//! any write, naming the holder), in one process on a shared simulator and as two processes on
+//! `sim serve`; `destroy` behind the same lease; leases of killed runs taken over (expired, or
+//! their process gone, a SIGKILLed one included); `unlock`; renewal during a long run; the
+//! privilege `check` asks for; and the simulator's pool endpoints the lease relies on (an
+//! atomic create, Proxmox's refusals).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -530,7 +532,9 @@ async fn check_asks_for_pool_allocate_on_pool_and_a_grant_there_lasts_across_run
     let refused = apply(&conn, &spec).await;
     let message = refused.result.as_ref().unwrap_err().to_string();
     assert!(
-        message.contains("lease proxfleet-lease-default: POST /pools failed with HTTP 403"),
+        message.contains(
+            "cannot take the lease proxfleet-lease-default: POST /pools failed with HTTP 403"
+        ) && message.contains("the token needs Pool.Allocate on /pool"),
         "{message}"
     );
     assert!(sim.vms().is_empty());
@@ -546,4 +550,93 @@ async fn check_asks_for_pool_allocate_on_pool_and_a_grant_there_lasts_across_run
     assert!(apply(&conn, &spec).await.result.is_ok());
     let again = destroy(&conn, &spec).await;
     assert!(again.result.is_ok(), "{:?}", again.result);
+}
+
+/// `proxfleet ARGS` in `dir` against the `sim serve` at `server` with `TOKEN`.
+fn against(server: &TlsSim, dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxfleet"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("PROXMOX_VE_ENDPOINT", format!("https://{}", server.listen))
+        .env("PROXMOX_VE_API_TOKEN", SERVE_TOKEN)
+        .env("PROXMOX_VE_CA_FILE", &server.ca)
+        .env_remove("PROXMOX_VE_INSECURE")
+        .env_remove("PROXFLEET_PROFILE")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+const SERVE_TOKEN: &str = "root@pam!lease=11111111-2222-4333-8444-00000000000a";
+
+#[test]
+fn separate_processes_on_sim_serve_one_runs_and_a_killed_ones_lease_is_taken_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        example("quickstart.yaml"),
+        dir.path().join("proxfleet.yaml"),
+    )
+    .unwrap();
+    // Tasks slow enough that a destroy still holds its lease when it is seen and killed.
+    let server = sim_serve_tls(dir.path(), &["--token", SERVE_TOKEN, "--task-ms", "400"]);
+    assert!(server.ready, "sim serve --tls did not come up");
+    let apply_args = ["apply", "--auto-approve"];
+
+    // Two processes at once: one applies, the other stops naming the first's pid.
+    let spawn = || {
+        against(&server, dir.path(), &apply_args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (one, two) = (spawn(), spawn());
+    let (one_pid, two_pid) = (one.id(), two.id());
+    let (one, two) = (
+        one.wait_with_output().unwrap(),
+        two.wait_with_output().unwrap(),
+    );
+    let (winner_pid, loser) = match (one.status.code(), two.status.code()) {
+        (Some(0), Some(1)) => (one_pid, &two),
+        (Some(1), Some(0)) => (two_pid, &one),
+        codes => panic!(
+            "exactly one must proceed: {codes:?}\n{}\n{}",
+            text(&one.stderr),
+            text(&two.stderr)
+        ),
+    };
+    let stderr = text(&loser.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: project `default` is locked by another run: lease proxfleet-lease-default held by root@pam!lease (pid {winner_pid} on {}, since ",
+            lease::this_host()
+        )),
+        "{stderr}"
+    );
+
+    // A run killed while it holds the lease: the next run on this host takes it over at once.
+    let destroying = against(&server, dir.path(), &["destroy", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut destroying = destroying.unwrap();
+    let held = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        let shown = against(&server, dir.path(), &["unlock"]).output().unwrap();
+        text(&shown.stdout).contains("held by root@pam!lease")
+    });
+    destroying.kill().unwrap();
+    let _ = destroying.wait();
+    assert!(held, "the destroy took its lease");
+    let rerun = against(&server, dir.path(), &apply_args).output().unwrap();
+    let stderr = text(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: took over the lease proxfleet-lease-default of project `default` from root@pam!lease (pid {}",
+            destroying.id()
+        )) && stderr.contains("is gone from this host"),
+        "{stderr}"
+    );
 }
