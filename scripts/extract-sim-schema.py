@@ -54,6 +54,9 @@ SERVED = [
     ("GET", "/pools"),
     ("POST", "/pools"),
     ("PUT", "/pools"),
+    ("DELETE", "/pools"),
+    ("PUT", "/pools/{poolid}"),
+    ("DELETE", "/pools/{poolid}"),
     ("GET", "/nodes/{node}/network"),
     ("GET", "/cluster/mapping/pci"),
 ]

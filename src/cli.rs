@@ -93,6 +93,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Print the project's clones as an Ansible inventory (also usable as a dynamic inventory script)
     Inventory(InventoryArgs),
+    /// Remove the project's lease, left by an apply or destroy that was killed (asks first)
+    Unlock(UnlockArgs),
     /// Print the JSON Schema of the spec format, or with --output of a command's --json output
     Schema(SchemaArgs),
     /// Print a shell completion script, e.g. `source <(proxfleet completions bash)`
@@ -245,6 +247,10 @@ pub struct ApplyArgs {
     /// Do not run the preflight checks first (for emergencies)
     #[arg(long)]
     pub skip_checks: bool,
+    /// Seconds the run's lease on the project lasts unless renewed (every third of it): how
+    /// soon another host may take over after this run is killed
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub lease_seconds: u32,
 }
 
 /// `destroy`.
@@ -280,6 +286,21 @@ pub struct DestroyArgs {
     /// Print the plan without colour (also: the NO_COLOR environment variable)
     #[arg(long)]
     pub no_color: bool,
+    /// Seconds the run's lease on the project lasts unless renewed (every third of it): how
+    /// soon another host may take over after this run is killed
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub lease_seconds: u32,
+}
+
+/// `unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Spec file
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Remove the lease without asking for confirmation
+    #[arg(long, visible_alias = "auto-approve")]
+    pub yes: bool,
 }
 
 /// `schema`.

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod fetch;
 pub mod graph;
 pub mod inventory;
+pub mod lease;
 pub mod nocloud;
 pub mod observe;
 pub mod ownership;

@@ -41,7 +41,8 @@ async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<Success, CommandError> {
         | Command::Destroy(_)
         | Command::Check(_)
         | Command::Show(_)
-        | Command::Inventory(_) => {
+        | Command::Inventory(_)
+        | Command::Unlock(_) => {
             let conn = commands::connect(&cli.global).await?;
             let result = with_connection(cli, &conn, io).await;
             if cli.global.verbose > 0 {
@@ -79,6 +80,9 @@ async fn with_connection(
             .await
             .map(|()| Success::Done),
         Command::Inventory(args) => commands::show::run_inventory(args, conn, io)
+            .await
+            .map(|()| Success::Done),
+        Command::Unlock(args) => commands::unlock::run(args, conn, io)
             .await
             .map(|()| Success::Done),
         _ => Ok(Success::Done),

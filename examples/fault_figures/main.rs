@@ -61,6 +61,7 @@ async fn apply(conn: &Connection, spec: &Path) -> bool {
         replace: Vec::new(),
         no_color: true,
         json: false,
+        lease_seconds: 120,
         skip_checks: false,
     };
     let mut out = Vec::new();

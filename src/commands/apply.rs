@@ -17,12 +17,25 @@ use crate::state::ActualState;
 use crate::target::{self, Request};
 use crate::{diff, observe, render, saved};
 
-/// Converge the cluster to the spec, or apply a saved plan.
+/// Converge the cluster to the spec, or apply a saved plan, holding the project's lease.
 ///
 /// # Errors
-/// Spec errors, observation failures, unknown addresses, conflicts, a declined confirmation,
-/// failed changes; for a saved plan, an unreadable file or a stale plan.
+/// Spec errors, the lease held by another run, observation failures, unknown addresses,
+/// conflicts, a declined confirmation, failed changes; for a saved plan, an unreadable file or
+/// a stale plan.
 pub async fn run_apply(
+    args: &ApplyArgs,
+    conn: &Connection,
+    io: &mut Io<'_>,
+) -> Result<(), CommandError> {
+    let project = super::lease::project_of_apply(args);
+    let lease = super::lease::hold(conn, project, args.lease_seconds, io).await?;
+    let result = apply_leased(args, conn, io).await;
+    super::lease::release(lease, io).await;
+    result
+}
+
+async fn apply_leased(
     args: &ApplyArgs,
     conn: &Connection,
     io: &mut Io<'_>,
@@ -189,12 +202,25 @@ fn unreadable(saved: &FileFingerprint, err: &std::io::Error) -> Drift {
     }
 }
 
-/// Delete what the spec's project owns (or the selected part of it).
+/// Delete what the spec's project owns (or the selected part of it), holding the project's
+/// lease.
 ///
 /// # Errors
-/// Spec errors, observation failures, unknown addresses, a declined confirmation, failed
-/// changes.
+/// Spec errors, the lease held by another run, observation failures, unknown addresses, a
+/// declined confirmation, failed changes.
 pub async fn run_destroy(
+    args: &DestroyArgs,
+    conn: &Connection,
+    io: &mut Io<'_>,
+) -> Result<(), CommandError> {
+    let project = super::lease::project_of_spec(&args.spec.file);
+    let lease = super::lease::hold(conn, project, args.lease_seconds, io).await?;
+    let result = destroy_leased(args, conn, io).await;
+    super::lease::release(lease, io).await;
+    result
+}
+
+async fn destroy_leased(
     args: &DestroyArgs,
     conn: &Connection,
     io: &mut Io<'_>,

@@ -5,12 +5,14 @@
 pub mod apply;
 pub mod check;
 pub mod docs;
+pub mod lease;
 pub mod plan;
 pub mod profile;
 pub mod progress;
 pub mod schema;
 pub mod show;
 pub mod sim;
+pub mod unlock;
 pub mod validate;
 
 use std::collections::BTreeSet;
@@ -122,6 +124,9 @@ pub enum CommandError {
     /// Preflight checks failed before `plan` or `apply`; the message lists every failure.
     #[error("{0}")]
     Preflight(String),
+    /// Another run holds the project's lease, or it could not be taken.
+    #[error("{0}")]
+    Lease(#[from] crate::lease::LeaseError),
     /// `check` found problems; the report was printed.
     #[error("{failed} preflight check(s) failed")]
     ChecksFailed {
@@ -150,6 +155,8 @@ impl CommandError {
                 PveError::InvalidToken { .. } | PveError::InvalidEndpoint { .. } => ErrorKind::User,
                 _ => ErrorKind::Remote,
             },
+            CommandError::Lease(crate::lease::LeaseError::Pve { .. }) => ErrorKind::Remote,
+            CommandError::Lease(_) => ErrorKind::User,
             CommandError::Observe(_) | CommandError::ChangesFailed { .. } => ErrorKind::Remote,
             CommandError::Io { .. } | CommandError::Sim(_) => ErrorKind::Internal,
         }

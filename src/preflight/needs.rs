@@ -184,6 +184,14 @@ impl Needs {
                 needs.clone_vm(clone, template, desired, spec.ssh.snippets_dir.as_deref());
             }
         }
+        // `apply` and `destroy` hold the project's lease, a pool they create, renew and delete:
+        // `Pool.Allocate` on its path, which pve-manager's `API2/Pool.pm` checks for all three.
+        needs.privilege(
+            &format!("/pool/{}", crate::lease::pool_id(&spec.project)),
+            "Pool.Allocate",
+            "the run's lease",
+            "create, renew and delete it (apply, destroy)",
+        );
         needs
     }
 

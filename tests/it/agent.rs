@@ -452,7 +452,7 @@ fn the_token_needs_to_read_the_guest_agent_only_for_clones_that_wait() {
 #[tokio::test]
 async fn a_refusal_is_not_asked_again() {
     // A token with what proxfleet needs to build the fleet, but not VM.GuestAgent.Audit.
-    let privileges = "Sys.Audit,Sys.AccessNetwork,VM.Allocate,VM.Clone,VM.Audit,VM.PowerMgmt,VM.Config.Disk,VM.Config.CDROM,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.HWType,VM.Config.Options,VM.Config.Cloudinit,Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,SDN.Use,Mapping.Use";
+    let privileges = "Sys.Audit,Sys.AccessNetwork,VM.Allocate,VM.Clone,VM.Audit,VM.PowerMgmt,VM.Config.Disk,VM.Config.CDROM,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.HWType,VM.Config.Options,VM.Config.Cloudinit,Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,SDN.Use,Mapping.Use,Pool.Allocate";
     let sim = SimHandle::start(SimConfig {
         task_duration: Some(Duration::from_millis(5)),
         tokens: vec![CLONER.to_string()],

@@ -134,7 +134,7 @@ fn the_token_secret_never_appears_in_output() {
 }
 
 /// The role README.md tells operators to create for proxfleet's token.
-const PROXFLEET_ROLE: &str = "Proxfleet=Sys.Audit,Sys.AccessNetwork,VM.Allocate,VM.Clone,VM.Audit,VM.Migrate,VM.PowerMgmt,VM.Config.Disk,VM.Config.CDROM,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.HWType,VM.Config.Options,VM.Config.Cloudinit,VM.GuestAgent.Audit,Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,SDN.Use,Mapping.Use";
+const PROXFLEET_ROLE: &str = "Proxfleet=Sys.Audit,Sys.AccessNetwork,VM.Allocate,VM.Clone,VM.Audit,VM.Migrate,VM.PowerMgmt,VM.Config.Disk,VM.Config.CDROM,VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.HWType,VM.Config.Options,VM.Config.Cloudinit,VM.GuestAgent.Audit,Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,SDN.Use,Mapping.Use,Pool.Allocate";
 
 #[test]
 fn sim_serve_tls_is_a_real_https_server_other_processes_can_verify() {

@@ -23,6 +23,7 @@ mod inventory;
 mod iso9660;
 mod json;
 mod layers;
+mod lease;
 mod nocloud;
 mod pending;
 mod plans;

@@ -159,7 +159,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.result.as_ref().map_err(ToString::to_string),
-        Err("15 preflight check(s) failed".to_string()),
+        Err("16 preflight check(s) failed".to_string()),
         "{}",
         run.out
     );
@@ -177,6 +177,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
         "✗ /sdn/zones/localnetwork/vmbr1: the token lacks SDN.Use",
         "✗ /mapping/pci/gpu0: the token lacks Mapping.Use",
         "✗ /nodes/pve1: the token lacks Sys.AccessNetwork",
+        "✗ /pool: the token lacks Pool.Allocate",
         "✗ 201 (clone.db-1): held by VM 201 `legacy-db` on pve1, which proxfleet did not create",
     ];
     for line in expect {
@@ -202,7 +203,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
         "→ did you mean `pve1`?",
         "→ pveum acl modify /vms --tokens 'ops@pve!ci' --roles Proxfleet",
         "→ create it: Datacenter → Resource Mappings → PCI Devices → Add, id `gpu0`, with the device of pve1",
-        "→ once, a role with what this spec needs: pveum role add Proxfleet -privs \"Datastore.AllocateSpace Datastore.AllocateTemplate Datastore.Audit Mapping.Use SDN.Use Sys.AccessNetwork VM.Allocate VM.Audit VM.Clone VM.Config.CDROM VM.Config.CPU VM.Config.Cloudinit VM.Config.Disk VM.Config.HWType VM.Config.Memory VM.Config.Network VM.Config.Options VM.PowerMgmt\"",
+        "→ once, a role with what this spec needs: pveum role add Proxfleet -privs \"Datastore.AllocateSpace Datastore.AllocateTemplate Datastore.Audit Mapping.Use Pool.Allocate SDN.Use Sys.AccessNetwork VM.Allocate VM.Audit VM.Clone VM.Config.CDROM VM.Config.CPU VM.Config.Cloudinit VM.Config.Disk VM.Config.HWType VM.Config.Memory VM.Config.Network VM.Config.Options VM.PowerMgmt\"",
     ] {
         assert!(run.out.contains(hint), "missing {hint}\n{}", run.out);
     }
@@ -213,7 +214,7 @@ async fn every_problem_is_reported_at_once_with_what_to_do() {
     let json: Value = serde_json::from_str(&check(&conn, &spec, true).await.out).unwrap();
     assert_eq!(
         (json["ok"].as_bool(), json["failed"].as_u64()),
-        (Some(false), Some(15))
+        (Some(false), Some(16))
     );
     let bridge = json["checks"]
         .as_array()

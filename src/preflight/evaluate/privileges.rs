@@ -1,6 +1,7 @@
 //! The token's privileges: each one the spec needs on each ACL path, held there, propagated
 //! from above, or granted instead by an equivalent; the missing ones grouped by path, with the
-//! `pveum` commands that grant them.
+//! `pveum` commands that grant them. The run's lease (`Pool.Allocate` on its pool) is granted
+//! on `/pool`: a grant on the lease pool itself would go when the first run deletes the pool.
 
 use std::collections::BTreeSet;
 
@@ -46,6 +47,11 @@ pub(super) fn privileges(needs: &Needs, facts: &Facts, out: &mut Checks) {
         hints.push(format!(
             "pveum acl modify {path} --tokens '{token}' --roles {ROLE}"
         ));
+        if path == LEASE_GRANT_PATH {
+            hints.push(format!(
+                "on {path}, not on the lease's own pool: Proxmox deletes a pool's ACL entries with the pool, and each run deletes its lease when it ends"
+            ));
+        }
         if index == 0
             && let Some(user) = user
         {
@@ -134,9 +140,13 @@ fn missing_by_path<'a>(needs: &Needs, missing: &[&'a PrivilegeNeed]) -> MissingB
                 .all(|n| missing.iter().any(|x| std::ptr::eq(*x, *n)))
     });
     let mut by_path: IndexMap<String, IndexMap<&str, (Users, IndexSet<String>)>> = IndexMap::new();
+    let lease_path = format!("/pool/{}", crate::lease::POOL_PREFIX);
     for need in missing {
         let path = if collapse && on_vms(need) {
             "/vms".to_string()
+        } else if need.path.starts_with(&lease_path) {
+            // pve-access-control's `delete_pool_acl` drops the pool's entries with the pool.
+            LEASE_GRANT_PATH.to_string()
         } else {
             need.path.clone()
         };
@@ -153,6 +163,10 @@ fn missing_by_path<'a>(needs: &Needs, missing: &[&'a PrivilegeNeed]) -> MissingB
     }
     by_path
 }
+
+/// Where the lease's privilege is granted: every pool below it inherits it (with propagation,
+/// `pveum`'s default).
+const LEASE_GRANT_PATH: &str = "/pool";
 
 /// Needs the token lacks, and paths whose privileges could not be read (with why).
 type Unmet<'a> = (Vec<&'a PrivilegeNeed>, IndexMap<&'a str, &'a PveError>);

@@ -134,6 +134,9 @@ fn routes() -> Vec<(&'static str, Handler)> {
         ("GET /pools", pools::pools_list),
         ("POST /pools", pools::pool_create),
         ("PUT /pools", pools::pool_update),
+        ("DELETE /pools", pools::pool_delete),
+        ("PUT /pools/{poolid}", pools::pool_update),
+        ("DELETE /pools/{poolid}", pools::pool_delete),
     ]
 }
 

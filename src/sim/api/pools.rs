@@ -1,5 +1,7 @@
-//! Resource pools (`API2/Pool.pm` in pve-manager): list, create, add and remove members, and
-//! joining a pool when a VM is created or cloned.
+//! Resource pools (`API2/Pool.pm` in pve-manager): list, create, add and remove members or
+//! rewrite the comment, delete an empty pool, and joining a pool when a VM is created or
+//! cloned. Every change runs inside `mutate`, as Proxmox's run inside `lock_user_config`, so
+//! of two concurrent creates of one id exactly one succeeds.
 
 use serde_json::{Value, json};
 
@@ -33,7 +35,11 @@ pub(crate) fn pools_list(call: &ApiCall) -> Reply {
             .pools
             .iter()
             .filter(|(id, _)| wanted.is_none_or(|w| w == id.as_str()))
-            .filter(|(id, _)| call.allowed(&format!("/pool/{id}"), &["Pool.Audit"], false))
+            // With `poolid`, `index` calls `$rpcenv->check(…, 1)` and ignores its answer: the
+            // pool is listed whatever the caller holds; without, only the audited ones.
+            .filter(|(id, _)| {
+                wanted.is_some() || call.allowed(&format!("/pool/{id}"), &["Pool.Audit"], false)
+            })
             .map(|(id, pool)| {
                 let mut entry = json!({"poolid": id});
                 if let Some(comment) = &pool.comment {
@@ -90,8 +96,9 @@ pub(crate) fn pool_create(call: &ApiCall) -> Reply {
     })
 }
 
-/// `PUT /pools`: add VMs (moving them from another pool only with `allow-move`), or remove
-/// them with `delete`.
+/// `PUT /pools` (and the older `PUT /pools/{poolid}`): add VMs (moving them from another pool
+/// only with `allow-move`), or remove them with `delete`; set the comment when one is given.
+/// Failures inside the lock read `update pools failed: …`, as `update_pool` words them.
 pub(crate) fn pool_update(call: &ApiCall) -> Reply {
     let id = call.req("poolid").to_string();
     let vmids: Vec<u32> = call
@@ -107,7 +114,9 @@ pub(crate) fn pool_update(call: &ApiCall) -> Reply {
     }
     call.shared.mutate(|c| {
         if !c.pools.contains_key(&id) {
-            return Err(ApiError::fail(format!("pool '{id}' does not exist")));
+            return Err(ApiError::fail(format!(
+                "update pools failed: pool '{id}' does not exist"
+            )));
         }
         let delete = call.flag("delete").unwrap_or(false);
         for vmid in &vmids {
@@ -148,6 +157,36 @@ pub(crate) fn pool_update(call: &ApiCall) -> Reply {
         {
             pool.comment = Some(comment.to_string());
         }
+        data(Value::Null)
+    })
+}
+
+/// `DELETE /pools?poolid=` (and the older `DELETE /pools/{poolid}`), as `delete_pool` under
+/// `lock_user_config`: only an empty pool goes; a sub-pool, or a VM that still exists, keeps
+/// it (VMs destroyed since are ignored).
+pub(crate) fn pool_delete(call: &ApiCall) -> Reply {
+    let id = call.req("poolid").to_string();
+    let failed = |why: String| ApiError::fail(format!("delete pool failed: {why}"));
+    call.shared.mutate(|c| {
+        let Some(pool) = c.pools.get(&id) else {
+            return Err(failed(format!("pool '{id}' does not exist")));
+        };
+        let child_prefix = format!("{id}/");
+        if let Some(child) = c.pools.keys().find(|other| {
+            other
+                .strip_prefix(&child_prefix)
+                .is_some_and(|rest| !rest.contains('/'))
+        }) {
+            return Err(failed(format!(
+                "pool '{id}' is not empty (contains pool '{child}')"
+            )));
+        }
+        if let Some(vmid) = pool.vms.iter().find(|vmid| c.vms.contains_key(vmid)) {
+            return Err(failed(format!(
+                "pool '{id}' is not empty (contains VM {vmid})"
+            )));
+        }
+        c.pools.remove(&id);
         data(Value::Null)
     })
 }
