@@ -54,6 +54,9 @@ SERVED = [
     ("PUT", "/pools"),
     ("GET", "/nodes/{node}/network"),
     ("GET", "/cluster/mapping/pci"),
+    ("GET", "/nodes/{node}/lxc"),
+    ("POST", "/nodes/{node}/lxc"),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}"),
 ]
 
 # Enums the schema leaves null because Proxmox computes them at runtime.
