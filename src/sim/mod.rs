@@ -200,6 +200,22 @@ pub struct SimContainer {
 }
 
 impl SimContainer {
+    /// Parse `NODE:VMID:HOSTNAME` (`sim serve --container`).
+    ///
+    /// # Errors
+    /// Not three fields, or a vmid that is not a number.
+    pub fn parse(text: &str) -> Result<SimContainer, String> {
+        let invalid = || format!("invalid container '{text}': expected NODE:VMID:HOSTNAME");
+        let mut fields = text.splitn(3, ':');
+        let (Some(node), Some(vmid), Some(hostname)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(invalid());
+        };
+        let vmid = vmid.parse().map_err(|_| invalid())?;
+        Ok(SimContainer::new(node, vmid, hostname))
+    }
+
     /// A stopped container with a host name, 512 MiB and an 8 GiB root disk on `local-lvm`.
     pub fn new(node: &str, vmid: u32, hostname: &str) -> SimContainer {
         let config = [

@@ -204,3 +204,42 @@ async fn a_name_held_by_a_container_is_a_plan_conflict_as_for_a_foreign_vm() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serve_seeds_containers_and_answers_as_an_older_release() {
+    const TOKEN: &str = "root@pam!ci=6f1c52b1-0c8e-4d5f-9a3b-7e2d4c6f8a90";
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim_serve_tls(
+        dir.path(),
+        &[
+            "--token",
+            TOKEN,
+            "--nodes",
+            "2",
+            "--container",
+            "pve2:105:ct-name",
+            "--pve-release",
+            "8.0",
+        ],
+    );
+    assert!(server.ready, "sim serve --tls did not come up");
+    let client = proxfleet::pve::PveClient::new(proxfleet::pve::ClientConfig {
+        endpoint: format!("https://{}", server.listen),
+        token: proxfleet::pve::ApiToken::parse(TOKEN).unwrap(),
+        insecure: false,
+        ca_file: Some(server.ca.clone()),
+        timeout: std::time::Duration::from_secs(10),
+        read_retry: proxfleet::pve::ReadRetry::never(),
+    })
+    .unwrap();
+    assert_eq!(client.version().await.unwrap().release, "8.0");
+    let guests = client.cluster_vms().await.unwrap();
+    let ct = guests.iter().find(|g| g.vmid == 105).expect("listed");
+    assert_eq!(ct.kind, proxfleet::pve::GuestKind::Lxc);
+    assert_eq!(
+        (ct.node.as_str(), ct.name.as_deref()),
+        ("pve2", Some("ct-name"))
+    );
+    assert!(!client.vmid_is_free(105).await.unwrap());
+    assert_eq!(client.next_id().await.unwrap(), 100);
+}
