@@ -59,6 +59,9 @@ SERVED = [
     ("DELETE", "/pools/{poolid}"),
     ("GET", "/nodes/{node}/network"),
     ("GET", "/cluster/mapping/pci"),
+    ("GET", "/nodes/{node}/lxc"),
+    ("POST", "/nodes/{node}/lxc"),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}"),
 ]
 
 # Enums the schema leaves null because Proxmox computes them at runtime.

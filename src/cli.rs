@@ -434,6 +434,12 @@ pub struct SimServeArgs {
     /// User who may log in with a password (tickets + CSRF), USER@REALM:PASSWORD (repeatable)
     #[arg(long = "user")]
     pub users: Vec<String>,
+    /// LXC container that exists from the start, NODE:VMID:HOSTNAME (repeatable)
+    #[arg(long = "container")]
+    pub containers: Vec<String>,
+    /// Proxmox VE release to answer as, MAJOR.MINOR (before 8.1 a config's memory is a number)
+    #[arg(long = "pve-release", default_value = "9.1")]
+    pub release: String,
     /// Serve HTTPS with a self-signed certificate, written to --ca-file for clients to trust
     #[arg(long)]
     pub tls: bool,

@@ -10,8 +10,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::graph::{DesiredGraph, Resource};
 use crate::ownership::{Marker, TAG};
-use crate::pve::{PveClient, PveError};
-use crate::state::{ActualState, ActualVm, ActualVolume};
+use crate::pve::{GuestKind, PveClient, PveError};
+use crate::state::{ActualContainer, ActualState, ActualVm, ActualVolume};
 
 /// How many configuration reads run at once.
 pub const CONFIG_CONCURRENCY: usize = 16;
@@ -110,7 +110,7 @@ pub async fn observe(
         })
         .buffer_unordered(CONFIG_CONCURRENCY)
         .try_collect::<Vec<_>>();
-    let (vms, contents) = futures::try_join!(vms, contents)?;
+    let ((vms, containers), contents) = futures::try_join!(vms, contents)?;
 
     let mut volumes = BTreeMap::new();
     for (node, storage, content) in contents {
@@ -127,19 +127,37 @@ pub async fn observe(
         }
     }
 
-    Ok(ActualState { vms, volumes })
+    Ok(ActualState {
+        vms,
+        volumes,
+        containers,
+    })
 }
 
-/// Every VM of the cluster from one listing, with the configurations of those that matter.
+/// Every VM of the cluster from one listing, with the configurations of those that matter,
+/// and the containers beside them (their vmids and names only: no config of theirs matters).
 async fn observe_vms(
     client: &PveClient,
     desired_vmids: &BTreeSet<u32>,
     desired_names: &BTreeSet<&String>,
-) -> Result<BTreeMap<u32, ActualVm>, ObserveError> {
-    let summaries = client
+) -> Result<(BTreeMap<u32, ActualVm>, BTreeMap<u32, ActualContainer>), ObserveError> {
+    let (container_rows, summaries): (Vec<_>, Vec<_>) = client
         .cluster_vms()
         .await
-        .map_err(|source| ObserveError::ListVms { source })?;
+        .map_err(|source| ObserveError::ListVms { source })?
+        .into_iter()
+        .partition(|summary| summary.kind == GuestKind::Lxc);
+    let containers = container_rows
+        .into_iter()
+        .map(|ct| {
+            let container = ActualContainer {
+                vmid: ct.vmid,
+                node: ct.node,
+                name: ct.name,
+            };
+            (ct.vmid, container)
+        })
+        .collect();
 
     let mut vms: BTreeMap<u32, ActualVm> = BTreeMap::new();
     let mut to_read = Vec::new();
@@ -214,7 +232,7 @@ async fn observe_vms(
         vm.config = config.values;
         vm.pending = pending;
     }
-    Ok(vms)
+    Ok((vms, containers))
 }
 
 /// A SHA-1 over a VM's options (pending values applied) and the names of those pending: one

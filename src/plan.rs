@@ -356,6 +356,9 @@ pub enum Problem {
         node: String,
         /// Whose it is.
         owner: Holder,
+        /// A VM, or a container (which proxfleet never makes).
+        #[serde(default, skip_serializing_if = "Guest::is_vm")]
+        guest: Guest,
     },
     /// A VM outside the project has the name a new VM would get.
     NameTaken {
@@ -363,6 +366,9 @@ pub enum Problem {
         holder: NamedVm,
         /// Its node.
         node: String,
+        /// A VM, or a container (which proxfleet never makes).
+        #[serde(default, skip_serializing_if = "Guest::is_vm")]
+        guest: Guest,
     },
     /// A VM `adopt: true` names cannot be taken over as it is.
     NotAdoptable {
@@ -401,6 +407,24 @@ pub enum Problem {
         /// What the full plan does to it (create or replace).
         action: Action,
     },
+}
+
+/// What kind of guest stands in the way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Guest {
+    /// A QEMU VM.
+    #[default]
+    Vm,
+    /// An LXC container.
+    Container,
+}
+
+impl Guest {
+    /// Whether it is a VM (the usual case, left out of a plan's JSON).
+    pub fn is_vm(&self) -> bool {
+        *self == Guest::Vm
+    }
 }
 
 /// A VM named in a conflict.
@@ -656,6 +680,7 @@ mod tests {
                     },
                     node: "pve1".into(),
                     owner: Holder::Unmanaged,
+                    guest: Guest::Vm,
                 },
             },
             Conflict {

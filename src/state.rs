@@ -36,6 +36,18 @@ pub struct ActualVm {
     pub pool: Option<String>,
 }
 
+/// An LXC container as observed: proxfleet never manages one, but it holds its vmid and its
+/// name, so a VM wanting either is in conflict with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActualContainer {
+    /// Container id (from the same range as vmids).
+    pub vmid: u32,
+    /// Node it is on.
+    pub node: String,
+    /// Host name, as `/cluster/resources` lists it.
+    pub name: Option<String>,
+}
+
 /// A volume as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActualVolume {
@@ -56,6 +68,8 @@ pub struct ActualState {
     pub vms: BTreeMap<u32, ActualVm>,
     /// Volumes by (node, volid) that proxfleet looked at.
     pub volumes: BTreeMap<(String, String), ActualVolume>,
+    /// LXC containers by vmid.
+    pub containers: BTreeMap<u32, ActualContainer>,
 }
 
 impl ActualVm {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{CommandError, Io};
 use crate::cli::SimServeArgs;
-use crate::sim::{AclEntry, FaultSpec, SimConfig, SimHandle};
+use crate::sim::{AclEntry, FaultSpec, SimConfig, SimContainer, SimHandle};
 
 /// A random UUID-shaped secret.
 fn generated_secret() -> String {
@@ -70,6 +70,13 @@ pub async fn serve(args: &SimServeArgs, io: &mut Io<'_>) -> Result<(), CommandEr
         state_file: args.state.clone(),
         tls: args.tls,
         users: args.users.clone(),
+        containers: args
+            .containers
+            .iter()
+            .map(|c| SimContainer::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(invalid)?,
+        release: args.release.clone(),
         ..SimConfig::default()
     };
     config.tokens = if args.tokens.is_empty() {

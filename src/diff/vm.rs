@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use crate::graph::{BuildRecipe, DesiredVm, Recipe};
 use crate::ownership::description_to_write;
 use crate::plan::{
-    Action, Change, Conflict, HandEdit, Holder, NamedVm, Operation, PowerState, Problem, Reason,
+    Action, Change, Conflict, Guest, HandEdit, Holder, NamedVm, Operation, PowerState, Problem,
+    Reason,
 };
 use crate::qemu_config::propstr::{PropertyString, disk_size_bytes};
 use crate::qemu_config::{is_disk_option, same_value};
@@ -93,6 +94,21 @@ impl<'a> VmDiff<'a> {
     /// Whatever occupies the desired vmid must be this very resource, or one the spec adopts.
     fn occupant(&self) -> Result<Occupant<'a>, Box<Conflict>> {
         let vm = self.vm;
+        if let Some(container) = self.actual.containers.get(&vm.vmid) {
+            return Err(Box::new(Conflict {
+                key: vm.key.clone(),
+                problem: Problem::VmidTaken {
+                    vmid: vm.vmid,
+                    holder: NamedVm {
+                        vmid: container.vmid,
+                        name: container.name.clone(),
+                    },
+                    node: container.node.clone(),
+                    owner: Holder::Unmanaged,
+                    guest: Guest::Container,
+                },
+            }));
+        }
         let Some(occupant) = self.actual.vms.get(&vm.vmid) else {
             return Ok(Occupant::Free);
         };
@@ -123,6 +139,7 @@ impl<'a> VmDiff<'a> {
                 },
                 node: occupant.node.clone(),
                 owner,
+                guest: Guest::Vm,
             },
         }))
     }
@@ -141,6 +158,24 @@ impl<'a> VmDiff<'a> {
                     .as_ref()
                     .is_none_or(|m| m.project != self.project)
             });
+        if let Some(container) = self
+            .actual
+            .containers
+            .values()
+            .find(|ct| ct.name.as_deref() == Some(vm.name.as_str()))
+        {
+            return Err(Box::new(Conflict {
+                key: vm.key.clone(),
+                problem: Problem::NameTaken {
+                    holder: NamedVm {
+                        vmid: container.vmid,
+                        name: Some(vm.name.clone()),
+                    },
+                    node: container.node.clone(),
+                    guest: Guest::Container,
+                },
+            }));
+        }
         match namesake {
             None => Ok(()),
             Some(other) => Err(Box::new(Conflict {
@@ -151,6 +186,7 @@ impl<'a> VmDiff<'a> {
                         name: Some(vm.name.clone()),
                     },
                     node: other.node.clone(),
+                    guest: Guest::Vm,
                 },
             })),
         }

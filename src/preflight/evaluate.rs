@@ -301,6 +301,21 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
             .as_deref()
             .map(|n| format!(" `{n}`"))
             .unwrap_or_default();
+        if vm.kind == crate::pve::GuestKind::Lxc {
+            out.push_with(
+                Status::Fail,
+                subject,
+                format!(
+                    "held by container {vmid}{name} on {}, which proxfleet did not create",
+                    vm.node
+                ),
+                Vec::new(),
+                vec![format!(
+                    "give {key} another vmid: proxfleet never changes a container"
+                )],
+            );
+            continue;
+        }
         let another_project = matches!(
             facts.owners.get(vmid),
             Some(Ok(Some(marker))) if marker.project != needs.project

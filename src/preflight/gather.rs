@@ -12,8 +12,8 @@ use indexmap::IndexSet;
 use super::needs::Needs;
 use crate::ownership::Marker;
 use crate::pve::{
-    NetworkInterface, NodeSummary, PciMapping, PveClient, PveError, StorageSummary, VersionInfo,
-    VmSummary,
+    GuestKind, NetworkInterface, NodeSummary, PciMapping, PveClient, PveError, StorageSummary,
+    VersionInfo, VmSummary,
 };
 
 /// How many requests of one kind run at once.
@@ -210,7 +210,11 @@ fn tagged_vmids(needs: &Needs, facts: &Facts) -> BTreeSet<u32> {
     needs
         .vmids
         .keys()
-        .filter(|vmid| listed.get(vmid).is_some_and(|vm| is_tagged(vm)))
+        .filter(|vmid| {
+            listed
+                .get(vmid)
+                .is_some_and(|vm| vm.kind == GuestKind::Qemu && is_tagged(vm))
+        })
         .copied()
         .collect()
 }
@@ -230,7 +234,9 @@ async fn ask_vmid_owners(
         .vmids
         .keys()
         .filter(|vmid| !tagged.contains(vmid))
-        .filter_map(|vmid| listed.get(vmid).map(|vm| (*vmid, vm.node.clone())))
+        // A container's config is no VM config to read a marker from: it is never ours.
+        .filter_map(|vmid| listed.get(vmid).filter(|vm| vm.kind == GuestKind::Qemu))
+        .map(|vm| (vm.vmid, vm.node.clone()))
         .collect();
     let unseen: Vec<u32> = needs
         .vmids

@@ -10,8 +10,8 @@ mod upid;
 pub use client::{ApiToken, ClientConfig, PveClient, ReadRetry};
 pub use error::{LockVerdict, PveError, lock_verdict_of};
 pub use types::{
-    CloneRequest, DownloadRequest, GuestInterface, NetworkInterface, NodeSummary, PciMapEntry,
-    PciMapping, PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest, VersionInfo,
-    VmConfig, VmStatus, VmSummary, VolumeInfo,
+    CloneRequest, DownloadRequest, GuestInterface, GuestKind, NetworkInterface, NodeSummary,
+    PciMapEntry, PciMapping, PendingEntry, StorageSummary, TaskOutcome, TaskStatus, UploadRequest,
+    VersionInfo, VmConfig, VmStatus, VmSummary, VolumeInfo,
 };
 pub use upid::{BadUpid, Upid};

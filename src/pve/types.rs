@@ -13,11 +13,23 @@ pub struct VersionInfo {
     pub version: String,
 }
 
-/// A QEMU guest from `/cluster/resources`.
+/// What kind of guest holds a vmid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuestKind {
+    /// A QEMU virtual machine: what proxfleet manages.
+    #[default]
+    Qemu,
+    /// An LXC container: proxfleet never manages one, but it holds its vmid and name.
+    Lxc,
+}
+
+/// A guest from `/cluster/resources`: a QEMU VM, or a container that holds a vmid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSummary {
-    /// VM id.
+    /// VM (or container) id.
     pub vmid: u32,
+    /// QEMU VM or LXC container.
+    pub kind: GuestKind,
     /// Node.
     pub node: String,
     /// Name.

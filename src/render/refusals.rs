@@ -1,7 +1,7 @@
 //! The words of a refusal: why a plan cannot be applied (its conflicts, with a hint each) and
 //! why a saved plan is stale (what moved since it was made).
 
-use crate::plan::{Action, AdoptBlocker, Conflict, Holder, NamedVm, Problem};
+use crate::plan::{Action, AdoptBlocker, Conflict, Guest, Holder, NamedVm, Problem};
 use crate::saved::{Drift, VmFingerprint, VmMove, VolumeFingerprint};
 
 use super::operations::operation_lines;
@@ -20,7 +20,18 @@ pub fn conflict_message(conflict: &Conflict) -> String {
             vmid,
             holder,
             node,
+            owner: _,
+            guest: Guest::Container,
+        } => format!(
+            "vmid {vmid} is taken by container {} on node {node}, which proxfleet did not create",
+            named_vm(holder)
+        ),
+        Problem::VmidTaken {
+            vmid,
+            holder,
+            node,
             owner,
+            guest: Guest::Vm,
         } => {
             let owner = match owner {
                 Holder::OtherProject { project } => {
@@ -34,8 +45,13 @@ pub fn conflict_message(conflict: &Conflict) -> String {
                 named_vm(holder)
             )
         }
-        Problem::NameTaken { holder, node } => format!(
-            "VM {} on node {node} already has the name `{}` and is not managed by this project",
+        Problem::NameTaken {
+            holder,
+            node,
+            guest,
+        } => format!(
+            "{} {} on node {node} already has the name `{}` and is not managed by this project",
+            if guest.is_vm() { "VM" } else { "container" },
             holder.vmid,
             holder.name.as_deref().unwrap_or_default()
         ),

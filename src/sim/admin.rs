@@ -1,11 +1,14 @@
 //! Hand edits of a running simulator, as an operator at the Proxmox UI or shell would make
 //! them (not through the API, and not recorded as requests): faults, locks, offline nodes,
-//! VMs, volumes, storages, bridges and PCI mappings.
+//! VMs, containers, volumes, storages, bridges and PCI mappings.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Fault, FaultSpec, SimBridge, SimError, SimHandle, SimPciMapping, SimStorage, state};
+use super::{
+    Fault, FaultSpec, SimBridge, SimContainer, SimError, SimHandle, SimPciMapping, SimStorage,
+    state,
+};
 
 impl SimHandle {
     /// Inject a fault: a request rule, a held lock or an offline node.
@@ -109,6 +112,32 @@ impl SimHandle {
         })
     }
 
+    /// Put an LXC container on a node, as `pct create` would (not through the API, and not
+    /// recorded as a request).
+    ///
+    /// # Errors
+    /// The node does not exist or the vmid is taken by a VM or a container.
+    pub fn insert_container(&self, container: SimContainer) -> Result<(), SimError> {
+        self.shared.mutate(|cluster| {
+            if cluster.node(&container.node).is_none() {
+                return Err(SimError::Admin(format!("no node {}", container.node)));
+            }
+            cluster
+                .check_vmid_unused(container.vmid)
+                .map_err(SimError::Admin)?;
+            cluster.containers.insert(
+                container.vmid,
+                state::Container {
+                    vmid: container.vmid,
+                    node: container.node,
+                    config: container.config,
+                    running: container.running,
+                },
+            );
+            Ok(())
+        })
+    }
+
     /// Create a stopped VM directly, as someone using the Proxmox UI would (not through the
     /// API, and not recorded as a request).
     ///
@@ -124,7 +153,7 @@ impl SimHandle {
             if cluster.node(node).is_none() {
                 return Err(SimError::Admin(format!("no node {node}")));
             }
-            if cluster.vms.contains_key(&vmid) {
+            if cluster.vmid_used(vmid) {
                 return Err(SimError::Admin(format!("VM {vmid} already exists")));
             }
             let config = config

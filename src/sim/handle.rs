@@ -110,6 +110,13 @@ impl SimHandle {
         for bridge in bridges {
             handle.add_bridge(bridge)?;
         }
+        // A state file may already hold them from an earlier run.
+        for container in handle.shared.config.containers.clone() {
+            let vmid = container.vmid;
+            if !handle.shared.read(|c| c.containers.contains_key(&vmid)) {
+                handle.insert_container(container)?;
+            }
+        }
         Ok(handle)
     }
 

@@ -85,6 +85,27 @@ pub struct SimConfig {
     /// How long a guest takes, from its start, until its QEMU guest agent answers (until then
     /// the agent endpoints say `QEMU guest agent is not running`).
     pub agent_boot_delay: Duration,
+    /// LXC containers that exist from the start (proxfleet never manages them; they hold
+    /// their vmids and names).
+    pub containers: Vec<SimContainer>,
+    /// The Proxmox VE release answered, `major.minor` (`9.1` by default). Answers whose shape
+    /// changed between releases follow it: before 8.1, `memory` was a plain integer option
+    /// and a config shows it as a JSON number; since, it is a property string
+    /// (`[current=]<integer>`) and shows as a string.
+    pub release: String,
+}
+
+impl SimConfig {
+    /// Whether the release answers `memory` as a JSON number (before PVE 8.1).
+    pub(crate) fn memory_is_number(&self) -> bool {
+        let mut parts = self
+            .release
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        (major, minor) < (8, 1)
+    }
 }
 
 impl Default for SimConfig {
@@ -110,6 +131,8 @@ impl Default for SimConfig {
             storages: Vec::new(),
             snippets_dirs: BTreeMap::new(),
             agent_boot_delay: Duration::from_millis(200),
+            containers: Vec::new(),
+            release: "9.1".to_string(),
         }
     }
 }
@@ -159,6 +182,63 @@ impl SimBridge {
             ports: Vec::new(),
             vlan_aware: false,
             active: true,
+        }
+    }
+}
+
+/// An LXC container, as `pct create` leaves it: a vmid on a node with its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimContainer {
+    /// Node.
+    pub node: String,
+    /// Container id (a vmid, from the same range as VMs').
+    pub vmid: u32,
+    /// Config options (`hostname`, `memory`, `cores`, `rootfs`, `tags`, …).
+    pub config: BTreeMap<String, String>,
+    /// Running.
+    pub running: bool,
+}
+
+impl SimContainer {
+    /// Parse `NODE:VMID:HOSTNAME` (`sim serve --container`).
+    ///
+    /// # Errors
+    /// Not three fields, or a vmid that is not a number.
+    pub fn parse(text: &str) -> Result<SimContainer, String> {
+        let invalid = || format!("invalid container '{text}': expected NODE:VMID:HOSTNAME");
+        let mut fields = text.splitn(3, ':');
+        let (Some(node), Some(vmid), Some(hostname)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(invalid());
+        };
+        let vmid = vmid.parse().map_err(|_| invalid())?;
+        Ok(SimContainer::new(node, vmid, hostname))
+    }
+
+    /// A stopped container with a host name, 512 MiB and an 8 GiB root disk on `local-lvm`.
+    pub fn new(node: &str, vmid: u32, hostname: &str) -> SimContainer {
+        let config = [
+            ("hostname", hostname.to_string()),
+            ("memory", "512".to_string()),
+            ("swap", "512".to_string()),
+            ("cores", "1".to_string()),
+            ("ostype", "debian".to_string()),
+            ("arch", "amd64".to_string()),
+            ("rootfs", format!("local-lvm:vm-{vmid}-disk-0,size=8G")),
+            (
+                "net0",
+                "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5A:00:01,ip=dhcp,type=veth".to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        SimContainer {
+            node: node.to_string(),
+            vmid,
+            config,
+            running: false,
         }
     }
 }

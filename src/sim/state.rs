@@ -193,6 +193,23 @@ impl Vm {
     }
 }
 
+/// An LXC container (`/etc/pve/nodes/NODE/lxc/VMID.conf`). The simulator holds containers so
+/// that they occupy vmids and names beside VMs, as they do on a real cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Container {
+    pub vmid: u32,
+    pub node: String,
+    /// Config (`hostname`, `memory`, `cores`, `rootfs`, `net0`, `tags`, `lock`, …).
+    pub config: BTreeMap<String, String>,
+    pub running: bool,
+}
+
+impl Container {
+    pub fn lock(&self) -> Option<&str> {
+        self.config.get("lock").map(String::as_str)
+    }
+}
+
 /// A task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Task {
@@ -257,6 +274,9 @@ pub(crate) struct Cluster {
     /// Resource pools: id → (comment, member vmids).
     #[serde(default)]
     pub pools: BTreeMap<String, Pool>,
+    /// LXC containers by vmid.
+    #[serde(default)]
+    pub containers: BTreeMap<u32, Container>,
 }
 
 /// A resource pool.
@@ -273,6 +293,25 @@ impl Cluster {
         for pool in self.pools.values_mut() {
             pool.vms.remove(&vmid);
         }
+    }
+
+    /// Whether a VM or a container holds `vmid`.
+    pub fn vmid_used(&self, vmid: u32) -> bool {
+        self.vms.contains_key(&vmid) || self.containers.contains_key(&vmid)
+    }
+
+    /// pve-cluster `PVE::Cluster::check_vmid_unused` (`src/PVE/Cluster.pm`): the guest of any
+    /// type that holds the vmid is named with its node, `VM` for QEMU and `CT` for LXC.
+    pub fn check_vmid_unused(&self, vmid: u32) -> Result<(), String> {
+        let holder = match (self.vms.get(&vmid), self.containers.get(&vmid)) {
+            (Some(vm), _) => ("VM", vm.node.as_str()),
+            (None, Some(ct)) => ("CT", ct.node.as_str()),
+            (None, None) => return Ok(()),
+        };
+        Err(format!(
+            "{} {vmid} already exists on node '{}'",
+            holder.0, holder.1
+        ))
     }
 
     /// The pool a VM belongs to.
@@ -337,6 +376,7 @@ impl Cluster {
             pci_mappings: Vec::new(),
             disabled_storages: BTreeSet::new(),
             inactive_storages: BTreeSet::new(),
+            containers: BTreeMap::new(),
         }
     }
 

@@ -1372,3 +1372,271 @@ conformance!(
         ),
     ]
 );
+
+// A VM's `cpu` (`pve-vm-cpu-conf`): `$cpu_fmt` and `validate_vm_cpu_conf` in qemu-server's
+// `PVE/QemuServer/CPUConfig.pm` (models, `custom-` models, flags a VM may set).
+conformance!(
+    cpu_models,
+    &[
+        (
+            "accepted: the host's CPU",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host")]
+        ),
+        (
+            "accepted: a built-in abstract model",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "x86-64-v2-AES")]
+        ),
+        (
+            "accepted: a QEMU model with flags a VM may set",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "kvm64,flags=+aes;-pcid;+md-clear")]
+        ),
+        (
+            "accepted: keyed type, hidden, host physical bits",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "cputype=EPYC-Rome,hidden=1,phys-bits=host")]
+        ),
+        (
+            "accepted: guest physical bits and CPUID level",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,guest-phys-bits=40,level=30")]
+        ),
+        (
+            "refused: an unknown model (CPUConfig.pm validate_vm_cpu_conf)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "Zen9")]
+        ),
+        (
+            "refused: a custom model not defined (CPUConfig.pm get_custom_model)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "custom-fast")]
+        ),
+        (
+            "refused: a flag a VM may not set (CPUConfig.pm validate_vm_cpu_conf)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,flags=+avx2")]
+        ),
+        (
+            "refused: reported-model outside a custom model (CPUConfig.pm validate_vm_cpu_conf)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,reported-model=EPYC")]
+        ),
+        (
+            "refused: no model (CPUConfig.pm validate_cpu_conf)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "flags=+aes")]
+        ),
+        (
+            "refused: physical bits out of range (CPUConfig.pm parse_phys_bits)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,phys-bits=7")]
+        ),
+        (
+            "refused: guest physical bits below 32 (CPUConfig.pm $cpu_fmt)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,guest-phys-bits=16")]
+        ),
+        (
+            "refused: a Hyper-V vendor id over 12 characters (CPUConfig.pm $cpu_fmt)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,hv-vendor-id=ProxmoxVendorId")]
+        ),
+        (
+            "refused: a flag without + or - (CPUConfig.pm $cpu_fmt pattern)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,flags=aes")]
+        ),
+        (
+            "refused: an unknown key (JSONSchema.pm parse_property_string)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,sockets=2")]
+        ),
+        (
+            "refused: the model twice (JSONSchema.pm parse_property_string)",
+            "PUT",
+            "/nodes/pve1/qemu/101/config",
+            &[("cpu", "host,cputype=kvm64")]
+        ),
+        (
+            "refused: on create too (CPUConfig.pm validate_vm_cpu_conf)",
+            "POST",
+            "/nodes/pve1/qemu",
+            &[("vmid", "300"), ("cpu", "Skylake")]
+        ),
+    ]
+);
+
+// LXC containers (pve-container `API2/LXC.pm`): created from a `vztmpl` volume, listed, holding
+// their vmids against VMs (pve-cluster `check_vmid_unused`, pmxcfs), destroyed.
+conformance!(
+    containers,
+    &[
+        ("no containers yet", "GET", "/nodes/pve1/lxc", &[]),
+        (
+            "accepted: a container template",
+            "POST",
+            "/nodes/pve1/storage/local/download-url",
+            &[
+                ("content", "vztmpl"),
+                ("filename", "debian-12-standard_12.7-1_amd64.tar.zst"),
+                ("url", "https://example.com/debian-12-standard.tar.zst"),
+            ]
+        ),
+        (
+            "accepted: a container",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "200"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+                ("hostname", "ct-dns"),
+                ("rootfs", "local-lvm:8"),
+                ("net0", "name=eth0,bridge=vmbr0,ip=dhcp"),
+            ]
+        ),
+        ("the node's containers", "GET", "/nodes/pve1/lxc", &[]),
+        (
+            "guests of the cluster",
+            "GET",
+            "/cluster/resources",
+            &[("type", "vm")]
+        ),
+        ("next id skips the container", "GET", "/cluster/nextid", &[]),
+        (
+            "refused: next id at the container's vmid (pve-manager API2/Cluster.pm nextid)",
+            "GET",
+            "/cluster/nextid",
+            &[("vmid", "200")]
+        ),
+        (
+            "refused: a VM at the container's vmid (pve-guest-common create_and_lock_config)",
+            "POST",
+            "/nodes/pve2/qemu",
+            &[("vmid", "200"), ("name", "vm")]
+        ),
+        (
+            "refused: a clone onto the container's vmid (qemu-server clone_vm, pmxcfs memdb.c)",
+            "POST",
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "200"), ("name", "web")]
+        ),
+        (
+            "refused: a container at the container's vmid (pve-cluster check_vmid_unused)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "200"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+            ]
+        ),
+        (
+            "refused: a container at a VM's vmid (pve-cluster check_vmid_unused)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "100"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+            ]
+        ),
+        (
+            "refused: an ISO as template (pve-storage check_volume_access)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[("vmid", "201"), ("ostemplate", "local:iso/debian.iso")]
+        ),
+        (
+            "refused: a template on no storage (pve-storage parse_volname)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[("vmid", "201"), ("ostemplate", "nope:vztmpl/x.tar.zst")]
+        ),
+        (
+            "refused: a root disk where containers cannot live (API2/LXC.pm create_vm)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "201"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+                ("rootfs", "local:8"),
+            ]
+        ),
+        (
+            "refused: mount points without rootfs (API2/LXC.pm create_vm)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "201"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+                ("mp0", "local-lvm:4,mp=/srv"),
+            ]
+        ),
+        (
+            "refused: a network without a name (pve-container $netconf_desc)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "201"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+                ),
+                ("net0", "bridge=vmbr0,ip=dhcp"),
+            ]
+        ),
+        (
+            "refused: a template that is not there (pve-storage abs_filesystem_path)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "201"),
+                ("ostemplate", "local:vztmpl/alpine.tar.xz"),
+                ("rootfs", "local-lvm:2"),
+            ]
+        ),
+        (
+            "refused: no template (JSONSchema.pm validate)",
+            "POST",
+            "/nodes/pve1/lxc",
+            &[("vmid", "201")]
+        ),
+        (
+            "refused: destroy on another node (API2/LXC.pm destroy_vm)",
+            "DELETE",
+            "/nodes/pve2/lxc/200",
+            &[]
+        ),
+        ("accepted: destroy", "DELETE", "/nodes/pve1/lxc/200", &[]),
+    ]
+);

@@ -580,7 +580,10 @@ async fn nextid_is_the_lowest_free_id_and_state_persists() {
     .await;
     sim.insert_vm("pve1", 100, &[("name", "a")]).unwrap();
     sim.insert_vm("pve1", 102, &[("name", "b")]).unwrap();
-    assert_eq!(api.call("GET", "/cluster/nextid", &[]).await.1["data"], 101);
+    assert_eq!(
+        api.call("GET", "/cluster/nextid", &[]).await.1["data"],
+        "101"
+    );
     let (status, body) = api.call("GET", "/cluster/nextid", &[("vmid", "102")]).await;
     assert_eq!(
         (status, &body["errors"]["vmid"]),

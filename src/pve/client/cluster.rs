@@ -1,4 +1,5 @@
-//! Cluster-wide reads: the version, the QEMU guests of `/cluster/resources`, free vmids
+//! Cluster-wide reads: the version, the guests of `/cluster/resources` (QEMU VMs, and the LXC
+//! containers that hold vmids and names beside them), free vmids
 //! (`/cluster/nextid`) and PCI resource mappings, each with the wire struct of its answer.
 
 use serde::Deserialize;
@@ -6,7 +7,7 @@ use serde_json::Value;
 
 use super::{PveClient, de};
 use crate::pve::PveError;
-use crate::pve::types::{PciMapEntry, PciMapping, VersionInfo, VmSummary};
+use crate::pve::types::{GuestKind, PciMapEntry, PciMapping, VersionInfo, VmSummary};
 
 /// `GET /version`.
 #[derive(Debug, Deserialize)]
@@ -26,9 +27,11 @@ struct ResourceHead {
     id: Option<String>,
 }
 
-/// A `qemu` row of `/cluster/resources`.
+/// A `qemu` or `lxc` row of `/cluster/resources`. Only `vmid` and `node` are always there:
+/// `name`, `tags`, `lock` and `pool` are left out when unset (and `lock` may be `""`), a
+/// guest whose node has not reported yet has no `status` or `template`.
 #[derive(Debug, Deserialize)]
-struct QemuResourceWire {
+struct GuestResourceWire {
     #[serde(deserialize_with = "de::vmid")]
     vmid: u32,
     #[serde(deserialize_with = "de::text")]
@@ -47,10 +50,12 @@ struct QemuResourceWire {
     pool: Option<String>,
 }
 
-impl From<QemuResourceWire> for VmSummary {
-    fn from(wire: QemuResourceWire) -> VmSummary {
+impl GuestResourceWire {
+    fn into_summary(self, kind: GuestKind) -> VmSummary {
+        let wire = self;
         VmSummary {
             vmid: wire.vmid,
+            kind,
             node: wire.node,
             name: wire.name,
             running: wire.status.as_deref() == Some("running"),
@@ -86,36 +91,31 @@ struct PciMappingWire {
     map: Vec<String>,
 }
 
-/// Resource types `/cluster/resources?type=vm` lists beside QEMU guests. Containers occupy
-/// vmids but proxfleet does not manage them.
-const OTHER_GUEST_TYPES: &[&str] = &["lxc"];
-
-/// The QEMU guests of a `/cluster/resources` answer. A container is skipped quietly (the
-/// filter `type=vm` lists them); any other type is not what was asked for and is skipped with
-/// a warning that names it; a malformed `qemu` row is an error.
+/// The guests of a `/cluster/resources` answer: QEMU VMs, and LXC containers, which proxfleet
+/// never manages but which hold vmids and names all the same (Proxmox refuses a VM on a
+/// container's vmid). Any other type is not what was asked for and is skipped with a warning
+/// that names it; a malformed guest row is an error.
 fn vm_summaries(data: &Value, what: &str) -> Result<Vec<VmSummary>, PveError> {
     let heads: Vec<ResourceHead> = de::decode(data, what)?;
     let mut vms = Vec::new();
     for (row_idx, head) in heads.iter().enumerate() {
         let row_id = head.id.as_deref().unwrap_or("(no id)");
-        match head.kind.as_str() {
-            "qemu" => {
-                let row = &data[row_idx];
-                let wire: QemuResourceWire =
-                    de::decode(row, &format!("{what} (row {row_idx}, {row_id})"))?;
-                vms.push(VmSummary::from(wire));
-            }
-            kind if OTHER_GUEST_TYPES.contains(&kind) => {
-                tracing::debug!(row = row_id, kind, "not a QEMU guest, skipped");
-            }
+        let kind = match head.kind.as_str() {
+            "qemu" => GuestKind::Qemu,
+            "lxc" => GuestKind::Lxc,
             kind => {
                 tracing::warn!(
                     row = row_id,
                     kind,
                     "{what} listed a resource that is not a guest; skipped"
                 );
+                continue;
             }
-        }
+        };
+        let row = &data[row_idx];
+        let wire: GuestResourceWire =
+            de::decode(row, &format!("{what} (row {row_idx}, {row_id})"))?;
+        vms.push(wire.into_summary(kind));
     }
     Ok(vms)
 }
@@ -175,11 +175,10 @@ impl PveClient {
         })
     }
 
-    /// `GET /cluster/resources?type=vm`, QEMU guests only.
+    /// `GET /cluster/resources?type=vm`: QEMU VMs and LXC containers.
     ///
     /// # Errors
-    /// HTTP errors; a QEMU guest's row without a vmid or node, or with a value of the wrong
-    /// shape.
+    /// HTTP errors; a guest's row without a vmid or node, or with a value of the wrong shape.
     pub async fn cluster_vms(&self) -> Result<Vec<VmSummary>, PveError> {
         let data = self
             .get(
@@ -253,6 +252,7 @@ mod tests {
         }]);
         let expected = vec![VmSummary {
             vmid: 100,
+            kind: GuestKind::Qemu,
             node: "pve1".into(),
             name: Some("web".into()),
             running: true,
@@ -272,9 +272,10 @@ mod tests {
     }
 
     #[test]
-    fn containers_and_other_resources_are_skipped() {
+    fn containers_are_guests_and_other_resources_are_skipped() {
         let data = json!([
-            {"id": "lxc/200", "type": "lxc", "vmid": 200, "node": "pve1", "status": "running"},
+            {"id": "lxc/200", "type": "lxc", "vmid": 200, "node": "pve1", "status": "running",
+             "name": "ct-dns", "maxswap": 536870912, "template": 0, "tags": "infra"},
             {"id": "qemu/101", "type": "qemu", "vmid": 101, "node": "pve2", "template": 1},
             {"id": "storage/pve1/local", "type": "storage", "storage": "local", "shared": 0},
             {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online"},
@@ -282,10 +283,12 @@ mod tests {
             {"id": "pool/lab", "type": "pool", "pool": "lab"},
         ]);
         let (vms, log) = de::logged(|| vm_summaries(&data, WHAT));
-        assert_eq!(
-            vms.unwrap().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
-            [101]
-        );
+        let vms = vms.unwrap();
+        let kinds: Vec<(u32, GuestKind)> = vms.iter().map(|vm| (vm.vmid, vm.kind)).collect();
+        assert_eq!(kinds, [(200, GuestKind::Lxc), (101, GuestKind::Qemu)]);
+        assert_eq!(vms[0].name.as_deref(), Some("ct-dns"));
+        assert!(vms[0].running && !vms[0].template);
+        assert_eq!(vms[0].tags, ["infra"]);
         let warnings: Vec<&str> = log.lines().filter(|line| line.contains("WARN")).collect();
         assert_eq!(warnings.len(), 4, "{log}");
         for (warning, row) in warnings.iter().zip([
@@ -296,8 +299,36 @@ mod tests {
         ]) {
             assert!(warning.contains(row) && warning.contains(WHAT), "{warning}");
         }
-        assert!(warnings.iter().all(|line| !line.contains("lxc")), "{log}");
-        assert!(log.contains("DEBUG") && log.contains("lxc/200"), "{log}");
+        assert!(!log.contains("lxc/200"), "{log}");
+    }
+
+    #[test]
+    fn a_qemu_row_with_only_its_required_fields() {
+        // A VM whose node has not reported yet lists neither `status`, `name`, `template` nor
+        // the figures; `lock` may come as `""`.
+        let data = json!([{"id": "qemu/7", "type": "qemu", "vmid": 7, "node": "pve2", "lock": ""}]);
+        let vm = &vm_summaries(&data, WHAT).unwrap()[0];
+        assert_eq!(
+            (vm.vmid, vm.kind, vm.node.as_str()),
+            (7, GuestKind::Qemu, "pve2")
+        );
+        assert!(vm.name.is_none() && vm.lock.is_none() && vm.pool.is_none());
+        assert!(!vm.running && !vm.template && vm.tags.is_empty());
+    }
+
+    #[test]
+    fn a_container_row_without_its_optional_fields() {
+        // A container whose node has not reported yet: no status, name, template or tags.
+        let data = json!([{"id": "lxc/300", "type": "lxc", "vmid": "300", "node": "pve3"}]);
+        let ct = &vm_summaries(&data, WHAT).unwrap()[0];
+        assert_eq!((ct.vmid, ct.kind), (300, GuestKind::Lxc));
+        assert!(ct.name.is_none() && !ct.running && !ct.template && ct.tags.is_empty());
+        let malformed = json!([{"id": "lxc/301", "type": "lxc", "node": "pve3"}]);
+        let err = vm_summaries(&malformed, WHAT).unwrap_err().to_string();
+        assert!(
+            err.contains("(row 0, lxc/301): missing field `vmid`"),
+            "{err}"
+        );
     }
 
     #[test]

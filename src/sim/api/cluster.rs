@@ -5,48 +5,37 @@ use serde_json::{Value, json};
 
 use super::request::ApiCall;
 use super::storage::STORAGE_READ;
-use super::{ApiError, Reply, data};
+use super::{ApiError, Reply, data, lxc};
+use crate::sim::state::{Cluster, Node, Vm};
 
 /// `GET /version`.
-pub(crate) fn version(_call: &ApiCall) -> Reply {
-    data(json!({"release": "9.1", "version": "9.1.9", "repoid": "proxfleet-sim"}))
+pub(crate) fn version(call: &ApiCall) -> Reply {
+    let release = &call.shared.config.release;
+    data(json!({"release": release, "version": format!("{release}.9"), "repoid": "proxfleet-sim"}))
 }
 
+/// `GET /cluster/resources` (`resources` in pve-manager's `API2/Cluster.pm`): guests (QEMU
+/// and LXC, each row with the figures `pvestatd` broadcasts), nodes and storages, each kind
+/// only where the caller may audit it.
 pub(crate) fn cluster_resources(call: &ApiCall) -> Reply {
     let kind = call.get("type");
     data(call.shared.read(|c| {
         let mut out = Vec::new();
         if kind.is_none() || kind == Some("vm") {
             for vm in c.vms.values() {
-                if !call.allowed(&format!("/vms/{}", vm.vmid), &["VM.Audit"], false) {
-                    continue;
+                if call.allowed(&format!("/vms/{}", vm.vmid), &["VM.Audit"], false) {
+                    out.push(qemu_row(c, vm));
                 }
-                let config = vm.effective_config();
-                let mut entry = json!({
-                    "id": format!("qemu/{}", vm.vmid), "type": "qemu", "vmid": vm.vmid, "node": vm.node,
-                    "status": if vm.running {"running"} else {"stopped"},
-                    "template": u8::from(vm.is_template()),
-                    "maxmem": config.get("memory").and_then(|m| m.parse::<u64>().ok()).unwrap_or(512) << 20,
-                    "maxcpu": config.get("cores").and_then(|m| m.parse::<u64>().ok()).unwrap_or(1),
-                });
-                if let Some(name) = config.get("name") {
-                    entry["name"] = json!(name);
+            }
+            for ct in c.containers.values() {
+                if call.allowed(&format!("/vms/{}", ct.vmid), &["VM.Audit"], false) {
+                    out.push(lxc::guest_row(c, ct));
                 }
-                if let Some(tags) = config.get("tags") {
-                    entry["tags"] = json!(tags);
-                }
-                if let Some(lock) = vm.lock() {
-                    entry["lock"] = json!(lock);
-                }
-                if let Some(pool) = c.pool_of(vm.vmid) {
-                    entry["pool"] = json!(pool);
-                }
-                out.push(entry);
             }
         }
         if kind.is_none() || kind == Some("node") {
             for node in &c.nodes {
-                out.push(json!({"id": format!("node/{}", node.name), "type": "node", "node": node.name, "status": if node.online {"online"} else {"offline"}}));
+                out.push(node_row(node));
             }
         }
         if kind.is_none() || kind == Some("storage") {
@@ -68,15 +57,77 @@ pub(crate) fn cluster_resources(call: &ApiCall) -> Reply {
     }))
 }
 
+/// A QEMU guest's row. `maxdisk` is the size of its first disk, as `PVE::QemuServer::vmstatus`
+/// takes the boot disk's; the usage figures are a stopped guest's or an idle one's.
+fn qemu_row(c: &Cluster, vm: &Vm) -> Value {
+    let config = vm.effective_config();
+    let maxdisk = ["scsi0", "virtio0", "sata0", "ide0"]
+        .iter()
+        .find_map(|key| config.get(*key))
+        .map(|disk| lxc::disk_size(disk))
+        .unwrap_or_default();
+    let mut entry = json!({
+        "id": format!("qemu/{}", vm.vmid), "type": "qemu", "vmid": vm.vmid, "node": vm.node,
+        "status": if vm.running {"running"} else {"stopped"},
+        "template": u8::from(vm.is_template()),
+        "maxmem": config.get("memory").and_then(|m| m.parse::<u64>().ok()).unwrap_or(512) << 20,
+        "maxcpu": config.get("cores").and_then(|m| m.parse::<u64>().ok()).unwrap_or(1),
+        "maxdisk": maxdisk,
+        "mem": 0, "disk": 0, "cpu": 0, "uptime": 0,
+        "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
+    });
+    for key in ["name", "tags", "lock"] {
+        if let Some(value) = config.get(key) {
+            entry[key] = json!(value);
+        }
+    }
+    if let Some(pool) = c.pool_of(vm.vmid) {
+        entry["pool"] = json!(pool);
+    }
+    entry
+}
+
+/// A node's row; an offline node has no figures (pve-manager leaves out what `pvestatd` did
+/// not report).
+fn node_row(node: &Node) -> Value {
+    let mut entry = json!({
+        "id": format!("node/{}", node.name), "type": "node", "node": node.name,
+        "status": if node.online {"online"} else {"offline"}, "level": "",
+    });
+    if node.online {
+        for (key, value) in [
+            ("maxcpu", json!(16)),
+            ("maxmem", json!(68_719_476_736u64)),
+            ("maxdisk", json!(107_374_182_400u64)),
+            ("mem", json!(4_294_967_296u64)),
+            ("disk", json!(10_737_418_240u64)),
+            ("cpu", json!(0.01)),
+            ("uptime", json!(86_400)),
+            ("cgroup-mode", json!(2)),
+        ] {
+            entry[key] = value;
+        }
+    }
+    entry
+}
+
+/// `GET /cluster/nextid` (pve-manager `API2/Cluster.pm`): the asked vmid, or the first free one
+/// from 100. Both are strings on the wire: the one asked comes from the request, and the one
+/// found was used as a hash key (`$idlist->{$i}`), which makes Perl's JSON encoder write it
+/// as a string. A vmid held by a container is taken as much as one held by a VM, and the
+/// message says `VM` for both.
 pub(crate) fn next_id(call: &ApiCall) -> Reply {
     call.shared.read(
         |c| match call.get("vmid").and_then(|v| v.parse::<u32>().ok()) {
-            Some(vmid) if c.vms.contains_key(&vmid) => {
+            Some(vmid) if c.vmid_used(vmid) => {
                 Err(ApiError::param("vmid", format!("VM {vmid} already exists")))
             }
-            Some(vmid) => data(json!(vmid)),
+            Some(vmid) => data(json!(vmid.to_string())),
             None => data(json!(
-                (100u32..).find(|id| !c.vms.contains_key(id)).unwrap_or(100)
+                (100u32..)
+                    .find(|id| !c.vmid_used(*id))
+                    .unwrap_or(100)
+                    .to_string()
             )),
         },
     )

@@ -1,7 +1,7 @@
 //! The simulator's HTTP API, laid out by API area as pve-manager's `API2` tree is: access
 //! (`access.rs`), tasks (`tasks.rs`), storage and its content (`storage/`), QEMU VMs (`qemu/`:
 //! config, disks, power, clone and template, the guest agent), pools (`pools.rs`), cluster
-//! (`cluster.rs`) and nodes (`nodes.rs`). This file owns the route table, its registration with
+//! (`cluster.rs`), nodes (`nodes.rs`) and LXC containers (`lxc.rs`). This file owns the route table, its registration with
 //! axum's router, the steps every request goes through (faults, latency, the request log) and
 //! Proxmox's envelopes and errors; `request.rs` turns a request into an authenticated,
 //! schema-validated `ApiCall`.
@@ -21,6 +21,7 @@ use super::{RequestRecord, Shared};
 
 mod access;
 mod cluster;
+mod lxc;
 mod nodes;
 mod pools;
 mod qemu;
@@ -129,6 +130,9 @@ fn routes() -> Vec<(&'static str, Handler)> {
             qemu::agent::ping,
         ),
         ("DELETE /nodes/{node}/qemu/{vmid}", qemu::destroy_vm),
+        ("GET /nodes/{node}/lxc", lxc::ct_list),
+        ("POST /nodes/{node}/lxc", lxc::create_ct),
+        ("DELETE /nodes/{node}/lxc/{vmid}", lxc::destroy_ct),
         ("GET /nodes/{node}/tasks/{upid}/status", tasks::task_status),
         ("GET /nodes/{node}/tasks/{upid}/log", tasks::task_log),
         ("GET /pools", pools::pools_list),

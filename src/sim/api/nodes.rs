@@ -12,10 +12,40 @@ pub(crate) fn node_list(call: &ApiCall) -> Reply {
         Value::Array(
             c.nodes
                 .iter()
-                .map(|n| json!({"node": n.name, "status": if n.online {"online"} else {"offline"}, "maxcpu": 16, "maxmem": 68_719_476_736u64, "level": ""}))
+                .map(|n| {
+                    // An offline node has no figures: pvestatd did not report them.
+                    let mut entry = json!({"id": format!("node/{}", n.name), "type": "node", "node": n.name, "status": if n.online {"online"} else {"offline"}, "level": ""});
+                    if n.online {
+                        for (key, value) in [
+                            ("maxcpu", json!(16)),
+                            ("maxmem", json!(68_719_476_736u64)),
+                            ("maxdisk", json!(107_374_182_400u64)),
+                            ("mem", json!(4_294_967_296u64)),
+                            ("disk", json!(10_737_418_240u64)),
+                            ("cpu", json!(0.01)),
+                            ("uptime", json!(86_400)),
+                            ("ssl_fingerprint", json!(fingerprint(&n.name))),
+                        ] {
+                            entry[key] = value;
+                        }
+                    }
+                    entry
+                })
                 .collect(),
         )
     }))
+}
+
+/// A node's certificate fingerprint as `/nodes` shows it: 32 colon-separated hex bytes (made
+/// up from the name; the simulator's HTTPS certificate is one for all nodes).
+fn fingerprint(node: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(node.as_bytes());
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// `GET /nodes/{node}/network`: the node's interfaces (`eno1` and its bridges), filtered by
@@ -34,7 +64,8 @@ pub(crate) fn node_network(call: &ApiCall) -> Reply {
         if wanted("eth") {
             out.push(json!({
                 "iface": "eno1", "type": "eth", "method": "manual", "method6": "manual",
-                "families": ["inet"], "active": 1, "exists": 1, "priority": 2,
+                // A bridge port: real answers list no `active` for it.
+                "families": ["inet"], "exists": 1, "priority": 2,
             }));
         }
         for (index, bridge) in c.bridges_of(&node).iter().enumerate() {

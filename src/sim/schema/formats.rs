@@ -3,19 +3,25 @@
 //! answers with the `die` message of its verifier. A `-list` format checks every item of
 //! `split_list` (separated by `,`, `;` or blanks); formats the simulator does not know pass.
 //! The property-string formats named here (`pve-qm-ipconfig`, `pve-qm-cicustom`, `pve-qm-boot`) are data
-//! transcribed from qemu-server.
+//! transcribed from qemu-server; a VM's `cpu` (`pve-vm-cpu-conf`) is in `cpu.rs`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
-use super::{max_index, property_string};
+use super::{cpu, max_index, property_string};
 
 /// Check `value` against the named `format`; the error is the verifier's `die` message.
 pub(super) fn check(path: &str, format: &str, value: &str) -> Result<(), String> {
     if let Some(sub) = property_string_format(format) {
         return property_string::check(path, sub, value);
+    }
+    if format == "pve-vm-cpu-conf" {
+        // A named format with a validator: `parse_property_string` checks the keys, then
+        // calls `validate_vm_cpu_conf` on what it parsed.
+        property_string::check(path, cpu::format(), value)?;
+        return cpu::validate_vm_cpu_conf(&property_string::parse(cpu::format(), value)?);
     }
     if let Some(item_format) = format.strip_suffix("-list") {
         // `check_format`: "we allow empty lists".
@@ -94,6 +100,8 @@ fn check_one(format: &str, value: &str) -> Result<(), String> {
         {
             fail("value does not look like a valid ipv6 network configuration".into())
         }
+        // qemu-server `parse_phys_bits` (PVE::QemuServer::CPUConfig).
+        "pve-phys-bits" => cpu::check_phys_bits(value),
         // pve-access-control `verify_poolname` (PVE::AccessControl).
         "pve-poolid" => check_pool_id(value),
         // qemu-server `verify_bootdev` (PVE::QemuServer).

@@ -3,7 +3,7 @@
 //! missing required ones, then per parameter its type, format, pattern, length, range and
 //! enumeration, the first failure being its error. Property strings are parsed as
 //! `parse_property_string` does (`property_string.rs`), named formats checked as their
-//! verifiers do (`formats.rs`). Messages use Proxmox's wording.
+//! verifiers do (`formats.rs`; a VM's `cpu` in `cpu.rs`). Messages use Proxmox's wording.
 //!
 //! The schema subset is data (`api-schema.json`), extracted by `scripts/extract-sim-schema.py`
 //! from the Proxmox VE API viewer's apidata (PVE 9.1).
@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+mod cpu;
 mod formats;
 mod property_string;
 
@@ -41,6 +42,8 @@ fn max_index(family: &str) -> Option<u32> {
         "serial" | "parallel" => 3,
         "usb" => 4,
         "unused" => 255,
+        // pve-container `MAX_MOUNT_POINTS` and `MAX_DEVICES`.
+        "mp" | "dev" => 255,
         "numa" => 7,
         "virtiofs" => 9,
         _ => return None,

@@ -29,7 +29,10 @@ pub(super) fn check(path: &str, format: &Map<String, Value>, value: &str) -> Res
 }
 
 /// The parse loop of `parse_property_string`: the keys and values, or the parser's `die`.
-fn parse(format: &Map<String, Value>, data: &str) -> Result<BTreeMap<String, String>, String> {
+pub(super) fn parse(
+    format: &Map<String, Value>,
+    data: &str,
+) -> Result<BTreeMap<String, String>, String> {
     let mut parsed: BTreeMap<String, String> = BTreeMap::new();
     let mut default_key: Option<&str> = None;
     for part in data.split(',') {

@@ -88,6 +88,17 @@ pub(crate) fn clone_vm(call: &ApiCall) -> Reply {
     let shared = Arc::clone(&call.shared);
     start_vm_task(call, "qmclone", |c, source| {
         let plan = check_clone(call, c, source, newid)?;
+        // A container's vmid passes the early `-f $conffile` check (its config is not a QEMU
+        // one); the task then writes the clone's temporary config and pmxcfs refuses the
+        // rename onto a vmid another guest holds (`vmlist_different_vm_exists` in
+        // pve-cluster's memdb.c), as `PVE::File::file_set_contents` reports it.
+        if c.containers.contains_key(&newid) {
+            let refused = format!(
+                "close (rename) atomic file '/etc/pve/nodes/{}/qemu-server/{newid}.conf' failed: File exists",
+                plan.node
+            );
+            return Ok(futures::future::Either::Left(async move { Err(refused) }));
+        }
         join_pool(c, call.get("pool"), newid)?;
         c.vms.insert(
             newid,
@@ -108,7 +119,7 @@ pub(crate) fn clone_vm(call: &ApiCall) -> Reply {
             )
         });
         let description = call.get("description").map(str::to_string);
-        Ok(async move {
+        Ok(futures::future::Either::Right(async move {
             shared.mutate(|c| {
                 let mut new_config = clone_config(c, &plan, &config)?;
                 new_config.insert("name".into(), name);
@@ -124,7 +135,7 @@ pub(crate) fn clone_vm(call: &ApiCall) -> Reply {
                     plan.vmid
                 )])
             })
-        })
+        }))
     })
 }
 

@@ -182,11 +182,10 @@ pub(crate) fn create_vm(call: &ApiCall) -> Reply {
     check_config_permissions(call, vmid, &[])?;
     check_drive_params(&call.params)?;
     call.shared.mutate(|c| {
-        if c.vms.contains_key(&vmid) {
-            return Err(ApiError::fail(format!(
-                "unable to create VM {vmid}: config file already exists"
-            )));
-        }
+        // `create_and_lock_config` (pve-guest-common) runs `check_vmid_unused`; API2/Qemu.pm
+        // prefixes its `die`. A container's vmid is as taken as a VM's.
+        c.check_vmid_unused(vmid)
+            .map_err(|held| ApiError::fail(format!("unable to create VM {vmid} - {held}")))?;
         join_pool(c, call.get("pool"), vmid)?;
         check_disk_storages(c, &params)?;
         // The vmid is claimed before the task forks.
@@ -302,12 +301,20 @@ pub(crate) fn vm_config(call: &ApiCall) -> Reply {
                     | "balloon"
             )
             .then(|| value.parse::<i64>().ok())
-            .flatten();
+            .flatten()
+            .or_else(|| memory_number(call, &key, &value));
             out.insert(key, number.map_or_else(|| json!(value), |n| json!(n)));
         }
         out.insert("digest".into(), json!(vm.digest()));
         data(Value::Object(out))
     })
+}
+
+/// `memory` as a JSON number on releases before 8.1 (`SimConfig::release`).
+fn memory_number(call: &ApiCall, key: &str, value: &str) -> Option<i64> {
+    (key == "memory" && call.shared.config.memory_is_number())
+        .then(|| value.parse().ok())
+        .flatten()
 }
 
 pub(crate) fn vm_pending(call: &ApiCall) -> Reply {

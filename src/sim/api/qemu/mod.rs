@@ -170,11 +170,27 @@ pub(crate) fn vm_status(call: &ApiCall) -> Reply {
     call.shared.read(|c| {
         let vm = vm_on(c, &node, vmid)?;
         let config = vm.effective_config();
+        // `PVE::QemuServer::vmstatus` with the `full` additions of `vm_status`: the figures of
+        // an idle guest (go-proxmox's capture of a real PVE 9 answer has them all).
+        let cores = config.get("cores").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1);
+        let sockets = config.get("sockets").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
+        let maxdisk = ["scsi0", "virtio0", "sata0", "ide0"]
+            .iter()
+            .find_map(|key| config.get(*key))
+            .map(|disk| super::lxc::disk_size(disk))
+            .unwrap_or_default();
         let mut status = json!({
             "vmid": vmid, "status": if vm.running {"running"} else {"stopped"}, "qmpstatus": if vm.running {"running"} else {"stopped"},
             "ha": {"managed": 0}, "template": u8::from(vm.is_template()),
             "maxmem": config.get("memory").and_then(|m| m.parse::<u64>().ok()).unwrap_or(512) << 20,
+            "cpus": cores * sockets,
+            "maxdisk": maxdisk,
+            "mem": 0, "disk": 0, "cpu": 0, "uptime": 0,
+            "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
         });
+        if config.get("agent").is_some_and(|a| a.starts_with('1') || a.contains("enabled=1")) {
+            status["agent"] = json!(1);
+        }
         if let Some(name) = config.get("name") {
             status["name"] = json!(name);
         }
