@@ -255,6 +255,34 @@ fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a String> {
     best.map(|(_, candidate)| candidate)
 }
 
+/// A desired vmid the cluster listing does not show: free, or held by a VM the token cannot see.
+fn unlisted_vmid(
+    facts: &Facts,
+    vmid: u32,
+    key: &str,
+    subject: String,
+    out: &mut Checks,
+    free: &mut Vec<String>,
+) {
+    match facts.hidden.get(&vmid) {
+        Some(Ok(false)) => out.push_with(
+            Status::Fail,
+            subject,
+            format!("taken by a VM the token cannot see (it lacks VM.Audit on /vms/{vmid})"),
+            Vec::new(),
+            vec![format!(
+                "give {key} another vmid, or grant VM.Audit to see what holds it"
+            )],
+        ),
+        Some(Err(error)) => out.push(
+            Status::Warn,
+            subject,
+            format!("cannot tell whether it is free: {error}"),
+        ),
+        _ => free.push(vmid.to_string()),
+    }
+}
+
 fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
     let started = out.start(Group::Vmids);
     let listed: BTreeMap<u32, &crate::pve::VmSummary> = match &facts.vms {
@@ -275,25 +303,7 @@ fn vmids(needs: &Needs, facts: &Facts, out: &mut Checks) {
     for (vmid, key) in &needs.vmids {
         let subject = format!("{vmid} ({key})");
         let Some(vm) = listed.get(vmid) else {
-            match facts.hidden.get(vmid) {
-                Some(Ok(false)) => out.push_with(
-                    Status::Fail,
-                    subject,
-                    format!(
-                        "taken by a VM the token cannot see (it lacks VM.Audit on /vms/{vmid})"
-                    ),
-                    Vec::new(),
-                    vec![format!(
-                        "give {key} another vmid, or grant VM.Audit to see what holds it"
-                    )],
-                ),
-                Some(Err(error)) => out.push(
-                    Status::Warn,
-                    subject,
-                    format!("cannot tell whether it is free: {error}"),
-                ),
-                _ => free.push(vmid.to_string()),
-            }
+            unlisted_vmid(facts, *vmid, key, subject, out, &mut free);
             continue;
         };
         let name = vm
