@@ -6,7 +6,9 @@ mod layers;
 mod model;
 mod raw;
 pub(crate) mod read;
+mod structure;
 mod validate;
+mod yaml_messages;
 
 use std::path::Path;
 
@@ -75,7 +77,7 @@ pub fn load_str(text: &str, file: &Path) -> Result<Loaded, SpecError> {
         source_text: text.to_string(),
         diagnostics,
     };
-    let raw = parse_yaml(text).map_err(|diag| invalid(vec![diag]))?;
+    let raw = parse_yaml(text).map_err(invalid)?;
     validate::validate(raw, file).map_err(invalid)
 }
 
@@ -103,7 +105,21 @@ fn drop_null_defaults(value: &mut serde_json::Value) {
     }
 }
 
-fn parse_yaml(text: &str) -> Result<raw::RawSpec, Diagnostic> {
+/// The raw spec, or every structural problem: serde stops at the first, so on failure the
+/// text is walked against the schema (`structure`) for all of them.
+fn parse_yaml(text: &str) -> Result<raw::RawSpec, Vec<Diagnostic>> {
+    parse_yaml_first(text).map_err(|first| {
+        let mut all = structure::problems(text);
+        // serde's own problem, unless the walk found one on its line (said better there).
+        if !all.iter().any(|d| d.line == first.line) {
+            all.push(first);
+        }
+        all.sort_by_key(|d| (d.line, d.column));
+        all
+    })
+}
+
+fn parse_yaml_first(text: &str) -> Result<raw::RawSpec, Diagnostic> {
     // An empty file is an empty spec, not a type error.
     if text
         .lines()
@@ -147,6 +163,8 @@ fn readable_path(serde_path: &str, text: &str, line: u64) -> String {
             }
         }
     }
+    // Keys the text above could not name are left out rather than shown as `?`.
+    segments.retain(|s| s != "?");
     segments.join(".")
 }
 
@@ -206,6 +224,17 @@ fn yaml_diagnostic(err: &serde_saphyr::Error, field_path: String, text: &str) ->
     } else {
         readable_path(&field_path, text, line)
     };
+    if let Some(said) = yaml_messages::for_user(err, text, &path, line, column) {
+        let (line, column, len) = said.place.map_or((line, column, len), |(l, c)| (l, c, 1));
+        return Diagnostic {
+            path,
+            message: said.message,
+            allowed: Some(said.allowed),
+            line,
+            column,
+            len,
+        };
+    }
     let (message, allowed) = match err {
         E::SerdeUnknownField {
             field, expected, ..
