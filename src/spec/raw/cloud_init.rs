@@ -12,12 +12,14 @@ use serde_saphyr::Spanned;
 pub struct RawCloudInit {
     /// Storage for the cloud-init drive; default: the boot disk's storage
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
-    /// Default user created by cloud-init
+    #[schemars(with = "Option<String>", example = &"local-lvm")]
+    pub storage: Option<Spanned<String>>,
+    /// Default user created by cloud-init: a login name `useradd` accepts (lower-case letter or
+    /// `_` first, at most 32 characters), not a system account
     #[serde(default)]
-    #[schemars(example = &"debian")]
-    pub user: Option<String>,
+    #[schemars(with = "Option<String>", example = &"debian")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?$"))]
+    pub user: Option<Spanned<String>>,
     /// OpenSSH public keys authorised for the user
     #[serde(default)]
     #[schemars(with = "Vec<String>")]

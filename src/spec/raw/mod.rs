@@ -182,9 +182,9 @@ pub struct RawCloneGroup {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -244,9 +244,9 @@ pub struct RawCloneOverride {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the memory
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -392,14 +392,14 @@ pub struct RawTemplate {
     pub cpu: Option<String>,
     /// CPU cores per socket
     #[serde(default = "default_cores")]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "u32", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: u32,
+    pub cores: Spanned<u32>,
     /// CPU sockets
     #[serde(default = "default_sockets")]
-    #[schemars(range(min = 1, max = 16))]
+    #[schemars(with = "u32", range(min = 1, max = 16))]
     #[schemars(example = 1)]
-    pub sockets: u32,
+    pub sockets: Spanned<u32>,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
     #[schemars(schema_with = "string_or_integer_schema", example = &"2GiB")]
@@ -427,10 +427,12 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = true)]
     pub serial_console: bool,
-    /// Guest OS type, e.g. `l26` (Linux); default `l26`
+    /// Guest OS type, one of Proxmox's `ostype` values: `l26` (Linux 2.6+, the default), `l24`,
+    /// `win11`, `win10`, `win8`, `win7`, `wvista`, `w2k8`, `w2k3`, `w2k`, `wxp`, `solaris`, `other`
     #[serde(default)]
-    #[schemars(example = &"l26")]
-    pub ostype: Option<String>,
+    #[schemars(with = "Option<String>", example = &"l26")]
+    #[schemars(extend("enum" = ["other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24", "l26", "solaris", null]))]
+    pub ostype: Option<Spanned<String>>,
     /// Cloud-init settings baked into the template; clones inherit them
     #[serde(default)]
     #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
@@ -442,8 +444,9 @@ pub struct RawTemplate {
     pub tags: Vec<Spanned<String>>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(with = "Option<String>", length(max = 7936))]
     #[schemars(example = &"Web tier, managed in git")]
-    pub description: Option<String>,
+    pub description: Option<Spanned<String>>,
     /// Resource pool the template is put in (created when missing); also the default of its
     /// clones
     #[serde(default)]
@@ -469,11 +472,19 @@ pub struct RawTemplate {
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
-fn default_cores() -> u32 {
-    1
+fn default_cores() -> Spanned<u32> {
+    unplaced(1)
 }
-fn default_sockets() -> u32 {
-    1
+fn default_sockets() -> Spanned<u32> {
+    unplaced(1)
+}
+/// A default value: it has no place in the file.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
 }
 /// A value the loader takes as text or as a bare number: memory (a number is MiB) and time-outs
 /// (a number is seconds).
@@ -500,8 +511,8 @@ fn default_memory() -> Spanned<String> {
 pub struct RawEfiDisk {
     /// Storage for the EFI disk; default: the boot disk's storage
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
+    #[schemars(with = "Option<String>", example = &"local-lvm")]
+    pub storage: Option<Spanned<String>>,
     /// Enrol the distribution and Microsoft Secure Boot keys (Secure Boot on)
     #[serde(default)]
     #[schemars(example = true)]
@@ -514,8 +525,8 @@ pub struct RawEfiDisk {
 pub struct RawTpm {
     /// Storage for the TPM state; default: the boot disk's storage
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
+    #[schemars(with = "Option<String>", example = &"local-lvm")]
+    pub storage: Option<Spanned<String>>,
     /// TPM version; cannot be changed after creation
     #[serde(default)]
     #[schemars(example = &"v2.0")]
@@ -725,9 +736,9 @@ pub struct RawClone {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -752,8 +763,9 @@ pub struct RawClone {
     pub onboot: Option<bool>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(with = "Option<String>", length(max = 7936))]
     #[schemars(example = &"Web tier, managed in git")]
-    pub description: Option<String>,
+    pub description: Option<Spanned<String>>,
     /// Resource pool the VM is put in (created when missing)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
