@@ -109,13 +109,10 @@ fn drop_null_defaults(value: &mut serde_json::Value) {
 /// text is walked against the schema (`structure`) for all of them.
 fn parse_yaml(text: &str) -> Result<raw::RawSpec, Vec<Diagnostic>> {
     parse_yaml_first(text).map_err(|first| {
-        let mut all = structure::problems(text);
-        // serde's own problem, unless the walk found one on its line (said better there).
-        if !all.iter().any(|d| d.line == first.line) {
-            all.push(first);
-        }
-        all.sort_by_key(|d| (d.line, d.column));
-        all
+        // The walk finds serde's first problem too, in its own words; when it finds nothing
+        // (the YAML does not parse, a duplicate key), serde's is the one.
+        let all = structure::problems(text);
+        if all.is_empty() { vec![first] } else { all }
     })
 }
 
@@ -226,6 +223,11 @@ fn yaml_diagnostic(err: &serde_saphyr::Error, field_path: String, text: &str) ->
     };
     if let Some(said) = yaml_messages::for_user(err, text, &path, line, column) {
         let (line, column, len) = said.place.map_or((line, column, len), |(l, c)| (l, c, 1));
+        // Moved to another line (a tab): its path is that of the mapping above it.
+        let path = match said.place {
+            Some((moved, _)) => block_keys_above(text, moved.saturating_sub(1)).join("."),
+            None => path,
+        };
         return Diagnostic {
             path,
             message: said.message,

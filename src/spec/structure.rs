@@ -143,7 +143,11 @@ fn schema() -> &'static Value {
 /// Every structural problem of `text` against the spec's schema; empty when the text does not
 /// parse as YAML (serde's own error says why) or has none.
 pub(crate) fn problems(text: &str) -> Vec<Diagnostic> {
-    let Ok(root) = serde_saphyr::from_str::<Node>(text) else {
+    // This second reading expands every alias into the tree (serde's own stopped at its first
+    // problem): a tighter replay budget keeps an alias bomb from costing seconds here.
+    let mut options = serde_saphyr::Options::default();
+    options.alias_limits.max_total_replayed_events = 50_000;
+    let Ok(root) = serde_saphyr::from_str_with_options::<Node>(text, options) else {
         return Vec::new();
     };
     let schema = schema();

@@ -70,18 +70,23 @@ pub(super) fn check_shared_addresses(ctx: &mut Validator, clones: &[CloneVm]) {
                     let why = match &claim.origin.layer {
                         Layer::Clone(_) => String::new(),
                         layer => format!(
-                            ": it is declared on `{layer}`, so every clone there gets it; declare it per clone (a group counts `ipv4` up, not IPv6 or extra interfaces)"
+                            ": it is declared on `{layer}`, which every one of them inherits"
                         ),
+                    };
+                    // A group's clone is named by the collapsed problem; another is named here.
+                    let who = match &clone.group {
+                        Some(_) => String::new(),
+                        None => format!("clone `{}`: ", clone.name),
                     };
                     error_at_origin(
                         ctx,
                         &claim.origin,
                         &format!("{}.{}", claim.origin.layer, claim.field),
                         format!(
-                            "address {} is already given to clone `{first}`{why}",
+                            "{who}address {} is already given to clone `{first}`{why}",
                             claim.addr
                         ),
-                        "an address no other clone gets",
+                        "an address per clone, declared on each (a group counts `ipv4` up, not IPv6 or extra interfaces)",
                     );
                 }
                 None => {
@@ -128,9 +133,8 @@ fn check_interfaces(ctx: &mut Validator, clone: &CloneVm) {
             &extra.origin,
             &format!("{}.cloud_init.extra_interfaces", extra.origin.layer),
             format!(
-                "{} extra interface(s) are addressed but the clone has {n_nics} network interface(s), so only {} of them exist",
-                extra.value.len(),
-                n_nics.saturating_sub(1)
+                "`extra_interfaces` addresses net1…net{}, but the clone has {n_nics} network interface(s)",
+                extra.value.len()
             ),
             "one entry per interface after `net0`: add interfaces to `network`, or remove entries",
         );
