@@ -551,3 +551,47 @@ fn the_schema_takes_bare_numbers_where_the_loader_does() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn the_schema_refuses_what_the_loader_refuses_by_range_pattern_or_enum() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let fixtures = [
+        "pool_nested_too_deep",
+        "pool_with_a_space",
+        "efi_storage_smuggles_an_option",
+        "tpm_storage_is_not_an_id",
+        "cloud_init_storage_smuggles_an_option",
+        "storage_id_smuggles_an_option",
+        "bad_machine_type",
+        "unknown_ostype",
+        "cores_zero",
+        "sockets_out_of_range",
+        "clone_cores_too_many",
+        "description_too_long",
+        "bridge_name_too_long",
+        "bad_disk_size",
+        "bad_ipv4",
+        "bad_ipv6",
+        "user_name_upper_case",
+        "memory_too_small",
+        "bad_wait_for_ip_timeout",
+    ];
+    let mut accepted = Vec::new();
+    for name in fixtures {
+        let path = root().join(format!("tests/fixtures/invalid/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            proxfleet::spec::load_str(&text, &path).is_err(),
+            "the loader refuses {name}"
+        );
+        if validator.is_valid(&yaml_as_json(&text)) {
+            accepted.push(name);
+        }
+    }
+    assert_eq!(
+        accepted,
+        Vec::<&str>::new(),
+        "the schema should refuse these"
+    );
+}

@@ -57,6 +57,7 @@ pub struct RawDefaults {
     /// Node for images, templates and clones that name none
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Storages by role
     #[serde(default)]
@@ -65,6 +66,7 @@ pub struct RawDefaults {
     /// Bridge for network interfaces that name none
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"vmbr0")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.\-]{1,15}$"))]
     pub bridge: Option<Spanned<String>>,
     /// How proxfleet reaches the nodes over SSH (SFTP) to write cloud-init snippets, for
     /// `cloud_init.delivery: snippets`
@@ -123,22 +125,26 @@ pub struct RawStorageRoles {
     /// Storage with the `import` content type that receives cloud images
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub images: Option<Spanned<String>>,
     /// Storage with the `images` content type for VM disks, EFI and TPM state and cloud-init drives
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub disks: Option<Spanned<String>>,
     /// Storage with the `iso` content type for the cloud-init seed ISOs proxfleet builds for
     /// custom `user_data`, `vendor_data` and `network_data`; default: the storage of the
     /// template's image
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub iso: Option<Spanned<String>>,
     /// Storage with the `snippets` content type for the cloud-init snippets proxfleet writes
     /// over SFTP for `cloud_init.delivery: snippets` (`local` keeps them in
     /// `/var/lib/vz/snippets`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub snippets: Option<Spanned<String>>,
 }
 
@@ -174,6 +180,7 @@ pub struct RawCloneGroup {
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -210,6 +217,7 @@ pub struct RawCloneGroup {
     /// Resource pool the VM is put in (created when missing)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// After starting the clones, wait for their address from the QEMU guest agent and show it in
     /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
@@ -220,7 +228,7 @@ pub struct RawCloneGroup {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
@@ -236,6 +244,7 @@ pub struct RawCloneOverride {
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -295,11 +304,13 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Node that downloads the image; default: `defaults.node`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Several nodes that each download the image (for templates on several nodes with
     /// node-local storage); instead of `node`
@@ -365,6 +376,7 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Name of the image (under `images`) whose disk becomes the boot disk
     #[schemars(with = "String")]
@@ -373,6 +385,9 @@ pub struct RawTemplate {
     /// Machine type, e.g. `q35` or `pc`; default: Proxmox's (`pc`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"q35")]
+    #[schemars(regex(
+        pattern = r"^(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|virt(?:-\d+(\.\d+)+)?(\+pve\d+)?)$"
+    ))]
     pub machine: Option<Spanned<String>>,
     /// BIOS: `seabios` (default) or `ovmf` (UEFI)
     #[serde(default)]
@@ -451,6 +466,7 @@ pub struct RawTemplate {
     /// clones
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"templates")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// Start-on-boot default of the clones made from this template
     #[serde(default)]
@@ -468,7 +484,7 @@ pub struct RawTemplate {
     pub wait_for_ip: Option<bool>,
     /// `wait_for_ip_timeout` default of the clones made from this template
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
@@ -486,15 +502,19 @@ fn unplaced<T>(value: T) -> Spanned<T> {
         serde_saphyr::Location::UNKNOWN,
     )
 }
-/// A value the loader takes as text or as a bare number: memory (a number is MiB) and time-outs
-/// (a number is seconds).
+/// Memory as the loader takes it: a bare number of MiB, or text with a binary unit.
 fn string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer"], "minimum": 0})
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 16, "pattern": "^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)?$"})
 }
 
-/// [`string_or_integer_schema`] for a field that may be absent.
+/// [`string_or_integer_schema`] for a memory that may be absent.
 fn optional_string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 0})
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 16, "pattern": "^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)?$"})
+}
+
+/// A time-out as the loader takes it: whole seconds, or a number with `s`, `m` or `h`.
+fn optional_timeout_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 1, "maximum": 86400, "pattern": "^[0-9]+(s|m|h)?$"})
 }
 
 fn default_memory() -> Spanned<String> {
@@ -512,6 +532,7 @@ pub struct RawEfiDisk {
     /// Storage for the EFI disk; default: the boot disk's storage
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Enrol the distribution and Microsoft Secure Boot keys (Secure Boot on)
     #[serde(default)]
@@ -526,6 +547,7 @@ pub struct RawTpm {
     /// Storage for the TPM state; default: the boot disk's storage
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// TPM version; cannot be changed after creation
     #[serde(default)]
@@ -564,9 +586,11 @@ pub struct RawDisk {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Size after import, with a unit: `20G`, `20GiB`, `512M`
     #[schemars(with = "String", example = &"20G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub size: Spanned<String>,
     /// Bus the disk is attached to; default `scsi`
     #[serde(default)]
@@ -596,11 +620,13 @@ pub struct RawDisk {
 pub struct RawExtraDisk {
     /// Size in whole GiB: `100G`, `1T`
     #[schemars(with = "String", example = &"100G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub size: Spanned<String>,
     /// Storage; default: the boot disk's
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Pass TRIM/discard to the storage
     #[serde(default)]
@@ -678,6 +704,7 @@ pub struct RawNetwork {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"vmbr0")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.\-]{1,15}$"))]
     pub bridge: Option<Spanned<String>>,
     /// NIC model; default `virtio`
     #[serde(default)]
@@ -715,6 +742,7 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Full clone (independent copy); `false` makes a linked clone. Default `true`
     #[serde(default)]
@@ -724,10 +752,12 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -769,6 +799,7 @@ pub struct RawClone {
     /// Resource pool the VM is put in (created when missing)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// Take over a VM that already holds this vmid but was not made by proxfleet: the plan shows
     /// it as an adoption (marker and tag written, declared settings applied); without it such a
@@ -785,6 +816,6 @@ pub struct RawClone {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
