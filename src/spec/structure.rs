@@ -208,10 +208,13 @@ impl<'s> Walk<'s> {
         if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
             return self.check_any_of(node, branches, path);
         }
+        let types = types_of(schema);
+        if matches!(node.kind, Kind::Null) && types.contains(&"null") {
+            return;
+        }
         if let Some(values) = enum_values(schema) {
             return self.check_enum(node, &values, path);
         }
-        let types = types_of(schema);
         if !types.is_empty() && !types.iter().any(|t| accepts(t, &node.kind)) {
             let message = format!("must be {}, found {}", expected(&types), node.kind.noun());
             let allowed = self.allowed(schema, &types);
@@ -506,6 +509,9 @@ clones:
 
     #[test]
     fn a_valid_shape_has_no_problem() {
+        let ostype =
+            "templates:\n  t:\n    vmid: 100\n    image: i\n    ostype: ~\n    disk: {size: 1G}\n";
+        assert_eq!(messages(ostype), Vec::<String>::new());
         let text = "project: p\nclones:\n  web:\n    vmid: 100\n    template: t\n    memory: 2048\n    network: [{bridge: vmbr0}]\n";
         assert_eq!(messages(text), Vec::<String>::new());
     }

@@ -595,3 +595,31 @@ fn the_schema_refuses_what_the_loader_refuses_by_range_pattern_or_enum() {
         "the schema should refuse these"
     );
 }
+
+#[test]
+fn an_ipv6_gateway_outside_the_subnet_is_a_warning_unless_link_local() {
+    let with_gateway = |gateway: &str| {
+        quickstart_text().replacen(
+            "      gateway: 192.0.2.1\n",
+            &format!("      gateway: 192.0.2.1\n      ipv6: 2001:db8:1::11/64\n      gateway6: \"{gateway}\"\n"),
+            1,
+        )
+    };
+    let warnings = |gateway: &str| -> Vec<String> {
+        proxfleet::spec::load_str(&with_gateway(gateway), Path::new("v6.yaml"))
+            .expect("valid")
+            .warnings
+            .into_iter()
+            .filter(|w| w.path.ends_with("gateway6"))
+            .map(|w| w.message)
+            .collect()
+    };
+    assert_eq!(
+        warnings("2001:db8:2::1"),
+        vec![
+            "gateway 2001:db8:2::1 is outside 2001:db8:1::/64 and not link-local: the guest may not reach it"
+        ]
+    );
+    assert_eq!(warnings("fe80::1"), Vec::<String>::new());
+    assert_eq!(warnings("2001:db8:1::1"), Vec::<String>::new());
+}

@@ -169,7 +169,21 @@ pub(super) fn parse_ipv6(
                 let gateway = match &ci.gateway6 {
                     None => None,
                     Some(gw) => match gw.value.parse::<Ipv6Addr>() {
-                        Ok(addr) => Some(addr),
+                        Ok(addr) => {
+                            // Proxmox takes it, and a link-local router address is usual; any
+                            // other outside the subnet is likely a typo.
+                            let link_local = (addr.segments()[0] & 0xffc0) == 0xfe80;
+                            if !address.contains(&addr) && !link_local {
+                                ctx.warnings.push(super::super::Warning {
+                                    path: format!("{path}.gateway6"),
+                                    message: format!(
+                                        "gateway {addr} is outside {} and not link-local: the guest may not reach it",
+                                        address.trunc()
+                                    ),
+                                });
+                            }
+                            Some(addr)
+                        }
                         Err(_) => {
                             ctx.error_at(
                                 gw,
