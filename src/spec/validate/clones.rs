@@ -55,15 +55,16 @@ pub(super) fn check_clones(
         let (name, clone) = (&entry.name, &entry.raw);
         // A group clone's problems are said at the group, naming the clone (`subjects`).
         let clone_path = entry.source.clone();
-        let n_before = ctx.diagnostics.len();
-        check_vm_name(ctx, name, &clone_path, &mut taken.vm_names);
         let template = templates.iter().find(|t| t.name == clone.template.value);
+        // The group's problem, not one clone's: said before this clone's own are counted.
         if template.is_none()
             && !template_layers.contains_key(&clone.template.value)
             && reported_templates.insert(entry.source.clone())
         {
             report_unknown_template(ctx, raw, entry);
         }
+        let n_before = ctx.diagnostics.len();
+        check_vm_name(ctx, name, &clone_path, &mut taken.vm_names);
         let layers = template.and_then(|t| template_layers.get(&t.name));
         if let Some(c) = check_clone(ctx, entry, template.zip(layers)) {
             let (vmid_field, claimant) = match &entry.group {
