@@ -56,6 +56,8 @@ impl SpecError {
 
 fn render(file: &std::path::Path, source_text: &str, diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
+    // Split once: a hundred thousand problems must not each walk the file to their line.
+    let lines: Vec<&str> = source_text.lines().collect();
     for (diag_idx, diag) in diagnostics.iter().enumerate() {
         if diag_idx > 0 {
             out.push('\n');
@@ -63,7 +65,7 @@ fn render(file: &std::path::Path, source_text: &str, diagnostics: &[Diagnostic])
         out.push_str(
             &DiagnosticDisplay {
                 file,
-                source_text,
+                lines: &lines,
                 diag,
             }
             .to_string(),
@@ -80,8 +82,13 @@ fn render(file: &std::path::Path, source_text: &str, diagnostics: &[Diagnostic])
 
 struct DiagnosticDisplay<'a> {
     file: &'a std::path::Path,
-    source_text: &'a str,
+    lines: &'a [&'a str],
     diag: &'a Diagnostic,
+}
+
+/// A line that holds (part of) a private key is never shown.
+fn shows_a_secret(line: &str) -> bool {
+    line.contains("PRIVATE KEY")
 }
 
 impl fmt::Display for DiagnosticDisplay<'_> {
@@ -104,7 +111,8 @@ impl fmt::Display for DiagnosticDisplay<'_> {
             )?;
             let line_text = usize::try_from(diag.line - 1)
                 .ok()
-                .and_then(|idx| self.source_text.lines().nth(idx));
+                .and_then(|idx| self.lines.get(idx).copied())
+                .filter(|text| !shows_a_secret(text));
             if let Some(line_text) = line_text {
                 let gutter = diag.line.to_string().len();
                 let pad = " ".repeat(gutter);

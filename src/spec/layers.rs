@@ -617,10 +617,14 @@ mod tests {
         );
         let entry = group.overrides.values().next();
         let (raw, overridden) = group_over(&group, entry);
-        assert_eq!(raw.cores, Some(2));
+        assert_eq!(raw.cores.map(|c| c.value), Some(2));
         assert_eq!(raw.memory.map(|m| m.value).as_deref(), Some("4GiB"));
         let ci = raw.cloud_init.unwrap_or_default();
-        assert_eq!(ci.user.as_deref(), Some("ops"), "the group's, kept");
+        assert_eq!(
+            ci.user.as_ref().map(|u| u.value.as_str()),
+            Some("ops"),
+            "the group's, kept"
+        );
         assert_eq!(ci.ipv4.map(|ip| ip.value).as_deref(), Some("10.0.0.10/24"));
         assert_eq!(ci.ipv6.map(|ip| ip.value).as_deref(), Some("auto"));
         let fields: Vec<&str> = overridden.into_iter().collect();

@@ -6,7 +6,9 @@ mod layers;
 mod model;
 mod raw;
 pub(crate) mod read;
+mod structure;
 mod validate;
+mod yaml_messages;
 
 use std::path::Path;
 
@@ -75,7 +77,7 @@ pub fn load_str(text: &str, file: &Path) -> Result<Loaded, SpecError> {
         source_text: text.to_string(),
         diagnostics,
     };
-    let raw = parse_yaml(text).map_err(|diag| invalid(vec![diag]))?;
+    let raw = parse_yaml(text).map_err(invalid)?;
     validate::validate(raw, file).map_err(invalid)
 }
 
@@ -103,7 +105,18 @@ fn drop_null_defaults(value: &mut serde_json::Value) {
     }
 }
 
-fn parse_yaml(text: &str) -> Result<raw::RawSpec, Diagnostic> {
+/// The raw spec, or every structural problem: serde stops at the first, so on failure the
+/// text is walked against the schema (`structure`) for all of them.
+fn parse_yaml(text: &str) -> Result<raw::RawSpec, Vec<Diagnostic>> {
+    parse_yaml_first(text).map_err(|first| {
+        // The walk finds serde's first problem too, in its own words; when it finds nothing
+        // (the YAML does not parse, a duplicate key), serde's is the one.
+        let all = structure::problems(text);
+        if all.is_empty() { vec![first] } else { all }
+    })
+}
+
+fn parse_yaml_first(text: &str) -> Result<raw::RawSpec, Diagnostic> {
     // An empty file is an empty spec, not a type error.
     if text
         .lines()
@@ -147,6 +160,8 @@ fn readable_path(serde_path: &str, text: &str, line: u64) -> String {
             }
         }
     }
+    // Keys the text above could not name are left out rather than shown as `?`.
+    segments.retain(|s| s != "?");
     segments.join(".")
 }
 
@@ -206,6 +221,22 @@ fn yaml_diagnostic(err: &serde_saphyr::Error, field_path: String, text: &str) ->
     } else {
         readable_path(&field_path, text, line)
     };
+    if let Some(said) = yaml_messages::for_user(err, text, &path, line, column) {
+        let (line, column, len) = said.place.map_or((line, column, len), |(l, c)| (l, c, 1));
+        // Moved to another line (a tab): its path is that of the mapping above it.
+        let path = match said.place {
+            Some((moved, _)) => block_keys_above(text, moved.saturating_sub(1)).join("."),
+            None => path,
+        };
+        return Diagnostic {
+            path,
+            message: said.message,
+            allowed: Some(said.allowed),
+            line,
+            column,
+            len,
+        };
+    }
     let (message, allowed) = match err {
         E::SerdeUnknownField {
             field, expected, ..

@@ -24,8 +24,8 @@ pub(crate) enum ReadProblem {
     Generated,
     /// Holds NUL bytes.
     Binary,
-    /// Not valid UTF-8; the 1-based line of the first bad byte.
-    NotUtf8 { line: usize },
+    /// Not valid UTF-8; the 1-based line and column (in characters) of the first bad byte.
+    NotUtf8 { line: usize, column: usize },
 }
 
 impl fmt::Display for ReadProblem {
@@ -43,10 +43,10 @@ impl fmt::Display for ReadProblem {
                 "it reports a size of 0 but is not empty (a /proc or /sys file), not a regular file"
             ),
             ReadProblem::Binary => write!(f, "it is binary (it holds NUL bytes), not text"),
-            ReadProblem::NotUtf8 { line } => {
+            ReadProblem::NotUtf8 { line, column } => {
                 write!(
                     f,
-                    "it is not UTF-8 text (the first invalid byte is on line {line})"
+                    "it is not UTF-8 text: the first invalid byte is at line {line}, column {column} (save it as UTF-8)"
                 )
             }
         }
@@ -129,8 +129,17 @@ pub(crate) fn read_text_capped(path: &Path, cap: u64) -> Result<String, ReadProb
     }
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line_start = valid
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        // The bytes before the bad one on its line are valid UTF-8: count their characters.
+        let column = 1 + String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count();
         ReadProblem::NotUtf8 {
             line: 1 + valid.iter().filter(|b| **b == b'\n').count(),
+            column,
         }
     })
 }
@@ -186,7 +195,7 @@ mod tests {
         std::fs::write(&latin1, b"one\ntwo\ncaf\xe9\n").unwrap();
         assert!(matches!(
             read_text_capped(&latin1, 1024),
-            Err(ReadProblem::NotUtf8 { line: 3 })
+            Err(ReadProblem::NotUtf8 { line: 3, column: 4 })
         ));
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();

@@ -400,7 +400,7 @@ mod property {
             for &(idx, memory_gib) in &self.templates {
                 let (name, vmid) = TEMPLATES[idx];
                 text.push_str(&format!(
-                    "  {name}:\n    vmid: {vmid}\n    node: pve1\n    image: deb\n    memory: {memory_gib}GiB\n    disk:\n      storage: local-lvm\n      size: 8G\n    cloud_init:\n      user: debian\n"
+                    "  {name}:\n    vmid: {vmid}\n    node: pve1\n    image: deb\n    memory: {memory_gib}GiB\n    disk:\n      storage: local-lvm\n      size: 8G\n    network:\n      - bridge: vmbr0\n    cloud_init:\n      user: debian\n"
                 ));
             }
             let clones: Vec<String> = self

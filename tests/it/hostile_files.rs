@@ -161,3 +161,59 @@ fn a_spec_file_that_is_a_fifo_or_a_device_is_refused_by_load() {
         "{err}"
     );
 }
+
+/// The spec itself hostile: an alias bomb, a `/proc` file, a sparse file larger than the cap, and
+/// private keys (inline and in a key file) holding the canary. Each is refused quickly, exit 1,
+/// and the canary never shows.
+#[test]
+fn hostile_specs_are_refused_without_expanding_them_or_echoing_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let spec = path.join("spec.yaml");
+    let run = |expected: &str| {
+        let (code, output) = validate_with_canary(path);
+        assert_eq!(code, 1, "{output}");
+        assert!(!output.contains("CANARY"), "the canary shows: {output}");
+        assert!(
+            output.contains(expected),
+            "expected `{expected}` in: {output}"
+        );
+    };
+
+    // Billion laughs: nine aliases of nine aliases, nine levels deep.
+    let mut bomb = String::from(
+        "a0: &a0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n",
+    );
+    for level in 1..10 {
+        let prev = format!("*a{}", level - 1);
+        let items = [prev.as_str(); 9].join(", ");
+        bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+    }
+    std::fs::write(&spec, &bomb).unwrap();
+    run("spec.yaml");
+
+    let inline_private = format!(
+        "{TEMPLATE_HEAD}      ssh_keys:\n        - \"-----BEGIN OPENSSH PRIVATE KEY----- {CANARY} -----END OPENSSH PRIVATE KEY-----\"\n"
+    );
+    std::fs::write(&spec, inline_private).unwrap();
+    run("this is a private key");
+
+    std::fs::write(
+        path.join("id_ed25519"),
+        format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{CANARY}\n-----END OPENSSH PRIVATE KEY-----\n"
+        ),
+    )
+    .unwrap();
+    write_spec(path, "ssh_key_files: [id_ed25519]");
+    run("this is a private key");
+
+    std::fs::remove_file(&spec).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", &spec).unwrap();
+    run("a /proc or /sys file");
+
+    std::fs::remove_file(&spec).unwrap();
+    let sparse = std::fs::File::create(&spec).unwrap();
+    sparse.set_len((64 << 20) + 1).unwrap();
+    run("more than the");
+}

@@ -21,23 +21,170 @@ fn every_invalid_fixture_fails_with_its_exact_message() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "the catalogue has its cases");
+    assert!(
+        files.len() >= 100,
+        "the catalogue has its cases: {}",
+        files.len()
+    );
+    // Problems of the whole document have no field to name.
+    let whole_document = ["yaml_two_documents", "yaml_top_level_list"];
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
         // Load with the relative name so messages do not depend on the checkout's location.
+        let started = std::time::Instant::now();
         let err = proxfleet::spec::load_str(&text, Path::new(&relative(&file)))
             .expect_err(&relative(&file));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{name}: {:?}",
+            started.elapsed()
+        );
         assert!(!err.diagnostics().is_empty());
         for diag in err.diagnostics() {
             assert!(
-                diag.line > 0,
-                "{}: every diagnostic has a line: {diag:?}",
+                diag.line > 0 && diag.column > 0,
+                "{}: every diagnostic has a line and column: {diag:?}",
                 relative(&file)
             );
+            assert!(
+                diag.allowed.is_some(),
+                "{name}: every diagnostic says what is allowed: {diag:?}"
+            );
+            assert!(
+                !diag.path.is_empty() || whole_document.contains(&name.as_str()),
+                "{name}: every diagnostic names its field: {diag:?}"
+            );
         }
-        let name = file.file_stem().unwrap().to_string_lossy().to_string();
         snapshot_settings()
             .bind(|| insta::assert_snapshot!(format!("invalid_{name}"), err.to_string()));
+    }
+}
+
+#[test]
+fn every_invalid_fixture_makes_validate_exit_1_with_file_line_and_column() {
+    let dir = root().join("tests/fixtures/invalid");
+    let mut n_fixtures = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_proxfleet"))
+            .args(["validate", "--file"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}: {stderr}",
+            path.display()
+        );
+        let located = format!("  --> {}:", path.display());
+        assert!(stderr.contains(&located), "{}: {stderr}", path.display());
+        assert!(
+            stderr.contains("= allowed: "),
+            "{}: {stderr}",
+            path.display()
+        );
+        n_fixtures += 1;
+    }
+    assert!(n_fixtures >= 100, "{n_fixtures}");
+}
+
+#[test]
+fn ten_independent_mistakes_are_reported_together() {
+    let path = root().join("tests/fixtures/invalid/ten_independent_mistakes.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let err = proxfleet::spec::load_str(&text, Path::new("ten.yaml")).unwrap_err();
+    let lines: std::collections::BTreeSet<u64> = err.diagnostics().iter().map(|d| d.line).collect();
+    assert_eq!(err.diagnostics().len(), 10, "{err}");
+    assert_eq!(lines.len(), 10, "one problem per mistake: {err}");
+}
+
+#[test]
+fn unknown_keys_bad_enums_and_bad_types_are_reported_in_one_pass() {
+    let path = root().join("tests/fixtures/invalid/structural_three_at_once.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let err = proxfleet::spec::load_str(&text, Path::new("three.yaml")).unwrap_err();
+    let said: Vec<String> = err
+        .diagnostics()
+        .iter()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            "templates.base.bios: unknown value `uefi`",
+            "templates.base.cores: must be a whole number, found a string",
+            "clones.web.memroy: unknown field `memroy` (did you mean `memory`?)",
+        ]
+    );
+}
+
+#[test]
+fn a_group_s_repeated_problem_is_one_line_with_ranges() {
+    let path = root().join("tests/fixtures/invalid/group_vmids_below_100.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let err = proxfleet::spec::load_str(&text, Path::new("group.yaml")).unwrap_err();
+    let messages: Vec<&str> = err
+        .diagnostics()
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        vec!["clones web-1…web-5 (5 clones): vmid 50…54 is out of range"]
+    );
+}
+
+#[test]
+fn sixteen_groups_of_a_thousand_clones_with_mistakes_validate_quickly() {
+    let mut text = std::fs::read_to_string(example("quickstart.yaml")).unwrap();
+    let cut = text.find("\nclones:").unwrap_or(text.len());
+    text.truncate(cut);
+    text.push_str("\nclone_groups:\n");
+    for group_idx in 0..16 {
+        let first = 10_000 + group_idx * 1000;
+        text.push_str(&format!(
+            "  g{group_idx}:\n    count: 1000\n    first_vmid: {first}\n    template: nope\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let err = proxfleet::spec::load_str(&text, Path::new("fleet.yaml")).unwrap_err();
+    let rendered = err.to_string();
+    // Debug builds are slow; the figure for release builds is in `cargo bench --bench validate`.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.diagnostics().len(), 16, "one per group: {rendered}");
+}
+
+#[test]
+fn pool_ids_follow_pve_poolid() {
+    let text = |pool: &str| {
+        quickstart_text().replacen(
+            "    template: debian-12-base\n",
+            &format!("    template: debian-12-base\n    pool: \"{pool}\"\n"),
+            1,
+        )
+    };
+    for ok in ["a.b", "web", "team/web", "a/b/c", "x_y-z.1"] {
+        let loaded = proxfleet::spec::load_str(&text(ok), Path::new("pool.yaml"));
+        assert!(
+            loaded.is_ok(),
+            "{ok}: {:?}",
+            loaded.err().map(|e| e.to_string())
+        );
+    }
+    for bad in ["a/b/c/d", "web pool", "a//b", "", "/a", "pool:1", "ü"] {
+        let loaded = proxfleet::spec::load_str(&text(bad), Path::new("pool.yaml"));
+        assert!(loaded.is_err(), "{bad} is refused");
     }
 }
 
@@ -403,4 +550,76 @@ fn the_schema_takes_bare_numbers_where_the_loader_does() {
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn the_schema_refuses_what_the_loader_refuses_by_range_pattern_or_enum() {
+    let schema: serde_json::Value = serde_json::from_str(&proxfleet::spec::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let fixtures = [
+        "pool_nested_too_deep",
+        "pool_with_a_space",
+        "efi_storage_smuggles_an_option",
+        "tpm_storage_is_not_an_id",
+        "cloud_init_storage_smuggles_an_option",
+        "storage_id_smuggles_an_option",
+        "bad_machine_type",
+        "unknown_ostype",
+        "cores_zero",
+        "sockets_out_of_range",
+        "clone_cores_too_many",
+        "description_too_long",
+        "bridge_name_too_long",
+        "bad_disk_size",
+        "bad_ipv4",
+        "bad_ipv6",
+        "user_name_upper_case",
+        "memory_too_small",
+        "bad_wait_for_ip_timeout",
+    ];
+    let mut accepted = Vec::new();
+    for name in fixtures {
+        let path = root().join(format!("tests/fixtures/invalid/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            proxfleet::spec::load_str(&text, &path).is_err(),
+            "the loader refuses {name}"
+        );
+        if validator.is_valid(&yaml_as_json(&text)) {
+            accepted.push(name);
+        }
+    }
+    assert_eq!(
+        accepted,
+        Vec::<&str>::new(),
+        "the schema should refuse these"
+    );
+}
+
+#[test]
+fn an_ipv6_gateway_outside_the_subnet_is_a_warning_unless_link_local() {
+    let with_gateway = |gateway: &str| {
+        quickstart_text().replacen(
+            "      gateway: 192.0.2.1\n",
+            &format!("      gateway: 192.0.2.1\n      ipv6: 2001:db8:1::11/64\n      gateway6: \"{gateway}\"\n"),
+            1,
+        )
+    };
+    let warnings = |gateway: &str| -> Vec<String> {
+        proxfleet::spec::load_str(&with_gateway(gateway), Path::new("v6.yaml"))
+            .expect("valid")
+            .warnings
+            .into_iter()
+            .filter(|w| w.path.ends_with("gateway6"))
+            .map(|w| w.message)
+            .collect()
+    };
+    assert_eq!(
+        warnings("2001:db8:2::1"),
+        vec![
+            "gateway 2001:db8:2::1 is outside 2001:db8:1::/64 and not link-local: the guest may not reach it"
+        ]
+    );
+    assert_eq!(warnings("fe80::1"), Vec::<String>::new());
+    assert_eq!(warnings("2001:db8:1::1"), Vec::<String>::new());
 }

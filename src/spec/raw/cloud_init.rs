@@ -12,12 +12,15 @@ use serde_saphyr::Spanned;
 pub struct RawCloudInit {
     /// Storage for the cloud-init drive; default: the boot disk's storage
     #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
-    /// Default user created by cloud-init
+    #[schemars(with = "Option<String>", example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
+    pub storage: Option<Spanned<String>>,
+    /// Default user created by cloud-init: a login name `useradd` accepts (lower-case letter or
+    /// `_` first, at most 32 characters), not a system account
     #[serde(default)]
-    #[schemars(example = &"debian")]
-    pub user: Option<String>,
+    #[schemars(with = "Option<String>", example = &"debian")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?$"))]
+    pub user: Option<Spanned<String>>,
     /// OpenSSH public keys authorised for the user
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
@@ -26,20 +29,28 @@ pub struct RawCloudInit {
     /// IPv4 for `net0`: `dhcp` or an address with prefix (`192.0.2.10/24`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"dhcp")]
+    #[schemars(regex(
+        pattern = r"^(dhcp|(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}/([0-9]|[12][0-9]|3[0-2]))$"
+    ))]
     pub ipv4: Option<Spanned<String>>,
     /// IPv4 gateway for a static `ipv4`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"192.0.2.1")]
+    #[schemars(regex(
+        pattern = r"^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}$"
+    ))]
     pub gateway: Option<Spanned<String>>,
     /// IPv6 for `net0`: `dhcp`, `auto` (SLAAC) or an address with prefix (`2001:db8::10/64`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"auto")]
+    #[schemars(regex(pattern = r"^(dhcp|auto|[0-9A-Fa-f:.]+/[0-9]{1,3})$"))]
     pub ipv6: Option<Spanned<String>>,
     /// IPv6 gateway for a static `ipv6`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"2001:db8::1")]
+    #[schemars(regex(pattern = r"^[0-9A-Fa-f:.]+$"))]
     pub gateway6: Option<Spanned<String>>,
     /// Password of the user: `env:NAME` or `file:PATH` (never printed); a literal is accepted
     /// with a warning
@@ -106,18 +117,26 @@ pub struct RawInterfaceIp {
     /// `dhcp` or an address with prefix (`10.0.0.10/24`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"10.0.0.10/24")]
+    #[schemars(regex(
+        pattern = r"^(dhcp|(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}/([0-9]|[12][0-9]|3[0-2]))$"
+    ))]
     pub ipv4: Option<Spanned<String>>,
     /// IPv4 gateway for a static `ipv4`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"10.0.0.1")]
+    #[schemars(regex(
+        pattern = r"^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}$"
+    ))]
     pub gateway: Option<Spanned<String>>,
     /// `dhcp`, `auto` (SLAAC) or an address with prefix
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"auto")]
+    #[schemars(regex(pattern = r"^(dhcp|auto|[0-9A-Fa-f:.]+/[0-9]{1,3})$"))]
     pub ipv6: Option<Spanned<String>>,
     /// IPv6 gateway for a static `ipv6`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"2001:db8:1::1")]
+    #[schemars(regex(pattern = r"^[0-9A-Fa-f:.]+$"))]
     pub gateway6: Option<Spanned<String>>,
 }
 

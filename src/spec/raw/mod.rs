@@ -6,6 +6,7 @@
 //! the line and column of the offending value.
 
 mod cloud_init;
+mod hardware;
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -13,6 +14,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub use cloud_init::{RawCloudInit, RawDelivery};
+pub use hardware::{
+    RawBus, RawCache, RawDisk, RawEfiDisk, RawExtraDisk, RawNetwork, RawNicModel, RawPci, RawTpm,
+    RawTpmVersion,
+};
 
 /// A proxfleet spec: cloud images, the templates built from them, and the clones made from the
 /// templates
@@ -57,6 +62,7 @@ pub struct RawDefaults {
     /// Node for images, templates and clones that name none
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Storages by role
     #[serde(default)]
@@ -65,6 +71,7 @@ pub struct RawDefaults {
     /// Bridge for network interfaces that name none
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"vmbr0")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.\-]{1,15}$"))]
     pub bridge: Option<Spanned<String>>,
     /// How proxfleet reaches the nodes over SSH (SFTP) to write cloud-init snippets, for
     /// `cloud_init.delivery: snippets`
@@ -123,22 +130,26 @@ pub struct RawStorageRoles {
     /// Storage with the `import` content type that receives cloud images
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub images: Option<Spanned<String>>,
     /// Storage with the `images` content type for VM disks, EFI and TPM state and cloud-init drives
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub disks: Option<Spanned<String>>,
     /// Storage with the `iso` content type for the cloud-init seed ISOs proxfleet builds for
     /// custom `user_data`, `vendor_data` and `network_data`; default: the storage of the
     /// template's image
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub iso: Option<Spanned<String>>,
     /// Storage with the `snippets` content type for the cloud-init snippets proxfleet writes
     /// over SFTP for `cloud_init.delivery: snippets` (`local` keeps them in
     /// `/var/lib/vz/snippets`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"local")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub snippets: Option<Spanned<String>>,
 }
 
@@ -174,6 +185,7 @@ pub struct RawCloneGroup {
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -182,9 +194,9 @@ pub struct RawCloneGroup {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -210,6 +222,7 @@ pub struct RawCloneGroup {
     /// Resource pool the VM is put in (created when missing)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// After starting the clones, wait for their address from the QEMU guest agent and show it in
     /// the apply summary (the image needs `qemu-guest-agent`, the template `agent: true`); a
@@ -220,7 +233,7 @@ pub struct RawCloneGroup {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
@@ -236,6 +249,7 @@ pub struct RawCloneOverride {
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -244,9 +258,9 @@ pub struct RawCloneOverride {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the memory
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -295,11 +309,13 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Node that downloads the image; default: `defaults.node`
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Several nodes that each download the image (for templates on several nodes with
     /// node-local storage); instead of `node`
@@ -365,6 +381,7 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Name of the image (under `images`) whose disk becomes the boot disk
     #[schemars(with = "String")]
@@ -373,6 +390,9 @@ pub struct RawTemplate {
     /// Machine type, e.g. `q35` or `pc`; default: Proxmox's (`pc`)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"q35")]
+    #[schemars(regex(
+        pattern = r"^(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|virt(?:-\d+(\.\d+)+)?(\+pve\d+)?)$"
+    ))]
     pub machine: Option<Spanned<String>>,
     /// BIOS: `seabios` (default) or `ovmf` (UEFI)
     #[serde(default)]
@@ -392,14 +412,14 @@ pub struct RawTemplate {
     pub cpu: Option<String>,
     /// CPU cores per socket
     #[serde(default = "default_cores")]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "u32", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: u32,
+    pub cores: Spanned<u32>,
     /// CPU sockets
     #[serde(default = "default_sockets")]
-    #[schemars(range(min = 1, max = 16))]
+    #[schemars(with = "u32", range(min = 1, max = 16))]
     #[schemars(example = 1)]
-    pub sockets: u32,
+    pub sockets: Spanned<u32>,
     /// Memory: a number of MiB, or a size with a unit (`2GiB`, `2048MiB`)
     #[serde(default = "default_memory")]
     #[schemars(schema_with = "string_or_integer_schema", example = &"2GiB")]
@@ -427,10 +447,12 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(example = true)]
     pub serial_console: bool,
-    /// Guest OS type, e.g. `l26` (Linux); default `l26`
+    /// Guest OS type, one of Proxmox's `ostype` values: `l26` (Linux 2.6+, the default), `l24`,
+    /// `win11`, `win10`, `win8`, `win7`, `wvista`, `w2k8`, `w2k3`, `w2k`, `wxp`, `solaris`, `other`
     #[serde(default)]
-    #[schemars(example = &"l26")]
-    pub ostype: Option<String>,
+    #[schemars(with = "Option<String>", example = &"l26")]
+    #[schemars(extend("enum" = ["other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24", "l26", "solaris", null]))]
+    pub ostype: Option<Spanned<String>>,
     /// Cloud-init settings baked into the template; clones inherit them
     #[serde(default)]
     #[schemars(example = serde_json::json!({"user": "debian", "ipv4": "192.0.2.10/24", "gateway": "192.0.2.1"}))]
@@ -442,12 +464,14 @@ pub struct RawTemplate {
     pub tags: Vec<Spanned<String>>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(with = "Option<String>", length(max = 7936))]
     #[schemars(example = &"Web tier, managed in git")]
-    pub description: Option<String>,
+    pub description: Option<Spanned<String>>,
     /// Resource pool the template is put in (created when missing); also the default of its
     /// clones
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"templates")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// Start-on-boot default of the clones made from this template
     #[serde(default)]
@@ -465,25 +489,37 @@ pub struct RawTemplate {
     pub wait_for_ip: Option<bool>,
     /// `wait_for_ip_timeout` default of the clones made from this template
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }
 
-fn default_cores() -> u32 {
-    1
+fn default_cores() -> Spanned<u32> {
+    unplaced(1)
 }
-fn default_sockets() -> u32 {
-    1
+fn default_sockets() -> Spanned<u32> {
+    unplaced(1)
 }
-/// A value the loader takes as text or as a bare number: memory (a number is MiB) and time-outs
-/// (a number is seconds).
+/// A default value: it has no place in the file.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+/// Memory as the loader takes it: a bare number of MiB, or text with a binary unit.
 fn string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer"], "minimum": 0})
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 16, "pattern": "^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)?$"})
 }
 
-/// [`string_or_integer_schema`] for a field that may be absent.
+/// [`string_or_integer_schema`] for a memory that may be absent.
 fn optional_string_or_integer_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 0})
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 16, "pattern": "^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)?$"})
+}
+
+/// A time-out as the loader takes it: whole seconds, or a number with `s`, `m` or `h`.
+fn optional_timeout_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 1, "maximum": 86400, "pattern": "^[0-9]+(s|m|h)?$"})
 }
 
 fn default_memory() -> Spanned<String> {
@@ -492,200 +528,6 @@ fn default_memory() -> Spanned<String> {
         serde_saphyr::Location::UNKNOWN,
         serde_saphyr::Location::UNKNOWN,
     )
-}
-
-/// EFI disk settings
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawEfiDisk {
-    /// Storage for the EFI disk; default: the boot disk's storage
-    #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
-    /// Enrol the distribution and Microsoft Secure Boot keys (Secure Boot on)
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub pre_enrolled_keys: bool,
-}
-
-/// TPM state disk settings
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawTpm {
-    /// Storage for the TPM state; default: the boot disk's storage
-    #[serde(default)]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<String>,
-    /// TPM version; cannot be changed after creation
-    #[serde(default)]
-    #[schemars(example = &"v2.0")]
-    pub version: Option<RawTpmVersion>,
-}
-
-/// TPM version
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
-pub enum RawTpmVersion {
-    /// TPM 1.2
-    #[serde(rename = "v1.2")]
-    V12,
-    /// TPM 2.0 (needed by Windows 11)
-    #[serde(rename = "v2.0")]
-    V20,
-}
-
-/// Disk bus
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RawBus {
-    /// VirtIO SCSI (recommended for cloud images)
-    Scsi,
-    /// VirtIO block
-    Virtio,
-    /// SATA
-    Sata,
-}
-
-/// The boot disk
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawDisk {
-    /// Storage that holds the disk (content type `images`); default: `defaults.storage.disks`
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<Spanned<String>>,
-    /// Size after import, with a unit: `20G`, `20GiB`, `512M`
-    #[schemars(with = "String", example = &"20G")]
-    pub size: Spanned<String>,
-    /// Bus the disk is attached to; default `scsi`
-    #[serde(default)]
-    #[schemars(example = &"scsi")]
-    pub bus: Option<RawBus>,
-    /// Pass TRIM/discard to the storage
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub discard: bool,
-    /// Present the disk as an SSD to the guest (not on virtio)
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub ssd: bool,
-    /// Give the disk its own I/O thread (SCSI uses the `virtio-scsi-single` controller then)
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub iothread: bool,
-    /// Cache mode; default: Proxmox's (no host page cache)
-    #[serde(default)]
-    #[schemars(example = &"none")]
-    pub cache: Option<RawCache>,
-}
-
-/// An extra, empty disk
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawExtraDisk {
-    /// Size in whole GiB: `100G`, `1T`
-    #[schemars(with = "String", example = &"100G")]
-    pub size: Spanned<String>,
-    /// Storage; default: the boot disk's
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    #[schemars(example = &"local-lvm")]
-    pub storage: Option<Spanned<String>>,
-    /// Pass TRIM/discard to the storage
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub discard: bool,
-}
-
-/// Disk cache mode
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RawCache {
-    /// No host page cache
-    None,
-    /// Write-through
-    Writethrough,
-    /// Write-back
-    Writeback,
-    /// Write-back, flushes ignored (unsafe)
-    Unsafe,
-    /// Direct sync
-    Directsync,
-}
-
-/// A PCI device passed through to the VM
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawPci {
-    /// Cluster resource mapping id (Datacenter → Resource Mappings); works with API tokens
-    #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"gpu0")]
-    pub mapping: Option<Spanned<String>>,
-    /// Raw host address `bus:dev[.func]`, e.g. `0000:01:00`; Proxmox allows it for root@pam
-    /// only, so API tokens cannot use it: prefer `mapping`
-    #[serde(default)]
-    #[schemars(with = "Option<String>", example = &"0000:01:00")]
-    pub host: Option<Spanned<String>>,
-    /// Attach as PCIe (needs machine `q35`)
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub pcie: bool,
-    /// The VM's primary GPU (`x-vga`)
-    #[serde(default)]
-    #[schemars(example = false)]
-    pub primary_gpu: bool,
-    /// Expose the device's option ROM; default: yes
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub rombar: Option<bool>,
-    /// Mediated device type (vGPU), e.g. `nvidia-63`
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    #[schemars(example = &"nvidia-63")]
-    pub mdev: Option<Spanned<String>>,
-}
-
-/// Network interface model
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RawNicModel {
-    /// Paravirtualised (recommended)
-    Virtio,
-    /// Intel E1000
-    E1000,
-    /// VMware vmxnet3
-    Vmxnet3,
-    /// Realtek RTL8139
-    Rtl8139,
-}
-
-/// A network interface
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawNetwork {
-    /// Bridge on the node, e.g. `vmbr0`; default: `defaults.bridge`
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    #[schemars(example = &"vmbr0")]
-    pub bridge: Option<Spanned<String>>,
-    /// NIC model; default `virtio`
-    #[serde(default)]
-    #[schemars(example = &"virtio")]
-    pub model: Option<RawNicModel>,
-    /// VLAN tag (1..=4094)
-    #[serde(default)]
-    #[schemars(with = "Option<u16>", range(min = 1, max = 4094))]
-    #[schemars(example = 20)]
-    pub vlan: Option<Spanned<u32>>,
-    /// Enable the Proxmox firewall on this interface
-    #[serde(default)]
-    #[schemars(example = true)]
-    pub firewall: bool,
-    /// MTU (virtio only; 1 = the bridge's MTU)
-    #[serde(default)]
-    #[schemars(with = "Option<u32>", range(min = 1, max = 65520))]
-    #[schemars(example = 1)]
-    pub mtu: Option<Spanned<u32>>,
 }
 
 /// A VM cloned from a template
@@ -704,6 +546,7 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"pve1")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"))]
     pub node: Option<Spanned<String>>,
     /// Full clone (independent copy); `false` makes a linked clone. Default `true`
     #[serde(default)]
@@ -713,10 +556,12 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
     pub storage: Option<Spanned<String>>,
     /// Grow the boot disk to this size (never shrinks): `40G`
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"40G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
@@ -725,9 +570,9 @@ pub struct RawClone {
     pub network: Option<Vec<RawNetwork>>,
     /// Override the template's cores
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1024))]
     #[schemars(example = 2)]
-    pub cores: Option<u32>,
+    pub cores: Option<Spanned<u32>>,
     /// Override the template's memory: MiB or a size with a unit (`4GiB`)
     #[serde(default)]
     #[schemars(schema_with = "optional_string_or_integer_schema")]
@@ -752,11 +597,13 @@ pub struct RawClone {
     pub onboot: Option<bool>,
     /// Free text shown in the Proxmox UI notes; proxfleet appends its ownership line
     #[serde(default)]
+    #[schemars(with = "Option<String>", length(max = 7936))]
     #[schemars(example = &"Web tier, managed in git")]
-    pub description: Option<String>,
+    pub description: Option<Spanned<String>>,
     /// Resource pool the VM is put in (created when missing)
     #[serde(default)]
     #[schemars(with = "Option<String>", example = &"web")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}$"))]
     pub pool: Option<Spanned<String>>,
     /// Take over a VM that already holds this vmid but was not made by proxfleet: the plan shows
     /// it as an adoption (marker and tag written, declared settings applied); without it such a
@@ -773,6 +620,6 @@ pub struct RawClone {
     /// How long to wait for that address: seconds, or a number with a unit (`90s`, `5m`,
     /// `1h`); default `5m`. No address by then is a warning, not a failure
     #[serde(default)]
-    #[schemars(schema_with = "optional_string_or_integer_schema", example = &"5m")]
+    #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
 }

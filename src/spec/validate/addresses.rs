@@ -63,13 +63,27 @@ pub(super) fn parse_ipv4(
         );
         return None;
     }
+    if is_not_a_host(ctx, ipv4, address, path) {
+        return None;
+    }
     let gateway = match &ci.gateway {
         None => None,
         Some(gw) => match gw.value.parse::<Ipv4Addr>() {
-            Ok(addr) if address.contains(&addr) && addr != address.addr() => Some(addr),
+            Ok(addr)
+                if address.contains(&addr)
+                    && addr != address.addr()
+                    && (address.prefix_len() > 30 || addr != address.broadcast()) =>
+            {
+                Some(addr)
+            }
             Ok(addr) => {
                 let message = if addr == address.addr() {
                     format!("gateway {addr} is the clone's own address")
+                } else if address.contains(&addr) {
+                    format!(
+                        "gateway {addr} is the broadcast address of {}",
+                        address.trunc()
+                    )
                 } else {
                     format!("gateway {addr} is outside the subnet {}", address.trunc())
                 };
@@ -93,6 +107,41 @@ pub(super) fn parse_ipv4(
         },
     };
     Some(Some(Ipv4Config::Static { address, gateway }))
+}
+
+/// On a subnet with a network and a broadcast address (/30 and wider), neither is a host's:
+/// reported, and `true`, when `address` is one of them.
+fn is_not_a_host(
+    ctx: &mut Validator,
+    ipv4: &serde_saphyr::Spanned<String>,
+    address: Ipv4Net,
+    path: &str,
+) -> bool {
+    if address.prefix_len() > 30 {
+        return false;
+    }
+    let role = if address.addr() == address.network() {
+        "network"
+    } else if address.addr() == address.broadcast() {
+        "broadcast"
+    } else {
+        return false;
+    };
+    ctx.error_at(
+        ipv4,
+        &format!("{path}.ipv4"),
+        format!(
+            "{} is the {role} address of {}, not a host's",
+            address.addr(),
+            address.trunc()
+        ),
+        Some(&format!(
+            "a host address inside {}, such as {}",
+            address.trunc(),
+            Ipv4Addr::from(u32::from(address.network()) + 1)
+        )),
+    );
+    true
 }
 
 pub(super) fn parse_ipv6(
@@ -120,7 +169,21 @@ pub(super) fn parse_ipv6(
                 let gateway = match &ci.gateway6 {
                     None => None,
                     Some(gw) => match gw.value.parse::<Ipv6Addr>() {
-                        Ok(addr) => Some(addr),
+                        Ok(addr) => {
+                            // Proxmox takes it, and a link-local router address is usual; any
+                            // other outside the subnet is likely a typo.
+                            let link_local = (addr.segments()[0] & 0xffc0) == 0xfe80;
+                            if !address.contains(&addr) && !link_local {
+                                ctx.warnings.push(super::super::Warning {
+                                    path: format!("{path}.gateway6"),
+                                    message: format!(
+                                        "gateway {addr} is outside {} and not link-local: the guest may not reach it",
+                                        address.trunc()
+                                    ),
+                                });
+                            }
+                            Some(addr)
+                        }
                         Err(_) => {
                             ctx.error_at(
                                 gw,

@@ -15,8 +15,9 @@ use super::super::raw::*;
 use super::Validator;
 use super::cloud_init::check_cloud_init;
 use super::scalars::{
-    NODE_LOCAL_STORAGES, Taken, check_node, check_pool, check_storage, check_tags, check_vm_name,
-    check_vmid, check_wait_timeout, claim_vmid, parse_memory, parse_size,
+    NODE_LOCAL_STORAGES, Taken, check_count, check_description, check_node, check_pool,
+    check_storage, check_tags, check_vm_name, check_vmid, check_wait_timeout, claim_vmid_as,
+    parse_memory, parse_size,
 };
 use super::templates::check_networks;
 
@@ -52,25 +53,29 @@ pub(super) fn check_clones(
     let mut explanations = BTreeMap::new();
     for entry in &entries {
         let (name, clone) = (&entry.name, &entry.raw);
-        // Where to say a clone's own problem is: `clones.web-1`, or `clone_groups.web[web-2]`.
-        let clone_path = match &entry.group {
-            Some(_) => format!("{}[{}]", entry.source, name.value),
-            None => entry.source.clone(),
-        };
-        check_vm_name(ctx, name, &clone_path, &mut taken.vm_names);
+        // A group clone's problems are said at the group, naming the clone (`subjects`).
+        let clone_path = entry.source.clone();
         let template = templates.iter().find(|t| t.name == clone.template.value);
+        // The group's problem, not one clone's: said before this clone's own are counted.
         if template.is_none()
             && !template_layers.contains_key(&clone.template.value)
             && reported_templates.insert(entry.source.clone())
         {
             report_unknown_template(ctx, raw, entry);
         }
+        let n_before = ctx.diagnostics.len();
+        check_vm_name(ctx, name, &clone_path, &mut taken.vm_names);
         let layers = template.and_then(|t| template_layers.get(&t.name));
         if let Some(c) = check_clone(ctx, entry, template.zip(layers)) {
-            claim_vmid(
+            let (vmid_field, claimant) = match &entry.group {
+                Some(_) => ("first_vmid", format!("clone `{}`", name.value)),
+                None => ("vmid", clone_path.clone()),
+            };
+            claim_vmid_as(
                 ctx,
                 &clone.vmid,
-                &format!("{clone_path}.vmid"),
+                &format!("{clone_path}.{vmid_field}"),
+                &claimant,
                 &mut taken.vmids,
             );
             if let Some(CloudInit {
@@ -94,6 +99,10 @@ pub(super) fn check_clones(
                 explanations.insert(c.name.clone(), layers::explain(&c, template));
             }
             clones.push(c);
+        }
+        if entry.group.is_some() && ctx.diagnostics.len() > n_before {
+            let end = ctx.diagnostics.len();
+            ctx.subjects.push((n_before, end, name.value.clone()));
         }
     }
     (clones, explanations)
@@ -316,7 +325,12 @@ fn check_clone(
     let (name, c) = (&entry.name, &entry.raw);
     let path = entry.source.clone();
     let n_before = ctx.diagnostics.len();
-    let vmid = check_vmid(ctx, &c.vmid, &format!("{path}.vmid"));
+    let vmid_field = if entry.group.is_some() {
+        "first_vmid"
+    } else {
+        "vmid"
+    };
+    let vmid = check_vmid(ctx, &c.vmid, &format!("{path}.{vmid_field}"));
     if let Some(node) = &c.node {
         check_node(ctx, node, &format!("{path}.node"));
     }
@@ -342,6 +356,12 @@ fn check_clone(
         .wait_for_ip_timeout
         .as_ref()
         .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
+    if let Some(cores) = &c.cores {
+        check_count(ctx, cores, &format!("{path}.cores"), "cores", 1..=1024);
+    }
+    if let Some(description) = &c.description {
+        check_description(ctx, description, &format!("{path}.description"));
+    }
     if ctx.diagnostics.len() != n_before {
         return None;
     }
@@ -360,7 +380,7 @@ fn check_clone(
     let declared = Declared {
         node: c.node.as_ref().map(|n| n.value.clone()),
         full: c.full,
-        cores: c.cores,
+        cores: c.cores.as_ref().map(|c| c.value),
         memory_mib,
         tags,
         networks: networks.clone(),
@@ -395,7 +415,7 @@ fn check_clone(
         disk_size,
         networks,
         cloud_init,
-        description: c.description.clone(),
+        description: c.description.as_ref().map(|d| d.value.clone()),
         group: entry.group.clone(),
         adopt: c.adopt,
         settings,

@@ -4,13 +4,13 @@
 use serde_saphyr::Spanned;
 
 use super::super::Warning;
-use super::super::error::Diagnostic;
 use super::super::model::*;
 use super::super::raw::*;
 use super::Validator;
 use super::addresses::{check_dns, check_extra_interfaces, parse_ipv4, parse_ipv6};
 use super::files::{CustomKind, read_custom_data, read_ssh_key_files, resolve_secret};
 use super::scalars::{STORAGE_ID_ALLOWED, is_storage_id};
+use super::ssh_keys::{USER_ALLOWED, key_problem, user_problem};
 
 pub(super) fn check_ssh_key(ctx: &mut Validator, key: &Spanned<String>, path: &str) {
     const TYPES: [&str; 8] = [
@@ -23,20 +23,18 @@ pub(super) fn check_ssh_key(ctx: &mut Validator, key: &Spanned<String>, path: &s
         "sk-ecdsa-sha2-nistp256@openssh.com",
         "ssh-dss",
     ];
-    let mut parts = key.value.split_whitespace();
-    let kind = parts.next().unwrap_or_default();
-    let body = parts.next().unwrap_or_default();
-    let body_ok = body.len() >= 16
-        && body
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
-        && body.starts_with("AAAA");
-    if !TYPES.contains(&kind) || !body_ok || key.value.contains('\n') {
+    let allowed = "one line `<type> <base64> [comment]`, type one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com, matching the type inside the key";
+    if let Some(problem) = key_problem(&key.value) {
+        ctx.error_at(key, path, problem, Some(allowed));
+        return;
+    }
+    let kind = key.value.split_whitespace().next().unwrap_or_default();
+    if !TYPES.contains(&kind) {
         ctx.error_at(
             key,
             path,
             "not an OpenSSH public key".to_string(),
-            Some("one line `<type> <base64> [comment]`, type one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com"),
+            Some(allowed),
         );
     }
 }
@@ -62,6 +60,7 @@ pub(super) fn check_cloud_init(
         .and_then(|p| resolve_secret(ctx, p, &format!("{path}.password")));
     let (nameservers, searchdomain) = check_dns(ctx, ci, path);
     check_drive_storage(ctx, ci, path);
+    check_user(ctx, ci, path);
     let (user_data, vendor_data, network_data) = check_custom_data(ctx, ci, path, &ssh_keys);
     let delivery = check_delivery(ctx, ci, path);
     if ctx.diagnostics.len() != n_before {
@@ -69,8 +68,8 @@ pub(super) fn check_cloud_init(
     }
     Some(CloudInit {
         delivery,
-        storage: ci.storage.clone(),
-        user: ci.user.clone(),
+        storage: ci.storage.as_ref().map(|s| s.value.clone()),
+        user: ci.user.as_ref().map(|u| u.value.clone()),
         password,
         ssh_keys,
         ipv4: ipv4?,
@@ -85,37 +84,26 @@ pub(super) fn check_cloud_init(
     })
 }
 
-/// The storage of the cloud-init drive. It has no span of its own: the error points at the
-/// block's `ipv4` or `user` when there is one.
+/// The storage of the cloud-init drive: a storage id, nothing smuggled in after a `,`.
 fn check_drive_storage(ctx: &mut Validator, ci: &RawCloudInit, path: &str) {
     if let Some(storage) = &ci.storage
-        && !is_storage_id(storage)
+        && !is_storage_id(&storage.value)
     {
-        let place = ci.ipv4.clone().or_else(|| {
-            ci.user.clone().map(|u| {
-                Spanned::new(
-                    u,
-                    serde_saphyr::Location::UNKNOWN,
-                    serde_saphyr::Location::UNKNOWN,
-                )
-            })
-        });
-        match place {
-            Some(place) => ctx.error_at(
-                &place,
-                &format!("{path}.storage"),
-                format!("`{storage}` is not a valid storage id"),
-                Some(STORAGE_ID_ALLOWED),
-            ),
-            None => ctx.diagnostics.push(Diagnostic {
-                path: format!("{path}.storage"),
-                message: format!("`{storage}` is not a valid storage id"),
-                allowed: Some(STORAGE_ID_ALLOWED.to_string()),
-                line: 0,
-                column: 0,
-                len: 1,
-            }),
-        }
+        ctx.error_at(
+            storage,
+            &format!("{path}.storage"),
+            format!("`{}` is not a valid storage id", storage.value),
+            Some(STORAGE_ID_ALLOWED),
+        );
+    }
+}
+
+/// The default user's name, as `useradd` and cloud-init will take it.
+fn check_user(ctx: &mut Validator, ci: &RawCloudInit, path: &str) {
+    if let Some(user) = &ci.user
+        && let Some(problem) = user_problem(&user.value)
+    {
+        ctx.error_at(user, &format!("{path}.user"), problem, Some(USER_ALLOWED));
     }
 }
 

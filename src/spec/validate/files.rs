@@ -325,6 +325,10 @@ pub(super) fn read_ssh_key_files(
                 {
                     let key = Spanned::new(line.to_string(), file.referenced, file.defined);
                     check_ssh_key(ctx, &key, &file_path);
+                    // The rest of a private key file is the key itself: said once, never read on.
+                    if line.contains("PRIVATE KEY") {
+                        break;
+                    }
                     ssh_keys.push(line.to_string());
                 }
             }

@@ -6,9 +6,12 @@
 mod addresses;
 mod clones;
 mod cloud_init;
+mod collapse;
 mod files;
 mod images;
 mod scalars;
+mod shared_addresses;
+mod ssh_keys;
 mod templates;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,8 @@ struct Validator {
     defaults: Defaults,
     /// Files read besides the spec (SSH key files), for saved plans' fingerprints.
     files_read: Vec<PathBuf>,
+    /// The group clone each run of `diagnostics` was found for: (first index, end, name).
+    subjects: Vec<(usize, usize, String)>,
 }
 
 /// The `defaults` block, validated.
@@ -100,6 +105,24 @@ impl Validator {
     }
 }
 
+/// A problem at the place a layer declares a value (its entry in the file).
+fn error_at_origin(
+    ctx: &mut Validator,
+    origin: &super::layers::Origin,
+    path: &str,
+    message: String,
+    allowed: &str,
+) {
+    ctx.diagnostics.push(Diagnostic {
+        path: path.to_string(),
+        message,
+        allowed: Some(allowed.to_string()),
+        line: origin.line,
+        column: origin.column,
+        len: 1,
+    });
+}
+
 pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let mut ctx = Validator {
         diagnostics: Vec::new(),
@@ -107,6 +130,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
         base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         defaults: Defaults::default(),
         files_read: Vec::new(),
+        subjects: Vec::new(),
     };
     if let Some(defaults) = &raw.defaults {
         ctx.defaults = check_defaults(&mut ctx, defaults);
@@ -142,6 +166,7 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
     }
 
     let (clones, explanations) = check_clones(&mut ctx, &raw, &templates, &mut taken);
+    shared_addresses::check_shared_addresses(&mut ctx, &clones);
 
     let project = match &raw.project {
         None => "default".to_string(),
@@ -177,10 +202,24 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
             },
         })
     } else {
-        ctx.diagnostics.sort_by_key(|d| (d.line, d.column));
-        // A group's clones share the group's lines: report each problem once.
-        ctx.diagnostics.dedup();
-        Err(ctx.diagnostics)
+        // A group's clones share the group's lines: report each problem once, with its clones.
+        let mut subjects = ctx.subjects.into_iter().peekable();
+        let found = ctx
+            .diagnostics
+            .into_iter()
+            .enumerate()
+            .map(|(idx, diag)| {
+                while subjects.peek().is_some_and(|(_, end, _)| *end <= idx) {
+                    subjects.next();
+                }
+                let subject = subjects
+                    .peek()
+                    .filter(|(start, _, _)| *start <= idx)
+                    .map(|(_, _, name)| name.clone());
+                (diag, subject)
+            })
+            .collect();
+        Err(collapse::collapse(found))
     }
 }
 

@@ -34,6 +34,17 @@ pub(super) fn claim_vmid(
     path: &str,
     seen: &mut BTreeMap<u32, String>,
 ) {
+    claim_vmid_as(ctx, vmid, path, path.trim_end_matches(".vmid"), seen);
+}
+
+/// Claim a vmid for `claimant` (as later claimants are told), reporting a second claim at `path`.
+pub(super) fn claim_vmid_as(
+    ctx: &mut Validator,
+    vmid: &Spanned<u64>,
+    path: &str,
+    claimant: &str,
+    seen: &mut BTreeMap<u32, String>,
+) {
     let Ok(id) = u32::try_from(vmid.value) else {
         return;
     };
@@ -45,7 +56,7 @@ pub(super) fn claim_vmid(
             Some("a vmid no other template or clone uses"),
         );
     } else {
-        seen.insert(id, path.trim_end_matches(".vmid").to_string());
+        seen.insert(id, claimant.to_string());
     }
 }
 
@@ -94,29 +105,76 @@ pub(super) fn is_storage_id(id: &str) -> bool {
         && (bytes[bytes.len() - 1].is_ascii_lowercase() || bytes[bytes.len() - 1].is_ascii_digit())
 }
 
-/// A pool id as `pve-poolid` allows (`/` separates nested pools, PVE >= 8.1).
+/// A pool id as `pve-poolid` allows: pve-access-control's `verify_poolname`
+/// (`src/PVE/AccessControl.pm`) takes `^[A-Za-z0-9\.\-_]+(?:/[A-Za-z0-9\.\-_]+){0,2}$`, so
+/// `a.b` is a pool and `/` nests pools at most three levels deep (PVE >= 8.1).
 pub(super) fn check_pool(
     ctx: &mut Validator,
     pool: &Spanned<String>,
     path: &str,
 ) -> Option<String> {
-    let ok = !pool.value.is_empty()
-        && pool.value.split('/').all(|part| {
+    let parts: Vec<&str> = pool.value.split('/').collect();
+    let ok = parts.len() <= 3
+        && parts.iter().all(|part| {
             !part.is_empty()
                 && part
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
     if ok {
         Some(pool.value.clone())
     } else {
+        let message = if parts.len() > 3 {
+            format!(
+                "pool `{}` is nested more than three levels deep",
+                pool.value
+            )
+        } else {
+            format!("`{}` is not a valid pool id", pool.value)
+        };
         ctx.error_at(
             pool,
             path,
-            format!("`{}` is not a valid pool id", pool.value),
-            Some("letters, digits, `-` and `_`, with `/` between nested pools"),
+            message,
+            Some("letters, digits, `-`, `_` and `.`, with `/` between nested pools (at most three levels)"),
         );
         None
+    }
+}
+
+/// A count within what Proxmox (or the spec's schema) allows.
+pub(super) fn check_count(
+    ctx: &mut Validator,
+    value: &Spanned<u32>,
+    path: &str,
+    what: &str,
+    range: std::ops::RangeInclusive<u32>,
+) {
+    if !range.contains(&value.value) {
+        ctx.error_at(
+            value,
+            path,
+            format!("{} {what} is out of range", value.value),
+            Some(&format!("{}..={}", range.start(), range.end())),
+        );
+    }
+}
+
+/// Proxmox keeps at most 8 KiB of description (`description` has `maxLength: 8192` in the API
+/// schema), and proxfleet appends its ownership line to it.
+pub(super) const MAX_DESCRIPTION: usize = 8192 - 256;
+
+pub(super) fn check_description(ctx: &mut Validator, text: &Spanned<String>, path: &str) {
+    if text.value.len() > MAX_DESCRIPTION {
+        ctx.error_at(
+            text,
+            path,
+            format!(
+                "the description is {} bytes; Proxmox keeps at most 8192, and proxfleet appends its ownership line",
+                text.value.len()
+            ),
+            Some(&format!("at most {MAX_DESCRIPTION} bytes")),
+        );
     }
 }
 
@@ -186,6 +244,30 @@ pub(super) fn parse_memory(
     let bare_number = memory.value.trim().chars().all(|c| c.is_ascii_digit());
     match parse_size(&memory.value, 1 << 20) {
         // No Proxmox host has 16 TiB of memory; a bare number that large was meant in bytes.
+        // Memory in MiB is never 2^31 or more in practice (2 PiB): a number that large was
+        // written in bytes.
+        Some(_)
+            if bare_number
+                && memory
+                    .value
+                    .trim()
+                    .parse::<u64>()
+                    .is_ok_and(|n| n >= 1 << 31) =>
+        {
+            let n: u64 = memory.value.trim().parse().unwrap_or_default();
+            let meant = if n.is_multiple_of(1 << 30) {
+                format!("{}G", n >> 30)
+            } else {
+                format!("{}M", (n >> 20).max(1))
+            };
+            ctx.error_at(
+                memory,
+                path,
+                format!("`{}` is read as MiB, far more memory than any host has: it looks like bytes (did you mean {meant}?)", memory.value),
+                Some(allowed),
+            );
+            None
+        }
         Some(bytes) if bytes > MAX_MEMORY_BYTES => {
             let message = if bare_number {
                 format!(

@@ -9,8 +9,8 @@ use super::super::raw::*;
 use super::Validator;
 use super::cloud_init::check_cloud_init;
 use super::scalars::{
-    NODE_LOCAL_STORAGES, check_node, check_pool, check_storage, check_tags, check_vmid,
-    check_wait_timeout, parse_memory, parse_size,
+    NODE_LOCAL_STORAGES, check_count, check_description, check_node, check_pool, check_storage,
+    check_tags, check_vmid, check_wait_timeout, parse_memory, parse_size,
 };
 
 /// Validate network interfaces (`net0` first); `place` is where a missing default bridge is
@@ -128,9 +128,16 @@ pub(super) fn check_template(
     );
     check_image_reference(ctx, t, &path, image_names);
     check_machine(ctx, t, &path);
+    check_template_scalars(ctx, t, &path);
     let memory_mib = parse_memory(ctx, &t.memory, &format!("{path}.memory"));
     let disk = check_boot_disk(ctx, name, t, &path);
     let networks = check_networks(ctx, &t.network, &path, name);
+    if t.network.is_empty() {
+        ctx.warnings.push(Warning {
+            path: format!("{path}.network"),
+            message: "the template has no network interface: its clones have none unless they declare `network`".to_string(),
+        });
+    }
     if let Some(node) = &template_node {
         check_image_on_node(ctx, t, &path, images, node);
     }
@@ -162,17 +169,20 @@ pub(super) fn check_template(
         efi_disk,
         tpm,
         cpu: t.cpu.clone(),
-        cores: t.cores,
-        sockets: t.sockets,
+        cores: t.cores.value,
+        sockets: t.sockets.value,
         memory_mib: memory_mib?,
         disk: disk?,
         networks,
         agent: t.agent,
         serial_console: t.serial_console,
-        ostype: t.ostype.clone().unwrap_or_else(|| "l26".to_string()),
+        ostype: t
+            .ostype
+            .as_ref()
+            .map_or_else(|| "l26".to_string(), |o| o.value.clone()),
         cloud_init,
         tags,
-        description: t.description.clone(),
+        description: t.description.as_ref().map(|d| d.value.clone()),
         // Checked last, as it always was: a bad pool fails the spec but still lets the
         // template's clones be checked against it.
         pool: t
@@ -229,22 +239,72 @@ fn check_image_on_node(
     }
 }
 
+/// The machine type as the API schema's `machine` format allows it (qemu-server's
+/// `PVE/QemuServer/Machine.pm`, `type` pattern, at most 40 characters).
 fn check_machine(ctx: &mut Validator, t: &RawTemplate, path: &str) {
+    static MACHINE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let pattern = MACHINE.get_or_init(|| {
+        regex::Regex::new(
+            r"^(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|virt(?:-\d+(\.\d+)+)?(\+pve\d+)?)$",
+        )
+        .ok()
+    });
     if let Some(machine) = &t.machine {
         let m = machine.value.as_str();
-        let ok = m == "q35"
-            || m == "pc"
-            || m.starts_with("pc-q35-")
-            || m.starts_with("pc-i440fx-")
-            || m.starts_with("virt");
+        let ok = m.len() <= 40 && pattern.as_ref().is_some_and(|re| re.is_match(m));
         if !ok {
             ctx.error_at(
                 machine,
                 &format!("{path}.machine"),
                 format!("unknown machine type `{m}`"),
-                Some("`q35`, `pc`, or a pinned version such as `pc-q35-9.2+pve1`"),
+                Some(
+                    "`q35`, `pc`, or a pinned version such as `pc-q35-9.2+pve1` or `pc-i440fx-8.1`",
+                ),
             );
         }
+    }
+}
+
+/// Proxmox's `ostype` values (the API schema's enum for `ostype`).
+const OSTYPES: [&str; 13] = [
+    "other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24",
+    "l26", "solaris",
+];
+
+/// Counts, guest OS type, description and the firmware disks' storages.
+fn check_template_scalars(ctx: &mut Validator, t: &RawTemplate, path: &str) {
+    check_count(ctx, &t.cores, &format!("{path}.cores"), "cores", 1..=1024);
+    check_count(
+        ctx,
+        &t.sockets,
+        &format!("{path}.sockets"),
+        "sockets",
+        1..=16,
+    );
+    if let Some(ostype) = &t.ostype
+        && !OSTYPES.contains(&ostype.value.as_str())
+    {
+        let message = match crate::spec::closest(&ostype.value, &OSTYPES) {
+            Some(near) => format!("unknown ostype `{}` (did you mean `{near}`?)", ostype.value),
+            None => format!("unknown ostype `{}`", ostype.value),
+        };
+        ctx.error_at(
+            ostype,
+            &format!("{path}.ostype"),
+            message,
+            Some(&OSTYPES.join(", ")),
+        );
+    }
+    if let Some(description) = &t.description {
+        check_description(ctx, description, &format!("{path}.description"));
+    }
+    let efi = t.efi_disk.as_ref().and_then(|e| e.storage.as_ref());
+    let tpm = t.tpm.as_ref().and_then(|e| e.storage.as_ref());
+    if let Some(storage) = efi {
+        check_storage(ctx, storage, &format!("{path}.efi_disk.storage"));
+    }
+    if let Some(storage) = tpm {
+        check_storage(ctx, storage, &format!("{path}.tpm.storage"));
     }
 }
 
@@ -346,16 +406,16 @@ fn check_firmware(
         let raw = t.efi_disk.as_ref();
         EfiDisk {
             storage: raw
-                .and_then(|e| e.storage.clone())
-                .unwrap_or_else(|| disk_storage.to_string()),
+                .and_then(|e| e.storage.as_ref())
+                .map_or_else(|| disk_storage.to_string(), |s| s.value.clone()),
             pre_enrolled_keys: raw.is_some_and(|e| e.pre_enrolled_keys),
         }
     });
     let tpm = t.tpm.as_ref().map(|tpm| Tpm {
         storage: tpm
             .storage
-            .clone()
-            .unwrap_or_else(|| disk_storage.to_string()),
+            .as_ref()
+            .map_or_else(|| disk_storage.to_string(), |s| s.value.clone()),
         version: match tpm.version.unwrap_or(RawTpmVersion::V20) {
             RawTpmVersion::V12 => TpmVersion::V12,
             RawTpmVersion::V20 => TpmVersion::V20,
