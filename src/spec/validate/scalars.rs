@@ -121,6 +121,21 @@ pub(super) fn check_pool(
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
+    // The run lease is a pool of this name (`lease/`): a spec's pool there would hold VMs in
+    // the lease, which then could never be deleted.
+    if ok && pool.value.starts_with(crate::lease::POOL_PREFIX) {
+        ctx.error_at(
+            pool,
+            path,
+            format!(
+                "pool `{}` is named like proxfleet's run lease (`{}<project>`)",
+                pool.value,
+                crate::lease::POOL_PREFIX
+            ),
+            Some("any other pool id"),
+        );
+        return None;
+    }
     if ok {
         Some(pool.value.clone())
     } else {
