@@ -121,6 +121,7 @@ fn routes() -> Vec<(&'static str, Handler)> {
             qemu::agent::network_get_interfaces,
         ),
         ("DELETE /nodes/{node}/qemu/{vmid}", qemu::destroy_vm),
+        ("GET /nodes/{node}/tasks", tasks::node_tasks),
         ("GET /nodes/{node}/tasks/{upid}/status", tasks::task_status),
         ("GET /nodes/{node}/tasks/{upid}/log", tasks::task_log),
         ("GET /pools", pools::pools_list),
