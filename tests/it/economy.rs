@@ -155,3 +155,47 @@ async fn a_no_op_plan_and_a_converged_apply_read_each_endpoint_once() {
         );
     }
 }
+
+/// `examples/cluster.yaml` (an image, a template on shared storage, 30 linked clones over three
+/// nodes) applied with tasks of 200 ms and the storage-lock model on: 4 to 5 requests a task,
+/// everything the run sends counted (its observation, the clones' synchronous config writes).
+/// At this size learning how long each kind of task takes is a good part of the listings; the
+/// bench (`cargo bench --bench fleet -- apply`) holds the ≤ 4 target at 100 and 300 clones.
+/// Each task polled on its own cost some 32.
+#[tokio::test]
+async fn a_fleet_apply_costs_about_four_requests_per_task() {
+    let sim = SimHandle::start(proxfleet::sim::SimConfig {
+        nodes: 3,
+        task_duration: Some(std::time::Duration::from_millis(200)),
+        storage_lock_hold: Some(std::time::Duration::from_millis(5)),
+        ..proxfleet::sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conn = proxfleet::commands::Connection::to_sim(&sim).unwrap();
+    let run = apply(&conn, &example("cluster.yaml")).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let requests = sim.requests();
+    let n_tasks = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/status") && r.path.contains("UPID"))
+        .map(|r| r.path.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let per_task = requests.len() as f64 / n_tasks as f64;
+    // Each task's own status was read once, when it had left its node's active list.
+    let mut reads: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in requests.iter().filter(|r| r.path.ends_with("/status")) {
+        *reads.entry(r.path.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = reads.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "{repeated:#?}");
+    println!(
+        "{} requests for {n_tasks} tasks: {per_task:.2} per task\n{:#?}",
+        requests.len(),
+        by_endpoint(&sim)
+    );
+    // Rounds follow real time, so the count varies a little with the machine's load: the bound
+    // leaves room for that (4.0–4.6 here), far below a poll per task and round.
+    assert!(per_task <= 6.0, "{per_task:.2} requests per task");
+}

@@ -10,9 +10,10 @@
 //! registered while the poller sleeps longer wakes it. The poller ends when no task is awaited
 //! on its node.
 //!
-//! Tasks of one kind on one node take about as long as each other (a linked clone of one
-//! template, a start): once one has been seen to end, the next of its kind is first looked at
-//! after nine tenths of that time (`expected_first_look`), then as above. Without this a wave
+//! Tasks of one kind take about as long as each other (a linked clone of one template, a
+//! start): once one has been seen to end, the next of its kind is first looked at after nine
+//! tenths of that time (`expected_first_look`; the node's own last one, else the quickest on
+//! any node), then as above. Without this a wave
 //! of tasks started together costs some 35 rounds a second per node whatever its size; with
 //! it, two or three. A task that ends much sooner than the last of its kind is seen at that
 //! first look.
@@ -41,11 +42,10 @@ pub(crate) fn task_poll_delay(waited: Duration) -> Duration {
     (waited / 10).clamp(TASK_POLL_MIN, TASK_POLL_MAX)
 }
 
-/// How long after registering a task of `task_type` is first looked at: nine tenths of the
-/// last such task's run time on the node, or `TASK_POLL_MIN` for a kind not seen yet.
-fn expected_first_look(last_run_time: &BTreeMap<String, Duration>, task_type: &str) -> Duration {
+/// How long after registering a task is first looked at: nine tenths of the last run time of
+/// its kind (on its node, else on any), or `TASK_POLL_MIN` for a kind not seen yet.
+fn expected_first_look(last_run_time: Option<Duration>) -> Duration {
     last_run_time
-        .get(task_type)
         .map_or(TASK_POLL_MIN, |last| last.mul_f64(0.9))
         .max(TASK_POLL_MIN)
 }
@@ -113,12 +113,23 @@ impl PveClient {
             let Ok(mut nodes) = watch.nodes.lock() else {
                 return Seen::Unanswered;
             };
+            // What this node's last task of the kind took, else the shortest any other took.
+            let last_run_time = nodes
+                .get(upid.node())
+                .and_then(|node| node.last_run_time.get(upid.task_type()))
+                .or_else(|| {
+                    nodes
+                        .values()
+                        .filter_map(|node| node.last_run_time.get(upid.task_type()))
+                        .min()
+                })
+                .copied();
             let node = nodes.entry(upid.node().to_string()).or_default();
             if node.unanswerable {
                 return Seen::Unanswered;
             }
             let now = Instant::now();
-            let first_look = now + expected_first_look(&node.last_run_time, upid.task_type());
+            let first_look = now + expected_first_look(last_run_time);
             node.awaited
                 .entry(upid.to_string())
                 .or_insert_with(|| Awaited {
@@ -168,7 +179,7 @@ impl PveClient {
                 return;
             };
             let listed = self.active_tasks(node, &query).await;
-            if !self.settle_round(node, listed) {
+            if !self.settle_round(node, &query.covered, listed) {
                 return;
             }
         }
@@ -210,11 +221,17 @@ impl PveClient {
             vmid,
             userfilter: all_same(|upid| upid.user().split('!').next().unwrap_or_default()),
             n_awaited: awaited.len(),
+            covered: watch.awaited.keys().cloned().collect(),
         })
     }
 
     /// Tell the waiters of `node` what the round found; false when the poller should stop.
-    fn settle_round(&self, node: &str, listed: Result<ListedTasks, crate::pve::PveError>) -> bool {
+    fn settle_round(
+        &self,
+        node: &str,
+        covered: &BTreeSet<String>,
+        listed: Result<ListedTasks, crate::pve::PveError>,
+    ) -> bool {
         let Ok(mut nodes) = self.inner.task_watch.nodes.lock() else {
             return false;
         };
@@ -234,15 +251,19 @@ impl PveClient {
                 None
             }
         };
-        let gone: Vec<String> = match &running {
-            Some(running) => watch
-                .awaited
-                .keys()
-                .filter(|upid| !running.contains(*upid))
-                .cloned()
-                .collect(),
-            None => watch.awaited.keys().cloned().collect(),
-        };
+        // A task registered while the round was out was not asked about (the query may have
+        // been narrowed to the others' type or vmid): the next round answers for it.
+        let gone: Vec<String> = watch
+            .awaited
+            .keys()
+            .filter(|upid| covered.contains(*upid))
+            .filter(|upid| {
+                running
+                    .as_ref()
+                    .is_none_or(|running| !running.contains(*upid))
+            })
+            .cloned()
+            .collect();
         let seen = if running.is_some() {
             Seen::Left
         } else {
@@ -283,6 +304,8 @@ pub(crate) struct ActiveQuery {
     pub(crate) userfilter: Option<String>,
     /// How many tasks are awaited (the listing's limit leaves room above it).
     pub(crate) n_awaited: usize,
+    /// The UPIDs the round answers for.
+    pub(crate) covered: BTreeSet<String>,
 }
 
 /// The UPIDs a node lists as active, and whether that is all of them.
