@@ -6,7 +6,7 @@
 //! their networks), `qemu` (configs, pending changes, status, lifecycle), `agent` (the guest
 //! agent's interfaces), `storage` (storages, their content, download-url and upload), `pools`,
 //! `access` (permissions) and `tasks` (UPID status, log and waiting, through the per-node
-//! watcher in `task_watch`), and the listings the preflight and the observation share
+//! watcher in `task_watch`), and the cluster listing the preflight and the observation share
 //! (`shared_reads`). `de` holds the lenient
 //! scalar decoding they share.
 
@@ -68,7 +68,7 @@ struct Inner {
     read_retry: ReadRetry,
     /// The tasks being waited for, polled per node (`task_watch`).
     task_watch: task_watch::TaskWatch,
-    /// Listings read once for the preflight and the observation (`shared_reads`).
+    /// The cluster listing read once for the preflight and the observation (`shared_reads`).
     shared_reads: shared_reads::SharedReads,
 }
 
@@ -160,6 +160,12 @@ impl PveClient {
                 shared_reads: shared_reads::SharedReads::default(),
             }),
         })
+    }
+
+    /// Mark this client's reads, until the guard drops, as the preflight's: the cluster
+    /// listing it reads is handed to the observation that follows (see `shared_reads`).
+    pub(crate) fn preflight_reads(&self) -> shared_reads::PreflightReads<'_> {
+        self.inner.shared_reads.preflight()
     }
 
     /// The API token's id, `user@realm!tokenid` (never its secret).

@@ -1,13 +1,14 @@
-//! Listings a run reads in two places, read once: the preflight and the observation both need
-//! the cluster listing (`/cluster/resources`), the node list and the nodes' storage lists,
-//! one right after the other. The first read's answer is kept and handed to the next read of
-//! the same path and query, once, if that comes within `SHARE_WINDOW`; any write in between
-//! drops every kept answer, so what is handed out is never older than the last change this
-//! client made, and a reader that polls (waiting for VMs still being made) reads afresh every
-//! other time at least.
+//! The cluster listing a run reads twice, read once: the preflight and the observation both
+//! need `/cluster/resources`, one right after the other. What the preflight reads (between
+//! `PveClient::preflight_reads` and the end of its guard) is kept and handed to the next read
+//! of the same path and query outside it, once, if that comes within `SHARE_WINDOW`; any write
+//! in between drops it. Only the preflight keeps and only others take, so a preflight never
+//! reads another's answer, and a reader that polls (waiting for VMs still being made) reads
+//! afresh after its first look. (The preflight's node and storage lists are read by it alone.)
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,7 +18,7 @@ use tokio::time::Instant;
 const SHARE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The endpoints whose answers are shared.
-const SHARED: &[&str] = &["/cluster/resources", "/nodes", "/nodes/{node}/storage"];
+const SHARED: &[&str] = &["/cluster/resources"];
 
 /// A page of `data` and its `total`.
 type Answer = (Value, Option<u64>);
@@ -26,6 +27,19 @@ type Answer = (Value, Option<u64>);
 #[derive(Default)]
 pub(crate) struct SharedReads {
     kept: Mutex<BTreeMap<String, (Instant, Answer)>>,
+    /// The preflight is reading: keep, do not take.
+    preflight: AtomicBool,
+}
+
+/// While it lives, the client's reads are the preflight's (see the module documentation).
+pub(crate) struct PreflightReads<'a> {
+    shared: &'a SharedReads,
+}
+
+impl Drop for PreflightReads<'_> {
+    fn drop(&mut self) {
+        self.shared.preflight.store(false, Ordering::Relaxed);
+    }
 }
 
 fn key(path: &str, params: &[(String, String)]) -> String {
@@ -34,6 +48,12 @@ fn key(path: &str, params: &[(String, String)]) -> String {
 }
 
 impl SharedReads {
+    /// Mark the reads until the guard drops as the preflight's.
+    pub(crate) fn preflight(&self) -> PreflightReads<'_> {
+        self.preflight.store(true, Ordering::Relaxed);
+        PreflightReads { shared: self }
+    }
+
     /// The kept answer for this read, if there is one (it is handed out once).
     pub(crate) fn take(
         &self,
@@ -41,7 +61,7 @@ impl SharedReads {
         path: &str,
         params: &[(String, String)],
     ) -> Option<Answer> {
-        if !SHARED.contains(&template) {
+        if !SHARED.contains(&template) || self.preflight.load(Ordering::Relaxed) {
             return None;
         }
         let (read_at, answer) = self.kept.lock().ok()?.remove(&key(path, params))?;
@@ -56,7 +76,7 @@ impl SharedReads {
         params: &[(String, String)],
         answer: &Answer,
     ) {
-        if !SHARED.contains(&template) {
+        if !SHARED.contains(&template) || !self.preflight.load(Ordering::Relaxed) {
             return;
         }
         if let Ok(mut kept) = self.kept.lock() {
@@ -83,7 +103,20 @@ mod tests {
         let shared = SharedReads::default();
         let params = vec![("type".to_string(), "vm".to_string())];
         let answer = (json!([{"vmid": 100}]), None);
+        // Outside the preflight nothing is kept.
         shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        let preflight = shared.preflight();
+        shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        // The preflight does not read its own (or an earlier preflight's) answer.
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        drop(preflight);
         assert_eq!(
             shared.take("/cluster/resources", "/cluster/resources", &params),
             Some(answer.clone())
@@ -104,7 +137,9 @@ mod tests {
             shared.take("/cluster/resources", "/cluster/resources", &params),
             None
         );
+        let preflight = shared.preflight();
         shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        drop(preflight);
         tokio::time::advance(SHARE_WINDOW + Duration::from_secs(1)).await;
         assert_eq!(
             shared.take("/cluster/resources", "/cluster/resources", &params),
