@@ -2,21 +2,26 @@
 # Side by side with Ansible: the quickstart's job (cloud image → UEFI + TPM template → 10 clones,
 # started) done by an Ansible playbook using community.proxmox and by proxfleet, each against its
 # own fresh `proxfleet sim serve --tls` (same task durations, certificate verified), each run
-# twice: the first run builds, the re-run should change nothing. Prints the four wall times and
-# the ratios. Not run by CI.
+# twice: the first run builds, the re-run should change nothing. The pair is repeated ROUNDS
+# times (default 3), each round on fresh simulators; prints each run's wall time, requests and
+# writes (a write is any request but a GET: the re-run should send none), then the minimum and
+# median of each and the ratios of the medians. Not run by CI.
 #
 #   bench/ansible-vs-proxfleet.sh
 #
 # Environment: TASK_SCALE (default 0.05: a full clone 0.6 s, a download 1.5 s), LATENCY_MS
-# (default 0), VENV (default ~/.cache/proxfleet-bench/ansible-venv; made with ansible,
-# proxmoxer and requests from PyPI when missing), PROXFLEET (default target/release/proxfleet,
-# built when missing), KEEP=1 to keep the work directory.
+# (default 0), ROUNDS (default 3), VENV (default ~/.cache/proxfleet-bench/ansible-venv; made
+# with ansible, proxmoxer and requests from PyPI when missing), PROXFLEET (default
+# target/release/proxfleet, built when missing), PROXFLEET_ONLY=1 to run proxfleet alone (no
+# Ansible needed), KEEP=1 to keep the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 task_scale=${TASK_SCALE:-0.05}
 latency_ms=${LATENCY_MS:-0}
+rounds=${ROUNDS:-3}
+proxfleet_only=${PROXFLEET_ONLY:-0}
 venv=${VENV:-$HOME/.cache/proxfleet-bench/ansible-venv}
 proxfleet=${PROXFLEET:-$root/target/release/proxfleet}
 token_id='root@pam!bench'
@@ -26,7 +31,7 @@ if [[ ! -x $proxfleet ]]; then
   echo "== building proxfleet (release)"
   cargo build --release --locked
 fi
-if [[ ! -x $venv/bin/ansible-playbook ]]; then
+if [[ $proxfleet_only != 1 && ! -x $venv/bin/ansible-playbook ]]; then
   echo "== installing ansible, proxmoxer and requests into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check ansible proxmoxer requests
@@ -109,17 +114,21 @@ run_ansible() {
     "$venv/bin/ansible-playbook" "$root/bench/ansible/quickstart.yml" >"$log" 2>&1
 }
 
-# "N requests" for an Ansible run, and every refused one.
-ansible_requests() {
+# "REQUESTS WRITES" of an Ansible run (a write: any method but GET), from the request log.
+ansible_counts() {
   local file=$1.requests
   touch "$file"
-  echo "$(wc -l <"$file") requests, $(grep -cv '^2' "$file") refused"
-  grep -v '^2' "$file" | sed 's/^/     /' || true
+  echo "$(wc -l <"$file") $(awk '$2 != "GET"' "$file" | wc -l)"
 }
 
-# "N requests (W writes)" for a proxfleet run, from its -v summary.
-proxfleet_requests() {
-  grep -m1 '^requests: ' "$1" | sed -E 's/^requests: ([0-9]+)/\1 requests/'
+# Every request of an Ansible run the simulator refused.
+ansible_refused() {
+  grep -v '^2' "$1.requests" | sed 's/^/     refused: /' || true
+}
+
+# "REQUESTS WRITES" of a proxfleet run, from its -v summary (`requests: N (W writes)`).
+proxfleet_counts() {
+  grep -m1 '^requests: ' "$1" | sed -E 's/^requests: ([0-9]+) \(([0-9]+) writes\)/\1 \2/'
 }
 
 run_proxfleet() {
@@ -142,28 +151,57 @@ timed() {
   elapsed "$started" "$ended"
 }
 
-echo "== Ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*core //; s/\]//'), community.proxmox $("$venv/bin/ansible-galaxy" collection list community.proxmox 2>/dev/null | awk '$1 == "community.proxmox" { print $2; exit }')"
-start_sim ansible
-ansible_first=$(timed "ansible-playbook (first run)" run_ansible "$work/ansible-1.log")
-echo "   first run:  ${ansible_first} s, $(ansible_requests "$work/ansible-1.log")"
-ansible_again=$(timed "ansible-playbook (re-run)" run_ansible "$work/ansible-2.log")
-echo "   re-run:     ${ansible_again} s, $(ansible_requests "$work/ansible-2.log"), $(grep -Eo 'changed=[0-9]+' "$work/ansible-2.log" | head -1)"
-stop_sim
+# One tool, one round: a first run and a re-run on a fresh simulator; appends
+# "TOOL ROUND first|rerun SECONDS REQUESTS WRITES" lines to $work/results.
+one_round() {
+  local tool=$1 round=$2 seconds counts log
+  start_sim "$tool"
+  for pass in first rerun; do
+    log=$work/$tool-$round-$pass.log
+    seconds=$(timed "$tool ($pass run, round $round)" "run_$tool" "$log")
+    counts=$("${tool}_counts" "$log")
+    echo "$tool $round $pass $seconds $counts" >>"$work/results"
+    echo "   round $round, $pass run: ${seconds} s; requests, writes: $counts"
+    if [[ $tool == ansible ]]; then ansible_refused "$log"; fi
+  done
+  stop_sim
+}
 
-echo "== proxfleet $("$proxfleet" --version | awk '{print $2}')"
-start_sim proxfleet
-proxfleet_first=$(timed "proxfleet apply (first run)" run_proxfleet "$work/proxfleet-1.log")
-echo "   first run:  ${proxfleet_first} s, $(proxfleet_requests "$work/proxfleet-1.log")"
-proxfleet_again=$(timed "proxfleet apply (re-run)" run_proxfleet "$work/proxfleet-2.log")
-echo "   re-run:     ${proxfleet_again} s, $(proxfleet_requests "$work/proxfleet-2.log"), $(grep -m1 -E '^No changes|^Plan:' "$work/proxfleet-2.log")"
-stop_sim
+touch "$work/results"
+tools=(proxfleet)
+if [[ $proxfleet_only != 1 ]]; then
+  tools=(ansible proxfleet)
+  echo "== Ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*core //; s/\]//'), community.proxmox $("$venv/bin/ansible-galaxy" collection list community.proxmox 2>/dev/null | awk '$1 == "community.proxmox" { print $2; exit }')"
+fi
+echo "== proxfleet $("$proxfleet" --version | awk '{print $2}'), $rounds rounds"
+for round in $(seq "$rounds"); do
+  for tool in "${tools[@]}"; do
+    echo "== $tool, round $round"
+    one_round "$tool" "$round"
+  done
+done
 
-python3 - "$ansible_first" "$ansible_again" "$proxfleet_first" "$proxfleet_again" "$task_scale" "$latency_ms" <<'EOF'
+python3 - "$work/results" "$task_scale" "$latency_ms" <<'EOF'
+import statistics
 import sys
-af, aa, pf, pa = map(float, sys.argv[1:5])
+
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 print()
-print(f"simulator: --task-scale {sys.argv[5]}, --latency-ms {sys.argv[6]}, HTTPS with verification")
-print(f"{'':12}{'Ansible':>10}{'proxfleet':>11}{'Ansible / proxfleet':>21}")
-print(f"{'first run':12}{af:>9.2f}s{pf:>10.3f}s{af / pf:>20.1f}×")
-print(f"{'re-run':12}{aa:>9.2f}s{pa:>10.3f}s{aa / pa:>20.0f}×")
+print(f"simulator: --task-scale {sys.argv[2]}, --latency-ms {sys.argv[3]}, HTTPS with verification")
+print(f"{'tool':10}{'run':7}{'min s':>9}{'median s':>10}{'requests':>10}{'writes':>8}")
+medians = {}
+for tool in ("ansible", "proxfleet"):
+    for run in ("first", "rerun"):
+        mine = [r for r in rows if r[0] == tool and r[2] == run]
+        if not mine:
+            continue
+        seconds = [float(r[3]) for r in mine]
+        requests = statistics.median(int(r[4]) for r in mine)
+        writes = statistics.median(int(r[5]) for r in mine)
+        medians[(tool, run)] = statistics.median(seconds)
+        print(f"{tool:10}{run:7}{min(seconds):>9.3f}{medians[(tool, run)]:>10.3f}{requests:>10.0f}{writes:>8.0f}")
+for run in ("first", "rerun"):
+    if ("ansible", run) in medians:
+        ratio = medians[("ansible", run)] / medians[("proxfleet", run)]
+        print(f"Ansible / proxfleet, {run}, medians: {ratio:.1f}x")
 EOF

@@ -49,6 +49,7 @@ SERVED = [
     ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/stop"),
     ("DELETE", "/nodes/{node}/qemu/{vmid}"),
+    ("GET", "/nodes/{node}/tasks"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
     ("GET", "/pools"),

@@ -64,6 +64,49 @@ pub fn fleet_spec(n_clones: usize) -> String {
     text
 }
 
+/// Where and how a fleet's clones are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Nodes the clones are spread over in turn (1: all on `pve1`, on `local-lvm`; more: the
+    /// image and template on the shared NFS storage `shared`, as `examples/cluster.yaml`).
+    pub n_nodes: usize,
+    /// Full clones (copies of the template's disks) instead of linked ones.
+    pub full: bool,
+}
+
+/// `fleet_spec` in another shape.
+pub fn shaped_fleet_spec(n_clones: usize, shape: Shape) -> String {
+    let mut text = fleet_spec(n_clones);
+    if shape.full {
+        text = text.replace("    full: false\n", "    full: true\n");
+    }
+    if shape.n_nodes > 1 {
+        let nodes: Vec<String> = (1..=shape.n_nodes).map(|i| format!("pve{i}")).collect();
+        text = text
+            .replace("    storage: local\n", "    storage: shared\n")
+            .replace("      storage: local-lvm\n", "      storage: shared\n")
+            .replace(
+                "    template: debian-12-base\n",
+                &format!(
+                    "    template: debian-12-base\n    nodes: [{}]\n",
+                    nodes.join(", ")
+                ),
+            );
+    }
+    text
+}
+
+/// Write a fleet spec of `n_clones` in `shape` into `dir`.
+pub fn write_shaped_fleet_spec(dir: &Path, n_clones: usize, shape: Shape) -> PathBuf {
+    let path = dir.join(format!(
+        "fleet-{n_clones}-{}n-{}.yaml",
+        shape.n_nodes,
+        if shape.full { "full" } else { "linked" }
+    ));
+    std::fs::write(&path, shaped_fleet_spec(n_clones, shape)).expect("write the spec");
+    path
+}
+
 /// Write a fleet spec of `n_clones` into `dir`.
 pub fn write_fleet_spec(dir: &Path, n_clones: usize) -> PathBuf {
     let path = dir.join(format!("fleet-{n_clones}.yaml"));

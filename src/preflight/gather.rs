@@ -85,6 +85,8 @@ impl Facts {
 
 /// Ask the cluster what the checks of `needs` depend on.
 pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
+    // The cluster listing read here is the observation's too (`pve::client::shared_reads`).
+    let _shared = client.preflight_reads();
     let version = match client.version().await {
         Ok(version) => version,
         Err(error) => return Facts::unreachable(client.token_id(), error),

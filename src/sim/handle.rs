@@ -294,8 +294,9 @@ async fn serve(
     let certificate = tls::self_signed()?;
     let rustls_config = tls::server_config(&certificate).await?;
     let std_listener = listener.into_std().map_err(SimError::Listen)?;
-    let server =
-        axum_server::from_tcp_rustls(std_listener, rustls_config).map_err(SimError::Listen)?;
+    let server = axum_server::from_tcp(std_listener)
+        .map_err(SimError::Listen)?
+        .acceptor(tls::acceptor(rustls_config));
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {

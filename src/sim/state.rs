@@ -224,6 +224,9 @@ pub(crate) struct Task {
     pub running: bool,
     pub exitstatus: Option<String>,
     pub log: Vec<String>,
+    /// When it ended (seconds since the epoch), as the task index records it.
+    #[serde(default)]
+    pub endtime: Option<u64>,
 }
 
 /// A bridge of a node's network configuration beyond the stock one (or replacing it): every

@@ -346,7 +346,7 @@ async fn apply_killed_after_any_request_is_finished_by_the_next_apply() {
         "PUT /nodes/pve1/qemu/N/resize",
         "POST /nodes/pve1/qemu/N/template",
         "POST /nodes/pve1/qemu/N/clone",
-        "POST /nodes/pve1/qemu/N/config",
+        "PUT /nodes/pve1/qemu/N/config",
         "POST /nodes/pve1/qemu/N/status/start",
     ] {
         assert!(

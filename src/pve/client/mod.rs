@@ -5,7 +5,9 @@
 //! of its answers: `cluster` (resources, next id, PCI mappings, version), `nodes` (nodes and
 //! their networks), `qemu` (configs, pending changes, status, lifecycle), `agent` (the guest
 //! agent's interfaces), `storage` (storages, their content, download-url and upload), `pools`,
-//! `access` (permissions) and `tasks` (UPID status, log and waiting). `de` holds the lenient
+//! `access` (permissions) and `tasks` (UPID status, log and waiting, through the per-node
+//! watcher in `task_watch`), and the cluster listing the preflight and the observation share
+//! (`shared_reads`). `de` holds the lenient
 //! scalar decoding they share.
 
 mod access;
@@ -16,7 +18,9 @@ mod nodes;
 mod pools;
 mod qemu;
 mod retry;
+mod shared_reads;
 mod storage;
+mod task_watch;
 mod tasks;
 mod token;
 
@@ -62,6 +66,10 @@ struct Inner {
     counts: Mutex<BTreeMap<String, u64>>,
     writes: AtomicU64,
     read_retry: ReadRetry,
+    /// The tasks being waited for, polled per node (`task_watch`).
+    task_watch: task_watch::TaskWatch,
+    /// The cluster listing read once for the preflight and the observation (`shared_reads`).
+    shared_reads: shared_reads::SharedReads,
 }
 
 /// A Proxmox VE API client; cheap to clone, usable from many tasks at once.
@@ -148,8 +156,16 @@ impl PveClient {
                 counts: Mutex::default(),
                 writes: AtomicU64::new(0),
                 read_retry: config.read_retry,
+                task_watch: task_watch::TaskWatch::default(),
+                shared_reads: shared_reads::SharedReads::default(),
             }),
         })
+    }
+
+    /// Mark this client's reads, until the guard drops, as the preflight's: the cluster
+    /// listing it reads is handed to the observation that follows (see `shared_reads`).
+    pub(crate) fn preflight_reads(&self) -> shared_reads::PreflightReads<'_> {
+        self.inner.shared_reads.preflight()
     }
 
     /// The API token's id, `user@realm!tokenid` (never its secret).
@@ -178,6 +194,7 @@ impl PveClient {
         }
         if *method != Method::GET {
             self.inner.writes.fetch_add(1, Ordering::Relaxed);
+            self.inner.shared_reads.forget();
         }
     }
 
@@ -194,9 +211,15 @@ impl PveClient {
         if method != Method::GET {
             return self.call_once(method, template, path, params).await;
         }
+        if let Some(answer) = self.inner.shared_reads.take(template, path, params) {
+            return Ok(answer);
+        }
         let mut delays = self.inner.read_retry.delays();
         loop {
             let result = self.call_once(Method::GET, template, path, params).await;
+            if let Ok(answer) = &result {
+                self.inner.shared_reads.keep(template, path, params, answer);
+            }
             match result {
                 Err(err) if err.is_transient() => match delays.next() {
                     Some(delay) => {
@@ -301,9 +324,8 @@ impl PveClient {
         params: &[(String, String)],
     ) -> Result<Upid, PveError> {
         let data = self
-            .call(method.clone(), template, path, params)
-            .await
-            .map(|(data, _)| data)?;
+            .task_request(method.clone(), template, path, params)
+            .await?;
         upid_of(&data, &format!("{method} {path}"))
     }
 
@@ -317,9 +339,8 @@ impl PveClient {
         params: &[(String, String)],
     ) -> Result<Option<Upid>, PveError> {
         let data = self
-            .call(method.clone(), template, path, params)
-            .await
-            .map(|(data, _)| data)?;
+            .task_request(method.clone(), template, path, params)
+            .await?;
         if data.is_null() {
             return Ok(None);
         }

@@ -118,6 +118,22 @@ impl PveClient {
     }
 }
 
+/// Whether setting `option` to `value` allocates a volume: a disk given as `STORAGE:SIZE`
+/// (`STORAGE:0` with `import-from`) or a new cloud-init drive (`STORAGE:cloudinit`).
+fn allocates(option: &str, value: &str) -> bool {
+    if !crate::qemu_config::is_disk_option(option) {
+        return false;
+    }
+    let file = value.split(',').next().unwrap_or_default();
+    let new_volume = file.split_once(':').is_some_and(|(_, rest)| {
+        rest == "cloudinit" || (!rest.is_empty() && rest.parse::<f64>().is_ok())
+    });
+    new_volume
+        || value
+            .split(',')
+            .any(|part| part.starts_with("import-from="))
+}
+
 /// Creating, changing and converting.
 impl PveClient {
     /// `POST /nodes/{node}/qemu`.
@@ -134,7 +150,12 @@ impl PveClient {
             .await
     }
 
-    /// `POST /nodes/{node}/qemu/{vmid}/config`.
+    /// Change a VM's options: `PUT /nodes/{node}/qemu/{vmid}/config`, answered when done (no
+    /// task to wait for), when nothing is allocated; `POST`, which forks a `qmconfig` task,
+    /// when a disk is allocated or imported. Both run the same update under the config lock
+    /// (qemu-server `API2/Qemu.pm`, `$update_vm_api` with `$sync` set for `update_vm`); PUT's
+    /// description asks for POST "for any actions involving hotplug or storage allocation",
+    /// which may take longer than an API request should.
     pub async fn update_vm_config(
         &self,
         node: &str,
@@ -151,13 +172,13 @@ impl PveClient {
         if let Some(digest) = digest {
             params.push(("digest".into(), digest.to_string()));
         }
-        self.optional_task_call(
-            Method::POST,
-            "/nodes/{node}/qemu/{vmid}/config",
-            &path,
-            &params,
-        )
-        .await
+        let method = if set.iter().any(|(option, value)| allocates(option, value)) {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        self.optional_task_call(method, "/nodes/{node}/qemu/{vmid}/config", &path, &params)
+            .await
     }
 
     /// `PUT /nodes/{node}/qemu/{vmid}/resize`.
@@ -317,6 +338,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn only_allocations_take_the_asynchronous_config_write() {
+        assert!(allocates("scsi1", "local-lvm:8"));
+        assert!(allocates(
+            "scsi0",
+            "local-lvm:0,import-from=local:import/d.qcow2"
+        ));
+        assert!(allocates("ide2", "local-lvm:cloudinit"));
+        assert!(allocates("efidisk0", "local-lvm:1,efitype=4m"));
+        assert!(!allocates("ide2", "local:iso/seed.iso,media=cdrom"));
+        assert!(!allocates("scsi0", "local-lvm:vm-100-disk-0,discard=on"));
+        assert!(!allocates("memory", "2048"));
+        assert!(!allocates("ipconfig0", "ip=10.0.0.2/24,gw=10.0.0.1"));
+    }
 
     const WHAT: &str = "GET /nodes/pve1/qemu/100/config";
 

@@ -1,5 +1,6 @@
-//! Tasks (UPIDs): a task's status and log, and waiting for one to end, with the wire structs
-//! of `/nodes/{node}/tasks/{upid}/status` and `…/log`.
+//! Tasks (UPIDs): a node's active task list, a task's status and log, and waiting for one to
+//! end (through the shared watcher, `task_watch`), with the wire structs of
+//! `/nodes/{node}/tasks`, `/nodes/{node}/tasks/{upid}/status` and `…/log`.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::retry::started_task;
+use super::task_watch::{ActiveQuery, ListedTasks, Seen, task_poll_delay};
 use super::{PveClient, ReadRetry, de, segment};
 use crate::pve::types::{TaskOutcome, TaskStatus};
 use crate::pve::{PveError, Upid};
@@ -22,6 +25,38 @@ struct TaskStatusWire {
     /// Once stopped: `OK`, `WARNINGS: n`, or the error.
     #[serde(default, deserialize_with = "de::optional_text")]
     exitstatus: Option<String>,
+}
+
+/// An entry of `/nodes/{node}/tasks`: only its UPID matters to the watcher.
+#[derive(Debug, Deserialize)]
+struct ListedTaskWire {
+    #[serde(deserialize_with = "de::text")]
+    upid: String,
+}
+
+/// An entry of `/nodes/{node}/tasks` as searched for a task whose answer was lost.
+#[derive(Debug, Deserialize)]
+struct StartedWire {
+    #[serde(deserialize_with = "de::text")]
+    upid: String,
+    #[serde(rename = "type", deserialize_with = "de::text")]
+    task_type: String,
+    #[serde(default, deserialize_with = "de::text")]
+    id: String,
+    #[serde(deserialize_with = "de::text")]
+    user: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    tokenid: Option<String>,
+}
+
+/// How far back (seconds) the search for a task whose answer was lost looks before the request.
+const LOST_ANSWER_LOOKBACK_SECS: u64 = 60;
+
+/// Seconds since the epoch by this machine's clock (UPIDs carry the node's).
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A line of `/nodes/{node}/tasks/{upid}/log`.
@@ -42,20 +77,6 @@ fn task_status(data: &Value, what: &str) -> Result<TaskStatus, PveError> {
 fn log_lines(data: &Value, what: &str) -> Result<Vec<String>, PveError> {
     let lines: Vec<LogLineWire> = de::decode(data, what)?;
     Ok(lines.into_iter().map(|line| line.t).collect())
-}
-
-/// The shortest wait between two looks at a running task.
-const TASK_POLL_MIN: Duration = Duration::from_millis(10);
-/// The longest.
-const TASK_POLL_MAX: Duration = Duration::from_secs(1);
-
-/// How long to wait before looking at a task again once it has run for `waited`: a tenth of
-/// that, between 10 ms and 1 s. So a task's end is noticed at most 10 ms or a tenth of its run
-/// time later (never more than 1 s), and a task polled this way costs about 35 requests at 1 s
-/// and 60 at 12 s. A backoff that multiplies its own delay instead (10 ms, × 1.5, up to 1 s)
-/// costs fewer but can notice a task half its run time late (a 0.5 s task at 0.74 s).
-fn task_poll_delay(waited: Duration) -> Duration {
-    (waited / 10).clamp(TASK_POLL_MIN, TASK_POLL_MAX)
 }
 
 /// How a stopped task ended: `OK` and `WARNINGS: n` are success, anything else the error.
@@ -121,9 +142,174 @@ impl PveClient {
         }
     }
 
-    /// Wait for a task, looking at it again after a tenth of the time waited so far (10 ms to
-    /// 1 s; see `task_poll_delay`). Success is `OK` or `WARNINGS: n`; anything else fails with
-    /// the task's log.
+    /// `GET /nodes/{node}/tasks?source=active`, narrowed as `query` says: the UPIDs of the
+    /// node's running tasks (pve-manager `PVE/API2/Tasks.pm`, `node_tasks`, which reads
+    /// `/var/log/pve/tasks/active` and skips the tasks already archived: a task leaves the list
+    /// once pvedaemon has reaped it, with its exit status in the index). `complete` is false
+    /// when the `total` says the limit cut the list short.
+    ///
+    /// # Errors
+    /// HTTP errors (an older Proxmox refuses `source` as an unknown parameter); an entry
+    /// without a UPID.
+    pub(crate) async fn active_tasks(
+        &self,
+        node: &str,
+        query: &ActiveQuery,
+    ) -> Result<ListedTasks, PveError> {
+        let path = format!("/nodes/{}/tasks", segment(node));
+        // Room for every awaited task and as many others again; the default is 50.
+        let limit = (query.n_awaited * 2).max(50);
+        let mut params = vec![
+            ("source".to_string(), "active".to_string()),
+            ("since".to_string(), query.since.to_string()),
+            ("limit".to_string(), limit.to_string()),
+        ];
+        let optional = [
+            ("typefilter", &query.typefilter),
+            ("vmid", &query.vmid),
+            ("userfilter", &query.userfilter),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                params.push((name.to_string(), value.clone()));
+            }
+        }
+        let (data, total) = self
+            .call(Method::GET, "/nodes/{node}/tasks", &path, &params)
+            .await?;
+        let entries: Vec<ListedTaskWire> = de::decode(&data, &format!("GET {path}"))?;
+        let n_listed = entries.len() as u64;
+        Ok(ListedTasks {
+            upids: entries.into_iter().map(|entry| entry.upid).collect(),
+            complete: total.is_none_or(|total| total <= n_listed),
+        })
+    }
+
+    /// Send a write that may start a task, and return its answer (a UPID, or `null` when the
+    /// work was done at once). When the answer is lost (a dropped connection, a time-out) the
+    /// node's task list is searched for the task the request would have started (see
+    /// `retry`): found, its UPID is the answer; surely absent, the error is returned as it
+    /// came (the request did nothing, and may be sent again); unknowable, the error is final.
+    pub(super) async fn task_request(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, PveError> {
+        // The node's clock may differ from ours: look back a minute more than needed; tasks
+        // this client knows are told apart by their UPIDs.
+        let since = epoch_now().saturating_sub(LOST_ANSWER_LOOKBACK_SECS);
+        match self.call(method.clone(), template, path, params).await {
+            Ok((data, _)) => {
+                if let (Some(upid), Ok(mut known)) =
+                    (data.as_str(), self.inner.task_watch.known.lock())
+                {
+                    known.insert(upid.to_string());
+                }
+                Ok(data)
+            }
+            Err(err @ (PveError::Connect { .. } | PveError::Timeout { .. })) => {
+                let Some((task_type, id)) = started_task(&method, template, path, params) else {
+                    return Err(err);
+                };
+                let node = path.split('/').nth(2).unwrap_or_default().to_string();
+                match self
+                    .find_started(&node, task_type, id.as_deref(), since)
+                    .await
+                {
+                    Ok(Some(upid)) => {
+                        tracing::warn!(%upid, %err, "the answer was lost but the task started: waiting for it");
+                        Ok(Value::String(upid))
+                    }
+                    Ok(None) => Err(err),
+                    Err(why) => Err(PveError::Decode {
+                        what: format!("{method} {path}"),
+                        message: format!(
+                            "the answer was lost ({err}) and {why}: not sending it again"
+                        ),
+                    }),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The task of `task_type` for `id` that this client's token started on `node` since
+    /// `since` and was not told of, if the node lists exactly one; an explanation when the
+    /// list cannot be read or names more than one.
+    async fn find_started(
+        &self,
+        node: &str,
+        task_type: &str,
+        id: Option<&str>,
+        since: u64,
+    ) -> Result<Option<String>, String> {
+        let path = format!("/nodes/{}/tasks", segment(node));
+        let token = self.token_id().to_string();
+        let mut params = vec![
+            ("source".to_string(), "all".to_string()),
+            ("typefilter".to_string(), task_type.to_string()),
+            ("since".to_string(), since.to_string()),
+            ("limit".to_string(), "500".to_string()),
+            (
+                "userfilter".to_string(),
+                token.split('!').next().unwrap_or_default().to_string(),
+            ),
+        ];
+        if let Some(vmid) = id.filter(|id| id.parse::<u32>().is_ok_and(|n| n >= 100)) {
+            params.push(("vmid".to_string(), vmid.to_string()));
+        }
+        // A concurrent request's answer may still be on its way: a second look tells its task
+        // from ours.
+        for attempt in 0..2 {
+            let data = self
+                .get("/nodes/{node}/tasks", &path, &params)
+                .await
+                .map_err(|err| {
+                    format!("the node's task list cannot say whether it started ({err})")
+                })?;
+            let entries: Vec<StartedWire> =
+                de::decode(&data, &format!("GET {path}")).map_err(|err| err.to_string())?;
+            let known = self
+                .inner
+                .task_watch
+                .known
+                .lock()
+                .map(|known| known.clone())
+                .unwrap_or_default();
+            let ours: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.task_type == task_type && id.is_none_or(|id| e.id == id))
+                .filter(|e| match &e.tokenid {
+                    Some(tokenid) => format!("{}!{tokenid}", e.user) == token,
+                    None => e.user == token,
+                })
+                .map(|e| e.upid)
+                .filter(|upid| !known.contains(upid))
+                .collect();
+            match ours.as_slice() {
+                [] => return Ok(None),
+                [upid] => {
+                    if let Ok(mut known) = self.inner.task_watch.known.lock() {
+                        known.insert(upid.clone());
+                    }
+                    return Ok(Some(upid.clone()));
+                }
+                _ if attempt == 0 => tokio::time::sleep(Duration::from_millis(500)).await,
+                _ => {}
+            }
+        }
+        Err(format!(
+            "the node lists more than one {task_type} task it could be"
+        ))
+    }
+
+    /// Wait for a task: until it leaves its node's active task list (one listing per node
+    /// and round, shared by every task awaited there; see `task_watch`), then read its status
+    /// once for how it ended. Where the listing cannot answer, the task is looked at on its
+    /// own instead, after a tenth of the time waited so far (10 ms to 1 s). Success is `OK` or
+    /// `WARNINGS: n`; anything else fails with the task's log.
     ///
     /// A look that fails transiently (a 503, a dropped connection, a time-out, each already
     /// retried as a read) is only a look: the task runs on regardless, so the wait goes on,
@@ -137,15 +323,57 @@ impl PveClient {
     pub async fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let left = tokio::time::timeout_at(deadline, self.task_left(upid)).await;
+        let status = match left {
+            Err(_) => {
+                return Err(PveError::TaskTimeout {
+                    upid: upid.to_string(),
+                });
+            }
+            // Gone from the list: one look for its exit status (a look that fails
+            // transiently falls back to looking on).
+            Ok(Seen::Left) => match self.task_status(upid).await {
+                Ok(status) if !status.running => Some(status),
+                Ok(_) => None,
+                Err(err) if err.is_transient() => None,
+                Err(err) => return Err(err),
+            },
+            Ok(Seen::Unanswered) => None,
+        };
+        let status = match status {
+            Some(status) => status,
+            None => self.look_until_stopped(upid, started, deadline).await?,
+        };
+        let exit = status.exitstatus.unwrap_or_default();
+        if let Some(outcome) = outcome(&exit) {
+            return Ok(outcome);
+        }
+        // The log only adds detail to a failure already known: a log that cannot be read
+        // (after its own retries) leaves the failure without it.
+        let log = self.task_log(upid).await.unwrap_or_default();
+        Err(PveError::TaskFailed {
+            upid: upid.to_string(),
+            exitstatus: exit,
+            log,
+        })
+    }
+
+    /// Look at one task on its own until it has stopped, after a tenth of the time waited
+    /// since `started` each time (see `task_poll_delay`), through transient failures until
+    /// `deadline`.
+    async fn look_until_stopped(
+        &self,
+        upid: &Upid,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<TaskStatus, PveError> {
         let mut failed_looks = 0_u32;
         loop {
             let poll_delay = task_poll_delay(started.elapsed());
             tokio::time::sleep(poll_delay + self.failed_look_delay(failed_looks)).await;
-            let status = match self.task_status(upid).await {
-                Ok(status) => {
-                    failed_looks = 0;
-                    status
-                }
+            match self.task_status(upid).await {
+                Ok(status) if !status.running => return Ok(status),
+                Ok(_) => failed_looks = 0,
                 Err(err) if err.is_transient() && Instant::now() < deadline => {
                     failed_looks += 1;
                     tracing::debug!(%upid, %err, failed_looks, "cannot see the task; waiting on");
@@ -158,20 +386,6 @@ impl PveClient {
                     });
                 }
                 Err(err) => return Err(err),
-            };
-            if !status.running {
-                let exit = status.exitstatus.unwrap_or_default();
-                if let Some(outcome) = outcome(&exit) {
-                    return Ok(outcome);
-                }
-                // The log only adds detail to a failure already known: a log that cannot be
-                // read (after its own retries) leaves the failure without it.
-                let log = self.task_log(upid).await.unwrap_or_default();
-                return Err(PveError::TaskFailed {
-                    upid: upid.to_string(),
-                    exitstatus: exit,
-                    log,
-                });
             }
             if Instant::now() >= deadline {
                 return Err(PveError::TaskTimeout {
@@ -205,27 +419,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn tasks_are_noticed_soon_after_they_end() {
-        for millis in [
-            1, 5, 10, 50, 100, 300, 500, 1_000, 1_500, 4_000, 12_000, 120_000,
-        ] {
-            let run_time = Duration::from_millis(millis);
-            let mut waited = Duration::ZERO;
-            let mut n_polls = 0;
-            while waited < run_time {
-                waited += task_poll_delay(waited);
-                n_polls += 1;
-            }
-            let late = waited - run_time;
-            let allowed = (run_time / 10).clamp(TASK_POLL_MIN, TASK_POLL_MAX);
-            assert!(late <= allowed, "{run_time:?} noticed {late:?} late");
-            // Logarithmic up to 10 s, then one a second.
-            let budget = 64 + run_time.as_secs().saturating_sub(10);
-            assert!(n_polls <= budget, "{run_time:?} took {n_polls} polls");
-        }
-    }
 
     #[test]
     fn status_running_stopped_and_its_numbers_as_either_shape() {

@@ -133,6 +133,7 @@ fn routes() -> Vec<(&'static str, Handler)> {
         ("GET /nodes/{node}/lxc", lxc::ct_list),
         ("POST /nodes/{node}/lxc", lxc::create_ct),
         ("DELETE /nodes/{node}/lxc/{vmid}", lxc::destroy_ct),
+        ("GET /nodes/{node}/tasks", tasks::node_tasks),
         ("GET /nodes/{node}/tasks/{upid}/status", tasks::task_status),
         ("GET /nodes/{node}/tasks/{upid}/log", tasks::task_log),
         ("GET /pools", pools::pools_list),

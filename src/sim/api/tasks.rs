@@ -60,6 +60,7 @@ where
             running: true,
             exitstatus: None,
             log: Vec::new(),
+            endtime: None,
         },
     );
     let shared = Arc::clone(&call.shared);
@@ -117,6 +118,7 @@ where
         shared.mutate(|cluster| {
             if let Some(task) = cluster.tasks.get_mut(&task_upid) {
                 task.running = false;
+                task.endtime = Some(now());
                 match result {
                     Ok(lines) => {
                         task.log.extend(lines);
@@ -325,4 +327,176 @@ pub(crate) fn task_log(call: &ApiCall) -> Reply {
             .collect();
         Ok((Value::Array(lines), Some(task.log.len() as u64)))
     })
+}
+
+/// `GET /nodes/{node}/tasks` as pve-manager's `PVE/API2/Tasks.pm` (`node_tasks`) answers it.
+///
+/// `source=active` reads `/var/log/pve/tasks/active` (pve-common `PVE::INotify::
+/// read_active_workers`), skipping the tasks already archived (`saved`): what remains is the
+/// running tasks, in the order they were started, each with `status: RUNNING`. pvedaemon
+/// archives a task as soon as it reaps the worker (`PVE::RESTEnvironment::active_workers`),
+/// which the simulator does the moment a task ends, so a task leaves the active list as it
+/// ends. `source=archive` (the default) reads the index backwards: the tasks that ended, the
+/// most recently archived first, with `endtime` and `status` (the exit status); `all` is both,
+/// active first. Every filter applies to both and `start`/`limit` page the filtered list; the
+/// `total` is the number that passed the filters. Without `Sys.Audit` on the node a user sees
+/// only their own tasks (an API token only its own; its user also the token's), and a token's
+/// task shows `user` and `tokenid` apart.
+pub(crate) fn node_tasks(call: &ApiCall) -> Reply {
+    let filter = TaskFilter::from_call(call)?;
+    let node = call.node();
+    let auditor = call.allowed(&format!("/nodes/{node}"), &["Sys.Audit"], false);
+    call.shared.read(|c| {
+        let on_node = || c.tasks.values().filter(|t| t.node == node);
+        let mut listed: Vec<&Task> = Vec::new();
+        if matches!(filter.source.as_str(), "active" | "all") {
+            let mut active: Vec<&Task> = on_node().filter(|t| t.running).collect();
+            active.sort_by_key(|t| t.pid);
+            listed.extend(active);
+        }
+        if filter.source != "active" {
+            let mut archived: Vec<&Task> = on_node().filter(|t| !t.running).collect();
+            archived.sort_by_key(|t| std::cmp::Reverse((t.endtime.unwrap_or(0), t.pid)));
+            listed.extend(archived);
+        }
+        let mut count = 0_u64;
+        let mut out = Vec::new();
+        for task in listed {
+            let entry = task_entry(task);
+            let visible = auditor || sees_own_task(&entry, &call.user);
+            if !visible || !filter.keeps(&entry) {
+                continue;
+            }
+            count += 1;
+            if count <= filter.start || out.len() as u64 >= filter.limit {
+                continue;
+            }
+            out.push(entry);
+        }
+        Ok((Value::Array(out), Some(count)))
+    })
+}
+
+/// A task as the listing shows it: the UPID's fields (`PVE::UPID::decode`), a token's task
+/// split into `user` and `tokenid`, and `status` (`RUNNING` while it runs) and `endtime`.
+fn task_entry(task: &Task) -> Value {
+    let mut entry = json!({
+        "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
+        "starttime": task.starttime, "type": task.kind, "id": task.id, "user": task.user,
+        "status": if task.running { "RUNNING" } else { task.exitstatus.as_deref().unwrap_or("unexpected status") },
+    });
+    if let Some((user, token)) = task.user.split_once('!') {
+        entry["user"] = json!(user);
+        entry["tokenid"] = json!(token);
+    }
+    if let (false, Some(endtime)) = (task.running, task.endtime) {
+        entry["endtime"] = json!(endtime);
+    }
+    entry
+}
+
+/// `$check_task_user`: a token sees its own tasks, a user its own and its tokens'.
+fn sees_own_task(entry: &Value, caller: &str) -> bool {
+    let user = entry["user"].as_str().unwrap_or_default();
+    match entry["tokenid"].as_str() {
+        Some(token) => caller == format!("{user}!{token}") || caller == user,
+        None => caller == user,
+    }
+}
+
+/// The listing's filters, read from the request (`node_tasks`' `$filter_task`).
+struct TaskFilter {
+    source: String,
+    start: u64,
+    limit: u64,
+    userfilter: Option<String>,
+    typefilter: Option<String>,
+    vmid: Option<String>,
+    since: Option<u64>,
+    until: Option<u64>,
+    /// The status types kept (`ok`, `warning`, `error`, `unknown`).
+    statuses: Vec<String>,
+}
+
+impl TaskFilter {
+    fn from_call(call: &ApiCall) -> Result<TaskFilter, ApiError> {
+        let number = |name: &str| call.get(name).and_then(|v| v.parse::<u64>().ok());
+        let errors = call.flag("errors").unwrap_or(false);
+        let mut statuses: Vec<String> = ["ok", "warning", "error", "unknown"]
+            .map(String::from)
+            .to_vec();
+        match call.get("statusfilter") {
+            // `errors` wins over `statusfilter`, as in the handler.
+            Some(list) if !errors => {
+                statuses.clear();
+                // `pve-task-status-type-list`: `PVE::Tools::split_list`, each item checked by
+                // pve-common's `verify_task_status_type`.
+                for item in list
+                    .split(|c: char| c == ',' || c == ';' || c.is_whitespace() || c == '\0')
+                    .filter(|item| !item.is_empty())
+                {
+                    let lower = item.to_ascii_lowercase();
+                    if !["ok", "warning", "error", "unknown"].contains(&lower.as_str()) {
+                        return Err(ApiError::param(
+                            "statusfilter",
+                            format!("invalid format - invalid status '{item}'"),
+                        ));
+                    }
+                    statuses.push(lower);
+                }
+            }
+            _ if errors => statuses.retain(|s| s != "ok"),
+            _ => {}
+        }
+        Ok(TaskFilter {
+            source: call.get("source").unwrap_or("archive").to_string(),
+            start: number("start").unwrap_or(0),
+            limit: number("limit").unwrap_or(50),
+            userfilter: call.get("userfilter").map(str::to_ascii_lowercase),
+            typefilter: call.get("typefilter").map(str::to_string),
+            vmid: call.get("vmid").map(str::to_string),
+            since: number("since"),
+            until: number("until"),
+            statuses,
+        })
+    }
+
+    /// Whether `entry` passes the filters (paging aside).
+    fn keeps(&self, entry: &Value) -> bool {
+        let text = |name: &str| entry[name].as_str().unwrap_or_default();
+        let starttime = entry["starttime"].as_u64().unwrap_or(0);
+        if let Some(userfilter) = &self.userfilter
+            && !text("user")
+                .to_ascii_lowercase()
+                .contains(userfilter.as_str())
+        {
+            return false;
+        }
+        if self
+            .typefilter
+            .as_deref()
+            .is_some_and(|t| t != text("type"))
+            || self.vmid.as_deref().is_some_and(|v| v != text("id"))
+            || self.since.is_some_and(|since| starttime < since)
+            || self.until.is_some_and(|until| starttime > until)
+        {
+            return false;
+        }
+        // A running task has no status yet when the handler filters it: `unknown`.
+        let status = match text("status") {
+            "RUNNING" => "unknown",
+            "OK" => "ok",
+            "unexpected status" => "unknown",
+            s if is_warnings(s) => "warning",
+            _ => "error",
+        };
+        self.statuses.iter().any(|s| s == status)
+    }
+}
+
+/// `WARNINGS: n`, as `PVE::UPID::normalize_status_type` matches it.
+fn is_warnings(status: &str) -> bool {
+    status
+        .strip_prefix("WARNINGS: ")
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }

@@ -467,6 +467,11 @@ pub(crate) fn update_config(call: &ApiCall, asynchronous: bool) -> Reply {
         let vm = vm_on(c, &node, vmid)?;
         check_unlocked(vm)?;
         check_digest(call, vm)?;
+        // The synchronous API does the task's work in the request: what would fail the task
+        // fails the request, with the same message.
+        if let Some(message) = &call.task_error {
+            return Err(ApiError::fail(message.clone()));
+        }
         apply(c).map_err(ApiError::fail)?;
         data(Value::Null)
     })

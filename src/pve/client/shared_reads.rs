@@ -1,0 +1,164 @@
+//! The cluster listing a run reads twice, read once: the preflight and the observation both
+//! need `/cluster/resources`, one right after the other. What the preflight reads (between
+//! `PveClient::preflight_reads` and the end of its guard) is kept and handed to the next read
+//! of the same path and query outside it, once, if that comes within `SHARE_WINDOW`; any write
+//! in between drops it. Only the preflight keeps and only others take, so a preflight never
+//! reads another's answer, and a reader that polls (waiting for VMs still being made) reads
+//! afresh after its first look. (The preflight's node and storage lists are read by it alone.)
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// How long a kept answer may be handed out after it was read.
+const SHARE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The endpoints whose answers are shared.
+const SHARED: &[&str] = &["/cluster/resources"];
+
+/// A page of `data` and its `total`.
+type Answer = (Value, Option<u64>);
+
+/// Kept answers by path and query.
+#[derive(Default)]
+pub(crate) struct SharedReads {
+    kept: Mutex<BTreeMap<String, (Instant, Answer)>>,
+    /// The preflight is reading: keep, do not take.
+    preflight: AtomicBool,
+}
+
+/// While it lives, the client's reads are the preflight's (see the module documentation).
+pub(crate) struct PreflightReads<'a> {
+    shared: &'a SharedReads,
+}
+
+impl Drop for PreflightReads<'_> {
+    fn drop(&mut self) {
+        self.shared.preflight.store(false, Ordering::Relaxed);
+    }
+}
+
+fn key(path: &str, params: &[(String, String)]) -> String {
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+impl SharedReads {
+    /// Mark the reads until the guard drops as the preflight's.
+    pub(crate) fn preflight(&self) -> PreflightReads<'_> {
+        self.preflight.store(true, Ordering::Relaxed);
+        PreflightReads { shared: self }
+    }
+
+    /// The kept answer for this read, if there is one (it is handed out once).
+    pub(crate) fn take(
+        &self,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Option<Answer> {
+        if !SHARED.contains(&template) || self.preflight.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (read_at, answer) = self.kept.lock().ok()?.remove(&key(path, params))?;
+        (read_at.elapsed() <= SHARE_WINDOW).then_some(answer)
+    }
+
+    /// Keep a fresh answer for the next reader.
+    pub(crate) fn keep(
+        &self,
+        template: &str,
+        path: &str,
+        params: &[(String, String)],
+        answer: &Answer,
+    ) {
+        if !SHARED.contains(&template) || !self.preflight.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.insert(key(path, params), (Instant::now(), answer.clone()));
+        }
+    }
+
+    /// Drop every kept answer: the client wrote something.
+    pub(crate) fn forget(&self) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_handed_to_the_next_reader_once_until_a_write() {
+        let shared = SharedReads::default();
+        let params = vec![("type".to_string(), "vm".to_string())];
+        let answer = (json!([{"vmid": 100}]), None);
+        // Outside the preflight nothing is kept.
+        shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        let preflight = shared.preflight();
+        shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        // The preflight does not read its own (or an earlier preflight's) answer.
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        drop(preflight);
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            Some(answer.clone())
+        );
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        // Another query is another read.
+        shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &[]),
+            None
+        );
+        // A write drops it; so does time.
+        shared.forget();
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        let preflight = shared.preflight();
+        shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
+        drop(preflight);
+        tokio::time::advance(SHARE_WINDOW + Duration::from_secs(1)).await;
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        // Only the listings are shared.
+        shared.keep(
+            "/nodes/{node}/qemu/{vmid}/config",
+            "/nodes/pve1/qemu/100/config",
+            &[],
+            &answer,
+        );
+        assert_eq!(
+            shared.take(
+                "/nodes/{node}/qemu/{vmid}/config",
+                "/nodes/pve1/qemu/100/config",
+                &[]
+            ),
+            None
+        );
+    }
+}
