@@ -194,7 +194,14 @@ impl PveClient {
         }
         if *method != Method::GET {
             self.inner.writes.fetch_add(1, Ordering::Relaxed);
-            self.inner.shared_reads.forget();
+            // Creating a pool (the run's lease, a spec's pool) or deleting one (Proxmox deletes
+            // only empty pools) changes no guest's row in the shared cluster listing; moving
+            // a VM into a pool (`PUT /pools`) does.
+            let leaves_guests_alone =
+                template == "/pools" && (*method == Method::POST || *method == Method::DELETE);
+            if !leaves_guests_alone {
+                self.inner.shared_reads.forget();
+            }
         }
     }
 

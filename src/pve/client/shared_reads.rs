@@ -2,7 +2,8 @@
 //! need `/cluster/resources`, one right after the other. What the preflight reads (between
 //! `PveClient::preflight_reads` and the end of its guard) is kept and handed to the next read
 //! of the same path and query outside it, once, if that comes within `SHARE_WINDOW`; any write
-//! in between drops it. Only the preflight keeps and only others take, so a preflight never
+//! in between that may change a guest's row drops it (a pool's creation or deletion does not:
+//! `PveClient::count`). Only the preflight keeps and only others take, so a preflight never
 //! reads another's answer, and a reader that polls (waiting for VMs still being made) reads
 //! afresh after its first look. (The preflight's node and storage lists are read by it alone.)
 
