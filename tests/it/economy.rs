@@ -91,6 +91,52 @@ async fn with_the_answer_to_each_task_starting_write_lost_once_each_is_sent_once
     assert!(replan.out.starts_with("No changes."), "{}", replan.out);
 }
 
+/// A synchronous `PUT …/config` starts no task to look for: after its answer is lost the
+/// VM's pending configuration tells whether it was written, and a written one is not sent again.
+#[tokio::test]
+async fn a_config_write_whose_answer_is_lost_after_it_was_done_is_not_sent_again() {
+    let spec = example("quickstart.yaml");
+    let (clean_sim, clean_conn) = sim().await;
+    assert!(apply(&clean_conn, &spec).await.result.is_ok());
+    let clean_writes = sorted_writes(&clean_sim);
+    let puts = clean_writes
+        .iter()
+        .filter(|w| w.starts_with("PUT") && w.ends_with("/config"))
+        .count();
+    assert!(
+        puts > 0,
+        "the quickstart sends no PUT …/config: {clean_writes:?}"
+    );
+
+    let (sim, conn) = sim().await;
+    sim.add_fault(
+        Fault::on(
+            "PUT",
+            "/nodes/*/qemu/*/config",
+            FaultAction::Drop { after: true },
+        )
+        .times(puts as u32),
+    );
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert_eq!(
+        sorted_writes(&sim),
+        clean_writes,
+        "a config write was sent again after its answer was lost"
+    );
+    let pending_reads = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pending"))
+        .count();
+    assert!(
+        pending_reads >= puts,
+        "{pending_reads} pending reads for {puts} lost answers"
+    );
+    let replan = plan(&conn, &spec).await;
+    assert!(replan.out.starts_with("No changes."), "{}", replan.out);
+}
+
 #[tokio::test]
 async fn a_write_whose_answer_is_lost_before_it_was_handled_is_sent_again() {
     let spec = example("quickstart.yaml");

@@ -177,8 +177,72 @@ impl PveClient {
         } else {
             Method::PUT
         };
-        self.optional_task_call(method, "/nodes/{node}/qemu/{vmid}/config", &path, &params)
-            .await
+        let sent = self
+            .optional_task_call(
+                method.clone(),
+                "/nodes/{node}/qemu/{vmid}/config",
+                &path,
+                &params,
+            )
+            .await;
+        match sent {
+            // A synchronous write starts no task to look for: whether it was done is in the
+            // VM's configuration (see `retry`'s table).
+            Err(err @ (PveError::Connect { .. } | PveError::Timeout { .. }))
+                if method == Method::PUT =>
+            {
+                self.config_written_despite(err, node, vmid, set, delete)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// After the answer to `PUT …/config` was lost: `Ok(None)` when the VM's configuration
+    /// (current or pending) already holds every value set and lacks every option deleted, so
+    /// the write was done and is not sent again; the error as it came when it surely was not
+    /// (it may be sent again); a final error when the configuration cannot be read.
+    async fn config_written_despite(
+        &self,
+        err: PveError,
+        node: &str,
+        vmid: u32,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<Option<Upid>, PveError> {
+        let entries = match self.vm_pending(node, vmid).await {
+            Ok(entries) => entries,
+            Err(why) => {
+                return Err(PveError::Decode {
+                    what: format!("PUT /nodes/{node}/qemu/{vmid}/config"),
+                    message: format!(
+                        "the answer was lost ({err}) and the configuration cannot be read ({why}): not sending it again"
+                    ),
+                });
+            }
+        };
+        let now = |key: &str| {
+            entries
+                .iter()
+                .find(|entry| entry.key == key)
+                .and_then(|entry| {
+                    if entry.delete {
+                        None
+                    } else {
+                        entry.pending.clone().or_else(|| entry.value.clone())
+                    }
+                })
+        };
+        let done = set
+            .iter()
+            .all(|(key, value)| crate::qemu_config::same_value(key, now(key).as_deref(), value))
+            && delete.iter().all(|key| now(key).is_none());
+        if done {
+            tracing::warn!(%err, vmid, "the answer was lost but the configuration was written");
+            Ok(None)
+        } else {
+            Err(err)
+        }
     }
 
     /// `PUT /nodes/{node}/qemu/{vmid}/resize`.

@@ -25,7 +25,7 @@
 //! | `POST /nodes/{node}/qemu` (create) | "unable to create VM {vmid}: config file already exists" while the first still runs |
 //! | `POST /nodes/{node}/qemu/{vmid}/clone` | "config file already exists" for the target, or "VM is locked (clone)" on the source |
 //! | `POST /nodes/{node}/qemu/{vmid}/config` (allocating: a `qmconfig` task) | "checksum mismatch" (the digest moved), or a second disk import / allocation |
-//! | `PUT /nodes/{node}/qemu/{vmid}/config` (allocating nothing, answered when done) | with the observed digest: "checksum mismatch", which the executor resolves by reading the config once (its own write landed, or someone else's edit: refused); without one: the same values set again, no harm (qemu-server drops pending values equal to the current ones) |
+//! | `PUT /nodes/{node}/qemu/{vmid}/config` (allocating nothing, answered when done) | with the observed digest: "checksum mismatch", which the executor resolves by reading the config once (its own write landed, or someone else's edit: refused); without one: the same values set again, no harm (qemu-server drops pending values equal to the current ones); and after a lost answer it is not sent again once `GET …/pending` shows every value set and every deleted option gone (`update_vm_config`) |
 //! | `PUT /nodes/{node}/qemu/{vmid}/resize` | a relative size (`+N`) grows the disk twice |
 //! | `POST /nodes/{node}/qemu/{vmid}/template` | "you can't convert a template to a template" |
 //! | `POST /nodes/{node}/qemu/{vmid}/migrate` | "VM is locked (migrate)", or a migration back |
