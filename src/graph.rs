@@ -454,6 +454,7 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         key: key.clone(),
         vmid: Some(t.vmid.get()),
         build: Some(fingerprint.clone()),
+        from: None,
     };
     let description = marker.to_description(t.description.as_deref());
 
@@ -528,6 +529,7 @@ fn desired_clone(
         key: key.clone(),
         vmid: Some(c.vmid.get()),
         build: None,
+        from: None,
     };
     let mut settings = BTreeMap::new();
     settings.insert("name".to_string(), c.name.clone());

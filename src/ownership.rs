@@ -119,6 +119,9 @@ pub struct Marker {
     pub vmid: Option<u32>,
     /// Build fingerprint (templates only).
     pub build: Option<String>,
+    /// The template build a clone was made from (`template.NAME` for a template's first build,
+    /// `template.NAME#N` for its Nth); `None` on clones made before builds were recorded.
+    pub from: Option<ResourceKey>,
 }
 
 impl Marker {
@@ -130,6 +133,9 @@ impl Marker {
         }
         if let Some(build) = &self.build {
             line.push_str(&format!(" build={build}"));
+        }
+        if let Some(from) = &self.from {
+            line.push_str(&format!(" from={from}"));
         }
         line
     }
@@ -160,6 +166,7 @@ impl Marker {
         let mut key = None;
         let mut vmid = None;
         let mut build = None;
+        let mut from = None;
         for field in line.trim()[MARKER_PREFIX.len()..].split_whitespace() {
             let Some((name, value)) = field.split_once('=') else {
                 continue;
@@ -169,6 +176,7 @@ impl Marker {
                 "key" => key = value.parse().ok(),
                 "vmid" => vmid = value.parse().ok(),
                 "build" => build = Some(value.to_string()),
+                "from" => from = value.parse().ok(),
                 _ => {}
             }
         }
@@ -177,6 +185,7 @@ impl Marker {
             key: key?,
             vmid,
             build,
+            from,
         })
     }
 }
@@ -253,6 +262,7 @@ mod tests {
             key: "template.base".parse().unwrap(),
             vmid: Some(9000),
             build: Some("abc123".into()),
+            from: None,
         };
         let text = marker.to_description(Some("Base image for web servers\n"));
         assert_eq!(
@@ -263,12 +273,27 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_s_marker_names_the_template_build_it_was_made_from() {
+        let marker = Marker {
+            project: "default".into(),
+            key: ResourceKey::new(ResourceKind::Clone, "web-1"),
+            vmid: Some(201),
+            build: None,
+            from: Some("template.base#2".parse().unwrap()),
+        };
+        let line = marker.to_line();
+        assert!(line.ends_with(" from=template.base#2"), "{line}");
+        assert_eq!(Marker::find(&line), Some(marker));
+    }
+
+    #[test]
     fn the_operator_s_notes_are_kept_and_never_drift_unless_the_spec_declares_a_description() {
         let marker = Marker {
             project: "default".into(),
             key: ResourceKey::new(ResourceKind::Clone, "web-1"),
             vmid: Some(201),
             build: None,
+            from: None,
         };
         let line = marker.to_line();
         let noted = format!("Owner: ops team\nticket 4711\n\n{line}");

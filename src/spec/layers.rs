@@ -228,6 +228,8 @@ pub(super) fn group_over(
             entry.map(|o| &o.wait_for_ip),
         ),
         wait_for_ip_timeout: group.wait_for_ip_timeout.clone(),
+        on_template_change: group.on_template_change.clone(),
+        rollout: group.rollout.clone(),
     };
     (raw, merge.overridden)
 }

@@ -113,6 +113,7 @@ async fn two_vms_claiming_one_key_are_a_conflict_for_plan_and_destroy_and_neithe
         key: ResourceKey::new(ResourceKind::Clone, "web-1"),
         vmid: Some(250),
         build: None,
+        from: None,
     };
     let description = marker.to_line();
     sim.insert_vm(

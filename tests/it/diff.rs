@@ -225,6 +225,7 @@ fn another_projects_vms_are_left_alone() {
         key: "clone.their-web".parse().unwrap(),
         vmid: Some(700),
         build: None,
+        from: None,
     });
     actual.vms.insert(700, theirs);
     assert!(diff(&desired, &actual).is_empty());

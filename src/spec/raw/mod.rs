@@ -235,6 +235,16 @@ pub struct RawCloneGroup {
     #[serde(default)]
     #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
+    /// What happens when the template gets a new build (templates with `builds`): `keep`
+    /// (default: the clone stays on the build it was made from) or `replace` (the clone is
+    /// made again from the new build, in a rollout)
+    #[serde(default)]
+    #[schemars(with = "Option<RawOnTemplateChange>", example = &"replace")]
+    pub on_template_change: Option<Spanned<RawOnTemplateChange>>,
+    /// How `on_template_change: replace` rolls out: batches and health check
+    #[serde(default)]
+    #[schemars(example = serde_json::json!({"max_unavailable": 1, "health": "agent"}))]
+    pub rollout: Option<RawRollout>,
     /// Per-clone overrides, keyed by the generated clone name
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, RawCloneOverride>")]
@@ -491,6 +501,14 @@ pub struct RawTemplate {
     #[serde(default)]
     #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
+    /// Keep builds side by side (2..=100): the vmids `vmid` .. `vmid + builds - 1` are the
+    /// template's. A changed image or recipe makes a new build at the next free vmid of that
+    /// range beside the old one, which is kept while clones made from it remain. Without it a
+    /// change rebuilds the template in place
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 2, max = 100))]
+    #[schemars(example = 3)]
+    pub builds: Option<Spanned<u64>>,
 }
 
 fn default_cores() -> Spanned<u32> {
@@ -622,4 +640,56 @@ pub struct RawClone {
     #[serde(default)]
     #[schemars(schema_with = "optional_timeout_schema", example = &"5m")]
     pub wait_for_ip_timeout: Option<Spanned<String>>,
+    /// What happens when the template gets a new build (templates with `builds`): `keep`
+    /// (default: the clone stays on the build it was made from) or `replace` (the clone is
+    /// made again from the new build, in a rollout)
+    #[serde(default)]
+    #[schemars(with = "Option<RawOnTemplateChange>", example = &"replace")]
+    pub on_template_change: Option<Spanned<RawOnTemplateChange>>,
+    /// How `on_template_change: replace` rolls out: batches and health check
+    #[serde(default)]
+    #[schemars(example = serde_json::json!({"max_unavailable": 1, "health": "agent"}))]
+    pub rollout: Option<RawRollout>,
+}
+
+/// What a clone does when its template gets a new build
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawOnTemplateChange {
+    /// Stay on the build it was made from
+    Keep,
+    /// Be made again from the new build, in batches
+    Replace,
+}
+
+/// How clones move to a template's new build
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    /// How many clones of the group are replaced at once: a count (`1`, the default) or a
+    /// percentage of the group (`25%`, at least one)
+    #[serde(default)]
+    #[schemars(schema_with = "max_unavailable_schema", example = &"25%")]
+    pub max_unavailable: Option<Spanned<String>>,
+    /// How a replaced clone is found healthy before the next batch: `agent` (default: the QEMU
+    /// guest agent answers and reports the clone's static address, within
+    /// `wait_for_ip_timeout`) or `none`
+    #[serde(default)]
+    #[schemars(with = "Option<RawHealth>", example = &"agent")]
+    pub health: Option<Spanned<RawHealth>>,
+}
+
+/// A replaced clone's health check
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHealth {
+    /// The guest agent answers (and reports the static address)
+    Agent,
+    /// No check
+    None,
+}
+
+/// `max_unavailable` as the loader takes it: a count or a percentage.
+fn max_unavailable_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"], "minimum": 1, "pattern": "^[0-9]+%?$"})
 }

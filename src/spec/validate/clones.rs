@@ -405,6 +405,8 @@ fn check_clone(
     };
     let settings = layers::resolve(&layers, declared, template);
     warn_wait_without_agent(ctx, &settings, template, &path);
+    let (on_template_change, rollout) =
+        check_rollout(ctx, c, template, &path, wait_for_ip_timeout)?;
     Some(CloneVm {
         name: name.value.clone(),
         vmid: vmid?,
@@ -419,7 +421,100 @@ fn check_clone(
         group: entry.group.clone(),
         adopt: c.adopt,
         settings,
+        on_template_change,
+        rollout,
     })
+}
+
+/// `on_template_change` and `rollout`: `replace` needs a template that keeps builds side by
+/// side, and an `agent` health check a template with the guest agent on.
+fn check_rollout(
+    ctx: &mut Validator,
+    c: &RawClone,
+    template: &Template,
+    path: &str,
+    timeout: Option<std::time::Duration>,
+) -> Option<(OnTemplateChange, Rollout)> {
+    let n_before = ctx.diagnostics.len();
+    let on_change = match c.on_template_change.as_ref().map(|v| v.value) {
+        Some(RawOnTemplateChange::Replace) => OnTemplateChange::Replace,
+        Some(RawOnTemplateChange::Keep) | None => OnTemplateChange::Keep,
+    };
+    let mut rollout = Rollout {
+        timeout: timeout
+            .or(template.wait_for_ip_timeout)
+            .unwrap_or(DEFAULT_WAIT_FOR_IP_TIMEOUT),
+        ..Rollout::default()
+    };
+    if let Some(raw) = &c.rollout {
+        if let Some(max) = &raw.max_unavailable {
+            let field = format!("{path}.rollout.max_unavailable");
+            match parse_max_unavailable(&max.value) {
+                Some(value) => rollout.max_unavailable = value,
+                None => ctx.error_at(
+                    max,
+                    &field,
+                    format!("`{}` is not a count or a percentage", max.value),
+                    Some("a count 1..=1000 (`1`) or a percentage 1%..=100% (`25%`)"),
+                ),
+            }
+        }
+        if raw.health.as_ref().map(|h| h.value) == Some(RawHealth::None) {
+            rollout.health = Health::None;
+        }
+    }
+    if let Some(place) = c
+        .on_template_change
+        .as_ref()
+        .filter(|_| on_change == OnTemplateChange::Replace)
+    {
+        if template.builds.is_none() {
+            ctx.error_at(
+                place,
+                &format!("{path}.on_template_change"),
+                format!(
+                    "`replace` makes clones again from a new build of templates.{}, which rebuilds in place",
+                    template.name
+                ),
+                Some(&format!(
+                    "`builds: N` (2..=100) on templates.{}, or `on_template_change: keep`",
+                    template.name
+                )),
+            );
+        }
+        if rollout.health == Health::Agent && !template.agent {
+            ctx.error_at(
+                place,
+                &format!("{path}.rollout.health"),
+                format!(
+                    "the `agent` health check asks the QEMU guest agent, and templates.{} has no `agent: true`",
+                    template.name
+                ),
+                Some(&format!(
+                    "`agent: true` on templates.{}, or `rollout: {{health: none}}`",
+                    template.name
+                )),
+            );
+        }
+    }
+    (ctx.diagnostics.len() == n_before).then_some((on_change, rollout))
+}
+
+/// `max_unavailable`: `N` (1..=1000) or `P%` (1..=100).
+fn parse_max_unavailable(text: &str) -> Option<MaxUnavailable> {
+    let text = text.trim();
+    match text.strip_suffix('%') {
+        Some(percent) => percent
+            .parse::<u32>()
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .map(MaxUnavailable::Percent),
+        None => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .map(MaxUnavailable::Count),
+    }
 }
 
 fn check_linked_clone_node(

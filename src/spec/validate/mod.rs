@@ -26,7 +26,8 @@ use clones::check_clones;
 use files::check_ssh;
 use images::check_image;
 use scalars::{
-    DNS_LABEL_ALLOWED, Taken, check_node, check_storage, check_vm_name, claim_vmid, is_dns_label,
+    DNS_LABEL_ALLOWED, Taken, check_node, check_storage, check_vm_name, claim_vmid, claim_vmid_as,
+    is_dns_label,
 };
 use templates::check_template;
 
@@ -161,6 +162,22 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
                 &format!("{path}.vmid"),
                 &mut taken.vmids,
             );
+            // The later builds' vmids are the template's too.
+            for offset in 1..t.builds.unwrap_or(1) {
+                let vmid = template.vmid.value + u64::from(offset);
+                let place = serde_saphyr::Spanned::new(
+                    vmid,
+                    template.vmid.referenced,
+                    template.vmid.defined,
+                );
+                claim_vmid_as(
+                    &mut ctx,
+                    &place,
+                    &format!("{path}.builds"),
+                    &format!("{path} (builds {}..={})", template.vmid.value, template.vmid.value + u64::from(t.builds.unwrap_or(1)) - 1),
+                    &mut taken.vmids,
+                );
+            }
             templates.push(t);
         }
     }

@@ -154,10 +154,23 @@ pub(super) fn check_template(
         .wait_for_ip_timeout
         .as_ref()
         .and_then(|text| check_wait_timeout(ctx, text, &format!("{path}.wait_for_ip_timeout")));
+    let builds = t.builds.as_ref().and_then(|builds| {
+        let ok = (2..=100).contains(&builds.value);
+        if !ok {
+            ctx.error_at(
+                builds,
+                &format!("{path}.builds"),
+                format!("{} builds is out of range", builds.value),
+                Some("2..=100 (the builds take the vmids from `vmid` on)"),
+            );
+        }
+        ok.then_some(builds.value as u32)
+    });
     if ctx.diagnostics.len() != n_before {
         return None;
     }
     Some(Template {
+        builds,
         pci,
         extra_disks,
         name: name.value.clone(),
