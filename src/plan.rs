@@ -173,6 +173,15 @@ pub enum Operation {
     },
     /// A built VM is converted to a template.
     ConvertToTemplate,
+    /// A replaced clone is found healthy before its rollout goes on: the QEMU guest agent
+    /// answers `ping` and, when the clone has a static address, reports it.
+    CheckHealth {
+        /// The address the agent must report.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+        /// How long the check waits, in seconds.
+        timeout_secs: u64,
+    },
 }
 
 /// A VM's power state.
@@ -288,6 +297,14 @@ pub enum Reason {
     },
     /// A clone was converted to a template.
     ConvertedToTemplate,
+    /// The clone's template has a newer build (`on_template_change: replace`).
+    TemplateBuildChanged {
+        /// The build it was made from (`None`: not recorded, or gone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<u32>,
+        /// The build it is made from now.
+        new: u32,
+    },
     /// `--replace` names it.
     ReplaceRequested,
     /// An image's checksum changed: a new file replaces the earlier copy.
@@ -330,6 +347,36 @@ pub struct Change {
     /// Changes in this plan that must finish first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceKey>,
+    /// The clone's place in a rollout to a new template build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStep>,
+}
+
+/// A replaced clone's place in its rollout: batches run one after the other, each after the
+/// one before it was found healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutStep {
+    /// The clone group (or the clone, alone).
+    pub group: String,
+    /// Its batch, from 1.
+    pub batch: usize,
+    /// How many batches the group's rollout has in this plan.
+    pub batches: usize,
+}
+
+/// An older build of a template that the plan keeps, because clones made from it remain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeptBuild {
+    /// The build's key (`template.NAME` or `template.NAME#N`).
+    pub key: ResourceKey,
+    /// Its number.
+    pub build: u32,
+    /// Its vmid.
+    pub vmid: u32,
+    /// The clones that remain on it.
+    pub clones: Vec<NamedVm>,
+    /// How many of them are linked clones (reading from its disks).
+    pub linked: usize,
 }
 
 /// Something in the cluster that stops the plan from being applied.
@@ -398,6 +445,14 @@ pub enum Problem {
     ClaimedTwice {
         /// The VMs whose markers claim it, in vmid order.
         vms: Vec<NamedVm>,
+    },
+    /// A template's new build has no free vmid in its range: every one holds a build clones
+    /// still use, or another VM.
+    BuildRangeFull {
+        /// The range's first vmid.
+        first: u32,
+        /// Its last.
+        last: u32,
     },
     /// A kept change needs a resource the plan's scope leaves out, which does not exist yet
     /// or is being rebuilt.
@@ -502,7 +557,9 @@ pub struct Plan {
     /// this plan, or pending from before. With `reboot`, apply reboots them (`--allow-reboot`);
     /// otherwise they stay pending and the plan says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<PendingReboot>,
+    pub pending: Vec<PendingReboot>,    /// Older template builds kept because clones made from them remain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_builds: Vec<KeptBuild>,
 }
 
 /// A running VM whose managed options wait for its next boot.
@@ -708,11 +765,13 @@ mod tests {
                 operations,
                 reasons,
                 depends_on: Vec::new(),
+                rollout: None,
             }],
             unchanged: 0,
             conflicts,
             targeting: None,
             pending: Vec::new(),
+            kept_builds: Vec::new(),
         };
         let text = serde_json::to_string_pretty(&plan).expect("serialisable");
         assert!(text.contains("\"op\": \"set_option\""), "{text}");

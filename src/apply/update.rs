@@ -71,7 +71,8 @@ impl<'a> UpdateSteps<'a> {
                 | Operation::DeleteVolume { .. }
                 | Operation::CloneFrom { .. }
                 | Operation::Migrate { .. }
-                | Operation::ConvertToTemplate => {}
+                | Operation::ConvertToTemplate
+                | Operation::CheckHealth { .. } => {}
             }
         }
         steps

@@ -87,5 +87,6 @@ pub(super) fn adopt(vm: &DesiredVm, occupant: &ActualVm) -> Result<Change, Box<C
         operations,
         reasons: vec![Reason::Adopted],
         depends_on: Vec::new(),
+        rollout: None,
     })
 }

@@ -35,6 +35,7 @@ pub fn destroy_with(
         conflicts,
         targeting: None,
         pending: Vec::new(),
+        kept_builds: Vec::new(),
     };
     super::scope::restrict(plan, desired, options)
 }
@@ -75,6 +76,7 @@ pub(super) fn deletions(
                 operations,
                 reasons: Vec::new(),
                 depends_on: before.clone(),
+                rollout: None,
             });
         }
     }
@@ -101,6 +103,7 @@ pub(super) fn deletions(
             operations,
             reasons: Vec::new(),
             depends_on: before.clone(),
+            rollout: None,
         });
     }
     out

@@ -66,5 +66,6 @@ pub(super) fn diff_image(
         operations,
         reasons,
         depends_on: Vec::new(),
+        rollout: None,
     })
 }

@@ -132,6 +132,7 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         conflicts,
         targeting: None,
         pending,
+        kept_builds: Vec::new(),
     };
     scope::restrict(plan, desired, options)
 }

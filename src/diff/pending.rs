@@ -72,6 +72,7 @@ pub(super) fn pending_reboots(
                     operations: vec![reboot],
                     reasons: vec![Reason::PendingFromBefore],
                     depends_on: Vec::new(),
+                    rollout: None,
                 }),
             }
         }

@@ -61,6 +61,7 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
         conflicts,
         targeting: options.targeting.clone(),
         pending,
+        kept_builds: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ fn compact(operation: &Operation) -> String {
         Operation::CloneFrom { template, full, .. } => format!("clone {template} full={full}"),
         Operation::Migrate { from, to, .. } => format!("migrate {from} -> {to}"),
         Operation::ConvertToTemplate => "template".into(),
+        Operation::CheckHealth { address, .. } => format!("health {}", or_none(address)),
     }
 }
 

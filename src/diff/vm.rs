@@ -88,6 +88,7 @@ impl<'a> VmDiff<'a> {
             operations,
             reasons: Vec::new(),
             depends_on: Vec::new(),
+            rollout: None,
         }
     }
 

@@ -101,6 +101,23 @@ pub fn operation_lines(operation: &Operation) -> Vec<ShownLine> {
             )),
         ),
         Operation::ConvertToTemplate => one("template", None, Some("1".into())),
+        Operation::CheckHealth {
+            address,
+            timeout_secs,
+        } => one(
+            "health",
+            None,
+            Some(match address {
+                Some(address) => format!(
+                    "guest agent answers and reports {address} (within {})",
+                    crate::spec::human_duration(std::time::Duration::from_secs(*timeout_secs))
+                ),
+                None => format!(
+                    "guest agent answers (within {})",
+                    crate::spec::human_duration(std::time::Duration::from_secs(*timeout_secs))
+                ),
+            }),
+        ),
     }
 }
 
@@ -143,6 +160,12 @@ pub fn reason_text(reason: &Reason) -> String {
             new.as_deref().unwrap_or("unset")
         ),
         Reason::ConvertedToTemplate => "the VM was converted to a template".to_string(),
+        Reason::TemplateBuildChanged { old, new } => match old {
+            Some(old) => format!(
+                "its template has a new build: made again from build {new} (was build {old})"
+            ),
+            None => format!("its template has a new build: made again from build {new}"),
+        },
         Reason::ReplaceRequested => "replacement requested with --replace".to_string(),
         Reason::ImageChecksumChanged => {
             "the image checksum changed: a new file replaces the earlier copy".to_string()

@@ -100,6 +100,9 @@ pub fn conflict_message(conflict: &Conflict) -> String {
                 vms.join(", VM ")
             )
         }
+        Problem::BuildRangeFull { first, last } => format!(
+            "a new build needs a free vmid in {first}..={last}, and every one is taken (by builds clones still use, or by other VMs)"
+        ),
         Problem::DependencyLeftOut { dependency, action } => {
             let state = match action {
                 Action::Replace => "is to be replaced",
@@ -121,6 +124,7 @@ pub fn conflict_hint(conflict: &Conflict) -> String {
         Problem::SnippetsUnbuildable { .. } | Problem::SeedUnbuildable { .. } => {
             "fix the custom cloud-init files the spec names".to_string()
         }
+        Problem::BuildRangeFull { .. } => "raise `builds` on the template (the range must stay free of other VMs), or move the clones that keep old builds alive with `on_template_change: replace`".to_string(),
         Problem::LinkedClonesRead { .. } => "remove those clones from the spec first (or make them full clones with `full: true` and rebuild them), then rebuild the template; Proxmox refuses to delete a template its linked clones read from".to_string(),
         Problem::ClaimedTwice { .. } => "keep the marker line (`managed-by: proxfleet …`) in the description of the VM that is the resource and remove it from the others; proxfleet changes and deletes none of them until one claim is left".to_string(),
         Problem::DependencyLeftOut { dependency, .. } => {

@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::ownership::ResourceKey;
-use crate::plan::{Action, Change, Conflict, Operation, PendingReboot, Plan, Reason, Targeting};
+use crate::plan::{
+    Action, Change, Conflict, KeptBuild, Operation, PendingReboot, Plan, Reason, RolloutStep,
+    Targeting,
+};
 use crate::qemu_config::propstr::{decode_sshkeys, disk_size_bytes};
 
 /// `plan --json`: the plan's data (as a saved plan holds it), its counts, and machine values
@@ -30,6 +33,9 @@ pub struct PlanDocument {
     /// Running VMs with managed options that take effect only at their next boot.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingReboot>,
+    /// Older template builds kept because clones made from them remain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_builds: Vec<KeptBuild>,
     /// The summary line's counts (a replacement counts once in `add` and once in `destroy`).
     pub counts: Counts,
 }
@@ -65,6 +71,9 @@ pub struct ChangeDocument {
     /// Changes in this plan that must finish first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceKey>,
+    /// The clone's place in a rollout to a new template build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStep>,
 }
 
 /// One operation: its typed form (`op` and its fields, as in a saved plan) and its machine
@@ -110,6 +119,7 @@ impl PlanDocument {
             conflicts,
             targeting,
             pending,
+            kept_builds,
         } = plan;
         let (add, change, destroy) = plan.counts();
         PlanDocument {
@@ -120,6 +130,7 @@ impl PlanDocument {
             conflicts: conflicts.clone(),
             targeting: targeting.clone(),
             pending: pending.clone(),
+            kept_builds: kept_builds.clone(),
             counts: Counts {
                 add,
                 change,
@@ -140,6 +151,7 @@ impl ChangeDocument {
             operations,
             reasons,
             depends_on,
+            rollout,
         } = change;
         ChangeDocument {
             key: key.clone(),
@@ -149,6 +161,7 @@ impl ChangeDocument {
             operations: operations.iter().map(OperationDocument::of).collect(),
             reasons: reasons.clone(),
             depends_on: depends_on.clone(),
+            rollout: rollout.clone(),
         }
     }
 }
@@ -280,11 +293,13 @@ mod tests {
                 }],
                 reasons: Vec::new(),
                 depends_on: Vec::new(),
+                rollout: None,
             }],
             unchanged: 1,
             conflicts: Vec::new(),
             targeting: None,
             pending: Vec::new(),
+            kept_builds: Vec::new(),
         };
         let plain = serde_json::to_value(&plan).expect("plan");
         let document = serde_json::to_value(PlanDocument::of(&plan)).expect("document");

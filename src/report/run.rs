@@ -255,6 +255,7 @@ mod tests {
             operations: Vec::new(),
             reasons: Vec::new(),
             depends_on: Vec::new(),
+            rollout: None,
         }
     }
 
@@ -280,6 +281,7 @@ mod tests {
             conflicts: Vec::new(),
             targeting: None,
             pending: Vec::new(),
+            kept_builds: Vec::new(),
         };
         let report = ApplyReport {
             outcomes: vec![
