@@ -120,6 +120,24 @@ pub struct DesiredVm {
     /// After this run starts the clone, wait up to this long for its address from the guest
     /// agent (`wait_for_ip`); not a Proxmox option, so never part of a plan.
     pub wait_for_ip: Option<std::time::Duration>,
+    /// A template's builds kept side by side (`builds`): vmids `vmid .. vmid + builds`.
+    pub builds: Option<u32>,
+    /// How a clone follows its template's new builds.
+    pub policy: Option<ClonePolicy>,
+}
+
+/// How a clone follows its template's new builds (`on_template_change`, `rollout`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClonePolicy {
+    /// Keep or replace.
+    pub on_template_change: crate::spec::OnTemplateChange,
+    /// Batches and health check.
+    pub rollout: crate::spec::Rollout,
+    /// The rollout group: the clone group's name, or `clones of TEMPLATE` for the clones
+    /// declared alone from one template.
+    pub group: String,
+    /// How many clones the group has in the spec (a percentage's base).
+    pub group_size: usize,
 }
 
 impl DesiredVm {
@@ -192,6 +210,15 @@ impl DesiredGraph {
             }
             by_key.insert(key, idx);
         }
+        // Rollout groups: a clone group, or the clones declared alone from one template.
+        let mut group_sizes: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut alone: BTreeMap<&str, usize> = BTreeMap::new();
+        for clone in &spec.clones {
+            match &clone.group {
+                Some(group) => *group_sizes.entry(group.as_str()).or_default() += 1,
+                None => *alone.entry(clone.template.as_str()).or_default() += 1,
+            }
+        }
         for clone in &spec.clones {
             let Some(template) = spec.templates.iter().find(|t| t.name == clone.template) else {
                 continue; // validation guarantees the reference; nothing to link otherwise
@@ -203,9 +230,16 @@ impl DesiredGraph {
                     .map(|i| i.storage.clone())
                     .unwrap_or_else(|| "local".to_string())
             });
+            let group_size = match &clone.group {
+                Some(group) => group_sizes.get(group.as_str()),
+                None => alone.get(template.name.as_str()),
+            }
+            .copied()
+            .unwrap_or(1);
             let vm = desired_clone(
                 &spec.project,
                 clone,
+                group_size,
                 template,
                 &iso_storage,
                 spec.snippets_storage.as_deref(),
@@ -482,12 +516,15 @@ fn desired_template(project: &str, t: &Template, image: Option<&Image>) -> Desir
         pool: t.pool.clone(),
         adopt: t.adopt,
         wait_for_ip: None,
+        builds: t.builds,
+        policy: None,
     }
 }
 
 fn desired_clone(
     project: &str,
     c: &CloneVm,
+    group_size: usize,
     template: &Template,
     iso_storage: &str,
     snippets_storage: Option<&str>,
@@ -596,6 +633,16 @@ fn desired_clone(
         pool: layered.pool.as_ref().map(|pool| pool.value.clone()),
         adopt: c.adopt,
         wait_for_ip: layered.wait_for_ip.as_ref().map(|wait| wait.value),
+        builds: None,
+        policy: Some(ClonePolicy {
+            on_template_change: c.on_template_change,
+            rollout: c.rollout.clone(),
+            group: c
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("clones of {}", template.name)),
+            group_size,
+        }),
     }
 }
 

@@ -77,6 +77,41 @@ impl ResourceKey {
     }
 }
 
+impl ResourceKey {
+    /// The key of this template's `number`th build (see `spec::Template::builds`): the
+    /// template's own key for the first, `template.NAME#N` for later ones.
+    ///
+    /// ```
+    /// use proxfleet::ownership::ResourceKey;
+    /// let base: ResourceKey = "template.base".parse().unwrap();
+    /// assert_eq!(base.build(1), base);
+    /// assert_eq!(base.build(3).to_string(), "template.base#3");
+    /// assert_eq!(base.build(3).template_build(), Some((base.clone(), 3)));
+    /// assert_eq!(base.template_build(), Some((base, 1)));
+    /// ```
+    pub fn build(&self, number: u32) -> ResourceKey {
+        if number <= 1 {
+            return self.clone();
+        }
+        ResourceKey::new(self.kind, format!("{}#{number}", self.name))
+    }
+
+    /// For a template's key: the template's own key and the build it names (1 for the plain
+    /// key); `None` for other kinds.
+    pub fn template_build(&self) -> Option<(ResourceKey, u32)> {
+        if self.kind != ResourceKind::Template {
+            return None;
+        }
+        match self.name.rsplit_once('#') {
+            Some((name, number)) => {
+                let number: u32 = number.parse().ok().filter(|n| *n > 1)?;
+                Some((ResourceKey::new(self.kind, name), number))
+            }
+            None => Some((self.clone(), 1)),
+        }
+    }
+}
+
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.kind.as_str(), self.name)

@@ -297,6 +297,13 @@ pub enum Reason {
     },
     /// A clone was converted to a template.
     ConvertedToTemplate,
+    /// An older template build no clone uses any more, after this plan.
+    BuildSuperseded {
+        /// Its number.
+        build: u32,
+        /// The template's current build.
+        current: u32,
+    },
     /// The clone's template has a newer build (`on_template_change: replace`).
     TemplateBuildChanged {
         /// The build it was made from (`None`: not recorded, or gone).

@@ -23,6 +23,8 @@ pub(super) enum StepError {
     Pve { what: String, source: PveError },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("{0}")]
+    Unhealthy(String),
     #[error("{what}: {source}")]
     Snippet {
         what: String,
@@ -220,7 +222,10 @@ impl ChangeRun {
                 (Recipe::Build(_), Action::Update) => self.update_vm(vm, tasks).await,
                 (Recipe::Build(_), _) => self.build_template(vm, tasks).await,
                 (Recipe::Clone(_), Action::Update) => self.update_vm(vm, tasks).await,
-                (Recipe::Clone(_), _) => self.create_clone(vm, tasks).await,
+                (Recipe::Clone(_), _) => {
+                    self.create_clone(vm, tasks).await?;
+                    self.check_health(vm).await
+                }
             },
             None => Err(StepError::Inconsistent(format!(
                 "{} is not in the spec; nothing to create",

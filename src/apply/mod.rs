@@ -10,6 +10,7 @@
 
 mod change;
 mod cloud_init;
+mod health;
 mod images;
 mod lifecycle;
 pub(crate) mod poll;
@@ -267,7 +268,7 @@ pub async fn apply(
         let run = ChangeRun {
             client: client.clone(),
             change: change.clone(),
-            resource: desired.get(&change.key).cloned(),
+            resource: crate::diff::resource_for_change(desired, change),
             observed: ObservedVm::of(change, &owned_by_key),
             options: options.clone(),
             events: events.clone(),

@@ -31,6 +31,16 @@ pub(super) fn linked_clone_conflicts(changes: &[Change], actual: &ActualState) -
             continue;
         };
         let base = format!("base-{}-disk-", template.vmid);
+        // A template build deleted after its clones are made again waits for them.
+        let going_first: BTreeSet<&ResourceKey> = change
+            .depends_on
+            .iter()
+            .filter(|key| {
+                changes
+                    .iter()
+                    .any(|c| &c.key == *key && c.action == Action::Replace)
+            })
+            .collect();
         let clones: Vec<NamedVm> = actual
             .vms
             .values()
@@ -40,7 +50,11 @@ pub(super) fn linked_clone_conflicts(changes: &[Change], actual: &ActualState) -
                     .values()
                     .any(|value| value.contains(&base) && value.contains('/'))
             })
-            .filter(|vm| vm.marker.as_ref().is_none_or(|m| !going.contains(&m.key)))
+            .filter(|vm| {
+                vm.marker
+                    .as_ref()
+                    .is_none_or(|m| !going.contains(&m.key) && !going_first.contains(&m.key))
+            })
             .map(|vm| NamedVm {
                 vmid: vm.vmid,
                 name: vm.name.clone(),

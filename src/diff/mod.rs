@@ -10,6 +10,7 @@
 //! (`pending`) and partial plans (`scope`) each have their file.
 
 mod adopt;
+mod builds;
 mod claims;
 mod creation;
 mod deletions;
@@ -23,11 +24,12 @@ mod vm;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::graph::{DesiredGraph, Resource};
+use crate::graph::{DesiredGraph, Recipe, Resource};
 use crate::ownership::ResourceKey;
 use crate::plan::{Action, PLAN_FORMAT_VERSION, Plan, Targeting};
 use crate::state::{ActualState, ActualVm};
 
+pub use builds::resource_for_change;
 pub use deletions::{destroy, destroy_with};
 
 /// What a plan covers and what it must replace regardless of drift: the command line's
@@ -65,11 +67,20 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     // Deletions first: what we own that the spec no longer asks for.
     // Images are only ever deleted by `destroy --include-images`: once out of the spec, nothing
     // says which files were its.
-    let not_in_spec = |key: &ResourceKey| desired.get(key).is_none();
+    // A template's later builds are the template's while it keeps builds (`builds` decides).
+    let not_in_spec = |key: &ResourceKey| match key.template_build() {
+        Some((template, number)) if number > 1 => !matches!(
+            desired.get(&template),
+            Some(Resource::Vm(vm)) if vm.builds.is_some()
+        ),
+        _ => desired.get(key).is_none(),
+    };
     let mut changes = deletions::deletions(desired, actual, &claims, not_in_spec, |_| false);
     let mut conflicts = claims.conflicts();
     let mut unchanged = 0;
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
+    // Templates with builds, by their key: which build is current, what is observed.
+    let mut with_builds: BTreeMap<ResourceKey, builds::TemplateBuilds<'_>> = BTreeMap::new();
     for resource in desired.in_order() {
         let forced = options.replace.contains(resource.key());
         let change = match resource {
@@ -85,7 +96,35 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
                     project,
                     forced,
                 };
-                match compared.change() {
+                let template_builds = match &desired_vm.recipe {
+                    Recipe::Clone(recipe) => with_builds.get(&recipe.template),
+                    Recipe::Build(_) => None,
+                };
+                let result = if let Some(count) = desired_vm.builds {
+                    let (builds, result) = builds::template_change(
+                        desired_vm,
+                        count,
+                        &claims,
+                        |vm, owned, forced| {
+                            vm::VmDiff {
+                                vm,
+                                owned,
+                                forced,
+                                ..compared
+                            }
+                            .change()
+                        },
+                        actual,
+                        forced,
+                    );
+                    with_builds.insert(desired_vm.key.clone(), builds);
+                    result
+                } else if let Some(builds) = template_builds {
+                    builds::clone_change(&compared, builds)
+                } else {
+                    compared.change()
+                };
+                match result {
                     Ok(change) => change,
                     Err(conflict) => {
                         conflicts.push(*conflict);
@@ -96,9 +135,15 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         };
         match change {
             Some(mut change) => {
+                // The spec's key: a template's later build depends on what the template does.
                 change.depends_on = desired
-                    .dependencies(&change.key)
+                    .dependencies(resource.key())
                     .into_iter()
+                    .map(|dep| match with_builds.get(&dep) {
+                        // A clone of a template with builds waits for the current build.
+                        Some(builds) => builds.current.key.clone(),
+                        None => dep,
+                    })
                     .filter(|dep| planned.contains(dep))
                     .collect();
                 planned.insert(change.key.clone());
@@ -122,6 +167,13 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
             }
         }
     }
+    builds::batch_rollouts(&mut changes, desired);
+    let mut kept_builds = Vec::new();
+    for builds in with_builds.values() {
+        let (deleted, kept) = builds::old_builds(builds, &claims, &changes);
+        changes.extend(deleted);
+        kept_builds.extend(kept);
+    }
     conflicts.extend(linked::linked_clone_conflicts(&changes, actual));
     let pending = pending::pending_reboots(desired, owned_by_key, &mut changes, options);
     let plan = Plan {
@@ -132,7 +184,7 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         conflicts,
         targeting: None,
         pending,
-        kept_builds: Vec::new(),
+        kept_builds,
     };
     scope::restrict(plan, desired, options)
 }

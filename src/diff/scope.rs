@@ -27,7 +27,7 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
     let (kept, left_out): (Vec<Change>, Vec<Change>) = full
         .changes
         .into_iter()
-        .partition(|change| scope.contains(&change.key));
+        .partition(|change| in_scope(scope, &change.key));
     let left_out: BTreeMap<ResourceKey, Action> = left_out
         .into_iter()
         .map(|change| (change.key, change.action))
@@ -37,6 +37,11 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
         .conflicts
         .into_iter()
         .filter(|conflict| scope.contains(&conflict.key))
+        .collect();
+    let kept_builds = full
+        .kept_builds
+        .into_iter()
+        .filter(|kept| in_scope(scope, &kept.key))
         .collect();
     let mut changes = Vec::with_capacity(kept.len());
     for mut change in kept {
@@ -61,8 +66,16 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
         conflicts,
         targeting: options.targeting.clone(),
         pending,
-        kept_builds: Vec::new(),
+        kept_builds,
     }
+}
+
+/// Whether the scope holds a key: a template's later builds are in it with the template.
+fn in_scope(scope: &BTreeSet<ResourceKey>, key: &ResourceKey) -> bool {
+    scope.contains(key)
+        || key
+            .template_build()
+            .is_some_and(|(template, _)| scope.contains(&template))
 }
 
 /// The conflicts of a kept change whose dependencies are made or rebuilt outside the scope.

@@ -127,10 +127,26 @@ fn render_change(out: &mut String, change: &Change, paint: Paint) {
         Some(vmid) => format!(" (vmid {vmid} on {})", change.node),
         None => format!(" (on {})", change.node),
     };
-    let header = format!("# {}{place} {}", change.key, verb(change.action));
+    let header = format!(
+        "# {}{place} {}",
+        key_words(&change.key),
+        verb(change.action)
+    );
     let _ = writeln!(out, "  {}", paint.paint(BOLD, &header));
     for reason in &change.reasons {
         let _ = writeln!(out, "  #   because {}", reason_text(reason));
+    }
+    if let Some(step) = &change.rollout {
+        let after = if step.batch > 1 {
+            format!(", after batch {} is healthy", step.batch - 1)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  #   rollout of `{}`: batch {} of {}{after}",
+            step.group, step.batch, step.batches
+        );
     }
     let _ = writeln!(out, "  {} {} {{", paint.symbol(change.action), change.key);
     let lines: Vec<ShownLine> = change.operations.iter().flat_map(operation_lines).collect();
@@ -139,6 +155,50 @@ fn render_change(out: &mut String, change: &Change, paint: Paint) {
         render_line(out, line, width, paint);
     }
     let _ = writeln!(out, "    }}");
+}
+
+/// A resource's key as a plan says it: a template's later build by its number.
+fn key_words(key: &ResourceKey) -> String {
+    match key.template_build() {
+        Some((template, build)) if build > 1 => format!("{template} build {build}"),
+        _ => key.to_string(),
+    }
+}
+
+/// The older template builds a plan keeps, and the clones that keep them.
+pub fn kept_builds_note(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.kept_builds.is_empty() {
+        return out;
+    }
+    out.push_str("\nTemplate builds kept while clones made from them remain:\n");
+    for kept in &plan.kept_builds {
+        let template = kept
+            .key
+            .template_build()
+            .map_or_else(|| kept.key.clone(), |(template, _)| template);
+        let names: Vec<String> = kept
+            .clones
+            .iter()
+            .map(|vm| vm.name.clone().unwrap_or_else(|| vm.vmid.to_string()))
+            .collect();
+        let count = kept.clones.len();
+        let what = match (count, kept.linked) {
+            (1, 1) => "1 linked clone uses it".to_string(),
+            (1, _) => "1 clone uses it".to_string(),
+            (n, 0) => format!("{n} clones use it"),
+            (n, l) if l == n => format!("{n} linked clones use it"),
+            (n, l) => format!("{n} clones use it ({l} linked)"),
+        };
+        let _ = writeln!(
+            out,
+            "  {template} build {} (vmid {}) kept: {what} ({})",
+            kept.build,
+            kept.vmid,
+            names.join(", ")
+        );
+    }
+    out
 }
 
 fn kinds(kinds: &[ResourceKind]) -> String {
@@ -207,6 +267,7 @@ pub fn plan_text_colored(plan: &Plan, color: bool) -> String {
                 out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
             }
         }
+        out.push_str(&kept_builds_note(plan));
         out.push_str(&pending_note(plan));
         return out;
     }
@@ -224,6 +285,7 @@ pub fn plan_text_colored(plan: &Plan, color: bool) -> String {
         out.push('\n');
         out.push_str(&paint.paint(BOLD, &targeting_note(targeting)));
     }
+    out.push_str(&kept_builds_note(plan));
     out.push_str(&pending_note(plan));
     out
 }

@@ -48,3 +48,247 @@ async fn agent_ping_answers_once_the_guest_agent_runs() {
         (200, serde_json::json!({"result": {}}))
     );
 }
+
+use super::common::{
+    apply, change_headers, plan, quickstart_text, sim as fresh_sim, write_requests, write_spec,
+};
+
+const OLD_SUM: &str = "a58d86525d75fd8e139a2302531ce5d2ab75ef0273cfe78f9d53aada4b23efd45f8433b4806fa4570cfe981c8fae26f5e5e855cbd66ba2198862f28125fd2d45";
+const OLD_URL: &str = "bookworm/20250210-2019/debian-12-genericcloud-amd64-20250210-2019.qcow2";
+const NEW_URL: &str = "bookworm/20250301-2040/debian-12-genericcloud-amd64-20250301-2040.qcow2";
+
+/// The quickstart with builds kept side by side and three linked clones that follow the
+/// template's new builds by `policy` (`keep` or `replace`).
+fn fleet(policy: &str, new_image: bool) -> String {
+    let mut text = quickstart_text()
+        .replace(
+            "    vmid: 9000\n    node: pve1\n",
+            "    vmid: 9000\n    builds: 3\n    node: pve1\n",
+        )
+        .replace(
+            "    template: debian-12-base\n",
+            &format!(
+                "    template: debian-12-base\n    full: false\n    on_template_change: {policy}\n    rollout:\n      max_unavailable: 1\n    wait_for_ip_timeout: 5s\n"
+            ),
+        );
+    if new_image {
+        text = text
+            .replace(OLD_URL, NEW_URL)
+            .replace(OLD_SUM, &format!("b{}", &OLD_SUM[1..]));
+    }
+    text
+}
+
+/// The clones' markers: which build each was made from.
+fn made_from(sim: &proxfleet::sim::SimHandle) -> Vec<(u32, String)> {
+    sim.vms()
+        .into_iter()
+        .filter(|vm| !vm.template)
+        .map(|vm| {
+            let from = vm
+                .config
+                .get("description")
+                .and_then(|d| proxfleet::ownership::Marker::find(d))
+                .and_then(|m| m.from)
+                .map_or_else(|| "-".to_string(), |k| k.to_string());
+            (vm.vmid, from)
+        })
+        .collect()
+}
+
+fn templates(sim: &proxfleet::sim::SimHandle) -> Vec<u32> {
+    sim.vms()
+        .into_iter()
+        .filter(|vm| vm.template)
+        .map(|vm| vm.vmid)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_image_rolls_linked_clones_over_to_a_new_build_one_at_a_time() {
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("replace", false));
+    let run = apply(&conn, &first).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert_eq!(templates(&sim), vec![9000]);
+    let on_first: Vec<(u32, String)> = [201, 202, 203]
+        .into_iter()
+        .map(|vmid| (vmid, "template.debian-12-base".to_string()))
+        .collect();
+    assert_eq!(made_from(&sim), on_first);
+
+    let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
+    let planned = plan(&conn, &second).await;
+    assert_eq!(
+        change_headers(&planned.out),
+        vec![
+            "# image.debian-12 (on pve1) will be created",
+            "# template.debian-12-base build 2 (vmid 9001 on pve1) will be created",
+            "# clone.web-1 (vmid 201 on pve1) must be replaced",
+            "# clone.web-2 (vmid 202 on pve1) must be replaced",
+            "# clone.web-3 (vmid 203 on pve1) must be replaced",
+            "# template.debian-12-base (vmid 9000 on pve1) will be destroyed",
+        ],
+        "{}",
+        planned.out
+    );
+    assert!(
+        planned
+            .out
+            .contains("#   rollout of `clones of debian-12-base`: batch 3 of 3, after batch 2 is healthy"),
+        "{}",
+        planned.out
+    );
+    assert!(
+        planned.out.contains("guest agent answers and reports 192.0.2.12"),
+        "{}",
+        planned.out
+    );
+
+    sim.clear_requests();
+    let run = apply(&conn, &second).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    // One clone at a time: a clone is deleted only after the one before it answered its
+    // health check.
+    let log: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|r| {
+            r.starts_with("DELETE /api2/json/nodes/pve1/qemu/")
+                || r.contains("/agent/")
+        })
+        .collect();
+    let position = |needle: &str| {
+        log.iter()
+            .position(|r| r.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {log:#?}"))
+    };
+    let last_check = |vmid: u32| {
+        log.iter()
+            .rposition(|r| r.contains(&format!("/qemu/{vmid}/agent/")))
+            .unwrap_or_else(|| panic!("no health check of {vmid} in {log:#?}"))
+    };
+    assert!(last_check(201) < position("DELETE /api2/json/nodes/pve1/qemu/202"));
+    assert!(last_check(202) < position("DELETE /api2/json/nodes/pve1/qemu/203"));
+    assert!(last_check(203) < position("DELETE /api2/json/nodes/pve1/qemu/9000"));
+    assert_eq!(templates(&sim), vec![9001], "build 1 is gone at the end");
+    let on_second: Vec<(u32, String)> = [201, 202, 203]
+        .into_iter()
+        .map(|vmid| (vmid, "template.debian-12-base#2".to_string()))
+        .collect();
+    assert_eq!(made_from(&sim), on_second);
+    let clone = sim.vms().into_iter().find(|vm| vm.vmid == 202).unwrap();
+    assert!(
+        clone.config["scsi0"].contains("base-9001-disk-"),
+        "linked to build 2: {:?}",
+        clone.config
+    );
+    let again = plan(&conn, &second).await;
+    assert!(again.out.starts_with("No changes."), "{}", again.out);
+}
+
+#[tokio::test]
+async fn with_keep_the_clones_stay_on_their_build_and_it_is_kept() {
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("keep", false));
+    assert!(apply(&conn, &first).await.result.is_ok());
+    let second = write_spec(dir.path(), "second.yaml", &fleet("keep", true));
+    let planned = plan(&conn, &second).await;
+    assert_eq!(
+        change_headers(&planned.out),
+        vec![
+            "# image.debian-12 (on pve1) will be created",
+            "# template.debian-12-base build 2 (vmid 9001 on pve1) will be created",
+        ],
+        "{}",
+        planned.out
+    );
+    assert!(
+        planned.out.contains(
+            "template.debian-12-base build 1 (vmid 9000) kept: 3 linked clones use it (web-1, web-2, web-3)"
+        ),
+        "{}",
+        planned.out
+    );
+    sim.clear_requests();
+    let run = apply(&conn, &second).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert!(
+        !write_requests(&sim)
+            .iter()
+            .any(|r| r.contains("/qemu/20")),
+        "no clone is touched: {:#?}",
+        write_requests(&sim)
+    );
+    assert_eq!(templates(&sim), vec![9000, 9001]);
+    let again = plan(&conn, &second).await;
+    assert!(again.out.starts_with("No changes."), "{}", again.out);
+    assert!(again.out.contains("build 1 (vmid 9000) kept"), "{}", again.out);
+    // A new clone comes from the newest build.
+    let more = fleet("keep", true).replace(
+        "clones:\n",
+        "clones:\n  web-4:\n    vmid: 204\n    template: debian-12-base\n    full: false\n",
+    );
+    let third = write_spec(dir.path(), "third.yaml", &more);
+    let run = apply(&conn, &third).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    let web4 = sim.vms().into_iter().find(|vm| vm.vmid == 204).unwrap();
+    assert!(web4.config["scsi0"].contains("base-9001-disk-"), "{:?}", web4.config);
+}
+
+#[tokio::test]
+async fn a_failed_health_check_stops_the_rollout_and_the_next_apply_finishes_it() {
+    use proxfleet::sim::{Fault, FaultAction};
+
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("replace", false));
+    assert!(apply(&conn, &first).await.result.is_ok());
+    let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
+    // The second clone's new guest never answers.
+    sim.add_fault(Fault::on(
+        "POST",
+        "/nodes/*/qemu/202/agent/ping",
+        FaultAction::Error {
+            status: 500,
+            message: "QEMU guest agent is not running".into(),
+        },
+    ));
+    let run = apply(&conn, &second).await;
+    assert!(run.result.is_err(), "{}", run.out);
+    let everything = format!("{}\n{}", run.out, run.err);
+    assert!(
+        everything.contains("VM 202 is not healthy after 5s: QEMU guest agent is not running"),
+        "{everything}"
+    );
+    let moved = made_from(&sim);
+    assert_eq!(
+        moved,
+        vec![
+            (201, "template.debian-12-base#2".to_string()),
+            (202, "template.debian-12-base#2".to_string()),
+            (203, "template.debian-12-base".to_string()),
+        ],
+        "web-1 moved, web-2 was made again but is not healthy, web-3 waits"
+    );
+    assert_eq!(templates(&sim), vec![9000, 9001], "build 1 is kept for web-3");
+
+    sim.clear_faults();
+    let resumed = plan(&conn, &second).await;
+    assert_eq!(
+        change_headers(&resumed.out),
+        vec![
+            "# clone.web-3 (vmid 203 on pve1) must be replaced",
+            "# template.debian-12-base (vmid 9000 on pve1) will be destroyed",
+        ],
+        "{}",
+        resumed.out
+    );
+    let run = apply(&conn, &second).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert_eq!(templates(&sim), vec![9001]);
+    assert!(plan(&conn, &second).await.out.starts_with("No changes."));
+}

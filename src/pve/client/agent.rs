@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
+use reqwest::Method;
+
 use super::{PveClient, de, segment};
 use crate::pve::PveError;
 use crate::pve::types::GuestInterface;
@@ -96,6 +98,17 @@ impl PveClient {
         );
         let data = self.get(template, &path, &[]).await?;
         guest_interfaces(&data, &format!("GET {path}"))
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/agent/ping`: whether the guest agent answers (it
+    /// changes nothing, so asking again is safe). Proxmox answers 500 while it does not.
+    ///
+    /// # Errors
+    /// The request fails, the agent among others not answering.
+    pub async fn agent_ping(&self, node: &str, vmid: u32) -> Result<(), PveError> {
+        let template = "/nodes/{node}/qemu/{vmid}/agent/ping";
+        let path = format!("/nodes/{}/qemu/{vmid}/agent/ping", segment(node));
+        self.call(Method::POST, template, &path, &[]).await.map(|_| ())
     }
 }
 
