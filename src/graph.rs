@@ -634,15 +634,21 @@ fn desired_clone(
         adopt: c.adopt,
         wait_for_ip: layered.wait_for_ip.as_ref().map(|wait| wait.value),
         builds: None,
-        policy: Some(ClonePolicy {
-            on_template_change: c.on_template_change,
-            rollout: c.rollout.clone(),
-            group: c
-                .group
-                .clone()
-                .unwrap_or_else(|| format!("clones of {}", template.name)),
-            group_size,
-        }),
+        policy: Some(clone_policy(c, template, group_size)),
+    }
+}
+
+/// How a clone follows its template's new builds; clones declared alone from one template roll
+/// out as one group.
+fn clone_policy(c: &CloneVm, template: &Template, group_size: usize) -> ClonePolicy {
+    ClonePolicy {
+        on_template_change: c.on_template_change,
+        rollout: c.rollout.clone(),
+        group: c
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("clones of {}", template.name)),
+        group_size,
     }
 }
 

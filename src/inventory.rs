@@ -120,13 +120,25 @@ pub fn owned(
         let Some(marker) = &vm.marker else {
             continue;
         };
-        let wanted = match desired.get(&marker.key) {
-            Some(Resource::Vm(wanted)) => Some(wanted),
+        // A template's later builds are in the spec while the template keeps builds.
+        let spec_key = match marker.key.template_build() {
+            Some((template, number)) if number > 1 => template,
+            _ => marker.key.clone(),
+        };
+        let wanted = match desired.get(&spec_key) {
+            Some(Resource::Vm(wanted))
+                if spec_key == marker.key || wanted.builds.is_some() =>
+            {
+                Some(wanted)
+            }
             _ => None,
         };
-        let template = wanted.and_then(|w| match &w.recipe {
-            Recipe::Clone(clone) => Some(clone.template.clone()),
-            Recipe::Build(_) => None,
+        // The template build a clone was made from, as its marker records it.
+        let template = marker.from.clone().or_else(|| {
+            wanted.and_then(|w| match &w.recipe {
+                Recipe::Clone(clone) => Some(clone.template.clone()),
+                Recipe::Build(_) => None,
+            })
         });
         let static_address = vm
             .config
@@ -313,6 +325,10 @@ fn host_vars(row: &Owned) -> serde_json::Map<String, Value> {
 fn groups_of(row: &Owned) -> Vec<String> {
     let mut groups = vec!["proxfleet".to_string()];
     if let Some(template) = &row.template {
+        // By template, whichever of its builds the clone was made from.
+        let template = template
+            .template_build()
+            .map_or_else(|| template.clone(), |(template, _)| template);
         groups.push(group_name("template", &template.name));
     }
     if let Some(group) = &row.group {

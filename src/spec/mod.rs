@@ -5,6 +5,7 @@ mod error;
 mod layers;
 mod model;
 mod raw;
+mod rollout;
 pub(crate) mod read;
 mod structure;
 mod validate;
@@ -14,10 +15,11 @@ use std::path::Path;
 
 pub use error::{Diagnostic, SpecError};
 pub use layers::{CloneSettings, CloudInitSettings, Layer, Layered, Origin, explain};
+pub use rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 pub use model::{
     Bios, BootDisk, Checksum, ChecksumAlgorithm, CloneVm, CloudInit, Compression, CustomData,
-    DEFAULT_WAIT_FOR_IP_TIMEOUT, Delivery, DiskBus, DiskSize, EfiDisk, Explained, ExtraDisk, Health, Image,
-    ImageMode, MaxUnavailable, OnTemplateChange, Rollout, InterfaceIp, Ipv4Config, Ipv6Config, Network, NicModel, PciDevice, PciSource, Spec,
+    DEFAULT_WAIT_FOR_IP_TIMEOUT, Delivery, DiskBus, DiskSize, EfiDisk, Explained, ExtraDisk, Image,
+    ImageMode, InterfaceIp, Ipv4Config, Ipv6Config, Network, NicModel, PciDevice, PciSource, Spec,
     SshSettings, Template, Tpm, TpmVersion, VmId, human_duration, ipconfig, is_node_local_storage,
 };
 

@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 use super::super::Warning;
 use super::super::layers::{self, CloneLayers, CloneSettings, Declared, Layer, Origin};
 use super::super::model::*;
+use super::super::rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 use super::super::raw::*;
 use super::Validator;
 use super::cloud_init::check_cloud_init;
@@ -483,9 +484,15 @@ fn check_rollout(
             );
         }
         if rollout.health == Health::Agent && !template.agent {
+            // At `health: agent` when the spec says it, else at the policy that asks for it.
+            let health = c.rollout.as_ref().and_then(|r| r.health.as_ref());
+            let (line, column, field) = match health {
+                Some(h) => (h.referenced, h.defined, "rollout.health"),
+                None => (place.referenced, place.defined, "on_template_change"),
+            };
             ctx.error_at(
-                place,
-                &format!("{path}.rollout.health"),
+                &Spanned::new((), line, column),
+                &format!("{path}.{field}"),
                 format!(
                     "the `agent` health check asks the QEMU guest agent, and templates.{} has no `agent: true`",
                     template.name
