@@ -141,6 +141,11 @@ pub struct ClonePolicy {
 }
 
 impl DesiredVm {
+    /// The vmids this VM may take: its own, and for a template with builds its whole range.
+    pub fn vmids(&self) -> std::ops::Range<u32> {
+        self.vmid..self.vmid.saturating_add(self.builds.unwrap_or(1))
+    }
+
     /// Its static address from its desired `ipconfig0` (IPv4, else IPv6), without the prefix
     /// length; `None` for DHCP, SLAAC or no cloud-init network.
     pub fn static_address(&self) -> Option<String> {

@@ -126,9 +126,7 @@ pub fn owned(
             _ => marker.key.clone(),
         };
         let wanted = match desired.get(&spec_key) {
-            Some(Resource::Vm(wanted))
-                if spec_key == marker.key || wanted.builds.is_some() =>
-            {
+            Some(Resource::Vm(wanted)) if spec_key == marker.key || wanted.builds.is_some() => {
                 Some(wanted)
             }
             _ => None,

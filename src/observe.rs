@@ -73,7 +73,7 @@ pub async fn observe(
     for resource in desired.in_order() {
         match resource {
             Resource::Vm(vm) => {
-                desired_vmids.insert(vm.vmid);
+                desired_vmids.extend(vm.vmids());
                 desired_names.insert(&vm.name);
                 if let Some(plan) = vm.seed.as_deref().filter(|plan| plan.is_snippets()) {
                     snippet_storages.insert((vm.node.clone(), plan.storage.clone()));
@@ -192,7 +192,8 @@ async fn observe_vms(
 
     // A running VM's config is read with its pending changes (one request either way): what
     // waits for the next boot is part of what the plan must show.
-    let configs: Vec<(u32, crate::pve::VmConfig, Vec<String>)> = stream::iter(to_read)
+    type Read = Option<(crate::pve::VmConfig, Vec<String>)>;
+    let configs: Vec<(u32, Read)> = stream::iter(to_read)
         .map(|(vmid, node, running)| async move {
             let read = if running {
                 client
@@ -205,12 +206,26 @@ async fn observe_vms(
                     .await
                     .map(|config| (config, Vec::new()))
             };
-            read.map(|(config, pending)| (vmid, config, pending))
-                .map_err(|source| ObserveError::ReadConfig { vmid, node, source })
+            match read {
+                Ok((config, pending)) => Ok((vmid, Some((config, pending)))),
+                // Deleted since the listing: it is not there any more.
+                Err(source) if source.is_config_missing() => Ok((vmid, None)),
+                Err(source) => Err(ObserveError::ReadConfig { vmid, node, source }),
+            }
         })
         .buffer_unordered(CONFIG_CONCURRENCY)
         .try_collect()
         .await?;
+    let configs: Vec<(u32, crate::pve::VmConfig, Vec<String>)> = configs
+        .into_iter()
+        .filter_map(|(vmid, read)| match read {
+            Some((config, pending)) => Some((vmid, config, pending)),
+            None => {
+                vms.remove(&vmid);
+                None
+            }
+        })
+        .collect();
     for (vmid, config, pending) in configs {
         let Some(vm) = vms.get_mut(&vmid) else {
             continue;

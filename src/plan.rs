@@ -564,7 +564,8 @@ pub struct Plan {
     /// this plan, or pending from before. With `reboot`, apply reboots them (`--allow-reboot`);
     /// otherwise they stay pending and the plan says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<PendingReboot>,    /// Older template builds kept because clones made from them remain.
+    pub pending: Vec<PendingReboot>,
+    /// Older template builds kept because clones made from them remain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_builds: Vec<KeptBuild>,
 }

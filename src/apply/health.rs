@@ -82,7 +82,9 @@ impl ChangeRun {
         match polled {
             Polled::Done(()) => {
                 self.step(match &address {
-                    Some(address) => format!("healthy: the guest agent answers and reports {address}"),
+                    Some(address) => {
+                        format!("healthy: the guest agent answers and reports {address}")
+                    }
                     None => "healthy: the guest agent answers".to_string(),
                 });
                 Ok(())

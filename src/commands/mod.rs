@@ -441,9 +441,9 @@ pub async fn observe_settled(
 ) -> Result<ActualState, CommandError> {
     let wanted: BTreeSet<u32> = desired
         .in_order()
-        .filter_map(|resource| match resource {
-            Resource::Vm(vm) => Some(vm.vmid),
-            Resource::Image(_) => None,
+        .flat_map(|resource| match resource {
+            Resource::Vm(vm) => vm.vmids(),
+            Resource::Image(_) => 0..0,
         })
         .collect();
     use crate::apply::poll::{PollLimits, Polled, poll_until};

@@ -151,8 +151,7 @@ pub(super) fn template_change<'a>(
     let as_built = build_vm(template, newest, newest_vm.vmid);
     let change = match compared(&as_built, Some(newest_vm), forced) {
         Ok(Some(change))
-            if change.action == Action::Replace
-                && change.reasons != [Reason::BuildUnfinished] =>
+            if change.action == Action::Replace && change.reasons != [Reason::BuildUnfinished] =>
         {
             change
         }
@@ -265,20 +264,46 @@ fn add_health_check(change: &mut Change, vm: &DesiredVm) {
 
 /// Batches: each rollout group's replacements (in plan order) in batches of its
 /// `max_unavailable`, each batch depending on the whole batch before it.
+/// A clone of a group being rolled out that is made anew (a killed rollout deleted it before
+/// its replacement was made) goes first, and is checked like the others.
 pub(super) fn batch_rollouts(changes: &mut [Change], desired: &DesiredGraph) {
-    let mut groups: BTreeMap<String, (usize, Vec<usize>)> = BTreeMap::new();
-    for (idx, change) in changes.iter().enumerate() {
-        let rolled = change
-            .reasons
-            .iter()
-            .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }));
-        if !rolled {
-            continue;
-        }
-        let Some(Resource::Vm(vm)) = desired.get(&change.key) else {
+    let policy_of = |change: &Change| match desired.get(&change.key) {
+        Some(Resource::Vm(vm)) => vm.policy.clone().map(|p| (p, vm.clone())),
+        _ => None,
+    };
+    let rolling: BTreeSet<String> = changes
+        .iter()
+        .filter(|c| {
+            c.reasons
+                .iter()
+                .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }))
+        })
+        .filter_map(|c| policy_of(c).map(|(p, _)| p.group))
+        .collect();
+    let mut order: Vec<usize> = Vec::new();
+    for (idx, change) in changes.iter_mut().enumerate().rev() {
+        let Some((policy, vm)) = policy_of(change) else {
             continue;
         };
-        let Some(policy) = &vm.policy else { continue };
+        let remade = change.action == Action::Create
+            && policy.on_template_change == OnTemplateChange::Replace
+            && rolling.contains(&policy.group);
+        if remade {
+            add_health_check(change, &vm);
+            order.insert(0, idx);
+        }
+    }
+    let rolled = changes.iter().enumerate().filter(|(_, c)| {
+        c.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }))
+    });
+    order.extend(rolled.map(|(idx, _)| idx).collect::<Vec<_>>());
+    let mut groups: BTreeMap<String, (usize, Vec<usize>)> = BTreeMap::new();
+    for idx in order {
+        let Some((policy, _)) = policy_of(&changes[idx]) else {
+            continue;
+        };
         // Clones declared alone each give their own: the smallest holds.
         let size = policy.rollout.max_unavailable.batch_size(policy.group_size);
         let entry = groups
@@ -336,11 +361,12 @@ pub(super) fn old_builds(
             .map(|(_, vm)| *vm)
             .filter(|vm| build_of_clone(vm, builds) == Some(number))
             .collect();
-        let (going, staying): (Vec<&ActualVm>, Vec<&ActualVm>) = users.into_iter().partition(|vm| {
-            vm.marker
-                .as_ref()
-                .is_some_and(|m| leaving.contains_key(&m.key))
-        });
+        let (going, staying): (Vec<&ActualVm>, Vec<&ActualVm>) =
+            users.into_iter().partition(|vm| {
+                vm.marker
+                    .as_ref()
+                    .is_some_and(|m| leaving.contains_key(&m.key))
+            });
         let key = builds.template.build(number);
         if staying.is_empty() {
             let mut depends_on: Vec<ResourceKey> = going

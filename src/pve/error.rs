@@ -322,6 +322,14 @@ impl PveError {
         self.says("you can't convert a template to a template")
     }
 
+    /// Whether a VM's configuration was asked for and it does not exist: the VM was deleted
+    /// since it was listed (a task still running from a run that was killed, an operator).
+    /// pve-guest-common's `load_config` (`PVE/AbstractConfig.pm`): `die "Configuration file
+    /// '$cfspath' does not exist\n"`.
+    pub fn is_config_missing(&self) -> bool {
+        self.says("Configuration file '") && self.says("' does not exist")
+    }
+
     /// Whether the guest agent was asked about a VM without the `agent` option, so asking
     /// again cannot help. qemu-server's `assert_agent_available`
     /// (`PVE/QemuServer/Agent.pm`): `die "No QEMU guest agent configured\n"`.
@@ -435,6 +443,14 @@ mod tests {
             message: "Parameter verification failed.".into(),
             errors: BTreeMap::from([("vmid".into(), "VM 100 already exists".into())]),
         };
+        assert!(
+            http(
+                500,
+                "Configuration file 'nodes/pve1/qemu-server/9000.conf' does not exist"
+            )
+            .is_config_missing()
+        );
+        assert!(!http(500, "storage 'nope' does not exist").is_config_missing());
         assert!(task("VM 100 already running").is_already_running());
         assert!(http(500, "VM 100 already running").is_already_running());
         assert!(!task("VM 100 not running").is_already_running());

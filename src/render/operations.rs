@@ -160,9 +160,9 @@ pub fn reason_text(reason: &Reason) -> String {
             new.as_deref().unwrap_or("unset")
         ),
         Reason::ConvertedToTemplate => "the VM was converted to a template".to_string(),
-        Reason::BuildSuperseded { build, current } => format!(
-            "build {build} is superseded by build {current} and no clone remains on it"
-        ),
+        Reason::BuildSuperseded { build, current } => {
+            format!("build {build} is superseded by build {current} and no clone remains on it")
+        }
         Reason::TemplateBuildChanged { old, new } => match old {
             Some(old) => format!(
                 "its template has a new build: made again from build {new} (was build {old})"

@@ -5,8 +5,8 @@ mod error;
 mod layers;
 mod model;
 mod raw;
-mod rollout;
 pub(crate) mod read;
+mod rollout;
 mod structure;
 mod validate;
 mod yaml_messages;
@@ -15,13 +15,13 @@ use std::path::Path;
 
 pub use error::{Diagnostic, SpecError};
 pub use layers::{CloneSettings, CloudInitSettings, Layer, Layered, Origin, explain};
-pub use rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 pub use model::{
     Bios, BootDisk, Checksum, ChecksumAlgorithm, CloneVm, CloudInit, Compression, CustomData,
     DEFAULT_WAIT_FOR_IP_TIMEOUT, Delivery, DiskBus, DiskSize, EfiDisk, Explained, ExtraDisk, Image,
     ImageMode, InterfaceIp, Ipv4Config, Ipv6Config, Network, NicModel, PciDevice, PciSource, Spec,
     SshSettings, Template, Tpm, TpmVersion, VmId, human_duration, ipconfig, is_node_local_storage,
 };
+pub use rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 
 /// A warning about a spec that is valid but probably not what was meant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -724,7 +724,6 @@ pub struct CloneVm {
     pub rollout: Rollout,
 }
 
-
 /// How long `wait_for_ip` waits when no layer sets `wait_for_ip_timeout`.
 pub const DEFAULT_WAIT_FOR_IP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 

@@ -134,14 +134,16 @@ async fn a_new_image_rolls_linked_clones_over_to_a_new_build_one_at_a_time() {
         planned.out
     );
     assert!(
-        planned
-            .out
-            .contains("#   rollout of `clones of debian-12-base`: batch 3 of 3, after batch 2 is healthy"),
+        planned.out.contains(
+            "#   rollout of `clones of debian-12-base`: batch 3 of 3, after batch 2 is healthy"
+        ),
         "{}",
         planned.out
     );
     assert!(
-        planned.out.contains("guest agent answers and reports 192.0.2.12"),
+        planned
+            .out
+            .contains("guest agent answers and reports 192.0.2.12"),
         "{}",
         planned.out
     );
@@ -155,10 +157,7 @@ async fn a_new_image_rolls_linked_clones_over_to_a_new_build_one_at_a_time() {
         .requests()
         .into_iter()
         .map(|r| format!("{} {}", r.method, r.path))
-        .filter(|r| {
-            r.starts_with("DELETE /api2/json/nodes/pve1/qemu/")
-                || r.contains("/agent/")
-        })
+        .filter(|r| r.starts_with("DELETE /api2/json/nodes/pve1/qemu/") || r.contains("/agent/"))
         .collect();
     let position = |needle: &str| {
         log.iter()
@@ -217,16 +216,18 @@ async fn with_keep_the_clones_stay_on_their_build_and_it_is_kept() {
     let run = apply(&conn, &second).await;
     assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
     assert!(
-        !write_requests(&sim)
-            .iter()
-            .any(|r| r.contains("/qemu/20")),
+        !write_requests(&sim).iter().any(|r| r.contains("/qemu/20")),
         "no clone is touched: {:#?}",
         write_requests(&sim)
     );
     assert_eq!(templates(&sim), vec![9000, 9001]);
     let again = plan(&conn, &second).await;
     assert!(again.out.starts_with("No changes."), "{}", again.out);
-    assert!(again.out.contains("build 1 (vmid 9000) kept"), "{}", again.out);
+    assert!(
+        again.out.contains("build 1 (vmid 9000) kept"),
+        "{}",
+        again.out
+    );
     // A new clone comes from the newest build.
     let more = fleet("keep", true).replace(
         "clones:\n",
@@ -236,7 +237,11 @@ async fn with_keep_the_clones_stay_on_their_build_and_it_is_kept() {
     let run = apply(&conn, &third).await;
     assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
     let web4 = sim.vms().into_iter().find(|vm| vm.vmid == 204).unwrap();
-    assert!(web4.config["scsi0"].contains("base-9001-disk-"), "{:?}", web4.config);
+    assert!(
+        web4.config["scsi0"].contains("base-9001-disk-"),
+        "{:?}",
+        web4.config
+    );
 }
 
 #[tokio::test]
@@ -274,7 +279,11 @@ async fn a_failed_health_check_stops_the_rollout_and_the_next_apply_finishes_it(
         ],
         "web-1 moved, web-2 was made again but is not healthy, web-3 waits"
     );
-    assert_eq!(templates(&sim), vec![9000, 9001], "build 1 is kept for web-3");
+    assert_eq!(
+        templates(&sim),
+        vec![9000, 9001],
+        "build 1 is kept for web-3"
+    );
 
     sim.clear_faults();
     let resumed = plan(&conn, &second).await;
@@ -286,6 +295,180 @@ async fn a_failed_health_check_stops_the_rollout_and_the_next_apply_finishes_it(
         ],
         "{}",
         resumed.out
+    );
+    let run = apply(&conn, &second).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert_eq!(templates(&sim), vec![9001]);
+    assert!(plan(&conn, &second).await.out.starts_with("No changes."));
+}
+
+/// `proxfleet apply -f SPEC --auto-approve` as a child process against `sim`.
+fn apply_process(
+    sim: &proxfleet::sim::SimHandle,
+    spec: &std::path::Path,
+    home: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxfleet"));
+    command
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(spec)
+        .env("PROXMOX_VE_ENDPOINT", sim.endpoint())
+        .env("PROXMOX_VE_API_TOKEN", sim.token())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("PROXFLEET_PROFILE");
+    command
+}
+
+async fn run_process(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("proxfleet runs"))
+        .await
+        .expect("joined")
+}
+
+/// The storage lock model on, tasks short (as `sim serve --task-scale 0.02`).
+async fn scaled_sim() -> proxfleet::sim::SimHandle {
+    proxfleet::sim::SimHandle::start(SimConfig {
+        task_duration: None,
+        task_scale: 0.02,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+/// Kill-anywhere over a rollout: an `apply` rolling three linked clones to a new build, killed
+/// with SIGKILL at a random moment (between a clone's deletion and its replacement's start
+/// among others); the first re-run exits 0 and leaves the fleet on the new build, one
+/// template, nothing locked, no plan left. Seeded: `ROLLOUT_KILL_ROUNDS` (6) from 16.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_killed_anywhere_is_finished_by_the_next_apply() {
+    use rand::{Rng, SeedableRng};
+
+    let rounds: u64 = std::env::var("ROLLOUT_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("replace", false));
+    let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
+
+    // A clean rollout: how long it takes.
+    let clean = scaled_sim().await;
+    let run = run_process(apply_process(&clean, &first, dir.path())).await;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let started = std::time::Instant::now();
+    let run = run_process(apply_process(&clean, &second, dir.path())).await;
+    let whole = started.elapsed();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let mut problems = Vec::new();
+    for round in 0..rounds {
+        let sim = scaled_sim().await;
+        let conn = proxfleet::commands::Connection::to_sim(&sim).unwrap();
+        let run = run_process(apply_process(&sim, &first, dir.path())).await;
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let kill_at =
+            std::time::Duration::from_millis(rng.random_range(0..whole.as_millis() as u64));
+        let mut killed = apply_process(&sim, &second, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(kill_at).await;
+        let _ = killed.kill();
+        let _ = killed.wait();
+        let rerun = run_process(apply_process(&sim, &second, dir.path())).await;
+        if !rerun.status.success() {
+            problems.push(format!(
+                "round {round} (killed at {} ms): the re-run exited {:?}:\n{}",
+                kill_at.as_millis(),
+                rerun.status.code(),
+                String::from_utf8_lossy(&rerun.stderr)
+            ));
+            continue;
+        }
+        let after = plan(&conn, &second).await;
+        if !after.out.starts_with("No changes.") {
+            problems.push(format!("round {round}: a plan is left:\n{}", after.out));
+        }
+        let vms = sim.vms();
+        let locked: Vec<u32> = vms
+            .iter()
+            .filter(|vm| vm.lock.is_some())
+            .map(|vm| vm.vmid)
+            .collect();
+        let on_new = made_from(&sim)
+            .iter()
+            .all(|(_, from)| from == "template.debian-12-base#2");
+        if !locked.is_empty() || vms.len() != 4 || templates(&sim) != vec![9001] || !on_new {
+            problems.push(format!(
+                "round {round}: {} VMs, templates {:?}, locked {locked:?}, clones {:?}",
+                vms.len(),
+                templates(&sim),
+                made_from(&sim)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[tokio::test]
+async fn a_clone_a_killed_rollout_deleted_is_made_again_first_and_checked_like_the_others() {
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("replace", false));
+    assert!(apply(&conn, &first).await.result.is_ok());
+    // A rollout killed between deleting web-2 and cloning it again.
+    let deleted = super::common::destroy_with(
+        &conn,
+        &proxfleet::cli::DestroyArgs {
+            targets: vec!["clone.web-2".into()],
+            ..super::common::destroy_args(&first)
+        },
+    )
+    .await;
+    assert!(deleted.result.is_ok(), "{}", deleted.out);
+    assert!(!sim.vms().iter().any(|vm| vm.vmid == 202));
+    let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
+    let planned = plan(&conn, &second).await;
+    let rollout_lines: Vec<&str> = planned
+        .out
+        .lines()
+        .filter(|l| {
+            l.starts_with("  # clone.") || l.contains("rollout of") || l.contains("health ")
+        })
+        .collect();
+    assert_eq!(
+        rollout_lines,
+        vec![
+            "  # clone.web-1 (vmid 201 on pve1) must be replaced",
+            "  #   rollout of `clones of debian-12-base`: batch 2 of 3, after batch 1 is healthy",
+            "      + health      = \"guest agent answers and reports 192.0.2.11 (within 5s)\"",
+            "  # clone.web-2 (vmid 202 on pve1) will be created",
+            "  #   rollout of `clones of debian-12-base`: batch 1 of 3",
+            "      + health      = \"guest agent answers and reports 192.0.2.12 (within 5s)\"",
+            "  # clone.web-3 (vmid 203 on pve1) must be replaced",
+            "  #   rollout of `clones of debian-12-base`: batch 3 of 3, after batch 2 is healthy",
+            "      + health      = \"guest agent answers and reports 192.0.2.13 (within 5s)\"",
+        ],
+        "{}",
+        planned.out
     );
     let run = apply(&conn, &second).await;
     assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);

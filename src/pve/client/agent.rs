@@ -108,7 +108,9 @@ impl PveClient {
     pub async fn agent_ping(&self, node: &str, vmid: u32) -> Result<(), PveError> {
         let template = "/nodes/{node}/qemu/{vmid}/agent/ping";
         let path = format!("/nodes/{}/qemu/{vmid}/agent/ping", segment(node));
-        self.call(Method::POST, template, &path, &[]).await.map(|_| ())
+        self.call(Method::POST, template, &path, &[])
+            .await
+            .map(|_| ())
     }
 }
 

@@ -11,8 +11,8 @@ use serde_saphyr::Spanned;
 use super::super::Warning;
 use super::super::layers::{self, CloneLayers, CloneSettings, Declared, Layer, Origin};
 use super::super::model::*;
-use super::super::rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 use super::super::raw::*;
+use super::super::rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 use super::Validator;
 use super::cloud_init::check_cloud_init;
 use super::scalars::{

@@ -174,7 +174,11 @@ pub(super) fn validate(raw: RawSpec, file: &Path) -> Result<Loaded, Vec<Diagnost
                     &mut ctx,
                     &place,
                     &format!("{path}.builds"),
-                    &format!("{path} (builds {}..={})", template.vmid.value, template.vmid.value + u64::from(t.builds.unwrap_or(1)) - 1),
+                    &format!(
+                        "{path} (builds {}..={})",
+                        template.vmid.value,
+                        template.vmid.value + u64::from(t.builds.unwrap_or(1)) - 1
+                    ),
                     &mut taken.vmids,
                 );
             }
