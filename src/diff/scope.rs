@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{DesiredGraph, Resource};
 use crate::ownership::ResourceKey;
-use crate::plan::{Action, Change, Conflict, PendingReboot, Plan, Problem};
+use crate::plan::{Action, Change, Conflict, PendingReboot, Plan, Problem, Reason};
 
 use super::PlanOptions;
 
@@ -32,6 +32,19 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
         .into_iter()
         .map(|change| (change.key, change.action))
         .collect();
+    // A superseded template build is deleted after its clones leave it: not when the scope
+    // leaves one of them on it.
+    let kept: Vec<Change> = kept
+        .into_iter()
+        .filter(|change| {
+            let superseded = change
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::BuildSuperseded { .. }));
+            !superseded || !change.depends_on.iter().any(|d| left_out.contains_key(d))
+        })
+        .collect();
+    let kept = renumber_batches(kept);
     let kept_keys: BTreeSet<ResourceKey> = kept.iter().map(|c| c.key.clone()).collect();
     let mut conflicts: Vec<Conflict> = full
         .conflicts
@@ -68,6 +81,25 @@ pub(super) fn restrict(full: Plan, desired: &DesiredGraph, options: &PlanOptions
         pending,
         kept_builds,
     }
+}
+
+/// A rollout's batches as the partial plan has them: numbered from 1 without the batches
+/// left out.
+fn renumber_batches(mut changes: Vec<Change>) -> Vec<Change> {
+    let mut batches: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for step in changes.iter().filter_map(|c| c.rollout.as_ref()) {
+        batches
+            .entry(step.group.clone())
+            .or_default()
+            .insert(step.batch);
+    }
+    for step in changes.iter_mut().filter_map(|c| c.rollout.as_mut()) {
+        if let Some(numbers) = batches.get(&step.group) {
+            step.batch = numbers.iter().take_while(|&&n| n < step.batch).count() + 1;
+            step.batches = numbers.len();
+        }
+    }
+    changes
 }
 
 /// Whether the scope holds a key: a template's later builds are in it with the template.

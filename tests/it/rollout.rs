@@ -475,3 +475,106 @@ async fn a_clone_a_killed_rollout_deleted_is_made_again_first_and_checked_like_t
     assert_eq!(templates(&sim), vec![9001]);
     assert!(plan(&conn, &second).await.out.starts_with("No changes."));
 }
+
+#[tokio::test]
+async fn target_rolls_one_clone_and_a_saved_rollout_applies_exactly_or_not_at_all() {
+    use super::common::{apply_args, apply_with, plan_args, plan_with};
+
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_spec(dir.path(), "first.yaml", &fleet("replace", false));
+    assert!(apply(&conn, &first).await.result.is_ok());
+    let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
+
+    // `--target clone.web-2`: its new build and it, nothing else.
+    let mut select = proxfleet::cli::SelectArgs::default();
+    select.targets = vec!["clone.web-2".into()];
+    let targeted = plan_with(
+        &conn,
+        &proxfleet::cli::PlanArgs {
+            select: select.clone(),
+            ..plan_args(&second)
+        },
+    )
+    .await;
+    assert_eq!(
+        change_headers(&targeted.out),
+        vec![
+            "# image.debian-12 (on pve1) will be created",
+            "# template.debian-12-base build 2 (vmid 9001 on pve1) will be created",
+            "# clone.web-2 (vmid 202 on pve1) must be replaced",
+        ],
+        "{}",
+        targeted.out
+    );
+    let run = apply_with(
+        &conn,
+        &proxfleet::cli::ApplyArgs {
+            select,
+            ..apply_args(&second)
+        },
+    )
+    .await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert_eq!(
+        made_from(&sim),
+        vec![
+            (201, "template.debian-12-base".to_string()),
+            (202, "template.debian-12-base#2".to_string()),
+            (203, "template.debian-12-base".to_string()),
+        ]
+    );
+    assert_eq!(
+        templates(&sim),
+        vec![9000, 9001],
+        "build 1 stays for web-1 and web-3"
+    );
+
+    // A saved plan of the rest: refused once the cluster moved, applied exactly otherwise.
+    let saved = dir.path().join("rollout.plan");
+    let planned = plan_with(
+        &conn,
+        &proxfleet::cli::PlanArgs {
+            out: Some(saved.clone()),
+            ..plan_args(&second)
+        },
+    )
+    .await;
+    assert!(planned.result.is_ok(), "{}", planned.out);
+    assert_eq!(
+        change_headers(&planned.out),
+        vec![
+            "# clone.web-1 (vmid 201 on pve1) must be replaced",
+            "# clone.web-3 (vmid 203 on pve1) must be replaced",
+            "# template.debian-12-base (vmid 9000 on pve1) will be destroyed",
+        ],
+        "{}",
+        planned.out
+    );
+    let from_file = |_: ()| proxfleet::cli::ApplyArgs {
+        plan_file: Some(saved.clone()),
+        auto_approve: false,
+        ..apply_args(std::path::Path::new("proxfleet.yaml"))
+    };
+    // web-3 is edited by hand in between: the saved rollout is stale, nothing runs.
+    sim.set_vm_config(203, "memory", Some("4096")).unwrap();
+    sim.clear_requests();
+    let stale = apply_with(&conn, &from_file(())).await;
+    assert!(stale.result.is_err(), "{}", stale.out);
+    assert!(
+        write_requests(&sim).is_empty(),
+        "{:?}",
+        write_requests(&sim)
+    );
+    sim.set_vm_config(203, "memory", Some("2048")).unwrap();
+    let applied = apply_with(&conn, &from_file(())).await;
+    assert!(
+        applied.result.is_ok(),
+        "{:?}\n{}{}",
+        applied.result,
+        applied.out,
+        applied.err
+    );
+    assert_eq!(templates(&sim), vec![9001]);
+    assert!(plan(&conn, &second).await.out.starts_with("No changes."));
+}
