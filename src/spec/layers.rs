@@ -203,6 +203,11 @@ pub(super) fn group_over(
     let raw = RawClone {
         storage: None,
         disk_size: merge.pick("disk_size", &group.disk_size, entry.map(|o| &o.disk_size)),
+        data_disks: merge.pick(
+            "data_disks",
+            &group.data_disks,
+            entry.map(|o| &o.data_disks),
+        ),
         network: merge.pick("network", &group.network, entry.map(|o| &o.network)),
         vmid: group.first_vmid.clone(),
         template: group.template.clone(),
