@@ -86,6 +86,9 @@ pub(super) struct ChangeRun {
     pub(super) events: EventSink,
     /// The walk's parked units: a clone waiting for its address joins them.
     pub(super) parked: Arc<Parked>,
+    /// The parking VM this change made for the kept data disks of a replaced clone (see
+    /// `data_disks.rs`).
+    pub(super) parking: std::sync::Mutex<Option<crate::plan::ParkingVm>>,
 }
 
 impl ChangeRun {
@@ -205,13 +208,17 @@ impl ChangeRun {
                 }
                 _ => {
                     if let Some(observed) = &self.observed {
+                        if action == Action::Replace {
+                            self.park_kept_disks(observed, tasks).await?;
+                        }
                         self.delete_vm(observed, tasks).await?;
                     }
                 }
             }
         }
         if action == Action::Delete {
-            return Ok(());
+            // Parking VMs of a deleted clone go with it.
+            return self.delete_parking_vms(tasks).await;
         }
         match &self.resource {
             Some(Resource::Image(image)) => self.create_image(image, tasks).await,

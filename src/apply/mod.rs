@@ -10,6 +10,7 @@
 
 mod change;
 mod cloud_init;
+mod data_disks;
 mod images;
 mod lifecycle;
 pub(crate) mod poll;
@@ -272,6 +273,7 @@ pub async fn apply(
             options: options.clone(),
             events: events.clone(),
             parked: Arc::clone(&parked),
+            parking: std::sync::Mutex::new(None),
         };
         run.run()
     };

@@ -12,6 +12,7 @@
 mod adopt;
 mod claims;
 mod creation;
+mod data_disks;
 mod deletions;
 mod images;
 mod linked;
@@ -67,6 +68,8 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     // says which files were its.
     let not_in_spec = |key: &ResourceKey| desired.get(key).is_none();
     let mut changes = deletions::deletions(desired, actual, &claims, not_in_spec, |_| false);
+    data_disks::parking_deletions(actual, project, &mut changes, not_in_spec);
+    let parked = data_disks::parked_by_key(actual, project);
     let mut conflicts = claims.conflicts();
     let mut unchanged = 0;
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
@@ -84,6 +87,10 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
                     names: &names,
                     project,
                     forced,
+                    parked: parked
+                        .get(&desired_vm.key)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
                 };
                 match compared.change() {
                     Ok(change) => change,

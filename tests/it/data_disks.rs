@@ -1,0 +1,204 @@
+//! Clones' data disks end to end on the simulator: allocated after cloning, added when missing,
+//! grown (never shrunk), released when dropped; `keep: true` disks survive a replacement (the
+//! same volume, told by its contents token, on the new VM at its slot), and a run killed
+//! anywhere in that replacement never loses the volume and is finished by the next run.
+
+use std::path::{Path, PathBuf};
+
+use proxfleet::commands::Connection;
+use proxfleet::sim::{SimHandle, SimVm};
+
+use super::common::{apply, apply_args, apply_with, plan, sim, write_spec};
+
+const BASE: &str = "images:
+  deb:
+    url: https://cloud.example.com/deb-12.qcow2
+    checksum: sha256:1111111111111111111111111111111111111111111111111111111111111111
+    storage: local
+    node: pve1
+templates:
+  base:
+    vmid: 9000
+    node: pve1
+    image: deb
+    disk:
+      storage: local-lvm
+      size: 4G
+    network:
+      - bridge: vmbr0
+    cloud_init:
+      user: debian
+";
+
+/// One clone, `db-1` (vmid 201), with the given `data_disks` block (indented list items).
+fn spec(dir: &Path, data_disks: &str) -> PathBuf {
+    let text = format!(
+        "{BASE}clones:\n  db-1:\n    vmid: 201\n    template: base\n    data_disks:\n{data_disks}"
+    );
+    write_spec(dir, "spec.yaml", &text)
+}
+
+const KEPT_AND_SCRATCH: &str = "      - slot: scsi1
+        storage: local-lvm
+        size: 2G
+        keep: true
+      - slot: scsi2
+        size: 1G
+        discard: true
+";
+
+fn vm(sim: &SimHandle, vmid: u32) -> SimVm {
+    sim.vms()
+        .into_iter()
+        .find(|vm| vm.vmid == vmid)
+        .unwrap_or_else(|| panic!("no VM {vmid}"))
+}
+
+fn volid_at(sim: &SimHandle, vmid: u32, slot: &str) -> String {
+    let vm = vm(sim, vmid);
+    let value = vm
+        .config
+        .get(slot)
+        .unwrap_or_else(|| panic!("VM {vmid} has no {slot}: {:?}", vm.config));
+    value.split(',').next().unwrap_or_default().to_string()
+}
+
+/// The plan says nothing is to be done.
+async fn assert_converged(conn: &Connection, file: &Path) {
+    let run = plan(conn, file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(run.out.contains("No changes"), "{}", run.out);
+}
+
+#[tokio::test]
+async fn a_new_clone_gets_its_data_disks_and_a_second_apply_plans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    let (sim, conn) = sim().await;
+    let first_plan = plan(&conn, &file).await;
+    assert!(
+        first_plan.out.contains("new data disk, 2G on local-lvm"),
+        "{}",
+        first_plan.out
+    );
+    let run = apply(&conn, &file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let db = vm(&sim, 201);
+    assert!(
+        db.config["scsi1"].starts_with("local-lvm:vm-201-disk-"),
+        "{:?}",
+        db.config
+    );
+    assert!(db.config["scsi1"].contains("size=2G"), "{:?}", db.config);
+    assert!(db.config["scsi2"].contains("discard=on"), "{:?}", db.config);
+    assert!(db.config["scsi2"].contains("size=1G"), "{:?}", db.config);
+    assert_converged(&conn, &file).await;
+}
+
+#[tokio::test]
+async fn a_missing_disk_is_added_a_larger_one_grown_a_dropped_one_released_never_shrunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, conn) = sim().await;
+    let file = spec(dir.path(), "      - slot: scsi1\n        size: 2G\n");
+    assert!(apply(&conn, &file).await.result.is_ok());
+    let first = volid_at(&sim, 201, "scsi1");
+
+    // Grown, and a new one added beside it.
+    let file = spec(
+        dir.path(),
+        "      - slot: scsi1\n        size: 3G\n      - slot: virtio3\n        size: 1G\n",
+    );
+    let shown = plan(&conn, &file).await;
+    assert!(shown.out.contains("scsi1 size"), "{}", shown.out);
+    assert!(
+        shown.out.contains("new data disk, 1G on local-lvm"),
+        "{}",
+        shown.out
+    );
+    let run = apply(&conn, &file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let db = vm(&sim, 201);
+    assert!(db.config["scsi1"].contains("size=3G"), "{:?}", db.config);
+    assert_eq!(volid_at(&sim, 201, "scsi1"), first);
+    assert!(db.config.contains_key("virtio3"), "{:?}", db.config);
+    assert_converged(&conn, &file).await;
+
+    // Removed by hand: added again.
+    sim.set_vm_config(201, "virtio3", None).unwrap();
+    let run = apply(&conn, &file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(vm(&sim, 201).config.contains_key("virtio3"));
+    assert_converged(&conn, &file).await;
+
+    // Smaller: a conflict, nothing shrinks.
+    let smaller = spec(
+        dir.path(),
+        "      - slot: scsi1\n        size: 2G\n      - slot: virtio3\n        size: 1G\n",
+    );
+    let refused = plan(&conn, &smaller).await;
+    let why = refused
+        .result
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        why.contains("data disk scsi1 is 3G but the spec says 2G: disks never shrink"),
+        "{why}"
+    );
+
+    // Dropped from the spec: left on the VM, said once.
+    let dropped = spec(dir.path(), "      - slot: scsi1\n        size: 3G\n");
+    let shown = plan(&conn, &dropped).await;
+    assert!(shown.out.contains("no longer managed"), "{}", shown.out);
+    let run = apply(&conn, &dropped).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(vm(&sim, 201).config.contains_key("virtio3"));
+    assert_converged(&conn, &dropped).await;
+}
+
+#[tokio::test]
+async fn a_kept_disk_is_the_same_volume_on_the_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    let (sim, conn) = sim().await;
+    assert!(apply(&conn, &file).await.result.is_ok());
+    let kept = volid_at(&sim, 201, "scsi1");
+    let scratch = volid_at(&sim, 201, "scsi2");
+    sim.write_volume(&kept, "database files").unwrap();
+    sim.write_volume(&scratch, "scratch").unwrap();
+
+    let mut args = apply_args(&file);
+    args.replace = vec!["clone.db-1".into()];
+    let run = apply_with(&conn, &args).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(
+        run.out.contains("scsi1 kept") || run.err.contains("park scsi1"),
+        "{}\n{}",
+        run.out,
+        run.err
+    );
+
+    let volumes = sim.volumes();
+    let data = volumes
+        .iter()
+        .find(|v| v.contents == "database files")
+        .expect("the kept volume still exists");
+    assert_eq!(volid_at(&sim, 201, "scsi1"), data.volid);
+    assert!(
+        data.volid.starts_with("local-lvm:vm-201-disk-"),
+        "{}",
+        data.volid
+    );
+    // The scratch disk was not kept: a new, empty one.
+    assert!(
+        volumes.iter().all(|v| v.contents != "scratch"),
+        "{volumes:?}"
+    );
+    assert!(vm(&sim, 201).config.contains_key("scsi2"));
+    // No parking VM is left.
+    assert_eq!(
+        sim.vms().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
+        vec![201, 9000]
+    );
+    assert_converged(&conn, &file).await;
+}
