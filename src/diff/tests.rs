@@ -112,6 +112,17 @@ fn compact(operation: &Operation) -> String {
         Operation::CloneFrom { template, full, .. } => format!("clone {template} full={full}"),
         Operation::Migrate { from, to, .. } => format!("migrate {from} -> {to}"),
         Operation::ConvertToTemplate => "template".into(),
+        Operation::AddDisk { slot, size, .. } => format!("add {slot} {size}"),
+        Operation::ReleaseDisk { slot, .. } => format!("release {slot}"),
+        Operation::ParkDisk { slot, .. } => format!("park {slot}"),
+        Operation::ReattachDisk { slot, parking, .. } => format!(
+            "reattach {slot} from {}",
+            parking.as_ref().map_or("new".into(), |p| p.vmid.to_string())
+        ),
+        Operation::DeleteParking { parking, .. } => format!(
+            "delete parking {}",
+            parking.as_ref().map_or("new".into(), |p| p.vmid.to_string())
+        ),
     }
 }
 
