@@ -117,11 +117,15 @@ fn compact(operation: &Operation) -> String {
         Operation::ParkDisk { slot, .. } => format!("park {slot}"),
         Operation::ReattachDisk { slot, parking, .. } => format!(
             "reattach {slot} from {}",
-            parking.as_ref().map_or("new".into(), |p| p.vmid.to_string())
+            parking
+                .as_ref()
+                .map_or("new".into(), |p| p.vmid.to_string())
         ),
         Operation::DeleteParking { parking, .. } => format!(
             "delete parking {}",
-            parking.as_ref().map_or("new".into(), |p| p.vmid.to_string())
+            parking
+                .as_ref()
+                .map_or("new".into(), |p| p.vmid.to_string())
         ),
     }
 }

@@ -202,3 +202,44 @@ async fn a_kept_disk_is_the_same_volume_on_the_replacement() {
     );
     assert_converged(&conn, &file).await;
 }
+
+#[test]
+fn kept_data_disks_need_the_disk_reassign_of_pve_7_2() {
+    use proxfleet::graph::DesiredGraph;
+    use proxfleet::preflight::{Facts, Group, Needs, Status, evaluate};
+    use proxfleet::pve::{PveError, VersionInfo};
+
+    let dir = tempfile::tempdir().unwrap();
+    let gate = |data_disks: &str, release: &str| {
+        let file = spec(dir.path(), data_disks);
+        let loaded = proxfleet::spec::load(&file).unwrap();
+        let needs = Needs::of(&loaded.spec, &DesiredGraph::build(&loaded.spec));
+        let mut facts = Facts::unreachable(
+            "ops@pve!ci",
+            PveError::Timeout {
+                method: "GET".into(),
+                path: "/version".into(),
+            },
+        );
+        facts.version = Ok(VersionInfo {
+            release: release.into(),
+            version: format!("{release}.1"),
+        });
+        evaluate(&needs, &facts)
+            .checks
+            .into_iter()
+            .filter(|c| c.group == Group::Api && c.subject == "PVE ≥ 7.2")
+            .map(|c| (c.status, c.message))
+            .collect::<Vec<_>>()
+    };
+    let old = gate(KEPT_AND_SCRATCH, "7.1");
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert_eq!(old[0].0, Status::Fail);
+    assert!(
+        old[0].1.contains("moving kept data disks") && old[0].1.contains("the cluster runs 7.1"),
+        "{old:?}"
+    );
+    assert_eq!(gate(KEPT_AND_SCRATCH, "8.4")[0].0, Status::Pass);
+    // Without `keep` nothing is reassigned: no gate.
+    assert!(gate("      - slot: scsi1\n        size: 2G\n", "7.1").is_empty());
+}
