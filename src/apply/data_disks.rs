@@ -289,6 +289,13 @@ impl ChangeRun {
                     });
                 }
             };
+            // A task still at work on it (a reassign an interrupted run started) may be
+            // moving a disk onto it: not deleted under it.
+            if let Some(lock) = config.values.get("lock") {
+                return Err(StepError::Inconsistent(format!(
+                    "parking VM {vmid} is locked ({lock}); it is deleted by a later run once free"
+                )));
+            }
             let held: Vec<&str> = config
                 .values
                 .iter()

@@ -3,12 +3,13 @@
 //! same volume, told by its contents token, on the new VM at its slot), and a run killed
 //! anywhere in that replacement never loses the volume and is finished by the next run.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use proxfleet::commands::Connection;
 use proxfleet::sim::{SimHandle, SimVm};
 
-use super::common::{apply, apply_args, apply_with, plan, sim, write_spec};
+use super::common::{apply, apply_args, apply_with, plan, sim, write_requests, write_spec};
 
 const BASE: &str = "images:
   deb:
@@ -242,4 +243,178 @@ fn kept_data_disks_need_the_disk_reassign_of_pve_7_2() {
     assert_eq!(gate(KEPT_AND_SCRATCH, "8.4")[0].0, Status::Pass);
     // Without `keep` nothing is reassigned: no gate.
     assert!(gate("      - slot: scsi1\n        size: 2G\n", "7.1").is_empty());
+}
+
+/// A simulator whose tasks take `task_ms` (so a killed run leaves some running), and a
+/// connection to it.
+async fn sim_with_tasks(task_ms: u64) -> (SimHandle, Connection) {
+    let sim = SimHandle::start(proxfleet::sim::SimConfig {
+        task_duration: Some(std::time::Duration::from_millis(task_ms)),
+        ..proxfleet::sim::SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let conn = Connection::to_sim(&sim).expect("client for the simulator");
+    (sim, conn)
+}
+
+/// Where the volume holding `contents` is, if anywhere: (volid, the VM and slot that hold it).
+fn holder_of(sim: &SimHandle, contents: &str) -> Option<(String, Option<(u32, String)>)> {
+    let volume = sim.volumes().into_iter().find(|v| v.contents == contents)?;
+    let held = sim.vms().into_iter().find_map(|vm| {
+        vm.config
+            .iter()
+            .find(|(_, value)| value.split(',').next() == Some(volume.volid.as_str()))
+            .map(|(slot, _)| (vm.vmid, slot.clone()))
+    });
+    Some((volume.volid, held))
+}
+
+/// Wait until no task runs on the simulator's node (`GET /nodes/pve1/tasks?source=active`).
+async fn tasks_ended(sim: &SimHandle) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/api2/json/nodes/pve1/tasks", sim.endpoint());
+    for _ in 0..2000 {
+        let answer: serde_json::Value = http
+            .get(&url)
+            .query(&[("source", "active")])
+            .header("Authorization", format!("PVEAPIToken={}", sim.token()))
+            .send()
+            .await
+            .expect("the simulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        if answer["data"].as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the killed run's tasks did not end");
+}
+
+/// The VMs, their locks and disks, in one line.
+fn state(sim: &SimHandle) -> String {
+    sim.vms()
+        .iter()
+        .map(|vm| {
+            let disks: Vec<String> = vm
+                .config
+                .iter()
+                .filter(|(k, _)| k.starts_with("scsi") && *k != "scsihw")
+                .map(|(k, v)| format!("{k}={}", v.split(',').next().unwrap_or_default()))
+                .collect();
+            format!("{} {:?} [{}]", vm.vmid, vm.lock, disks.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `apply --replace clone.db-1` killed after each of its requests, and after each of its
+/// writes: at every point the kept volume (its contents token) still exists, held by some VM,
+/// and the next plain `apply` finishes the job: the volume on VM 201 at `scsi1`, no parking VM
+/// left, nothing more to plan.
+#[tokio::test]
+async fn a_replacement_killed_anywhere_never_loses_the_kept_disk_and_the_next_run_finishes_it() {
+    const TASK_MS: u64 = 15;
+    const TOKEN: &str = "database files";
+    let dir = tempfile::tempdir().unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    let mut replace = apply_args(&file);
+    replace.replace = vec!["clone.db-1".into()];
+    let fleet = async |sim: &SimHandle, conn: &Connection| {
+        assert!(apply(conn, &file).await.result.is_ok());
+        sim.write_volume(&volid_at(sim, 201, "scsi1"), TOKEN)
+            .unwrap();
+        sim.requests().len()
+    };
+
+    let (clean_sim, clean_conn) = sim_with_tasks(TASK_MS).await;
+    let before = fleet(&clean_sim, &clean_conn).await;
+    let writes_before = write_requests(&clean_sim).len();
+    assert!(apply_with(&clean_conn, &replace).await.result.is_ok());
+    let n_requests = clean_sim.requests().len() - before;
+    let n_writes = write_requests(&clean_sim).len() - writes_before;
+    assert!(n_writes >= 8, "the replacement writes {n_writes} times");
+
+    let points: Vec<(&str, usize)> = (1..=n_requests)
+        .map(|k| ("request", k))
+        .chain((1..=n_writes).map(|w| ("write", w)))
+        .collect();
+    let mut problems = Vec::new();
+    let mut last_writes = BTreeSet::new();
+    for &(unit, k) in &points {
+        let (sim, conn) = sim_with_tasks(TASK_MS).await;
+        let base_requests = fleet(&sim, &conn).await;
+        let base_writes = write_requests(&sim).len();
+        let count = || match unit {
+            "write" => write_requests(&sim).len() - base_writes,
+            _ => sim.requests().len() - base_requests,
+        };
+        let reached = async {
+            while count() < k {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = reached => {}
+            _ = apply_with(&conn, &replace) => {}
+        }
+        if let Some(last) = write_requests(&sim).last() {
+            last_writes.insert(last.clone());
+        }
+        // SIGKILL ends the run, not the tasks it started in the cluster: the next run is
+        // started once they have ended (see `tasks_ended`).
+        tasks_ended(&sim).await;
+        let at = format!("killed after {unit} {k} ({})", state(&sim));
+        match holder_of(&sim, TOKEN) {
+            None => problems.push(format!("{at}: the kept volume is gone")),
+            Some((volid, None)) => {
+                problems.push(format!("{at}: {volid} is held by no VM"));
+            }
+            Some(_) => {}
+        }
+        let rerun = apply(&conn, &file).await;
+        if rerun.result.is_err() {
+            problems.push(format!(
+                "{at}: the rerun failed: {:?}\n{}\n{}",
+                rerun.result, rerun.out, rerun.err
+            ));
+            continue;
+        }
+        match holder_of(&sim, TOKEN) {
+            Some((_, Some((201, slot)))) if slot == "scsi1" => {}
+            other => problems.push(format!("{at}: after the rerun the volume is at {other:?}")),
+        }
+        let vmids: Vec<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
+        if vmids != [201, 9000] {
+            problems.push(format!("{at}: VMs {vmids:?} after the rerun"));
+        }
+        let after = plan(&conn, &file).await;
+        if !after.out.starts_with("No changes.") {
+            problems.push(format!(
+                "{at}: the plan after the rerun is not empty:\n{}",
+                after.out
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let steps = last_writes
+        .iter()
+        .map(|w| format!("{w}\n"))
+        .collect::<String>();
+    // The parking VM is 100, the first free vmid.
+    for step in [
+        "POST /api2/json/nodes/pve1/qemu/201/status/shutdown",
+        "POST /api2/json/nodes/pve1/qemu\n",
+        "POST /api2/json/nodes/pve1/qemu/201/move_disk",
+        "DELETE /api2/json/nodes/pve1/qemu/201",
+        "POST /api2/json/nodes/pve1/qemu/9000/clone",
+        "POST /api2/json/nodes/pve1/qemu/100/move_disk",
+        "POST /api2/json/nodes/pve1/qemu/201/config",
+        "DELETE /api2/json/nodes/pve1/qemu/100",
+    ] {
+        assert!(steps.contains(step), "no kill right after {step}:\n{steps}");
+    }
 }
