@@ -418,3 +418,101 @@ async fn a_replacement_killed_anywhere_never_loses_the_kept_disk_and_the_next_ru
         assert!(steps.contains(step), "no kill right after {step}:\n{steps}");
     }
 }
+
+/// A run killed with the kept disk on its parking VM (the old clone deleted, the new one not
+/// made yet), then `destroy`: the parking VM is proxfleet's and goes with the clone, its
+/// volume named in the plan.
+#[tokio::test]
+async fn destroy_deletes_a_parking_vm_with_the_volume_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    let (sim, conn) = sim_with_tasks(15).await;
+    assert!(apply(&conn, &file).await.result.is_ok());
+    sim.write_volume(&volid_at(&sim, 201, "scsi1"), "database files")
+        .unwrap();
+    let mut replace = apply_args(&file);
+    replace.replace = vec!["clone.db-1".into()];
+    let deleted = async {
+        while !write_requests(&sim)
+            .iter()
+            .any(|w| w == "DELETE /api2/json/nodes/pve1/qemu/201")
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = deleted => {}
+        _ = apply_with(&conn, &replace) => panic!("the replacement ended before its delete"),
+    }
+    tasks_ended(&sim).await;
+    let vmids: Vec<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
+    assert_eq!(vmids, vec![100, 9000], "{}", state(&sim));
+    assert_eq!(
+        holder_of(&sim, "database files").and_then(|(_, held)| held),
+        Some((100, "scsi1".to_string()))
+    );
+
+    let planned = super::common::destroy_with(&conn, &{
+        let mut args = super::common::destroy_args(&file);
+        args.auto_approve = false;
+        args
+    })
+    .await;
+    assert!(
+        planned.out.contains("deleted with local-lvm:vm-100-disk-0"),
+        "{}\n{}",
+        planned.out,
+        planned.err
+    );
+    let run = super::common::destroy(&conn, &file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(sim.vms().is_empty(), "{}", state(&sim));
+    assert!(holder_of(&sim, "database files").is_none());
+}
+
+/// A group's data disks reach each of its clones; an `overrides` entry replaces the list.
+#[tokio::test]
+async fn a_group_gives_its_clones_data_disks_and_an_override_replaces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{BASE}clone_groups:
+  db:
+    count: 2
+    first_vmid: 301
+    template: base
+    data_disks:
+      - slot: scsi1
+        size: 2G
+    overrides:
+      db-2:
+        data_disks:
+          - slot: virtio1
+            size: 3G
+            keep: true
+"
+    );
+    let file = write_spec(dir.path(), "group.yaml", &text);
+    let (sim, conn) = sim().await;
+    let run = apply(&conn, &file).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let first = vm(&sim, 301);
+    let second = vm(&sim, 302);
+    assert!(
+        first.config["scsi1"].contains("size=2G"),
+        "{:?}",
+        first.config
+    );
+    assert!(!second.config.contains_key("scsi1"), "{:?}", second.config);
+    assert!(
+        second.config["virtio1"].contains("size=3G"),
+        "{:?}",
+        second.config
+    );
+    assert!(
+        second.config["description"].ends_with("disks=virtio1"),
+        "{:?}",
+        second.config
+    );
+    assert_converged(&conn, &file).await;
+}
