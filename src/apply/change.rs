@@ -218,7 +218,9 @@ impl ChangeRun {
         }
         if action == Action::Delete {
             // Parking VMs of a deleted clone go with it.
-            return self.delete_parking_vms(tasks).await;
+            return self
+                .delete_parking_vms(&std::collections::BTreeMap::new(), tasks)
+                .await;
         }
         match &self.resource {
             Some(Resource::Image(image)) => self.create_image(image, tasks).await,

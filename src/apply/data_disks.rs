@@ -8,7 +8,7 @@
 //! interrupted run already did is not done twice: a disk is allocated only into an empty slot,
 //! and reassigned only while the VM it comes from still holds it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::change::{ChangeRun, ObservedVm, StepError};
 use super::storage_gate::Allocation;
@@ -168,13 +168,15 @@ impl ChangeRun {
         grow: bool,
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
-        let mut migrated: BTreeSet<u32> = BTreeSet::new();
+        // Parking VMs migrated to `node` here, by vmid.
+        let mut migrated: BTreeMap<u32, String> = BTreeMap::new();
         let boot_slot = vm.disk_grow.as_ref().map(|(slot, _)| slot.as_str());
         for operation in &self.change.operations {
             match operation {
                 Operation::ReattachDisk { slot, parking, .. } => {
                     let parking = self.parking_vm(parking.as_ref())?;
-                    if parking.node != node && migrated.insert(parking.vmid) {
+                    if parking.node != node && !migrated.contains_key(&parking.vmid) {
+                        migrated.insert(parking.vmid, node.to_string());
                         self.task_allocating(
                             &format!("migrate parking VM {} to {node}", parking.vmid),
                             tasks,
@@ -241,7 +243,7 @@ impl ChangeRun {
                 _ => {}
             }
         }
-        self.delete_parking_vms(tasks).await
+        self.delete_parking_vms(&migrated, tasks).await
     }
 
     /// The parking VM an operation names, or the one this change made.
@@ -261,18 +263,23 @@ impl ChangeRun {
             })
     }
 
-    /// Delete the parking VMs the plan lists: empty ones (a disk still on one stops the
-    /// change: a kept volume is never deleted by accident), or, for a clone that is deleted,
-    /// with exactly the volumes the plan named.
+    /// Delete the parking VMs the plan lists (on the node `migrated` says when this change
+    /// moved them): empty ones (a disk still on one stops the change: a kept volume is never
+    /// deleted by accident), or, for a clone that is deleted, with exactly the volumes the plan
+    /// named.
     pub(super) async fn delete_parking_vms(
         &self,
+        migrated: &BTreeMap<u32, String>,
         tasks: &mut Vec<String>,
     ) -> Result<(), StepError> {
         for operation in &self.change.operations {
             let Operation::DeleteParking { parking, volumes } = operation else {
                 continue;
             };
-            let parking = self.parking_vm(parking.as_ref())?;
+            let mut parking = self.parking_vm(parking.as_ref())?;
+            if let Some(node) = migrated.get(&parking.vmid) {
+                parking.node = node.clone();
+            }
             let (node, vmid) = (parking.node.as_str(), parking.vmid);
             let config = match self.client.vm_config(node, vmid).await {
                 Ok(config) => config,

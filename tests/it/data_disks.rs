@@ -516,3 +516,52 @@ async fn a_group_gives_its_clones_data_disks_and_an_override_replaces_them() {
     );
     assert_converged(&conn, &file).await;
 }
+
+/// A replacement that moves the clone to another node: the parking VM stays where the old
+/// clone was, and is migrated (offline, with its disk) to the new clone's node before the
+/// reattach, since Proxmox reassigns only between VMs on one node.
+#[tokio::test]
+async fn a_kept_disk_follows_its_clone_to_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimHandle::start(proxfleet::sim::SimConfig {
+        nodes: 2,
+        task_duration: Some(std::time::Duration::from_millis(5)),
+        ..proxfleet::sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conn = Connection::to_sim(&sim).unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    assert!(apply(&conn, &file).await.result.is_ok());
+    sim.write_volume(&volid_at(&sim, 201, "scsi1"), "database files")
+        .unwrap();
+
+    let moved = write_spec(
+        dir.path(),
+        "spec.yaml",
+        &std::fs::read_to_string(&file).unwrap().replace(
+            "    template: base\n",
+            "    template: base\n    node: pve2\n",
+        ),
+    );
+    let run = apply(&conn, &moved).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(
+        write_requests(&sim).contains(&"POST /api2/json/nodes/pve1/qemu/100/migrate".to_string()),
+        "{:?}",
+        write_requests(&sim)
+    );
+    let db = vm(&sim, 201);
+    assert_eq!(db.node, "pve2");
+    assert_eq!(
+        holder_of(&sim, "database files").and_then(|(_, held)| held),
+        Some((201, "scsi1".to_string())),
+        "{}",
+        state(&sim)
+    );
+    assert_eq!(
+        sim.vms().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
+        vec![201, 9000]
+    );
+    assert_converged(&conn, &moved).await;
+}
