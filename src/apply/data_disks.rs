@@ -174,7 +174,9 @@ impl ChangeRun {
         for operation in &self.change.operations {
             match operation {
                 Operation::ReattachDisk { slot, parking, .. } => {
-                    let parking = self.parking_vm(parking.as_ref())?;
+                    let parking = self
+                        .parking_vm(parking.as_ref())
+                        .ok_or_else(|| self.no_parking_vm())?;
                     if parking.node != node && !migrated.contains_key(&parking.vmid) {
                         migrated.insert(parking.vmid, node.to_string());
                         self.task_allocating(
@@ -246,21 +248,19 @@ impl ChangeRun {
         self.delete_parking_vms(&migrated, tasks).await
     }
 
-    /// The parking VM an operation names, or the one this change made.
-    fn parking_vm(&self, named: Option<&ParkingVm>) -> Result<ParkingVm, StepError> {
-        if let Some(parking) = named {
-            return Ok(parking.clone());
+    /// The parking VM an operation names, or the one this change made (`None`: it made none).
+    fn parking_vm(&self, named: Option<&ParkingVm>) -> Option<ParkingVm> {
+        match named {
+            Some(parking) => Some(parking.clone()),
+            None => self.parking.lock().ok().and_then(|made| made.clone()),
         }
-        self.parking
-            .lock()
-            .ok()
-            .and_then(|made| made.clone())
-            .ok_or_else(|| {
-                StepError::Inconsistent(format!(
-                    "{}: no parking VM was made for its kept disks",
-                    self.change.key
-                ))
-            })
+    }
+
+    fn no_parking_vm(&self) -> StepError {
+        StepError::Inconsistent(format!(
+            "{}: no parking VM was made for its kept disks",
+            self.change.key
+        ))
     }
 
     /// Delete the parking VMs the plan lists (on the node `migrated` says when this change
@@ -276,7 +276,9 @@ impl ChangeRun {
             let Operation::DeleteParking { parking, volumes } = operation else {
                 continue;
             };
-            let mut parking = self.parking_vm(parking.as_ref())?;
+            let mut parking = self
+                .parking_vm(parking.as_ref())
+                .ok_or_else(|| self.no_parking_vm())?;
             if let Some(node) = migrated.get(&parking.vmid) {
                 parking.node = node.clone();
             }

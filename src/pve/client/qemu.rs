@@ -397,6 +397,35 @@ impl PveClient {
     }
 }
 
+/// Data disks moved between VMs.
+impl PveClient {
+    /// `POST /nodes/{node}/qemu/{vmid}/move_disk` with `target-vmid`: Proxmox's disk reassign
+    /// (PVE 7.2 and later, qemu-server `API2/Qemu.pm` `move_vm_disk`). The volume is renamed to
+    /// the target's vmid and its entry moves from `disk` on the source to `target_disk` on the
+    /// target; both VMs must be on `node`, the source stopped (or the disk unused).
+    pub async fn reassign_disk(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        target_vmid: u32,
+        target_disk: &str,
+    ) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/move_disk", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/move_disk",
+            &path,
+            &[
+                ("disk".to_string(), disk.to_string()),
+                ("target-vmid".to_string(), target_vmid.to_string()),
+                ("target-disk".to_string(), target_disk.to_string()),
+            ],
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -524,34 +553,5 @@ mod tests {
         assert!(!locked.running && locked.template);
         assert_eq!(locked.lock.as_deref(), Some("clone"));
         assert!(vm_status(&json!({"template": "perhaps"}), "GET s").is_err());
-    }
-}
-
-/// Data disks moved between VMs.
-impl PveClient {
-    /// `POST /nodes/{node}/qemu/{vmid}/move_disk` with `target-vmid`: Proxmox's disk reassign
-    /// (PVE 7.2 and later, qemu-server `API2/Qemu.pm` `move_vm_disk`). The volume is renamed to
-    /// the target's vmid and its entry moves from `disk` on the source to `target_disk` on the
-    /// target; both VMs must be on `node`, the source stopped (or the disk unused).
-    pub async fn reassign_disk(
-        &self,
-        node: &str,
-        vmid: u32,
-        disk: &str,
-        target_vmid: u32,
-        target_disk: &str,
-    ) -> Result<Upid, PveError> {
-        let path = format!("/nodes/{}/qemu/{vmid}/move_disk", segment(node));
-        self.task_call(
-            Method::POST,
-            "/nodes/{node}/qemu/{vmid}/move_disk",
-            &path,
-            &[
-                ("disk".to_string(), disk.to_string()),
-                ("target-vmid".to_string(), target_vmid.to_string()),
-                ("target-disk".to_string(), target_disk.to_string()),
-            ],
-        )
-        .await
     }
 }
