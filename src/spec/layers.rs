@@ -534,8 +534,33 @@ pub fn explain(clone: &CloneVm, template: &Template) -> Vec<Explained> {
     if let Some(pool) = &s.pool {
         add("pool", pool.value.clone(), &pool.origin);
     }
+    if let Some(origin) = &clone.data_disks_origin {
+        add("data_disks", data_disks_text(&clone.data_disks), origin);
+    }
     out.extend(explain_cloud_init(&s.cloud_init));
     out
+}
+
+/// A clone's data disks in one line: `scsi1 20G on local-lvm (keep), scsi2 …`.
+fn data_disks_text(disks: &[super::model::DataDisk]) -> String {
+    let shown: Vec<String> = disks
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} on {}{}{}",
+                d.slot,
+                d.size.to_proxmox(),
+                d.storage,
+                if d.discard { ", discard" } else { "" },
+                if d.keep { " (keep)" } else { "" }
+            )
+        })
+        .collect();
+    if shown.is_empty() {
+        "none".to_string()
+    } else {
+        shown.join("; ")
+    }
 }
 
 fn explain_cloud_init(ci: &CloudInitSettings) -> Vec<Explained> {

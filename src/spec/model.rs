@@ -728,6 +728,8 @@ pub struct CloneVm {
     pub disk_size: Option<DiskSize>,
     /// Its own data disks, in the spec's order.
     pub data_disks: Vec<DataDisk>,
+    /// The layer that declares them (`validate --explain`); `None` when none does.
+    pub data_disks_origin: Option<crate::spec::Origin>,
     /// Network interfaces its own layers declare in place of the template's (the effective
     /// ones are `settings.networks`).
     pub networks: Option<Vec<Network>>,

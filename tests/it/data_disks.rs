@@ -493,6 +493,24 @@ async fn a_group_gives_its_clones_data_disks_and_an_override_replaces_them() {
 "
     );
     let file = write_spec(dir.path(), "group.yaml", &text);
+    let loaded = proxfleet::spec::load(&file).unwrap();
+    let explained = |clone: &str| {
+        loaded.explanations[clone]
+            .iter()
+            .find(|e| e.field == "data_disks")
+            .map(|e| (e.value.clone(), e.source.clone()))
+    };
+    assert_eq!(
+        explained("db-1"),
+        Some(("scsi1 2G on local-lvm".into(), "clone_groups.db".into()))
+    );
+    assert_eq!(
+        explained("db-2"),
+        Some((
+            "virtio1 3G on local-lvm (keep)".into(),
+            "clone_groups.db.overrides.db-2".into()
+        ))
+    );
     let (sim, conn) = sim().await;
     let run = apply(&conn, &file).await;
     assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);

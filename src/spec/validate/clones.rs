@@ -422,6 +422,10 @@ fn check_clone(
         storage: c.storage.as_ref().map(|s| s.value.clone()),
         disk_size,
         data_disks,
+        data_disks_origin: c.data_disks.as_ref().map(|_| match &entry.overrides {
+            Some((origin, fields)) if fields.contains("data_disks") => origin.clone(),
+            _ => entry.layer.clone(),
+        }),
         networks,
         cloud_init,
         description: c.description.as_ref().map(|d| d.value.clone()),
