@@ -341,6 +341,7 @@ async fn a_replacement_killed_anywhere_never_loses_the_kept_disk_and_the_next_ru
         .map(|k| ("request", k))
         .chain((1..=n_writes).map(|w| ("write", w)))
         .collect();
+    let started = std::time::Instant::now();
     let mut problems = Vec::new();
     let mut last_writes = BTreeSet::new();
     for &(unit, k) in &points {
@@ -399,6 +400,11 @@ async fn a_replacement_killed_anywhere_never_loses_the_kept_disk_and_the_next_ru
             ));
         }
     }
+    println!(
+        "killed at {} points ({n_requests} requests, {n_writes} writes) in {:.1}s",
+        points.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let steps = last_writes
         .iter()
