@@ -283,6 +283,21 @@ impl ChangeRun {
                 parking.node = node.clone();
             }
             let (node, vmid) = (parking.node.as_str(), parking.vmid);
+            // A reassign an interrupted run started may still be moving a disk onto it, which
+            // no configuration read shows: not deleted under it.
+            let moving = self
+                .client
+                .reassign_running(node, vmid)
+                .await
+                .map_err(|source| StepError::Pve {
+                    what: format!("list the tasks on {node}"),
+                    source,
+                })?;
+            if moving {
+                return Err(StepError::Inconsistent(format!(
+                    "a disk is being moved to or from parking VM {vmid}; it is deleted by a later run once the move has ended"
+                )));
+            }
             let config = match self.client.vm_config(node, vmid).await {
                 Ok(config) => config,
                 // Gone already: an earlier attempt deleted it.

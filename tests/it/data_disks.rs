@@ -589,3 +589,50 @@ async fn a_kept_disk_follows_its_clone_to_another_node() {
     );
     assert_converged(&conn, &moved).await;
 }
+
+/// The next run started at once, while the killed run's reassign onto the parking VM still
+/// runs: it does not delete the parking VM under the move (a reassign shows in no
+/// configuration, only in the node's task list), the volume stays held, and the run after
+/// it converges.
+#[tokio::test]
+async fn a_rerun_during_the_park_does_not_delete_the_parking_vm_under_the_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = spec(dir.path(), KEPT_AND_SCRATCH);
+    let (sim, conn) = sim_with_tasks(300).await;
+    assert!(apply(&conn, &file).await.result.is_ok());
+    sim.write_volume(&volid_at(&sim, 201, "scsi1"), "database files")
+        .unwrap();
+    let mut replace = apply_args(&file);
+    replace.replace = vec!["clone.db-1".into()];
+    let parked = async {
+        while !write_requests(&sim)
+            .iter()
+            .any(|w| w == "POST /api2/json/nodes/pve1/qemu/201/move_disk")
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = parked => {}
+        _ = apply_with(&conn, &replace) => panic!("the replacement ended before its park"),
+    }
+    // At once: the move runs for another 300 ms.
+    let rerun = apply(&conn, &file).await;
+    assert!(
+        holder_of(&sim, "database files").is_some_and(|(_, held)| held.is_some()),
+        "{}\n{}",
+        rerun.err,
+        state(&sim)
+    );
+    tasks_ended(&sim).await;
+    let last = apply(&conn, &file).await;
+    assert!(last.result.is_ok(), "{}\n{}", last.out, last.err);
+    assert_eq!(
+        holder_of(&sim, "database files").and_then(|(_, held)| held),
+        Some((201, "scsi1".to_string())),
+        "{}",
+        state(&sim)
+    );
+    assert_converged(&conn, &file).await;
+}

@@ -424,6 +424,39 @@ impl PveClient {
         )
         .await
     }
+
+    /// Whether a disk reassign to or from VM `vmid` runs on `node` now: its `qmmove` task,
+    /// whose id is `SOURCE-DISK>TARGET-DISK` (qemu-server `API2/Qemu.pm` `move_vm_disk`), is
+    /// on the node's active list. A reassign locks the two configurations with a file lock
+    /// only, which no configuration read shows.
+    ///
+    /// # Errors
+    /// HTTP errors; an entry without a UPID.
+    pub async fn reassign_running(&self, node: &str, vmid: u32) -> Result<bool, PveError> {
+        let listed = self
+            .active_tasks(
+                node,
+                &super::task_watch::ActiveQuery {
+                    since: 0,
+                    typefilter: Some("qmmove".into()),
+                    vmid: None,
+                    userfilter: None,
+                    n_awaited: 0,
+                    covered: std::collections::BTreeSet::new(),
+                },
+            )
+            .await?;
+        let involves = |id: &str| {
+            id.split('>')
+                .any(|side| side.split('-').next() == Some(vmid.to_string().as_str()))
+        };
+        Ok(!listed.complete
+            || listed
+                .upids
+                .iter()
+                .filter_map(|upid| upid.parse::<Upid>().ok())
+                .any(|upid| upid.task_type() == "qmmove" && involves(upid.id())))
+    }
 }
 
 #[cfg(test)]
