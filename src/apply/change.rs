@@ -89,6 +89,8 @@ pub(super) struct ChangeRun {
     /// The parking VM this change made for the kept data disks of a replaced clone (see
     /// `data_disks.rs`).
     pub(super) parking: std::sync::Mutex<Option<crate::plan::ParkingVm>>,
+    /// The spec's vmids, which a parking VM never takes.
+    pub(super) desired_vmids: Arc<std::collections::BTreeSet<u32>>,
 }
 
 impl ChangeRun {

@@ -84,14 +84,7 @@ impl ChangeRun {
             })?;
         let mut last = None;
         for _ in 0..PARKING_VMID_TRIES {
-            let vmid = self
-                .client
-                .next_id()
-                .await
-                .map_err(|source| StepError::Pve {
-                    what: "ask for a free vmid".into(),
-                    source,
-                })?;
+            let vmid = self.free_vmid().await?;
             let marker = Parking {
                 project: project.clone(),
                 parks_for: vm.key.clone(),
@@ -126,6 +119,37 @@ impl ChangeRun {
         Err(last.unwrap_or_else(|| {
             StepError::Inconsistent("no free vmid for a parking VM".to_string())
         }))
+    }
+
+    /// The first free vmid (`/cluster/nextid`) that the spec does not want for one of its VMs
+    /// (made later in this run, or by a later one).
+    async fn free_vmid(&self) -> Result<u32, StepError> {
+        let pve = |what: &str| {
+            let what = what.to_string();
+            move |source| StepError::Pve { what, source }
+        };
+        let mut vmid = self
+            .client
+            .next_id()
+            .await
+            .map_err(pve("ask for a free vmid"))?;
+        for _ in 0..=self.desired_vmids.len() {
+            if !self.desired_vmids.contains(&vmid) {
+                return Ok(vmid);
+            }
+            vmid += 1;
+            while !self
+                .client
+                .vmid_is_free(vmid)
+                .await
+                .map_err(pve("ask whether a vmid is free"))?
+            {
+                vmid += 1;
+            }
+        }
+        Err(StepError::Inconsistent(
+            "no free vmid outside the spec's for a parking VM".to_string(),
+        ))
     }
 
     /// Move `slot` of VM `from` (on `node`) to the same slot of `target_vmid`, unless it has

@@ -257,6 +257,16 @@ pub async fn apply(
     // Clones waiting for their address from the guest agent do no work: they do not count
     // against the bound.
     let parked = Arc::new(Parked::default());
+    // The spec's vmids: a parking VM (`data_disks.rs`) takes none of them.
+    let desired_vmids: Arc<std::collections::BTreeSet<u32>> = Arc::new(
+        desired
+            .in_order()
+            .filter_map(|resource| match resource {
+                crate::graph::Resource::Vm(vm) => Some(vm.vmid),
+                crate::graph::Resource::Image(_) => None,
+            })
+            .collect(),
+    );
     let walk = Walk {
         depends_on: &depends_on,
         parallelism: options.parallelism,
@@ -274,6 +284,7 @@ pub async fn apply(
             events: events.clone(),
             parked: Arc::clone(&parked),
             parking: std::sync::Mutex::new(None),
+            desired_vmids: Arc::clone(&desired_vmids),
         };
         run.run()
     };

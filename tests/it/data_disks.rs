@@ -636,3 +636,36 @@ async fn a_rerun_during_the_park_does_not_delete_the_parking_vm_under_the_move()
     );
     assert_converged(&conn, &file).await;
 }
+
+/// The first free vmid is one the spec wants for a clone this same run makes: the parking VM
+/// takes the next one instead.
+#[tokio::test]
+async fn a_parking_vm_takes_no_vmid_the_spec_wants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, conn) = sim().await;
+    assert!(
+        apply(&conn, &spec(dir.path(), KEPT_AND_SCRATCH))
+            .await
+            .result
+            .is_ok()
+    );
+    let text = format!(
+        "{}  app:\n    vmid: 100\n    template: base\n",
+        std::fs::read_to_string(dir.path().join("spec.yaml")).unwrap()
+    );
+    let file = write_spec(dir.path(), "spec.yaml", &text);
+    let mut replace = apply_args(&file);
+    replace.replace = vec!["clone.db-1".into()];
+    let run = apply_with(&conn, &replace).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    assert!(
+        write_requests(&sim).contains(&"DELETE /api2/json/nodes/pve1/qemu/101".to_string()),
+        "{:?}",
+        write_requests(&sim)
+    );
+    assert_eq!(
+        sim.vms().iter().map(|vm| vm.vmid).collect::<Vec<_>>(),
+        vec![100, 201, 9000]
+    );
+    assert_converged(&conn, &file).await;
+}
