@@ -75,6 +75,8 @@ pub struct CloneRecipe {
     /// Proxmox cannot clone there (`target` needs shared storage), so the clone is made on the
     /// template's node and then migrated (offline) to this one.
     pub migrate_to: Option<String>,
+    /// The clone's own data disks (`data_disks`), allocated after cloning.
+    pub data_disks: Vec<crate::spec::DataDisk>,
 }
 
 /// How a VM comes to exist.
@@ -577,7 +579,13 @@ fn desired_clone(
     settings.insert("name".to_string(), c.name.clone());
     settings.insert(
         "description".to_string(),
-        marker.to_description(c.description.as_deref()),
+        crate::ownership::with_managed_disks(
+            marker.to_description(c.description.as_deref()),
+            &c.data_disks
+                .iter()
+                .map(|d| d.slot.clone())
+                .collect::<Vec<_>>(),
+        ),
     );
     // What the template declares and the clone does not override is still declared (the
     // layers below the clone): managed on the clone too, so a hand edit is drift. Whatever no
@@ -621,6 +629,7 @@ fn desired_clone(
             migrate_to: (c.node != template.node
                 && crate::spec::is_node_local_storage(&template.disk.storage))
             .then(|| c.node.clone()),
+            data_disks: c.data_disks.clone(),
             volumes: if c.full {
                 1 + template.extra_disks.len()
                     + usize::from(template.efi_disk.is_some())

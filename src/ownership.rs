@@ -251,11 +251,110 @@ pub fn description_to_write(observed: Option<&str>, desired: &str) -> Option<Str
         return (observed.map(str::trim_end) != Some(desired.trim_end()))
             .then(|| desired.to_string());
     }
-    if observed.and_then(Marker::find).as_ref() == Some(&wanted) {
+    let disks = managed_disks(desired);
+    if observed.and_then(Marker::find).as_ref() == Some(&wanted)
+        && observed.map(managed_disks).unwrap_or_default() == disks
+    {
         return None;
     }
     let notes = observed.map(operator_notes).unwrap_or_default();
-    Some(wanted.to_description(Some(&notes)))
+    Some(with_managed_disks(
+        wanted.to_description(Some(&notes)),
+        &disks,
+    ))
+}
+
+/// The field of a clone's marker line that names the data disks proxfleet manages on it
+/// (`disks=scsi1,scsi2`): a disk the spec drops is told apart from one the operator added, and
+/// the plan says once that it is no longer managed (the marker is written without it). Read
+/// and written only here; `Marker::find` skips it.
+const DISKS_FIELD: &str = "disks=";
+
+/// `description` (ending with its marker line, as `Marker::to_description` writes it) with the
+/// managed data disks' slots on the marker line; unchanged when there are none.
+pub fn with_managed_disks(description: String, slots: &[String]) -> String {
+    if slots.is_empty() {
+        description
+    } else {
+        format!("{description} {DISKS_FIELD}{}", slots.join(","))
+    }
+}
+
+/// The data disk slots the marker line of `text` names as managed (empty without a marker or
+/// the field).
+pub fn managed_disks(text: &str) -> Vec<String> {
+    text.lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with(MARKER_PREFIX))
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix(DISKS_FIELD))
+        })
+        .map(|slots| {
+            slots
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The marker of a parking VM: a small stopped VM without disks of its own that holds a
+/// clone's kept data disks while the clone is replaced at the same vmid (Proxmox reassigns a
+/// disk only between two existing VMs). Its line, `managed-by: proxfleet project=P
+/// parking=clone.NAME vmid=N`, carries no `key`, so `Marker::find` does not read it as a claim
+/// on the clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parking {
+    /// Project.
+    pub project: String,
+    /// The clone it holds disks for.
+    pub parks_for: ResourceKey,
+    /// Its own vmid.
+    pub vmid: u32,
+}
+
+impl Parking {
+    /// The marker line (the parking VM's whole description).
+    pub fn to_line(&self) -> String {
+        format!(
+            "{MARKER_PREFIX} project={} parking={} vmid={}",
+            self.project, self.parks_for, self.vmid
+        )
+    }
+
+    /// Find and parse a parking marker in a description.
+    ///
+    /// ```
+    /// use proxfleet::ownership::{Marker, Parking};
+    /// let text = "managed-by: proxfleet project=default parking=clone.db-1 vmid=105";
+    /// let parking = Parking::find(text).unwrap();
+    /// assert_eq!((parking.parks_for.to_string(), parking.vmid), ("clone.db-1".into(), 105));
+    /// assert!(Marker::find(text).is_none());
+    /// ```
+    pub fn find(text: &str) -> Option<Parking> {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(MARKER_PREFIX))?;
+        let mut project = None;
+        let mut parks_for = None;
+        let mut vmid = None;
+        for field in line.trim()[MARKER_PREFIX.len()..].split_whitespace() {
+            match field.split_once('=') {
+                Some(("project", value)) => project = Some(value.to_string()),
+                Some(("parking", value)) => parks_for = value.parse().ok(),
+                Some(("vmid", value)) => vmid = value.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Parking {
+            project: project?,
+            parks_for: parks_for?,
+            vmid: vmid?,
+        })
+    }
 }
 
 impl serde::Serialize for ResourceKey {

@@ -182,6 +182,64 @@ pub enum Operation {
         /// How long the check waits, in seconds.
         timeout_secs: u64,
     },
+    /// A data disk is allocated, empty (`scsi1: local-lvm:20`).
+    AddDisk {
+        /// Disk option (`scsi1`).
+        slot: String,
+        /// Storage.
+        storage: String,
+        /// Size, as Proxmox writes it (`20G`).
+        size: String,
+        /// Pass discard.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        discard: bool,
+    },
+    /// A data disk the spec no longer declares stays on the VM, no longer managed: never
+    /// deleted (only the marker stops naming it).
+    ReleaseDisk {
+        /// Disk option.
+        slot: String,
+        /// Its volume.
+        volid: String,
+    },
+    /// Before a replacement deletes the VM, a `keep: true` data disk moves to a parking VM
+    /// this change makes (Proxmox's disk reassign), so the volume outlives the VM.
+    ParkDisk {
+        /// Disk option.
+        slot: String,
+        /// Its volume.
+        volid: String,
+    },
+    /// A kept data disk moves from a parking VM onto the VM at its slot.
+    ReattachDisk {
+        /// Disk option.
+        slot: String,
+        /// The volume as it is named now (on the parking VM, or, when this change parks it,
+        /// on the VM it comes from).
+        volid: String,
+        /// The parking VM that holds it; `None`: the one this change makes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parking: Option<ParkingVm>,
+    },
+    /// A parking VM is deleted: empty once its disks are reattached, or, when its clone is
+    /// deleted, with the volumes it still holds.
+    DeleteParking {
+        /// The parking VM; `None`: the one this change makes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parking: Option<ParkingVm>,
+        /// Volumes deleted with it (only when its clone is deleted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        volumes: Vec<String>,
+    },
+}
+
+/// A parking VM that holds a clone's kept data disks (see `ownership::Parking`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ParkingVm {
+    /// Its vmid.
+    pub vmid: u32,
+    /// Its node.
+    pub node: String,
 }
 
 /// A VM's power state.
@@ -461,6 +519,24 @@ pub enum Problem {
         /// Its last.
         last: u32,
     },
+    /// A data disk is larger than the spec says: disks never shrink.
+    DataDiskShrinks {
+        /// Disk option.
+        slot: String,
+        /// Observed size (`30G`).
+        observed: String,
+        /// Declared size.
+        declared: String,
+    },
+    /// A parked data disk's slot is taken on the clone by another disk.
+    ParkedSlotTaken {
+        /// Disk option.
+        slot: String,
+        /// The parked volume.
+        volid: String,
+        /// The parking VM.
+        parking: u32,
+    },
     /// A kept change needs a resource the plan's scope leaves out, which does not exist yet
     /// or is being rebuilt.
     DependencyLeftOut {
@@ -707,6 +783,32 @@ mod tests {
                 to: "pve2".into(),
             },
             Operation::ConvertToTemplate,
+            Operation::AddDisk {
+                slot: "scsi1".into(),
+                storage: "local-lvm".into(),
+                size: "20G".into(),
+                discard: true,
+            },
+            Operation::ReleaseDisk {
+                slot: "scsi2".into(),
+                volid: "local-lvm:vm-201-disk-2".into(),
+            },
+            Operation::ParkDisk {
+                slot: "scsi1".into(),
+                volid: "local-lvm:vm-201-disk-1".into(),
+            },
+            Operation::ReattachDisk {
+                slot: "scsi1".into(),
+                volid: "local-lvm:vm-105-disk-0".into(),
+                parking: Some(ParkingVm {
+                    vmid: 105,
+                    node: "pve1".into(),
+                }),
+            },
+            Operation::DeleteParking {
+                parking: None,
+                volumes: Vec::new(),
+            },
         ]
     }
 

@@ -88,6 +88,11 @@ pub(super) struct ChangeRun {
     pub(super) events: EventSink,
     /// The walk's parked units: a clone waiting for its address joins them.
     pub(super) parked: Arc<Parked>,
+    /// The parking VM this change made for the kept data disks of a replaced clone (see
+    /// `data_disks.rs`).
+    pub(super) parking: std::sync::Mutex<Option<crate::plan::ParkingVm>>,
+    /// The spec's vmids, which a parking VM never takes.
+    pub(super) desired_vmids: Arc<std::collections::BTreeSet<u32>>,
 }
 
 impl ChangeRun {
@@ -207,13 +212,19 @@ impl ChangeRun {
                 }
                 _ => {
                     if let Some(observed) = &self.observed {
+                        if action == Action::Replace {
+                            self.park_kept_disks(observed, tasks).await?;
+                        }
                         self.delete_vm(observed, tasks).await?;
                     }
                 }
             }
         }
         if action == Action::Delete {
-            return Ok(());
+            // Parking VMs of a deleted clone go with it.
+            return self
+                .delete_parking_vms(&std::collections::BTreeMap::new(), tasks)
+                .await;
         }
         match &self.resource {
             Some(Resource::Image(image)) => self.create_image(image, tasks).await,

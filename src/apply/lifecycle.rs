@@ -170,6 +170,7 @@ impl ChangeRun {
             .await?;
         }
         self.configure_clone(vm, tasks).await?;
+        self.converge_data_disks(vm, &vm.node, true, tasks).await?;
         self.attach_seed(vm, &vm.node, None, tasks).await?;
         if vm.running {
             let started = self

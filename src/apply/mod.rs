@@ -11,6 +11,7 @@
 mod change;
 mod cloud_init;
 mod health;
+mod data_disks;
 mod images;
 mod lifecycle;
 pub(crate) mod poll;
@@ -257,6 +258,16 @@ pub async fn apply(
     // Clones waiting for their address from the guest agent do no work: they do not count
     // against the bound.
     let parked = Arc::new(Parked::default());
+    // The spec's vmids: a parking VM (`data_disks.rs`) takes none of them.
+    let desired_vmids: Arc<std::collections::BTreeSet<u32>> = Arc::new(
+        desired
+            .in_order()
+            .filter_map(|resource| match resource {
+                crate::graph::Resource::Vm(vm) => Some(vm.vmid),
+                crate::graph::Resource::Image(_) => None,
+            })
+            .collect(),
+    );
     let walk = Walk {
         depends_on: &depends_on,
         parallelism: options.parallelism,
@@ -273,6 +284,8 @@ pub async fn apply(
             options: options.clone(),
             events: events.clone(),
             parked: Arc::clone(&parked),
+            parking: std::sync::Mutex::new(None),
+            desired_vmids: Arc::clone(&desired_vmids),
         };
         run.run()
     };

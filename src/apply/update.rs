@@ -23,8 +23,8 @@ struct UpdateSteps<'a> {
     write_snippets: bool,
     /// `cicustom`'s change, whose old files are removed once nothing names them.
     cicustom: Option<ConfigWrite<'a>>,
-    /// The disk to grow, and to what size.
-    grow: Option<(&'a str, &'a str)>,
+    /// The disks to grow (the boot disk, data disks), and to what size.
+    grow: Vec<(&'a str, &'a str)>,
     /// The pool to move to.
     pool: Option<&'a str>,
     /// A seed ISO to attach in place of the observed `ide2` (`Some(None)`: none observed).
@@ -50,7 +50,7 @@ impl<'a> UpdateSteps<'a> {
             }
             match operation {
                 Operation::WriteSnippet { .. } => steps.write_snippets = true,
-                Operation::GrowDisk { slot, new, .. } => steps.grow = Some((slot, new)),
+                Operation::GrowDisk { slot, new, .. } => steps.grow.push((slot, new)),
                 Operation::Pool { new, .. } => steps.pool = Some(new),
                 Operation::AttachSeed { old, .. } => steps.attach_seed = Some(old.as_deref()),
                 Operation::RestoreCloudInitDrive { old, .. } => steps.replaced_seed = Some(old),
@@ -73,6 +73,12 @@ impl<'a> UpdateSteps<'a> {
                 | Operation::Migrate { .. }
                 | Operation::ConvertToTemplate
                 | Operation::CheckHealth { .. } => {}
+                // Carried out by `data_disks.rs`.
+                Operation::AddDisk { .. }
+                | Operation::ReleaseDisk { .. }
+                | Operation::ParkDisk { .. }
+                | Operation::ReattachDisk { .. }
+                | Operation::DeleteParking { .. } => {}
             }
         }
         steps
@@ -95,7 +101,8 @@ impl ChangeRun {
             self.write_snippets(vm, &node).await?;
         }
         self.configure(vm, &node, &steps.writes, tasks).await?;
-        if let Some((slot, size)) = steps.grow {
+        self.converge_data_disks(vm, &node, false, tasks).await?;
+        for (slot, size) in steps.grow {
             self.task(&format!("resize {slot} to {size}"), tasks, || {
                 self.client.resize_disk(&node, vm.vmid, slot, size, None)
             })

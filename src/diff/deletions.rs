@@ -24,7 +24,8 @@ pub fn destroy_with(
     options: &PlanOptions,
 ) -> Plan {
     let claims = super::claims::Claims::of(actual, &desired.project);
-    let changes = deletions(desired, actual, &claims, |_| true, |_| include_images);
+    let mut changes = deletions(desired, actual, &claims, |_| true, |_| include_images);
+    super::data_disks::parking_deletions(actual, &desired.project, &mut changes, |_| true);
     let mut conflicts = claims.conflicts();
     conflicts.extend(super::linked::linked_clone_conflicts(&changes, actual));
     let plan = Plan {

@@ -13,6 +13,7 @@ mod adopt;
 mod builds;
 mod claims;
 mod creation;
+mod data_disks;
 mod deletions;
 mod images;
 mod linked;
@@ -76,6 +77,8 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
         _ => desired.get(key).is_none(),
     };
     let mut changes = deletions::deletions(desired, actual, &claims, not_in_spec, |_| false);
+    data_disks::parking_deletions(actual, project, &mut changes, not_in_spec);
+    let parked = data_disks::parked_by_key(actual, project);
     let mut conflicts = claims.conflicts();
     let mut unchanged = 0;
     let mut planned: BTreeSet<ResourceKey> = changes.iter().map(|c| c.key.clone()).collect();
@@ -95,6 +98,10 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
                     names: &names,
                     project,
                     forced,
+                    parked: parked
+                        .get(&desired_vm.key)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
                 };
                 let template_builds = match &desired_vm.recipe {
                     Recipe::Clone(recipe) => with_builds.get(&recipe.template),

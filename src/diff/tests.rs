@@ -113,6 +113,21 @@ fn compact(operation: &Operation) -> String {
         Operation::Migrate { from, to, .. } => format!("migrate {from} -> {to}"),
         Operation::ConvertToTemplate => "template".into(),
         Operation::CheckHealth { address, .. } => format!("health {}", or_none(address)),
+        Operation::AddDisk { slot, size, .. } => format!("add {slot} {size}"),
+        Operation::ReleaseDisk { slot, .. } => format!("release {slot}"),
+        Operation::ParkDisk { slot, .. } => format!("park {slot}"),
+        Operation::ReattachDisk { slot, parking, .. } => format!(
+            "reattach {slot} from {}",
+            parking
+                .as_ref()
+                .map_or("new".into(), |p| p.vmid.to_string())
+        ),
+        Operation::DeleteParking { parking, .. } => format!(
+            "delete parking {}",
+            parking
+                .as_ref()
+                .map_or("new".into(), |p| p.vmid.to_string())
+        ),
     }
 }
 
@@ -451,4 +466,143 @@ fn a_vm_the_spec_no_longer_has_is_deleted_after_stopping() {
         "Delete clone.old
          power running -> stopped",
     );
+}
+
+/// Data disks (`data_disks.rs`): a kept disk on web-1, and what an interrupted replacement
+/// leaves: a parking VM (vmid 150) holding the disk, or empty.
+mod data_disks {
+    use super::*;
+    use crate::ownership::{ResourceKey, ResourceKind};
+
+    const KEPT: &str =
+        "    data_disks:\n      - slot: scsi1\n        size: 2G\n        keep: true\n";
+
+    /// web-1's data disk at its size, as apply leaves it.
+    fn with_disk(actual: &mut ActualState) {
+        web_1(actual)
+            .config
+            .insert("scsi1".into(), "local-lvm:vm-201-disk-1,size=2G".into());
+    }
+
+    /// A parking VM of `project` for web-1, holding `disks`.
+    fn parking(actual: &mut ActualState, project: &str, disks: &[(&str, &str)]) {
+        let mut vm = web_1(actual).clone();
+        vm.vmid = 150;
+        vm.name = Some("parking-web-1".into());
+        vm.running = false;
+        vm.marker = None;
+        vm.pool = None;
+        vm.config = BTreeMap::from([(
+            "description".to_string(),
+            format!("managed-by: proxfleet project={project} parking=clone.web-1 vmid=150"),
+        )]);
+        for (slot, value) in disks {
+            vm.config.insert(slot.to_string(), value.to_string());
+        }
+        actual.vms.insert(150, vm);
+    }
+
+    #[test]
+    fn a_converged_clone_with_its_data_disk_plans_nothing() {
+        check(KEPT, with_disk, "");
+    }
+
+    #[test]
+    fn a_replacement_parks_the_kept_disk_and_reattaches_it() {
+        check_with(
+            KEPT,
+            &PlanOptions {
+                replace: [ResourceKey::new(ResourceKind::Clone, "web-1")].into(),
+                ..PlanOptions::default()
+            },
+            with_disk,
+            "Replace clone.web-1
+               because ReplaceRequested
+               park scsi1
+               clone template.debian-12-base full=true
+               reattach scsi1 from new
+               delete parking new
+               power - -> running
+               set 10 options",
+        );
+    }
+
+    #[test]
+    fn a_parked_disk_goes_back_to_its_clone_and_the_parking_vm_is_deleted() {
+        check(
+            KEPT,
+            |actual| {
+                parking(
+                    actual,
+                    "default",
+                    &[("scsi1", "local-lvm:vm-150-disk-0,size=2G")],
+                )
+            },
+            "Update clone.web-1
+               reattach scsi1 from 150
+               delete parking 150",
+        );
+    }
+
+    #[test]
+    fn a_clone_gone_with_its_disk_parked_is_made_without_a_fresh_disk_in_that_slot() {
+        check(
+            KEPT,
+            |actual| {
+                parking(
+                    actual,
+                    "default",
+                    &[("scsi1", "local-lvm:vm-150-disk-0,size=2G")],
+                );
+                actual.vms.remove(&201);
+            },
+            "Create clone.web-1
+               clone template.debian-12-base full=true
+               reattach scsi1 from 150
+               delete parking 150
+               power - -> running
+               set 10 options",
+        );
+    }
+
+    #[test]
+    fn an_empty_parking_vm_is_deleted_and_another_projects_is_left_alone() {
+        check(
+            KEPT,
+            |actual| {
+                with_disk(actual);
+                parking(actual, "default", &[]);
+            },
+            "Update clone.web-1
+               delete parking 150",
+        );
+        check(
+            KEPT,
+            |actual| {
+                with_disk(actual);
+                parking(
+                    actual,
+                    "other",
+                    &[("scsi1", "local-lvm:vm-150-disk-0,size=2G")],
+                );
+            },
+            "",
+        );
+    }
+
+    #[test]
+    fn a_parked_disk_whose_slot_is_taken_is_a_conflict() {
+        check(
+            KEPT,
+            |actual| {
+                with_disk(actual);
+                parking(
+                    actual,
+                    "default",
+                    &[("scsi1", "local-lvm:vm-150-disk-0,size=2G")],
+                );
+            },
+            "conflict clone.web-1",
+        );
+    }
 }

@@ -33,6 +33,8 @@ pub(super) struct VmDiff<'a> {
     pub project: &'a str,
     /// Replace it whatever it looks like (`--replace`).
     pub forced: bool,
+    /// The parking VMs that hold data disks for it (see `data_disks`).
+    pub parked: &'a [super::data_disks::Parked],
 }
 
 /// Who holds the desired vmid.
@@ -52,13 +54,14 @@ impl<'a> VmDiff<'a> {
         }
         let Some(current) = self.owned else {
             self.name_is_free()?;
-            return Ok(Some(
-                self.new_change(Action::Create, creation_operations(self.vm)),
-            ));
+            let mut operations = creation_operations(self.vm);
+            super::data_disks::on_creation(self.vm, None, self.parked, &mut operations)?;
+            return Ok(Some(self.new_change(Action::Create, operations)));
         };
         let reasons = self.replacement_reasons(current);
         if !reasons.is_empty() {
             let mut operations = creation_operations(self.vm);
+            super::data_disks::on_creation(self.vm, Some(current), self.parked, &mut operations)?;
             if current.vmid != self.vm.vmid {
                 operations.insert(
                     0,
@@ -72,7 +75,8 @@ impl<'a> VmDiff<'a> {
             change.reasons = reasons;
             return Ok(Some(change));
         }
-        let operations = self.updates(current)?;
+        let mut operations = self.updates(current)?;
+        operations.extend(super::data_disks::updates(self.vm, current, self.parked)?);
         if operations.is_empty() {
             return Ok(None);
         }

@@ -176,6 +176,7 @@ impl Needs {
                 mapping_users,
             );
         }
+        needs.data_disk_gate(spec);
         for template in &spec.templates {
             needs.template(spec, template, desired);
         }
@@ -391,6 +392,26 @@ impl Needs {
             user,
             "pass the device through",
         );
+    }
+
+    /// Clones with `keep: true` data disks: a replacement moves them with the disk reassign
+    /// (`move_disk` with `target-vmid`), which qemu-server has since PVE 7.2. Checked for the
+    /// spec, before any observation says whether this plan replaces one: any later plan may.
+    fn data_disk_gate(&mut self, spec: &Spec) {
+        let keepers: Vec<String> = spec
+            .clones
+            .iter()
+            .filter(|c| c.data_disks.iter().any(|d| d.keep))
+            .map(|c| key(ResourceKind::Clone, &c.name))
+            .collect();
+        if !keepers.is_empty() {
+            self.gate(
+                "moving kept data disks to a replaced clone (`data_disks` with `keep: true`: disk reassign, `move_disk` with `target-vmid`)",
+                (7, 2),
+                "upgrade the cluster, or drop `keep` (a replacement then deletes the disk with the old VM)",
+                keepers,
+            );
+        }
     }
 
     fn gate(

@@ -118,7 +118,62 @@ pub fn operation_lines(operation: &Operation) -> Vec<ShownLine> {
                 ),
             }),
         ),
+        data_disk => data_disk_lines(data_disk),
     }
+}
+
+/// The lines of a data disk's operations (`AddDisk`, `ReleaseDisk`, `ParkDisk`,
+/// `ReattachDisk`, `DeleteParking`).
+fn data_disk_lines(operation: &Operation) -> Vec<ShownLine> {
+    let parking_vm = |parking: &Option<crate::plan::ParkingVm>| match parking {
+        Some(p) => format!("parking VM {} on {}", p.vmid, p.node),
+        None => "the parking VM this change makes".to_string(),
+    };
+    let shown = match operation {
+        Operation::AddDisk {
+            slot,
+            storage,
+            size,
+            discard,
+        } => line(
+            slot.clone(),
+            None,
+            Some(format!(
+                "new data disk, {size} on {storage}{}",
+                if *discard { ", discard" } else { "" }
+            )),
+        ),
+        Operation::ReleaseDisk { slot, volid } => line(
+            slot.clone(),
+            Some(volid.clone()),
+            Some("no longer managed: left on the VM, never deleted".into()),
+        ),
+        Operation::ParkDisk { slot, volid } => line(
+            format!("{slot} kept"),
+            Some(volid.clone()),
+            Some("parked on a new parking VM before the old VM is deleted".into()),
+        ),
+        Operation::ReattachDisk {
+            slot,
+            volid,
+            parking,
+        } => line(
+            format!("{slot} kept"),
+            Some(volid.clone()),
+            Some(format!("reattached from {}", parking_vm(parking))),
+        ),
+        Operation::DeleteParking { parking, volumes } => line(
+            "parking VM",
+            Some(parking_vm(parking)),
+            Some(if volumes.is_empty() {
+                "deleted once empty".to_string()
+            } else {
+                format!("deleted with {}", volumes.join(", "))
+            }),
+        ),
+        _ => return Vec::new(),
+    };
+    vec![shown]
 }
 
 /// Why a change is a replacement (or an adoption, or a reboot only), as the plan says it.

@@ -110,6 +110,20 @@ pub fn conflict_message(conflict: &Conflict) -> String {
             };
             format!("it needs {dependency}, which {state} but is left out of this plan")
         }
+        Problem::DataDiskShrinks {
+            slot,
+            observed,
+            declared,
+        } => format!(
+            "data disk {slot} is {observed} but the spec says {declared}: disks never shrink"
+        ),
+        Problem::ParkedSlotTaken {
+            slot,
+            volid,
+            parking,
+        } => format!(
+            "kept data disk {volid} waits on parking VM {parking} for slot {slot}, which another disk now holds on the clone"
+        ),
     }
 }
 
@@ -130,6 +144,12 @@ pub fn conflict_hint(conflict: &Conflict) -> String {
         Problem::DependencyLeftOut { dependency, .. } => {
             format!("include {dependency} (see --only, --skip and --target), or apply it first")
         }
+        Problem::DataDiskShrinks { observed, .. } => format!(
+            "declare {observed} or more (Proxmox cannot shrink a disk); to start over with a smaller disk, move the data off and declare it in another slot"
+        ),
+        Problem::ParkedSlotTaken { slot, parking, .. } => format!(
+            "free {slot} on the clone (detach the disk there), or move the volume off parking VM {parking} yourself; proxfleet never deletes a kept volume"
+        ),
     }
 }
 

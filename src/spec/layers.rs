@@ -203,6 +203,11 @@ pub(super) fn group_over(
     let raw = RawClone {
         storage: None,
         disk_size: merge.pick("disk_size", &group.disk_size, entry.map(|o| &o.disk_size)),
+        data_disks: merge.pick(
+            "data_disks",
+            &group.data_disks,
+            entry.map(|o| &o.data_disks),
+        ),
         network: merge.pick("network", &group.network, entry.map(|o| &o.network)),
         vmid: group.first_vmid.clone(),
         template: group.template.clone(),
@@ -531,8 +536,33 @@ pub fn explain(clone: &CloneVm, template: &Template) -> Vec<Explained> {
     if let Some(pool) = &s.pool {
         add("pool", pool.value.clone(), &pool.origin);
     }
+    if let Some(origin) = &clone.data_disks_origin {
+        add("data_disks", data_disks_text(&clone.data_disks), origin);
+    }
     out.extend(explain_cloud_init(&s.cloud_init));
     out
+}
+
+/// A clone's data disks in one line: `scsi1 20G on local-lvm (keep), scsi2 …`.
+fn data_disks_text(disks: &[super::model::DataDisk]) -> String {
+    let shown: Vec<String> = disks
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} on {}{}{}",
+                d.slot,
+                d.size.to_proxmox(),
+                d.storage,
+                if d.discard { ", discard" } else { "" },
+                if d.keep { " (keep)" } else { "" }
+            )
+        })
+        .collect();
+    if shown.is_empty() {
+        "none".to_string()
+    } else {
+        shown.join("; ")
+    }
 }
 
 fn explain_cloud_init(ci: &CloudInitSettings) -> Vec<Explained> {

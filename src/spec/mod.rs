@@ -17,9 +17,10 @@ pub use error::{Diagnostic, SpecError};
 pub use layers::{CloneSettings, CloudInitSettings, Layer, Layered, Origin, explain};
 pub use model::{
     Bios, BootDisk, Checksum, ChecksumAlgorithm, CloneVm, CloudInit, Compression, CustomData,
-    DEFAULT_WAIT_FOR_IP_TIMEOUT, Delivery, DiskBus, DiskSize, EfiDisk, Explained, ExtraDisk, Image,
-    ImageMode, InterfaceIp, Ipv4Config, Ipv6Config, Network, NicModel, PciDevice, PciSource, Spec,
-    SshSettings, Template, Tpm, TpmVersion, VmId, human_duration, ipconfig, is_node_local_storage,
+    DEFAULT_WAIT_FOR_IP_TIMEOUT, DataDisk, Delivery, DiskBus, DiskSize, EfiDisk, Explained,
+    ExtraDisk, Image, ImageMode, InterfaceIp, Ipv4Config, Ipv6Config, Network, NicModel, PciDevice,
+    PciSource, Spec, SshSettings, Template, Tpm, TpmVersion, VmId, human_duration, ipconfig,
+    is_node_local_storage,
 };
 pub use rollout::{Health, MaxUnavailable, OnTemplateChange, Rollout};
 

@@ -406,6 +406,32 @@ pub struct ExtraDisk {
     pub discard: bool,
 }
 
+/// A clone's own data disk (`data_disks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDisk {
+    /// Option name (`scsi1`).
+    pub slot: String,
+    /// Storage.
+    pub storage: String,
+    /// Size, whole GiB.
+    pub size: DiskSize,
+    /// Pass discard.
+    pub discard: bool,
+    /// Moved to the clone's replacement rather than deleted with it.
+    pub keep: bool,
+}
+
+impl DataDisk {
+    /// The value that allocates it: `local-lvm:20,discard=on`.
+    pub fn allocation(&self) -> String {
+        let mut value = format!("{}:{}", self.storage, self.size.0 >> 30);
+        if self.discard {
+            value.push_str(",discard=on");
+        }
+        value
+    }
+}
+
 /// NIC model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NicModel {
@@ -704,6 +730,10 @@ pub struct CloneVm {
     pub storage: Option<String>,
     /// Boot disk size to grow to.
     pub disk_size: Option<DiskSize>,
+    /// Its own data disks, in the spec's order.
+    pub data_disks: Vec<DataDisk>,
+    /// The layer that declares them (`validate --explain`); `None` when none does.
+    pub data_disks_origin: Option<crate::spec::Origin>,
     /// Network interfaces its own layers declare in place of the template's (the effective
     /// ones are `settings.networks`).
     pub networks: Option<Vec<Network>>,

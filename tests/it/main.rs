@@ -11,6 +11,7 @@ mod conformance;
 mod connect;
 mod containers;
 mod converge;
+mod data_disks;
 mod destroy;
 mod diff;
 mod docs;

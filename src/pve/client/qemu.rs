@@ -397,6 +397,68 @@ impl PveClient {
     }
 }
 
+/// Data disks moved between VMs.
+impl PveClient {
+    /// `POST /nodes/{node}/qemu/{vmid}/move_disk` with `target-vmid`: Proxmox's disk reassign
+    /// (PVE 7.2 and later, qemu-server `API2/Qemu.pm` `move_vm_disk`). The volume is renamed to
+    /// the target's vmid and its entry moves from `disk` on the source to `target_disk` on the
+    /// target; both VMs must be on `node`, the source stopped (or the disk unused).
+    pub async fn reassign_disk(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        target_vmid: u32,
+        target_disk: &str,
+    ) -> Result<Upid, PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/move_disk", segment(node));
+        self.task_call(
+            Method::POST,
+            "/nodes/{node}/qemu/{vmid}/move_disk",
+            &path,
+            &[
+                ("disk".to_string(), disk.to_string()),
+                ("target-vmid".to_string(), target_vmid.to_string()),
+                ("target-disk".to_string(), target_disk.to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// Whether a disk reassign to or from VM `vmid` runs on `node` now: its `qmmove` task,
+    /// whose id is `SOURCE-DISK>TARGET-DISK` (qemu-server `API2/Qemu.pm` `move_vm_disk`), is
+    /// on the node's active list. A reassign locks the two configurations with a file lock
+    /// only, which no configuration read shows.
+    ///
+    /// # Errors
+    /// HTTP errors; an entry without a UPID.
+    pub async fn reassign_running(&self, node: &str, vmid: u32) -> Result<bool, PveError> {
+        let listed = self
+            .active_tasks(
+                node,
+                &super::task_watch::ActiveQuery {
+                    since: 0,
+                    typefilter: Some("qmmove".into()),
+                    vmid: None,
+                    userfilter: None,
+                    n_awaited: 0,
+                    covered: std::collections::BTreeSet::new(),
+                },
+            )
+            .await?;
+        let involves = |id: &str| {
+            id.split('>')
+                .any(|side| side.split('-').next() == Some(vmid.to_string().as_str()))
+        };
+        Ok(!listed.complete
+            || listed
+                .upids
+                .iter()
+                .filter_map(|upid| upid.parse::<Upid>().ok())
+                .any(|upid| upid.task_type() == "qmmove" && involves(upid.id())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -29,6 +29,7 @@
 //! | `PUT /nodes/{node}/qemu/{vmid}/resize` | a relative size (`+N`) grows the disk twice |
 //! | `POST /nodes/{node}/qemu/{vmid}/template` | "you can't convert a template to a template" |
 //! | `POST /nodes/{node}/qemu/{vmid}/migrate` | "VM is locked (migrate)", or a migration back |
+//! | `POST /nodes/{node}/qemu/{vmid}/move_disk` (reassign to another VM) | "Disk '…' for VM '…' does not exist": the volume moved already |
 //! | `POST /nodes/{node}/qemu/{vmid}/status/start` | "VM {vmid} already running" |
 //! | `POST /nodes/{node}/qemu/{vmid}/status/shutdown` or `stop` | a second task that waits on the VM lock, or "VM {vmid} not running" |
 //! | `DELETE /nodes/{node}/qemu/{vmid}` | "Configuration file … does not exist" |
@@ -130,6 +131,14 @@ pub(crate) const STARTED_TASKS: &[(&str, &str, &str, TaskIdFrom)] = &[
         "POST",
         "/nodes/{node}/qemu/{vmid}/migrate",
         "qmigrate",
+        TaskIdFrom::PathVmid,
+    ),
+    // A disk reassign (qemu-server `API2/Qemu.pm` `move_vm_disk`) runs as `qmmove` on the
+    // source's vmid.
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/move_disk",
+        "qmmove",
         TaskIdFrom::PathVmid,
     ),
     (

@@ -114,6 +114,39 @@ pub struct RawExtraDisk {
     pub discard: bool,
 }
 
+/// A data disk of a clone: allocated empty after cloning, grown when its size grows (never
+/// shrunk), left on the VM when the spec drops it; with `keep`, moved to the clone's
+/// replacement instead of deleted with it
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataDisk {
+    /// Proxmox disk slot: `scsi0`…`scsi30`, `virtio0`…`virtio15`, `sata0`…`sata5`, `ide0`…`ide3`;
+    /// not the boot disk's, the cloud-init drive's or one of the template's extra disks
+    #[schemars(with = "String", example = &"scsi1")]
+    #[schemars(regex(pattern = r"^(scsi|virtio|sata|ide)[0-9]+$"))]
+    pub slot: Spanned<String>,
+    /// Storage; default: the clone's (`storage`), else the template's boot disk's
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[schemars(example = &"local-lvm")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"))]
+    pub storage: Option<Spanned<String>>,
+    /// Size in whole GiB: `20G`, `1T`; a larger size later grows the disk, a smaller one is an
+    /// error (disks never shrink)
+    #[schemars(with = "String", example = &"20G")]
+    #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
+    pub size: Spanned<String>,
+    /// Pass TRIM/discard to the storage
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub discard: bool,
+    /// Keep the disk's volume when the clone is replaced: it is moved to the new VM (Proxmox's
+    /// disk reassign, PVE 7.2 or later), never deleted with the old one
+    #[serde(default)]
+    #[schemars(example = true)]
+    pub keep: bool,
+}
+
 /// Disk cache mode
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

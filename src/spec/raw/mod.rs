@@ -15,8 +15,8 @@ use serde_saphyr::Spanned;
 
 pub use cloud_init::{RawCloudInit, RawDelivery};
 pub use hardware::{
-    RawBus, RawCache, RawDisk, RawEfiDisk, RawExtraDisk, RawNetwork, RawNicModel, RawPci, RawTpm,
-    RawTpmVersion,
+    RawBus, RawCache, RawDataDisk, RawDisk, RawEfiDisk, RawExtraDisk, RawNetwork, RawNicModel,
+    RawPci, RawTpm, RawTpmVersion,
 };
 
 /// A proxfleet spec: cloud images, the templates built from them, and the clones made from the
@@ -187,6 +187,12 @@ pub struct RawCloneGroup {
     #[schemars(with = "Option<String>", example = &"40G")]
     #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
+    /// Data disks of its own, allocated empty after cloning (`keep: true`: moved to the clone's
+    /// replacement, never deleted with it)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawDataDisk>>")]
+    #[schemars(example = serde_json::json!([{"slot": "scsi1", "storage": "local-lvm", "size": "20G", "keep": true}]))]
+    pub data_disks: Option<Vec<RawDataDisk>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]
@@ -261,6 +267,12 @@ pub struct RawCloneOverride {
     #[schemars(with = "Option<String>", example = &"40G")]
     #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
+    /// Data disks of its own, allocated empty after cloning (`keep: true`: moved to the clone's
+    /// replacement, never deleted with it)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawDataDisk>>")]
+    #[schemars(example = serde_json::json!([{"slot": "scsi1", "storage": "local-lvm", "size": "20G", "keep": true}]))]
+    pub data_disks: Option<Vec<RawDataDisk>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]
@@ -581,6 +593,12 @@ pub struct RawClone {
     #[schemars(with = "Option<String>", example = &"40G")]
     #[schemars(regex(pattern = r"^[0-9]+(K|k|M|G|T|KiB|MiB|GiB|TiB)$"))]
     pub disk_size: Option<Spanned<String>>,
+    /// Data disks of its own, allocated empty after cloning (`keep: true`: moved to the clone's
+    /// replacement, never deleted with it)
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RawDataDisk>>")]
+    #[schemars(example = serde_json::json!([{"slot": "scsi1", "storage": "local-lvm", "size": "20G", "keep": true}]))]
+    pub data_disks: Option<Vec<RawDataDisk>>,
     /// Replace the template's network interfaces, `net0` first (MAC addresses are kept)
     #[serde(default)]
     #[schemars(with = "Option<Vec<RawNetwork>>")]

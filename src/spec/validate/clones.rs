@@ -349,6 +349,14 @@ fn check_clone(
         .map(|tags| check_tags(ctx, tags, &format!("{path}.tags")));
     check_linked_clone_node(ctx, c, template.map(|(t, _)| t), &path);
     let disk_size = check_disk_size(ctx, c, template.map(|(t, _)| t), &path);
+    let data_disks = super::data_disks::check_data_disks(
+        ctx,
+        c.data_disks.as_deref().unwrap_or_default(),
+        template.map(|(t, _)| t),
+        c.cloud_init.is_some(),
+        c.storage.as_ref().map(|s| s.value.as_str()),
+        &path,
+    );
     let networks = c
         .network
         .as_ref()
@@ -416,6 +424,11 @@ fn check_clone(
         full: settings.full.value,
         storage: c.storage.as_ref().map(|s| s.value.clone()),
         disk_size,
+        data_disks,
+        data_disks_origin: c.data_disks.as_ref().map(|_| match &entry.overrides {
+            Some((origin, fields)) if fields.contains("data_disks") => origin.clone(),
+            _ => entry.layer.clone(),
+        }),
         networks,
         cloud_init,
         description: c.description.as_ref().map(|d| d.value.clone()),

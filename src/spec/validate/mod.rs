@@ -7,6 +7,7 @@ mod addresses;
 mod clones;
 mod cloud_init;
 mod collapse;
+mod data_disks;
 mod files;
 mod images;
 mod scalars;
