@@ -10,8 +10,8 @@
 
 mod change;
 mod cloud_init;
-mod health;
 mod data_disks;
+mod health;
 mod images;
 mod lifecycle;
 pub(crate) mod poll;
