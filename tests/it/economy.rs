@@ -205,7 +205,7 @@ async fn a_no_op_plan_and_a_converged_apply_read_each_endpoint_once() {
             by_endpoint(&sim)
         );
         assert!(
-            requests.len() <= n_vms + 7,
+            requests.len() <= n_vms + 5,
             "{verb}: {} requests for {n_vms} VMs: {:#?} {:#?}",
             requests.len(),
             by_endpoint(&sim),

@@ -13,6 +13,7 @@
 mod access;
 mod agent;
 mod cluster;
+pub use cluster::ClusterListing;
 mod de;
 mod nodes;
 mod pools;
