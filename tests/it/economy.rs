@@ -270,3 +270,24 @@ async fn a_fleet_apply_costs_about_four_requests_per_task() {
     // leaves room for that (4.0–4.6 here), far below a poll per task and round.
     assert!(per_task <= 6.0, "{per_task:.2} requests per task");
 }
+
+/// An apply that builds, after its preflight: the preflight's cluster listing gave the nodes
+/// and storages, so neither `/nodes` nor a node's storage list is read (the storage gate
+/// learns which storages are shared from that listing too).
+#[tokio::test]
+async fn an_apply_after_its_preflight_reads_no_node_or_storage_list() {
+    let spec = example("quickstart.yaml");
+    let (sim, conn) = sim().await;
+    let checked = super::common::check(&conn, &spec, false).await;
+    assert!(checked.result.is_ok(), "{}", checked.err);
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{}\n{}", run.out, run.err);
+    let counts = by_endpoint(&sim);
+    assert!(
+        counts["POST /nodes/{node}/qemu/{vmid}/clone"] > 0,
+        "{counts:#?}"
+    );
+    for unread in ["GET /nodes", "GET /nodes/{node}/storage"] {
+        assert_eq!(counts.get(unread), None, "{unread}: {counts:#?}");
+    }
+}

@@ -301,7 +301,9 @@ impl PveClient {
         let data = self
             .get("/cluster/resources", "/cluster/resources", &[])
             .await?;
-        cluster_listing(&data, "GET /cluster/resources")
+        let listing = cluster_listing(&data, "GET /cluster/resources")?;
+        self.remember_storages(&listing);
+        Ok(listing)
     }
 
     /// `GET /cluster/mapping/pci`: the PCI resource mappings the caller may see.
