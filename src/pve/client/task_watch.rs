@@ -108,7 +108,7 @@ fn starttime_of(upid: &Upid) -> u64 {
 }
 
 impl PveClient {
-    /// Wait until `upid` has left its node's active task list, sharing the node's polling
+    /// Wait until `upid` is no longer among its node's running tasks, sharing the node's polling
     /// with every other task awaited there. Registering starts the node's poller if none runs.
     pub(crate) async fn task_left(&self, upid: &Upid) -> Seen {
         let watch = &self.inner.task_watch;

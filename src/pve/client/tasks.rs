@@ -1,4 +1,4 @@
-//! Tasks (UPIDs): a node's active task list, a task's status and log, and waiting for one to
+//! Tasks (UPIDs): a node's task list, a task's status and log, and waiting for one to
 //! end (through the shared watcher, `task_watch`), with the wire structs of
 //! `/nodes/{node}/tasks`, `/nodes/{node}/tasks/{upid}/status` and `…/log`.
 
@@ -339,9 +339,10 @@ impl PveClient {
         ))
     }
 
-    /// Wait for a task: until it leaves its node's active task list (one listing per node
-    /// and round, shared by every task awaited there; see `task_watch`), then read its status
-    /// once for how it ended. Where the listing cannot answer, the task is looked at on its
+    /// Wait for a task: until its node's task list shows it ended, with its exit status (one
+    /// listing per node and round, shared by every task awaited there; see `task_watch`); when
+    /// it has left the running tasks but the list did not show how it ended, its status is read
+    /// once. Where the listing cannot answer, the task is looked at on its
     /// own instead, after a tenth of the time waited so far (10 ms to 1 s). Success is `OK` or
     /// `WARNINGS: n`; anything else fails with the task's log.
     ///
