@@ -162,10 +162,10 @@ async fn a_write_whose_answer_is_lost_before_it_was_handled_is_sent_again() {
 }
 
 /// Requests of a no-op `plan` and a converged `apply`, preflight included, on a converged
-/// quickstart: each path read at most once (the preflight's cluster listing is the
-/// observation's), so N + 7 requests for N VMs: the N configs (or pending changes of running
-/// VMs), the cluster listing, the image storage's content, and the preflight's version,
-/// permissions, nodes, storages and networks.
+/// quickstart: each path read at most once (the preflight's whole cluster listing is the
+/// observation's, and gives the nodes and storages too), so N + 5 requests for N VMs: the N
+/// configs (or pending changes of running VMs), the cluster listing, the image storage's
+/// content, and the preflight's version, permissions and the node's bridges.
 #[tokio::test]
 async fn a_no_op_plan_and_a_converged_apply_read_each_endpoint_once() {
     let spec = example("quickstart.yaml");
