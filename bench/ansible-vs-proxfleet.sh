@@ -56,9 +56,11 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# A fresh simulator for one tool; its log and certificate go to $work/NAME.*.
+# A fresh simulator for one tool and round (an empty cluster: its state file is new); its
+# log, certificate and state go to $work/NAME.*.
 start_sim() {
   local name=$1
+  rm -f "$work/$name.state.json" "$work/$name.ca.pem"
   port=$(free_port)
   "$proxfleet" sim serve --tls --listen "127.0.0.1:$port" \
     --ca-file "$work/$name.ca.pem" --state "$work/$name.state.json" \
@@ -171,7 +173,8 @@ touch "$work/results"
 tools=(proxfleet)
 if [[ $proxfleet_only != 1 ]]; then
   tools=(ansible proxfleet)
-  echo "== Ansible $("$venv/bin/ansible" --version | head -1 | sed 's/.*core //; s/\]//'), community.proxmox $("$venv/bin/ansible-galaxy" collection list community.proxmox 2>/dev/null | awk '$1 == "community.proxmox" { print $2; exit }')"
+  # Whole outputs are read (sed -n, awk without exit): cutting them short breaks Ansible's pipe.
+  echo "== Ansible $("$venv/bin/ansible" --version | sed -n '1s/.*core //; 1s/\]//p'), community.proxmox $("$venv/bin/ansible-galaxy" collection list community.proxmox 2>/dev/null | awk '$1 == "community.proxmox" && !v { v = $2 } END { print v }')"
 fi
 echo "== proxfleet $("$proxfleet" --version | awk '{print $2}'), $rounds rounds"
 for round in $(seq "$rounds"); do

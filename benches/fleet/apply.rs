@@ -87,8 +87,23 @@ pub fn run(runtime: &tokio::runtime::Runtime, quick: bool) {
         "lock time-outs",
         "note",
     ]);
-    for row in rows(quick) {
-        let cells = runtime.block_on(measure(dir.path(), &row, task));
+    // `APPLY_ROWS=1,4` runs some rows only (counted from 1 in the order of the table).
+    let only: Option<Vec<usize>> = std::env::var("APPLY_ROWS").ok().map(|list| {
+        list.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    });
+    let mut breakdowns = Vec::new();
+    for (idx, row) in rows(quick).iter().enumerate() {
+        if only.as_ref().is_some_and(|only| !only.contains(&(idx + 1))) {
+            continue;
+        }
+        let (cells, breakdown) = runtime.block_on(measure(dir.path(), row, task));
+        breakdowns.push(format!(
+            "{} {}: {breakdown}",
+            cells[0..4].join(" "),
+            cells[8]
+        ));
         table.add_row(cells);
     }
     println!(
@@ -100,6 +115,10 @@ pub fn run(runtime: &tokio::runtime::Runtime, quick: bool) {
         "lower bound = max(critical path, busiest storage's allocation work ÷ its parallelism of 1); targets: ≤ 4 requests per task, wall ≤ 1.10× the bound at parallelism 8 and 16"
     );
     println!("{table}");
+    println!("requests by endpoint (N clones, clones, nodes, parallelism, requests):");
+    for line in breakdowns {
+        println!("  {line}");
+    }
 }
 
 async fn start_sim(n_nodes: usize, task: Duration) -> SimHandle {
@@ -114,7 +133,7 @@ async fn start_sim(n_nodes: usize, task: Duration) -> SimHandle {
     .expect("the simulator starts")
 }
 
-async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> Vec<String> {
+async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<String>, String) {
     let sim = start_sim(row.shape.n_nodes, task).await;
     let conn = Connection::to_sim(&sim).expect("a client");
     let file = common::write_shaped_fleet_spec(dir, row.n_clones, row.shape);
@@ -160,7 +179,12 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> Vec<String
     if storage_floor > critical {
         notes.push("storage-bound".into());
     }
-    vec![
+    let breakdown = common::by_endpoint(&records)
+        .into_iter()
+        .map(|(endpoint, n)| format!("{n} {endpoint}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cells = vec![
         row.n_clones.to_string(),
         if row.shape.full { "full" } else { "linked" }.to_string(),
         row.shape.n_nodes.to_string(),
@@ -174,7 +198,8 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> Vec<String
         format!("{:.2}", listings as f64 / n_tasks.max(1) as f64),
         lock_timeouts.to_string(),
         notes.join(", "),
-    ]
+    ];
+    (cells, breakdown)
 }
 
 /// Volumes allocated per storage lock (a shared storage's one lock for the cluster, a local

@@ -26,7 +26,8 @@ pub(super) const GROW_AFTER: usize = 8;
 #[derive(Debug, Clone, Default)]
 pub struct StorageGate {
     slots: Arc<Mutex<BTreeMap<String, Arc<Slots>>>>,
-    /// The shared storages each node lists, read once per node and run.
+    /// The shared storages each node lists, read once per node and run where the client's
+    /// last cluster listing did not show them (`PveClient::listed_as_shared`).
     sharing: Arc<tokio::sync::Mutex<BTreeMap<String, Sharing>>>,
 }
 
@@ -77,6 +78,14 @@ impl StorageGate {
         let Some((storage, node)) = storage_at_node.split_once('@') else {
             return storage_at_node.to_string();
         };
+        // The cluster listing the preflight read says it for the storages it showed.
+        if let Some(shared) = client.listed_as_shared(node, storage) {
+            return if shared {
+                storage.to_string()
+            } else {
+                storage_at_node.to_string()
+            };
+        }
         let mut sharing = self.sharing.lock().await;
         if !sharing.contains_key(node) {
             let listed = match client.storages(node).await {

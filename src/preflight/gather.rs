@@ -1,8 +1,10 @@
 //! What the checks need to know about the cluster, asked read-only: the version first (if the
-//! API does not answer, nothing else is asked), then nodes, VMs, PCI mappings and the token's
-//! privileges on each path at once, then storages and bridges of the nodes that are online,
-//! then the owners of VMs on desired vmids. Every failure is kept with what it was about, so
-//! one unanswered request fails one check, not the run.
+//! API does not answer, nothing else is asked), then the cluster listing (nodes, VMs and
+//! storages in one `GET /cluster/resources`), PCI mappings and the token's privileges on each
+//! path at once, then bridges of the nodes that are online (and their storages, where the
+//! listing does not show each the spec uses there, active: `GET /nodes/{node}/storage` then
+//! says why), then the owners of VMs on desired vmids. Every failure is kept with what it was
+//! about, so one unanswered request fails one check, not the run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,8 +14,8 @@ use indexmap::IndexSet;
 use super::needs::Needs;
 use crate::ownership::Marker;
 use crate::pve::{
-    GuestKind, NetworkInterface, NodeSummary, PciMapping, PveClient, PveError, StorageSummary,
-    VersionInfo, VmSummary,
+    ClusterListing, GuestKind, NetworkInterface, NodeSummary, PciMapping, PveClient, PveError,
+    StorageSummary, VersionInfo, VmSummary,
 };
 
 /// How many requests of one kind run at once.
@@ -26,9 +28,9 @@ pub struct Facts {
     pub token_id: String,
     /// `GET /version`; when it failed nothing else was asked.
     pub version: Result<VersionInfo, PveError>,
-    /// `GET /nodes`.
+    /// The nodes of `GET /cluster/resources`.
     pub nodes: Option<Result<Vec<NodeSummary>, PveError>>,
-    /// `GET /cluster/resources?type=vm`.
+    /// The guests of `GET /cluster/resources`.
     pub vms: Option<Result<Vec<VmSummary>, PveError>>,
     /// `GET /cluster/mapping/pci`, when the spec maps PCI devices.
     pub pci_mappings: Option<Result<Vec<PciMapping>, PveError>>,
@@ -98,12 +100,20 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
             Some(client.pci_mappings().await)
         }
     };
-    let (nodes, vms, pci_mappings, privileges) = tokio::join!(
-        client.nodes(),
-        client.cluster_vms(),
+    let (listing, pci_mappings, privileges) = tokio::join!(
+        client.cluster_listing(),
         mappings,
         ask_privileges(client, needs.privilege_paths())
     );
+    let (nodes, vms, listed_storages) = match listing {
+        Ok(ClusterListing {
+            vms,
+            nodes,
+            storages,
+        }) => (Ok(nodes), Ok(vms), storages),
+        // The nodes are asked on their own then, so that their checks still run.
+        Err(err) => (client.nodes().await, Err(err), BTreeMap::new()),
+    };
     let mut facts = Facts {
         token_id: client.token_id().to_string(),
         version: Ok(version),
@@ -119,7 +129,7 @@ pub async fn gather(client: &PveClient, needs: &Needs) -> Facts {
     };
     let tagged = tagged_vmids(needs, &facts);
     let ((storages, bridges), (owners, hidden)) = tokio::join!(
-        ask_nodes(client, needs, &facts),
+        ask_nodes(client, needs, &facts, listed_storages),
         ask_vmid_owners(client, needs, &facts, &tagged)
     );
     facts.storages = storages;
@@ -159,11 +169,15 @@ async fn ask_privileges(
     }
 }
 
-/// Storages and bridges per online node the spec uses.
+/// Storages and bridges per online node the spec uses. A node's storages are the cluster
+/// listing's when it shows every storage the spec uses there, active; else (a storage missing,
+/// disabled, inactive, or visible only with `Datastore.AllocateSpace`) the node's own list is
+/// read, which says which.
 async fn ask_nodes(
     client: &PveClient,
     needs: &Needs,
     facts: &Facts,
+    mut listed: BTreeMap<String, Vec<StorageSummary>>,
 ) -> (NodeStorages, NodeBridges) {
     let online = facts.online_nodes();
     let storage_nodes: BTreeSet<&String> = needs
@@ -179,10 +193,44 @@ async fn ask_nodes(
         .map(|(node, _)| node)
         .filter(|node| online.contains(*node))
         .collect();
-    let storages = stream::iter(storage_nodes)
-        .map(|node| async move { (node.clone(), client.storages(node).await) })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<BTreeMap<_, _>>();
+    let used_on = |node: &str| -> BTreeSet<&str> {
+        needs
+            .storages
+            .keys()
+            .filter(|(n, _)| n == node)
+            .map(|(_, storage)| storage.as_str())
+            .chain(
+                needs
+                    .disks
+                    .iter()
+                    .filter(|d| d.node == node)
+                    .map(|d| d.storage.as_str()),
+            )
+            .collect()
+    };
+    let mut known: NodeStorages = BTreeMap::new();
+    let mut unknown: Vec<&String> = Vec::new();
+    for node in storage_nodes {
+        let rows = listed.remove(node.as_str()).unwrap_or_default();
+        let shown = used_on(node).into_iter().all(|storage| {
+            rows.iter()
+                .any(|row| row.storage == storage && row.enabled && row.active)
+        });
+        if shown {
+            known.insert(node.clone(), Ok(rows));
+        } else {
+            unknown.push(node);
+        }
+    }
+    let storages = async {
+        let read = stream::iter(unknown)
+            .map(|node| async move { (node.clone(), client.storages(node).await) })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<BTreeMap<_, _>>()
+            .await;
+        known.extend(read);
+        known
+    };
     let bridges = stream::iter(bridge_nodes)
         .map(|node| async move {
             let bridges = client.networks(node, Some("any_bridge")).await;

@@ -7,7 +7,7 @@ mod error;
 mod types;
 mod upid;
 
-pub use client::{ApiToken, ClientConfig, PveClient, ReadRetry};
+pub use client::{ApiToken, ClientConfig, ClusterListing, PveClient, ReadRetry};
 pub use error::{LockVerdict, PveError, lock_verdict_of};
 pub use types::{
     CloneRequest, DownloadRequest, GuestInterface, GuestKind, NetworkInterface, NodeSummary,

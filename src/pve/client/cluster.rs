@@ -2,12 +2,17 @@
 //! containers that hold vmids and names beside them), free vmids
 //! (`/cluster/nextid`) and PCI resource mappings, each with the wire struct of its answer.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::nodes::NodeWire;
 use super::{PveClient, de};
 use crate::pve::PveError;
-use crate::pve::types::{GuestKind, PciMapEntry, PciMapping, VersionInfo, VmSummary};
+use crate::pve::types::{
+    GuestKind, NodeSummary, PciMapEntry, PciMapping, StorageSummary, VersionInfo, VmSummary,
+};
 
 /// `GET /version`.
 #[derive(Debug, Deserialize)]
@@ -76,6 +81,101 @@ impl GuestResourceWire {
 }
 
 /// `/cluster/nextid`: a vmid, sent as a string by Proxmox (`"100"`) and as a number by some.
+/// A storage's row of `/cluster/resources` (pve-manager `PVE/API2Tools.pm`,
+/// `extract_storage_stats`): its `storage.cfg` entry, and its size and usage from what
+/// `pvestatd` last reported (`status: available`; `unknown` and no figures when it reported
+/// none, as for a storage it could not activate).
+#[derive(Debug, Deserialize)]
+struct StorageResourceWire {
+    #[serde(deserialize_with = "de::text")]
+    storage: String,
+    #[serde(deserialize_with = "de::text")]
+    node: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    plugintype: Option<String>,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    content: Option<String>,
+    #[serde(default, deserialize_with = "de::flag")]
+    shared: bool,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "de::optional_number")]
+    maxdisk: Option<u64>,
+    #[serde(default, deserialize_with = "de::optional_number")]
+    disk: Option<u64>,
+}
+
+impl From<StorageResourceWire> for StorageSummary {
+    fn from(wire: StorageResourceWire) -> StorageSummary {
+        let active = wire.status.as_deref() == Some("available");
+        StorageSummary {
+            storage: wire.storage,
+            kind: wire.plugintype.unwrap_or_default(),
+            content: wire
+                .content
+                .map(|content| content.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
+            shared: wire.shared,
+            active,
+            // Only storages enabled on the node are listed (`storage_check_enabled`).
+            enabled: true,
+            avail: wire
+                .maxdisk
+                .zip(wire.disk)
+                .filter(|_| active)
+                .map(|(total, used)| total.saturating_sub(used)),
+            total: wire.maxdisk.filter(|_| active),
+        }
+    }
+}
+
+/// The whole of `GET /cluster/resources`: guests, nodes, and the storages each node has
+/// enabled that the caller may audit (`Datastore.Audit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterListing {
+    /// QEMU VMs and LXC containers, as `cluster_vms` reads them.
+    pub vms: Vec<VmSummary>,
+    /// Every node of the cluster, as `/nodes` lists them (pve-manager lists each node
+    /// whatever the caller's privileges, with `PVE::API2Tools::extract_node_stats` as
+    /// `/nodes` does).
+    pub nodes: Vec<NodeSummary>,
+    /// Storages by node.
+    pub storages: BTreeMap<String, Vec<StorageSummary>>,
+}
+
+fn cluster_listing(data: &Value, what: &str) -> Result<ClusterListing, PveError> {
+    let heads: Vec<ResourceHead> = de::decode(data, what)?;
+    let mut guests = Vec::new();
+    let mut nodes = Vec::new();
+    let mut storages: BTreeMap<String, Vec<StorageSummary>> = BTreeMap::new();
+    for (row_idx, head) in heads.iter().enumerate() {
+        let row_id = head.id.as_deref().unwrap_or("(no id)");
+        let row = &data[row_idx];
+        let row_what = || format!("{what} (row {row_idx}, {row_id})");
+        match head.kind.as_str() {
+            "qemu" | "lxc" => guests.push(row.clone()),
+            "node" => {
+                let wire: NodeWire = de::decode(row, &row_what())?;
+                nodes.push(NodeSummary::from(wire));
+            }
+            "storage" => {
+                let wire: StorageResourceWire = de::decode(row, &row_what())?;
+                storages
+                    .entry(wire.node.clone())
+                    .or_default()
+                    .push(StorageSummary::from(wire));
+            }
+            // Pools, SDN zones, networks: nothing proxfleet reads here.
+            _ => {}
+        }
+    }
+    Ok(ClusterListing {
+        vms: vm_summaries(&Value::Array(guests), what)?,
+        nodes,
+        storages,
+    })
+}
+
 #[derive(Debug, Deserialize)]
 struct NextIdWire(#[serde(deserialize_with = "de::vmid")] u32);
 
@@ -190,6 +290,22 @@ impl PveClient {
         vm_summaries(&data, "GET /cluster/resources")
     }
 
+    /// `GET /cluster/resources`, every type: guests, nodes and storages in one request (the
+    /// preflight's; the observation's `cluster_vms` that follows takes its guests, see
+    /// `shared_reads`).
+    ///
+    /// # Errors
+    /// HTTP errors; a guest's row without a vmid or node, a node's without its name, a
+    /// storage's without its id or node, or a value of the wrong shape.
+    pub async fn cluster_listing(&self) -> Result<ClusterListing, PveError> {
+        let data = self
+            .get("/cluster/resources", "/cluster/resources", &[])
+            .await?;
+        let listing = cluster_listing(&data, "GET /cluster/resources")?;
+        self.remember_storages(&listing);
+        Ok(listing)
+    }
+
     /// `GET /cluster/mapping/pci`: the PCI resource mappings the caller may see.
     ///
     /// # Errors
@@ -237,6 +353,46 @@ mod tests {
     use super::*;
 
     const WHAT: &str = "GET /cluster/resources";
+
+    #[test]
+    fn the_whole_listing_gives_guests_nodes_and_storages() {
+        let data = json!([
+            {"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "pve1", "status": "running"},
+            {"id": "lxc/101", "type": "lxc", "vmid": "101", "node": "pve2"},
+            {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online"},
+            {"id": "node/pve2", "type": "node", "node": "pve2", "status": "offline"},
+            {"id": "storage/pve1/local", "type": "storage", "node": "pve1", "storage": "local",
+             "plugintype": "dir", "content": "iso,import", "shared": 0, "status": "available",
+             "maxdisk": "1000", "disk": 400},
+            {"id": "storage/pve1/nfs", "type": "storage", "node": "pve1", "storage": "nfs",
+             "plugintype": "nfs", "content": "images", "shared": 1, "status": "unknown"},
+            {"id": "pool/lab", "type": "pool", "pool": "lab"},
+            {"id": "sdn/pve1/localnetwork", "type": "sdn", "sdn": "localnetwork", "node": "pve1"},
+        ]);
+        let listing = cluster_listing(&data, WHAT).unwrap();
+        let vmids: Vec<_> = listing.vms.iter().map(|vm| (vm.vmid, vm.kind)).collect();
+        assert_eq!(vmids, [(100, GuestKind::Qemu), (101, GuestKind::Lxc)]);
+        let nodes: Vec<_> = listing
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.online))
+            .collect();
+        assert_eq!(nodes, [("pve1", true), ("pve2", false)]);
+        let pve1 = &listing.storages["pve1"];
+        assert_eq!(
+            (
+                pve1[0].kind.as_str(),
+                pve1[0].active,
+                pve1[0].avail,
+                pve1[0].total
+            ),
+            ("dir", true, Some(600), Some(1000))
+        );
+        assert_eq!(pve1[0].content, ["iso", "import"]);
+        assert!(pve1[1].shared && !pve1[1].active && pve1[1].avail.is_none());
+        let err = cluster_listing(&json!([{"id": "node/x", "type": "node"}]), WHAT).unwrap_err();
+        assert!(err.to_string().contains("node/x"), "{err}");
+    }
 
     #[test]
     fn qemu_rows_with_numbers_or_strings() {

@@ -13,6 +13,7 @@
 mod access;
 mod agent;
 mod cluster;
+pub use cluster::ClusterListing;
 mod de;
 mod nodes;
 mod pools;
@@ -70,6 +71,9 @@ struct Inner {
     task_watch: task_watch::TaskWatch,
     /// The cluster listing read once for the preflight and the observation (`shared_reads`).
     shared_reads: shared_reads::SharedReads,
+    /// The storages each node has shared, from the last whole cluster listing: which storages
+    /// are shared is `storage.cfg`, not usage, so the storage gate may use it all run long.
+    shared_storages: Mutex<BTreeMap<String, BTreeMap<String, bool>>>,
 }
 
 /// A Proxmox VE API client; cheap to clone, usable from many tasks at once.
@@ -158,8 +162,30 @@ impl PveClient {
                 read_retry: config.read_retry,
                 task_watch: task_watch::TaskWatch::default(),
                 shared_reads: shared_reads::SharedReads::default(),
+                shared_storages: Mutex::default(),
             }),
         })
+    }
+
+    /// Which of `storage`'s rows on `node` the last whole cluster listing showed shared, if it
+    /// showed the storage there at all.
+    pub fn listed_as_shared(&self, node: &str, storage: &str) -> Option<bool> {
+        let listed = self.inner.shared_storages.lock().ok()?;
+        listed.get(node)?.get(storage).copied()
+    }
+
+    /// Keep which storages a whole cluster listing showed shared (`listed_as_shared`).
+    fn remember_storages(&self, listing: &ClusterListing) {
+        if let Ok(mut kept) = self.inner.shared_storages.lock() {
+            *kept = listing
+                .storages
+                .iter()
+                .map(|(node, rows)| {
+                    let flags = rows.iter().map(|s| (s.storage.clone(), s.shared)).collect();
+                    (node.clone(), flags)
+                })
+                .collect();
+        }
     }
 
     /// Mark this client's reads, until the guard drops, as the preflight's: the cluster

@@ -10,7 +10,7 @@ use crate::pve::types::{NetworkInterface, NodeSummary};
 
 /// A row of `/nodes`.
 #[derive(Debug, Deserialize)]
-struct NodeWire {
+pub(super) struct NodeWire {
     #[serde(deserialize_with = "de::text")]
     node: String,
     #[serde(default, deserialize_with = "de::optional_text")]

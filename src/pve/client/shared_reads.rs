@@ -5,7 +5,9 @@
 //! in between that may change a guest's row drops it (a pool's creation or deletion does not:
 //! `PveClient::count`). Only the preflight keeps and only others take, so a preflight never
 //! reads another's answer, and a reader that polls (waiting for VMs still being made) reads
-//! afresh after its first look. (The preflight's node and storage lists are read by it alone.)
+//! afresh after its first look. The preflight reads the listing whole (guests, nodes and
+//! storages: no `/nodes` and, mostly, no `/nodes/{node}/storage` beside it); a reader that
+//! asks for one `type` of it is handed the rows of that type.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -65,8 +67,35 @@ impl SharedReads {
         if !SHARED.contains(&template) || self.preflight.load(Ordering::Relaxed) {
             return None;
         }
-        let (read_at, answer) = self.kept.lock().ok()?.remove(&key(path, params))?;
-        (read_at.elapsed() <= SHARE_WINDOW).then_some(answer)
+        let mut kept = self.kept.lock().ok()?;
+        if let Some((read_at, answer)) = kept.remove(&key(path, params)) {
+            return (read_at.elapsed() <= SHARE_WINDOW).then_some(answer);
+        }
+        // `type=vm` (or `node`, `storage`) out of the whole listing.
+        let [(name, wanted)] = params else {
+            return None;
+        };
+        let kinds: &[&str] = match (name.as_str(), wanted.as_str()) {
+            ("type", "vm") => &["qemu", "lxc", "openvz"],
+            ("type", "node") => &["node"],
+            ("type", "storage") => &["storage"],
+            _ => return None,
+        };
+        let (read_at, (whole, _)) = kept.remove(&key(path, &[]))?;
+        if read_at.elapsed() > SHARE_WINDOW {
+            return None;
+        }
+        let rows: Vec<Value> = whole
+            .as_array()?
+            .iter()
+            .filter(|row| {
+                row.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| kinds.contains(&kind))
+            })
+            .cloned()
+            .collect();
+        Some((Value::Array(rows), None))
     }
 
     /// Keep a fresh answer for the next reader.
@@ -142,6 +171,25 @@ mod tests {
         shared.keep("/cluster/resources", "/cluster/resources", &params, &answer);
         drop(preflight);
         tokio::time::advance(SHARE_WINDOW + Duration::from_secs(1)).await;
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            None
+        );
+        // A reader of one type is handed those rows of the whole listing.
+        let whole = (
+            json!([{"type": "node", "node": "pve1"}, {"type": "qemu", "vmid": 100}, {"type": "lxc", "vmid": 101}]),
+            None,
+        );
+        let preflight = shared.preflight();
+        shared.keep("/cluster/resources", "/cluster/resources", &[], &whole);
+        drop(preflight);
+        assert_eq!(
+            shared.take("/cluster/resources", "/cluster/resources", &params),
+            Some((
+                json!([{"type": "qemu", "vmid": 100}, {"type": "lxc", "vmid": 101}]),
+                None
+            ))
+        );
         assert_eq!(
             shared.take("/cluster/resources", "/cluster/resources", &params),
             None

@@ -1,7 +1,8 @@
 //! The shared task watcher: one per client, one poller per node that has tasks being waited
-//! for. While tasks run, a node costs one `GET /nodes/{node}/tasks?source=active` per round
-//! however many of its tasks are awaited; a waiter hears when its task has left the node's
-//! active list (then reads the task's own status once, for its exit status) or that the
+//! for. While tasks run, a node costs one `GET /nodes/{node}/tasks?source=all` per round
+//! however many of its tasks are awaited; a waiter hears when its task is listed as ended
+//! (with its exit status, the listing's `status`), that it has left the running tasks without
+//! the listing showing how it ended (then reads the task's own status once), or that the
 //! listing cannot answer (then polls its task on its own, as before).
 //!
 //! Each awaited task has its next look: a tenth of the time it has been waited for, between
@@ -51,9 +52,12 @@ fn expected_first_look(last_run_time: Option<Duration>) -> Duration {
 }
 
 /// What a waiter hears from its node's poller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Seen {
-    /// The task is no longer in the node's active list: it has ended.
+    /// The node's task list shows the task ended, with this exit status.
+    Ended(String),
+    /// The task is no longer among the node's running tasks, but the listing did not show
+    /// how it ended (the limit cut the ended ones off): it has ended.
     Left,
     /// The listing failed (or could not list everything): look at the task on its own.
     Unanswered,
@@ -104,7 +108,7 @@ fn starttime_of(upid: &Upid) -> u64 {
 }
 
 impl PveClient {
-    /// Wait until `upid` has left its node's active task list, sharing the node's polling
+    /// Wait until `upid` is no longer among its node's running tasks, sharing the node's polling
     /// with every other task awaited there. Registering starts the node's poller if none runs.
     pub(crate) async fn task_left(&self, upid: &Upid) -> Seen {
         let watch = &self.inner.task_watch;
@@ -239,16 +243,16 @@ impl PveClient {
             return false;
         };
         let now = Instant::now();
-        let running: Option<BTreeSet<String>> = match listed {
-            // A listing cut short by its limit cannot say a task is gone.
-            Ok(listed) if !listed.complete => None,
-            Ok(listed) => Some(listed.upids),
+        let (running, mut ended) = match listed {
+            // A listing whose limit may have cut running tasks off cannot say a task is gone.
+            Ok(listed) if !listed.running_complete => (None, listed.ended),
+            Ok(listed) => (Some(listed.running), listed.ended),
             Err(err) => {
                 tracing::debug!(node, %err, "the node's task list did not answer; polling tasks one by one");
                 if !err.is_transient() {
                     watch.unanswerable = true;
                 }
-                None
+                (None, BTreeMap::new())
             }
         };
         // A task registered while the round was out was not asked about (the query may have
@@ -258,27 +262,28 @@ impl PveClient {
             .keys()
             .filter(|upid| covered.contains(*upid))
             .filter(|upid| {
-                running
-                    .as_ref()
-                    .is_none_or(|running| !running.contains(*upid))
+                ended.contains_key(*upid)
+                    || running
+                        .as_ref()
+                        .is_none_or(|running| !running.contains(*upid))
             })
             .cloned()
             .collect();
-        let seen = if running.is_some() {
-            Seen::Left
-        } else {
-            Seen::Unanswered
-        };
         for upid in gone {
+            let seen = match (ended.remove(&upid), &running) {
+                (Some(exitstatus), _) => Seen::Ended(exitstatus),
+                (None, Some(_)) => Seen::Left,
+                (None, None) => Seen::Unanswered,
+            };
             if let Some(awaited) = watch.awaited.remove(&upid) {
-                if seen == Seen::Left {
+                if seen != Seen::Unanswered {
                     watch.last_run_time.insert(
                         awaited.upid.task_type().to_string(),
                         now.saturating_duration_since(awaited.registered),
                     );
                 }
                 for waiter in awaited.waiters {
-                    let _ = waiter.send(seen);
+                    let _ = waiter.send(seen.clone());
                 }
             }
         }
@@ -308,11 +313,13 @@ pub(crate) struct ActiveQuery {
     pub(crate) covered: BTreeSet<String>,
 }
 
-/// The UPIDs a node lists as active, and whether that is all of them.
+/// What a node's task list showed: the UPIDs of its running tasks (all of them unless
+/// `running_complete` is false) and the exit status of each ended task it listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ListedTasks {
-    pub(crate) upids: BTreeSet<String>,
-    pub(crate) complete: bool,
+    pub(crate) running: BTreeSet<String>,
+    pub(crate) ended: BTreeMap<String, String>,
+    pub(crate) running_complete: bool,
 }
 
 #[cfg(test)]

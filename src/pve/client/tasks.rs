@@ -1,7 +1,8 @@
-//! Tasks (UPIDs): a node's active task list, a task's status and log, and waiting for one to
+//! Tasks (UPIDs): a node's task list, a task's status and log, and waiting for one to
 //! end (through the shared watcher, `task_watch`), with the wire structs of
 //! `/nodes/{node}/tasks`, `/nodes/{node}/tasks/{upid}/status` and `…/log`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,11 +28,14 @@ struct TaskStatusWire {
     exitstatus: Option<String>,
 }
 
-/// An entry of `/nodes/{node}/tasks`: only its UPID matters to the watcher.
+/// An entry of `/nodes/{node}/tasks` as the watcher reads it: its UPID, and its `status`:
+/// `RUNNING` while it runs, its exit status once it has ended.
 #[derive(Debug, Deserialize)]
 struct ListedTaskWire {
     #[serde(deserialize_with = "de::text")]
     upid: String,
+    #[serde(default, deserialize_with = "de::optional_text")]
+    status: Option<String>,
 }
 
 /// An entry of `/nodes/{node}/tasks` as searched for a task whose answer was lost.
@@ -90,6 +94,32 @@ fn outcome(exitstatus: &str) -> Option<TaskOutcome> {
     })
 }
 
+/// A task listing's running and ended tasks. A task without a status is taken as running:
+/// only an exit status ends a wait.
+fn listed_tasks(entries: Vec<ListedTaskWire>, total: Option<u64>) -> ListedTasks {
+    let n_listed = entries.len() as u64;
+    let cut = total.is_some_and(|total| total > n_listed);
+    let last_runs = entries
+        .last()
+        .is_some_and(|entry| entry.status.as_deref().is_none_or(|s| s == "RUNNING"));
+    let mut listed = ListedTasks {
+        running: BTreeSet::new(),
+        ended: BTreeMap::new(),
+        running_complete: !(cut && last_runs),
+    };
+    for entry in entries {
+        match entry.status {
+            Some(status) if status != "RUNNING" => {
+                listed.ended.insert(entry.upid, status);
+            }
+            _ => {
+                listed.running.insert(entry.upid);
+            }
+        }
+    }
+    listed
+}
+
 impl PveClient {
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     ///
@@ -142,11 +172,18 @@ impl PveClient {
         }
     }
 
-    /// `GET /nodes/{node}/tasks?source=active`, narrowed as `query` says: the UPIDs of the
-    /// node's running tasks (pve-manager `PVE/API2/Tasks.pm`, `node_tasks`, which reads
-    /// `/var/log/pve/tasks/active` and skips the tasks already archived: a task leaves the list
-    /// once pvedaemon has reaped it, with its exit status in the index). `complete` is false
-    /// when the `total` says the limit cut the list short.
+    /// `GET /nodes/{node}/tasks?source=all`, narrowed as `query` says: the node's running
+    /// tasks, then the ones that ended, the most recently archived first, each ended one with
+    /// its exit status (pve-manager `PVE/API2/Tasks.pm`, `node_tasks`: the active part reads
+    /// `/var/log/pve/tasks/active`, where a task that has ended but is not archived yet shows its
+    /// exit status, and skips the archived ones; the rest reads the index backwards, an entry
+    /// `UPID endtime status` a task, the same status `…/tasks/{upid}/status` answers as its
+    /// `exitstatus`, both from `PVE::Tools::upid_read_status`). So one request a round says
+    /// which awaited tasks still run and how most of those that ended did, and a task's own
+    /// status is read only when the listing could not show its end.
+    ///
+    /// `running_complete` is false when the limit may have cut running tasks off: the list was
+    /// cut and its last entry still runs (the running tasks come first).
     ///
     /// # Errors
     /// HTTP errors (an older Proxmox refuses `source` as an unknown parameter); an entry
@@ -157,10 +194,11 @@ impl PveClient {
         query: &ActiveQuery,
     ) -> Result<ListedTasks, PveError> {
         let path = format!("/nodes/{}/tasks", segment(node));
-        // Room for every awaited task and as many others again; the default is 50.
-        let limit = (query.n_awaited * 2).max(50);
+        // Room for every awaited task twice (running, or ended since the last round) and as
+        // many others again; the default is 50.
+        let limit = (query.n_awaited * 3).max(50);
         let mut params = vec![
-            ("source".to_string(), "active".to_string()),
+            ("source".to_string(), "all".to_string()),
             ("since".to_string(), query.since.to_string()),
             ("limit".to_string(), limit.to_string()),
         ];
@@ -178,11 +216,7 @@ impl PveClient {
             .call(Method::GET, "/nodes/{node}/tasks", &path, &params)
             .await?;
         let entries: Vec<ListedTaskWire> = de::decode(&data, &format!("GET {path}"))?;
-        let n_listed = entries.len() as u64;
-        Ok(ListedTasks {
-            upids: entries.into_iter().map(|entry| entry.upid).collect(),
-            complete: total.is_none_or(|total| total <= n_listed),
-        })
+        Ok(listed_tasks(entries, total))
     }
 
     /// Send a write that may start a task, and return its answer (a UPID, or `null` when the
@@ -305,9 +339,10 @@ impl PveClient {
         ))
     }
 
-    /// Wait for a task: until it leaves its node's active task list (one listing per node
-    /// and round, shared by every task awaited there; see `task_watch`), then read its status
-    /// once for how it ended. Where the listing cannot answer, the task is looked at on its
+    /// Wait for a task: until its node's task list shows it ended, with its exit status (one
+    /// listing per node and round, shared by every task awaited there; see `task_watch`); when
+    /// it has left the running tasks but the list did not show how it ended, its status is read
+    /// once. Where the listing cannot answer, the task is looked at on its
     /// own instead, after a tenth of the time waited so far (10 ms to 1 s). Success is `OK` or
     /// `WARNINGS: n`; anything else fails with the task's log.
     ///
@@ -330,6 +365,11 @@ impl PveClient {
                     upid: upid.to_string(),
                 });
             }
+            // Listed as ended: its exit status came with the listing.
+            Ok(Seen::Ended(exitstatus)) => Some(TaskStatus {
+                running: false,
+                exitstatus: Some(exitstatus),
+            }),
             // Gone from the list: one look for its exit status (a look that fails
             // transiently falls back to looking on).
             Ok(Seen::Left) => match self.task_status(upid).await {
@@ -445,6 +485,41 @@ mod tests {
                 .to_string()
                 .contains("tasks/U/status: missing field `status`")
         );
+    }
+
+    #[test]
+    fn a_listing_tells_running_from_ended_and_whether_it_was_cut() {
+        let entries = |statuses: &[(&str, Option<&str>)]| -> Vec<ListedTaskWire> {
+            statuses
+                .iter()
+                .map(|(upid, status)| ListedTaskWire {
+                    upid: upid.to_string(),
+                    status: status.map(str::to_string),
+                })
+                .collect()
+        };
+        let listed = listed_tasks(
+            entries(&[
+                ("A", Some("RUNNING")),
+                ("B", None),
+                ("C", Some("OK")),
+                ("D", Some("command 'qm' failed")),
+            ]),
+            Some(4),
+        );
+        assert_eq!(listed.running, ["A", "B"].map(String::from).into());
+        assert_eq!(listed.ended["C"], "OK");
+        assert_eq!(listed.ended["D"], "command 'qm' failed");
+        assert!(listed.running_complete);
+        // Cut after an ended task: the running ones (listed first) are all there.
+        let cut_in_ended = listed_tasks(
+            entries(&[("A", Some("RUNNING")), ("C", Some("OK"))]),
+            Some(9),
+        );
+        assert!(cut_in_ended.running_complete);
+        // Cut while still listing running tasks: some may be missing.
+        let cut_in_running = listed_tasks(entries(&[("A", Some("RUNNING"))]), Some(9));
+        assert!(!cut_in_running.running_complete);
     }
 
     #[test]

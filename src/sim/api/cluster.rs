@@ -4,7 +4,6 @@
 use serde_json::{Value, json};
 
 use super::request::ApiCall;
-use super::storage::STORAGE_READ;
 use super::{ApiError, Reply, data, lxc};
 use crate::sim::state::{Cluster, Node, Vm};
 
@@ -38,18 +37,30 @@ pub(crate) fn cluster_resources(call: &ApiCall) -> Reply {
                 out.push(node_row(node));
             }
         }
+        // Storages the caller may audit (`Datastore.Audit` alone, unlike the node's list), one
+        // row per node that has them enabled (`storage_check_enabled`), with figures where
+        // pvestatd reported some (`extract_storage_stats`: `unknown` and none when inactive).
         if kind.is_none() || kind == Some("storage") {
             for node in &c.nodes {
                 for storage in &c.storages {
-                    if !call.allowed(&format!("/storage/{}", storage.id), STORAGE_READ, true) {
+                    if !call.allowed(&format!("/storage/{}", storage.id), &["Datastore.Audit"], true) {
                         continue;
                     }
-                    out.push(json!({
+                    let (enabled, active) = c.storage_state(&node.name, &storage.id);
+                    if !enabled {
+                        continue;
+                    }
+                    let mut row = json!({
                         "id": format!("storage/{}/{}", node.name, storage.id), "type": "storage", "node": node.name,
                         "storage": storage.id, "plugintype": storage.kind, "content": storage.content.join(","),
-                        "shared": u8::from(storage.shared), "status": "available",
-                        "maxdisk": storage.total, "disk": c.used_bytes(&node.name, &storage.id),
-                    }));
+                        "shared": u8::from(storage.shared), "status": "unknown",
+                    });
+                    if active {
+                        row["status"] = json!("available");
+                        row["maxdisk"] = json!(storage.total);
+                        row["disk"] = json!(c.used_bytes(&node.name, &storage.id));
+                    }
+                    out.push(row);
                 }
             }
         }
