@@ -450,9 +450,9 @@ impl PveClient {
             id.split('>')
                 .any(|side| side.split('-').next() == Some(vmid.to_string().as_str()))
         };
-        Ok(!listed.complete
+        Ok(!listed.running_complete
             || listed
-                .upids
+                .running
                 .iter()
                 .filter_map(|upid| upid.parse::<Upid>().ok())
                 .any(|upid| upid.task_type() == "qmmove" && involves(upid.id())))
