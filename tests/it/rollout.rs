@@ -569,8 +569,10 @@ async fn target_rolls_one_clone_and_a_saved_rollout_applies_exactly_or_not_at_al
     let second = write_spec(dir.path(), "second.yaml", &fleet("replace", true));
 
     // `--target clone.web-2`: its new build and it, nothing else.
-    let mut select = proxfleet::cli::SelectArgs::default();
-    select.targets = vec!["clone.web-2".into()];
+    let select = proxfleet::cli::SelectArgs {
+        targets: vec!["clone.web-2".into()],
+        ..Default::default()
+    };
     let targeted = plan_with(
         &conn,
         &proxfleet::cli::PlanArgs {
