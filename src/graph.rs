@@ -539,35 +539,7 @@ fn desired_clone(
     let key = ResourceKey::new(ResourceKind::Clone, &c.name);
     let layered = &c.settings;
     let cloud_init = layered.cloud_init.value();
-    let seed = cloud_init
-        .clone()
-        .filter(CloudInit::has_custom_data)
-        .map(|cloud_init| {
-            let (storage, delivery) = match cloud_init.delivery.unwrap_or_default() {
-                Delivery::Iso => (iso_storage.to_string(), SeedDelivery::Iso),
-                Delivery::Snippets => {
-                    let drive = template
-                        .cloud_init
-                        .as_ref()
-                        .and_then(|ci| ci.storage.clone())
-                        .unwrap_or_else(|| template.disk.storage.clone());
-                    (
-                        // Validation requires the storage with the delivery.
-                        snippets_storage.unwrap_or("local").to_string(),
-                        SeedDelivery::Snippets {
-                            cloudinit_drive: format!("{drive}:cloudinit"),
-                        },
-                    )
-                }
-            };
-            Box::new(crate::seed::SeedPlan {
-                storage,
-                delivery,
-                hostname: c.name.clone(),
-                cloud_init,
-                salt_seed: format!("{project}/{key}"),
-            })
-        });
+    let seed = clone_seed(project, &key, c, template, iso_storage, snippets_storage);
     let marker = Marker {
         project: project.to_string(),
         key: key.clone(),
@@ -650,6 +622,47 @@ fn desired_clone(
         builds: None,
         policy: Some(clone_policy(c, template, group_size)),
     }
+}
+
+/// A clone's custom cloud-init data, when it has any: a seed ISO or snippets.
+fn clone_seed(
+    project: &str,
+    key: &ResourceKey,
+    c: &CloneVm,
+    template: &Template,
+    iso_storage: &str,
+    snippets_storage: Option<&str>,
+) -> Option<Box<crate::seed::SeedPlan>> {
+    let cloud_init = c.settings.cloud_init.value();
+    cloud_init
+        .clone()
+        .filter(CloudInit::has_custom_data)
+        .map(|cloud_init| {
+            let (storage, delivery) = match cloud_init.delivery.unwrap_or_default() {
+                Delivery::Iso => (iso_storage.to_string(), SeedDelivery::Iso),
+                Delivery::Snippets => {
+                    let drive = template
+                        .cloud_init
+                        .as_ref()
+                        .and_then(|ci| ci.storage.clone())
+                        .unwrap_or_else(|| template.disk.storage.clone());
+                    (
+                        // Validation requires the storage with the delivery.
+                        snippets_storage.unwrap_or("local").to_string(),
+                        SeedDelivery::Snippets {
+                            cloudinit_drive: format!("{drive}:cloudinit"),
+                        },
+                    )
+                }
+            };
+            Box::new(crate::seed::SeedPlan {
+                storage,
+                delivery,
+                hostname: c.name.clone(),
+                cloud_init,
+                salt_seed: format!("{project}/{key}"),
+            })
+        })
 }
 
 /// How a clone follows its template's new builds; clones declared alone from one template roll

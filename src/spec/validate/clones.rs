@@ -375,17 +375,7 @@ fn check_clone(
         return None;
     }
     let (template, (template_origin, template_node)) = template?;
-    if let Some(storage) = &c.storage {
-        check_storage(ctx, storage, &format!("{path}.storage"));
-        if c.full == Some(false) {
-            ctx.error_at(
-                storage,
-                &format!("{path}.storage"),
-                "a linked clone stays on its template's storage".to_string(),
-                Some("`storage` only with a full clone (`full: true`, the default)"),
-            );
-        }
-    }
+    check_clone_storage(ctx, c, &path);
     let declared = Declared {
         node: c.node.as_ref().map(|n| n.value.clone()),
         full: c.full,
@@ -438,6 +428,21 @@ fn check_clone(
         on_template_change,
         rollout,
     })
+}
+
+/// A full clone's target storage: a storage name, and not for a linked clone.
+fn check_clone_storage(ctx: &mut Validator, c: &RawClone, path: &str) {
+    if let Some(storage) = &c.storage {
+        check_storage(ctx, storage, &format!("{path}.storage"));
+        if c.full == Some(false) {
+            ctx.error_at(
+                storage,
+                &format!("{path}.storage"),
+                "a linked clone stays on its template's storage".to_string(),
+                Some("`storage` only with a full clone (`full: true`, the default)"),
+            );
+        }
+    }
 }
 
 /// `on_template_change` and `rollout`: `replace` needs a template that keeps builds side by
