@@ -6,14 +6,14 @@
 //! Seeded: `CHAOS_ROUNDS` (8 by default) rounds from `CHAOS_SEED` (12 by default).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use proxfleet::commands::Connection;
 use proxfleet::sim::{SimConfig, SimHandle};
 use rand::{Rng, SeedableRng};
 
-use super::common::{example, plan, text};
+use super::common::{apply_process, example, plan, run_process, text};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,28 +33,6 @@ async fn cluster_sim() -> SimHandle {
     })
     .await
     .expect("simulator")
-}
-
-/// `proxfleet apply -f SPEC --auto-approve` as a child process against `sim`.
-fn apply_command(sim: &SimHandle, spec: &Path, home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_proxfleet"));
-    command
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(spec)
-        .env("PROXMOX_VE_ENDPOINT", sim.endpoint())
-        .env("PROXMOX_VE_API_TOKEN", sim.token())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home)
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("PROXFLEET_PROFILE");
-    command
-}
-
-async fn run_to_end(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().expect("proxfleet runs"))
-        .await
-        .expect("joined")
 }
 
 /// What is wrong with the cluster after a re-run: not converged, VMs twice or locked, volumes
@@ -106,7 +84,7 @@ async fn a_fleet_apply_killed_anywhere_is_finished_by_the_first_rerun_with_check
     // A clean run: how long a whole apply takes, and what it leaves.
     let clean = cluster_sim().await;
     let started = Instant::now();
-    let run = run_to_end(apply_command(&clean, &spec, home.path())).await;
+    let run = run_process(apply_process(&clean, &spec, home.path())).await;
     let whole = started.elapsed();
     assert!(run.status.success(), "{}", text(&run.stderr));
     let mut clean_volumes: Vec<String> = clean.volumes().into_iter().map(|v| v.volid).collect();
@@ -119,7 +97,7 @@ async fn a_fleet_apply_killed_anywhere_is_finished_by_the_first_rerun_with_check
         let sim = cluster_sim().await;
         let conn = Connection::to_sim(&sim).expect("client");
         let kill_at = Duration::from_millis(rng.random_range(0..whole.as_millis() as u64));
-        let mut killed = apply_command(&sim, &spec, home.path())
+        let mut killed = apply_process(&sim, &spec, home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -130,7 +108,7 @@ async fn a_fleet_apply_killed_anywhere_is_finished_by_the_first_rerun_with_check
         let _ = killed.wait();
         let writes_before = sim.requests().iter().filter(|r| r.method != "GET").count();
 
-        let rerun = run_to_end(apply_command(&sim, &spec, home.path())).await;
+        let rerun = run_process(apply_process(&sim, &spec, home.path())).await;
         let mut found = Vec::new();
         if !rerun.status.success() {
             found.push(format!(

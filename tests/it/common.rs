@@ -354,3 +354,29 @@ pub fn sim_serve_tls(dir: &Path, extra: &[&str]) -> TlsSim {
         ready,
     }
 }
+
+/// `proxfleet apply -f SPEC --auto-approve` as a child process against `sim`.
+pub fn apply_process(
+    sim: &proxfleet::sim::SimHandle,
+    spec: &std::path::Path,
+    home: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxfleet"));
+    command
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(spec)
+        .env("PROXMOX_VE_ENDPOINT", sim.endpoint())
+        .env("PROXMOX_VE_API_TOKEN", sim.token())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("PROXFLEET_PROFILE");
+    command
+}
+
+pub async fn run_process(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("proxfleet runs"))
+        .await
+        .expect("joined")
+}

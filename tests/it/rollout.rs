@@ -50,7 +50,8 @@ async fn agent_ping_answers_once_the_guest_agent_runs() {
 }
 
 use super::common::{
-    apply, change_headers, plan, quickstart_text, sim as fresh_sim, write_requests, write_spec,
+    apply, apply_process, change_headers, plan, quickstart_text, run_process, sim as fresh_sim,
+    write_requests, write_spec,
 };
 
 const OLD_SUM: &str = "a58d86525d75fd8e139a2302531ce5d2ab75ef0273cfe78f9d53aada4b23efd45f8433b4806fa4570cfe981c8fae26f5e5e855cbd66ba2198862f28125fd2d45";
@@ -335,32 +336,6 @@ async fn a_failed_health_check_stops_the_rollout_and_the_next_apply_finishes_it(
     assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
     assert_eq!(templates(&sim), vec![9001]);
     assert!(plan(&conn, &second).await.out.starts_with("No changes."));
-}
-
-/// `proxfleet apply -f SPEC --auto-approve` as a child process against `sim`.
-fn apply_process(
-    sim: &proxfleet::sim::SimHandle,
-    spec: &std::path::Path,
-    home: &std::path::Path,
-) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxfleet"));
-    command
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(spec)
-        .env("PROXMOX_VE_ENDPOINT", sim.endpoint())
-        .env("PROXMOX_VE_API_TOKEN", sim.token())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home)
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("PROXFLEET_PROFILE");
-    command
-}
-
-async fn run_process(mut command: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || command.output().expect("proxfleet runs"))
-        .await
-        .expect("joined")
 }
 
 /// The storage lock model on, tasks short (as `sim serve --task-scale 0.02`).
