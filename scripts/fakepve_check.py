@@ -4,6 +4,7 @@ Proxmox VE 9 API (PyPI `fakepve`), to check that what proxfleet sends is what Pr
 
     python3 scripts/fakepve_check.py target/debug/proxfleet examples/quickstart.yaml
     python3 scripts/fakepve_check.py target/debug/proxfleet examples/homelab.yaml --skip-checks
+    python3 scripts/fakepve_check.py target/debug/proxfleet examples/rollout.yaml --then NEXT.yaml
 
 Starts fakepve in this process on loopback with TLS and an API token, then runs
 `apply` -> `plan` (must say "No changes.") -> `destroy` through the proxfleet binary, verifying
@@ -13,6 +14,9 @@ the fake's certificate with its CA file. Exits non-zero on the first failure.
 does not model (`/cluster/mapping/pci` among them) with values made up from the schema, so a
 spec whose checks depend on those (the homelab's GPU mapping) passes `--skip-checks` on to
 `apply` and `plan`.
+
+With `--then NEXT`, a second spec is applied after the first (and must then plan nothing)
+before `destroy`: a rollout to a new template build, say.
 """
 import asyncio
 import os
@@ -37,7 +41,7 @@ def run(binary, spec, env, *args):
     return proc
 
 
-async def main(binary, spec, skip_checks=False):
+async def main(binary, spec, skip_checks=False, then=None):
     tmp = tempfile.mkdtemp(prefix="fakepve-check-")
     # The certificate is self-signed: it is its own CA.
     certfile, keyfile, _ = make_cert(tmp, hosts=("127.0.0.1",))
@@ -57,13 +61,20 @@ async def main(binary, spec, skip_checks=False):
     failures = []
     try:
         skip = ("--skip-checks",) if skip_checks else ()
+        applied = lambda p: p.returncode == 0
+        converged = lambda p: p.returncode == 0 and p.stdout.startswith("No changes.")
         steps = [
-            (("apply", "--auto-approve", *skip), lambda p: p.returncode == 0),
-            (("plan", *skip), lambda p: p.returncode == 0 and p.stdout.startswith("No changes.")),
-            (("destroy", "--auto-approve"), lambda p: p.returncode == 0),
+            (spec, ("apply", "--auto-approve", *skip), applied),
+            (spec, ("plan", *skip), converged),
         ]
-        for args, ok in steps:
-            proc = await loop.run_in_executor(None, run, binary, spec, env, *args)
+        if then:
+            steps += [
+                (then, ("apply", "--auto-approve", *skip), applied),
+                (then, ("plan", *skip), converged),
+            ]
+        steps.append((then or spec, ("destroy", "--auto-approve"), applied))
+        for file, args, ok in steps:
+            proc = await loop.run_in_executor(None, run, binary, file, env, *args)
             if not ok(proc):
                 failures.append(" ".join(args))
                 break
@@ -72,9 +83,11 @@ async def main(binary, spec, skip_checks=False):
     if failures:
         print(f"fakepve check FAILED at: {failures[0]}", file=sys.stderr)
         return 1
-    print("fakepve check: 3 passed, 0 failed")
+    print(f"fakepve check: {len(steps)} passed, 0 failed")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], "--skip-checks" in sys.argv[3:])))
+    rest = sys.argv[3:]
+    then = rest[rest.index("--then") + 1] if "--then" in rest else None
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], "--skip-checks" in rest, then)))
