@@ -9,6 +9,11 @@ use proxfleet::cli::{Cli, Command, SimCommand};
 use proxfleet::commands::progress::ProgressMode;
 use proxfleet::commands::{self, CommandError, Connection, Interrupt, Io, Success};
 
+/// mimalloc: a spec of 100,000 clones makes and frees millions of small values, where glibc's
+/// allocator spends about half the time (see ARCHITECTURE.md, and `cargo bench --bench validate`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",

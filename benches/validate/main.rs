@@ -8,6 +8,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The allocator the `proxfleet` binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const N_GROUPS: usize = 100;
 const GROUP_SIZE: usize = 1000;
 const RUNS: usize = 3;
