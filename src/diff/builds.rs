@@ -160,6 +160,14 @@ pub(super) fn template_change<'a>(
     // The build changed: a new one beside it.
     let number = newest + 1;
     let Some(vmid) = next_free(template, count, newest_vm.vmid, actual) else {
+        // No room for another build: a newest build no clone was made from is made again in
+        // its place.
+        let used = claims.owned.iter().any(|(key, vm)| {
+            key.kind == ResourceKind::Clone && build_of_clone(vm, &builds) == Some(newest)
+        });
+        if !used {
+            return (builds, Ok(Some(change)));
+        }
         let conflict = Conflict {
             key: template.key.clone(),
             problem: Problem::BuildRangeFull {

@@ -671,3 +671,50 @@ async fn a_rollout_keeps_each_clone_s_data_disk_the_same_volume_on_its_replaceme
     assert_eq!(sim.vms().len(), 4, "no parking VM is left");
     assert!(plan(&conn, &second).await.out.starts_with("No changes."));
 }
+
+#[tokio::test]
+async fn a_full_build_range_rebuilds_an_unused_newest_build_in_place_and_is_a_conflict_otherwise() {
+    let (sim, conn) = fresh_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let two = |text: String| text.replace("builds: 3", "builds: 2");
+    let first = write_spec(dir.path(), "first.yaml", &two(fleet("keep", false)));
+    assert!(apply(&conn, &first).await.result.is_ok());
+    let second = write_spec(dir.path(), "second.yaml", &two(fleet("keep", true)));
+    assert!(apply(&conn, &second).await.result.is_ok());
+    assert_eq!(templates(&sim), vec![9000, 9001]);
+    // A third image: no vmid is free, and no clone was made from build 2.
+    let third_text = two(fleet("keep", true)).replace("sha512:b58d86525d75", "sha512:c58d86525d75");
+    let third = write_spec(dir.path(), "third.yaml", &third_text);
+    let planned = plan(&conn, &third).await;
+    assert!(
+        planned
+            .out
+            .contains("# template.debian-12-base build 2 (vmid 9001 on pve1) must be replaced"),
+        "{}",
+        planned.out
+    );
+    let run = apply(&conn, &third).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.out);
+    assert!(plan(&conn, &third).await.out.starts_with("No changes."));
+    // A clone made from build 2 keeps it: a fourth image has nowhere to go.
+    let with_web4 = |text: String| {
+        text.replace(
+            "clones:\n",
+            "clones:\n  web-4:\n    vmid: 204\n    template: debian-12-base\n    full: false\n",
+        )
+    };
+    let fourth = write_spec(dir.path(), "fourth.yaml", &with_web4(third_text.clone()));
+    assert!(apply(&conn, &fourth).await.result.is_ok());
+    let fifth = write_spec(
+        dir.path(),
+        "fifth.yaml",
+        &with_web4(third_text.replace("sha512:c58d86525d75", "sha512:d58d86525d75")),
+    );
+    let refused = plan(&conn, &fifth).await;
+    let everything = format!("{}{}{:?}", refused.out, refused.err, refused.result);
+    assert!(refused.result.is_err(), "{everything}");
+    assert!(
+        everything.contains("a new build needs a free vmid in 9000..=9001, and every one is taken"),
+        "{everything}"
+    );
+}
