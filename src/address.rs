@@ -17,11 +17,12 @@ use crate::pve::{GuestInterface, PveClient, PveError};
 use crate::qemu_config::propstr::nic_mac;
 use crate::spec::human_duration;
 
-/// How often the agent is asked: soon after the start, then less and less often.
-fn poll_backoff() -> ExponentialBuilder {
+/// How often a guest agent is asked (for an address here, for a rollout's health check in
+/// `apply::health`): soon after the start, then less and less often, at most every `max`.
+pub(crate) fn agent_backoff(max: Duration) -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(max)
         .with_factor(2.0)
         .without_max_times()
 }
@@ -51,7 +52,7 @@ pub async fn wait_for_address(
         deadline: Some(deadline),
         cancel: Some(cancel),
     };
-    let polled = poll_until(poll_backoff(), limits, || async {
+    let polled = poll_until(agent_backoff(Duration::from_secs(10)), limits, || async {
         match client.guest_interfaces(node, vmid).await {
             Ok(interfaces) => match pick_address(&interfaces, mac.as_deref()) {
                 Some(address) => ControlFlow::Break(Ok(address)),
@@ -62,11 +63,7 @@ pub async fn wait_for_address(
                 "no address: the VM has no QEMU guest agent configured (`agent: true` on its template)".into(),
             )),
             Err(err) => {
-                // Proxmox's own words (`QEMU guest agent is not running`), without the request.
-                let answer = match &err {
-                    PveError::Http { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
+                let answer = err.answer();
                 // Refused (a missing privilege, an API without the endpoint): nor here.
                 if retryable(&err) {
                     ControlFlow::Continue(Some(answer))

@@ -278,6 +278,15 @@ impl DesiredGraph {
         self.by_key.get(key).map(|&idx| &self.graph[idx])
     }
 
+    /// The resource an owned VM's key stands for: the resource with that key, or for a later
+    /// build of a template (`template.NAME#N`) the template, while it keeps builds.
+    pub fn owner_of(&self, key: &ResourceKey) -> Option<&Resource> {
+        let spec_key = key.spec_key();
+        let resource = self.get(&spec_key)?;
+        let builds_kept = matches!(resource, Resource::Vm(vm) if vm.builds.is_some());
+        (spec_key == *key || builds_kept).then_some(resource)
+    }
+
     /// The keys this resource depends on directly.
     pub fn dependencies(&self, key: &ResourceKey) -> Vec<ResourceKey> {
         let Some(&idx) = self.by_key.get(key) else {

@@ -120,15 +120,8 @@ pub fn owned(
         let Some(marker) = &vm.marker else {
             continue;
         };
-        // A template's later builds are in the spec while the template keeps builds.
-        let spec_key = match marker.key.template_build() {
-            Some((template, number)) if number > 1 => template,
-            _ => marker.key.clone(),
-        };
-        let wanted = match desired.get(&spec_key) {
-            Some(Resource::Vm(wanted)) if spec_key == marker.key || wanted.builds.is_some() => {
-                Some(wanted)
-            }
+        let wanted = match desired.owner_of(&marker.key) {
+            Some(Resource::Vm(wanted)) => Some(wanted),
             _ => None,
         };
         // The template build a clone was made from, as its marker records it.
@@ -324,10 +317,7 @@ fn groups_of(row: &Owned) -> Vec<String> {
     let mut groups = vec!["proxfleet".to_string()];
     if let Some(template) = &row.template {
         // By template, whichever of its builds the clone was made from.
-        let template = template
-            .template_build()
-            .map_or_else(|| template.clone(), |(template, _)| template);
-        groups.push(group_name("template", &template.name));
+        groups.push(group_name("template", &template.spec_key().name));
     }
     if let Some(group) = &row.group {
         groups.push(group_name("group", group));

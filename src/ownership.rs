@@ -96,6 +96,20 @@ impl ResourceKey {
         ResourceKey::new(self.kind, format!("{}#{number}", self.name))
     }
 
+    /// The key the spec names: a template's for any of its builds, else the key itself.
+    ///
+    /// ```
+    /// use proxfleet::ownership::ResourceKey;
+    /// let build: ResourceKey = "template.base#3".parse().unwrap();
+    /// assert_eq!(build.spec_key().to_string(), "template.base");
+    /// let clone: ResourceKey = "clone.web-1".parse().unwrap();
+    /// assert_eq!(clone.spec_key(), clone);
+    /// ```
+    pub fn spec_key(&self) -> ResourceKey {
+        self.template_build()
+            .map_or_else(|| self.clone(), |(template, _)| template)
+    }
+
     /// For a template's key: the template's own key and the build it names (1 for the plain
     /// key); `None` for other kinds.
     pub fn template_build(&self) -> Option<(ResourceKey, u32)> {

@@ -87,6 +87,17 @@ pub fn lock_means_being_made(lock: Option<&str>) -> bool {
     matches!(lock, Some("create" | "clone"))
 }
 
+impl ActualVm {
+    /// Whether this VM is a linked clone of template `template_vmid`: one of its disks is a
+    /// volume on that template's base disk (`local-lvm:base-9000-disk-0/vm-201-disk-0`).
+    pub fn reads_base_of(&self, template_vmid: u32) -> bool {
+        let base = format!("base-{template_vmid}-disk-");
+        self.config
+            .values()
+            .any(|value| value.contains(&base) && value.contains('/'))
+    }
+}
+
 impl ActualState {
     /// VMs owned by `project`.
     pub fn owned_vms<'a>(&'a self, project: &'a str) -> impl Iterator<Item = &'a ActualVm> + 'a {

@@ -7,32 +7,14 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use backon::ExponentialBuilder;
 use tokio::time::Instant;
 
 use super::change::{ChangeRun, StepError};
 use super::poll::{PollLimits, Polled, poll_until};
+use crate::address::agent_backoff;
 use crate::graph::DesiredVm;
 use crate::plan::Operation;
-use crate::pve::PveError;
 use crate::spec::human_duration;
-
-/// How often the agent is asked: soon after the start, then less and less often.
-fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .without_max_times()
-}
-
-/// Proxmox's words in an answer, without the request.
-fn answer(err: &PveError) -> String {
-    match err {
-        PveError::Http { message, .. } => message.trim().to_string(),
-        other => other.to_string(),
-    }
-}
 
 impl ChangeRun {
     /// Carry out the change's health check, if it has one.
@@ -54,9 +36,9 @@ impl ChangeRun {
             cancel: Some(&self.options.cancel),
         };
         let (node, vmid) = (vm.node.as_str(), vm.vmid);
-        let polled = poll_until(backoff(), limits, || async {
+        let polled = poll_until(agent_backoff(Duration::from_secs(5)), limits, || async {
             if let Err(err) = self.client.agent_ping(node, vmid).await {
-                return ControlFlow::Continue(Some(answer(&err)));
+                return ControlFlow::Continue(Some(err.answer()));
             }
             let Some(address) = &address else {
                 return ControlFlow::Break(());
@@ -75,7 +57,7 @@ impl ChangeRun {
                         )))
                     }
                 }
-                Err(err) => ControlFlow::Continue(Some(answer(&err))),
+                Err(err) => ControlFlow::Continue(Some(err.answer())),
             }
         })
         .await;

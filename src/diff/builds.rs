@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::graph::{DesiredGraph, DesiredVm, Recipe, Resource};
+use crate::graph::{ClonePolicy, DesiredGraph, DesiredVm, Recipe, Resource};
 use crate::ownership::{Marker, ResourceKey, ResourceKind};
 use crate::plan::{
     Action, Change, Conflict, KeptBuild, NamedVm, Operation, PowerState, Problem, Reason,
@@ -102,13 +102,10 @@ pub(super) fn build_of_clone(clone: &ActualVm, builds: &TemplateBuilds<'_>) -> O
             .filter(|(template, _)| *template == builds.template)
             .map(|(_, number)| number);
     }
-    let linked_to = builds.observed.iter().find(|(_, build)| {
-        let base = format!("base-{}-disk-", build.vmid);
-        clone
-            .config
-            .values()
-            .any(|value| value.contains(&base) && value.contains('/'))
-    });
+    let linked_to = builds
+        .observed
+        .iter()
+        .find(|(_, build)| clone.reads_base_of(build.vmid));
     Some(linked_to.map_or(1, |(number, _)| *number))
 }
 
@@ -275,41 +272,32 @@ fn add_health_check(change: &mut Change, vm: &DesiredVm) {
 /// A clone of a group being rolled out that is made anew (a killed rollout deleted it before
 /// its replacement was made) goes first, and is checked like the others.
 pub(super) fn batch_rollouts(changes: &mut [Change], desired: &DesiredGraph) {
-    let policy_of = |change: &Change| match desired.get(&change.key) {
-        Some(Resource::Vm(vm)) => vm.policy.clone().map(|p| (p, vm.clone())),
-        _ => None,
-    };
-    let rolling: BTreeSet<String> = changes
+    let rolling: BTreeSet<&str> = changes
         .iter()
-        .filter(|c| {
-            c.reasons
-                .iter()
-                .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }))
-        })
-        .filter_map(|c| policy_of(c).map(|(p, _)| p.group))
+        .filter(|c| is_rolled(c))
+        .filter_map(|c| policy_of(desired, &c.key).map(|(p, _)| p.group.as_str()))
         .collect();
-    let mut order: Vec<usize> = Vec::new();
-    for (idx, change) in changes.iter_mut().enumerate().rev() {
-        let Some((policy, vm)) = policy_of(change) else {
-            continue;
-        };
-        let remade = change.action == Action::Create
-            && policy.on_template_change == OnTemplateChange::Replace
-            && rolling.contains(&policy.group);
-        if remade {
-            add_health_check(change, &vm);
-            order.insert(0, idx);
+    let remade: Vec<usize> = (0..changes.len())
+        .filter(|&idx| {
+            let change = &changes[idx];
+            change.action == Action::Create
+                && policy_of(desired, &change.key).is_some_and(|(policy, _)| {
+                    policy.on_template_change == OnTemplateChange::Replace
+                        && rolling.contains(policy.group.as_str())
+                })
+        })
+        .collect();
+    for &idx in &remade {
+        if let Some((_, vm)) = policy_of(desired, &changes[idx].key) {
+            add_health_check(&mut changes[idx], vm);
         }
     }
-    let rolled = changes.iter().enumerate().filter(|(_, c)| {
-        c.reasons
-            .iter()
-            .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }))
-    });
-    order.extend(rolled.map(|(idx, _)| idx).collect::<Vec<_>>());
+    let rolled: Vec<usize> = (0..changes.len())
+        .filter(|&idx| is_rolled(&changes[idx]))
+        .collect();
     let mut groups: BTreeMap<String, (usize, Vec<usize>)> = BTreeMap::new();
-    for idx in order {
-        let Some((policy, _)) = policy_of(&changes[idx]) else {
+    for idx in remade.into_iter().chain(rolled) {
+        let Some((policy, _)) = policy_of(desired, &changes[idx].key) else {
             continue;
         };
         // Clones declared alone each give their own: the smallest holds.
@@ -340,6 +328,25 @@ pub(super) fn batch_rollouts(changes: &mut [Change], desired: &DesiredGraph) {
             }
             before = batch.iter().map(|&idx| changes[idx].key.clone()).collect();
         }
+    }
+}
+
+/// Whether a change makes a clone again from its template's new build.
+fn is_rolled(change: &Change) -> bool {
+    change
+        .reasons
+        .iter()
+        .any(|r| matches!(r, Reason::TemplateBuildChanged { .. }))
+}
+
+/// A clone's policy, and the clone, as the spec has them.
+fn policy_of<'d>(
+    desired: &'d DesiredGraph,
+    key: &ResourceKey,
+) -> Option<(&'d ClonePolicy, &'d DesiredVm)> {
+    match desired.get(key) {
+        Some(Resource::Vm(vm)) => vm.policy.as_ref().map(|policy| (policy, vm)),
+        _ => None,
     }
 }
 
@@ -398,14 +405,9 @@ pub(super) fn old_builds(
                 rollout: None,
             });
         } else {
-            let base = format!("base-{}-disk-", build.vmid);
             let linked = staying
                 .iter()
-                .filter(|vm| {
-                    vm.config
-                        .values()
-                        .any(|value| value.contains(&base) && value.contains('/'))
-                })
+                .filter(|vm| vm.reads_base_of(build.vmid))
                 .count();
             kept.push(KeptBuild {
                 key,
@@ -429,11 +431,7 @@ pub(super) fn old_builds(
 /// plan chose (a template's later build, a clone made from the newest build). `None` for what
 /// the spec no longer has.
 pub fn resource_for_change(desired: &DesiredGraph, change: &Change) -> Option<Resource> {
-    let spec_key = change
-        .key
-        .template_build()
-        .map_or_else(|| change.key.clone(), |(template, _)| template);
-    let mut resource = desired.get(&spec_key)?.clone();
+    let mut resource = desired.owner_of(&change.key)?.clone();
     let Resource::Vm(vm) = &mut resource else {
         return Some(resource);
     };
@@ -445,7 +443,7 @@ pub fn resource_for_change(desired: &DesiredGraph, change: &Change) -> Option<Re
         ),
     };
     if !made_with_builds {
-        return (spec_key == change.key).then_some(resource);
+        return Some(resource);
     }
     vm.key = change.key.clone();
     if let Some(vmid) = change.vmid {

@@ -30,7 +30,6 @@ pub(super) fn linked_clone_conflicts(changes: &[Change], actual: &ActualState) -
         else {
             continue;
         };
-        let base = format!("base-{}-disk-", template.vmid);
         // A template build deleted after its clones are made again waits for them.
         let going_first: BTreeSet<&ResourceKey> = change
             .depends_on
@@ -45,11 +44,7 @@ pub(super) fn linked_clone_conflicts(changes: &[Change], actual: &ActualState) -
             .vms
             .values()
             .filter(|vm| vm.vmid != template.vmid)
-            .filter(|vm| {
-                vm.config
-                    .values()
-                    .any(|value| value.contains(&base) && value.contains('/'))
-            })
+            .filter(|vm| vm.reads_base_of(template.vmid))
             .filter(|vm| {
                 vm.marker
                     .as_ref()

@@ -68,14 +68,8 @@ pub fn diff_with(desired: &DesiredGraph, actual: &ActualState, options: &PlanOpt
     // Deletions first: what we own that the spec no longer asks for.
     // Images are only ever deleted by `destroy --include-images`: once out of the spec, nothing
     // says which files were its.
-    // A template's later builds are the template's while it keeps builds (`builds` decides).
-    let not_in_spec = |key: &ResourceKey| match key.template_build() {
-        Some((template, number)) if number > 1 => !matches!(
-            desired.get(&template),
-            Some(Resource::Vm(vm)) if vm.builds.is_some()
-        ),
-        _ => desired.get(key).is_none(),
-    };
+    // A template's later builds are the template's while it keeps builds (`owner_of`).
+    let not_in_spec = |key: &ResourceKey| desired.owner_of(key).is_none();
     let mut changes = deletions::deletions(desired, actual, &claims, not_in_spec, |_| false);
     data_disks::parking_deletions(actual, project, &mut changes, not_in_spec);
     let parked = data_disks::parked_by_key(actual, project);

@@ -104,10 +104,7 @@ fn renumber_batches(mut changes: Vec<Change>) -> Vec<Change> {
 
 /// Whether the scope holds a key: a template's later builds are in it with the template.
 fn in_scope(scope: &BTreeSet<ResourceKey>, key: &ResourceKey) -> bool {
-    scope.contains(key)
-        || key
-            .template_build()
-            .is_some_and(|(template, _)| scope.contains(&template))
+    scope.contains(key) || scope.contains(&key.spec_key())
 }
 
 /// The conflicts of a kept change whose dependencies are made or rebuilt outside the scope.

@@ -276,6 +276,15 @@ impl PveError {
         self.vm_lock().is_some()
     }
 
+    /// Proxmox's own words for this failure, without the request (`QEMU guest agent is not
+    /// running`): an HTTP error's message, else the whole error.
+    pub fn answer(&self) -> String {
+        match self {
+            PveError::Http { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The lock named by "VM is locked (<lock>)": `create`, `clone`, `migrate`, `backup`…
     pub fn vm_lock(&self) -> Option<String> {
         let text = match self {

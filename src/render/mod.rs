@@ -173,10 +173,7 @@ pub fn kept_builds_note(plan: &Plan) -> String {
     }
     out.push_str("\nTemplate builds kept while clones made from them remain:\n");
     for kept in &plan.kept_builds {
-        let template = kept
-            .key
-            .template_build()
-            .map_or_else(|| kept.key.clone(), |(template, _)| template);
+        let template = kept.key.spec_key();
         let names: Vec<String> = kept
             .clones
             .iter()

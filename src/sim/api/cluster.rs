@@ -34,7 +34,7 @@ pub(crate) fn cluster_resources(call: &ApiCall) -> Reply {
         }
         if kind.is_none() || kind == Some("node") {
             for node in &c.nodes {
-                out.push(node_row(node));
+                out.push(node_row(node, ("cgroup-mode", json!(2))));
             }
         }
         // Storages the caller may audit (`Datastore.Audit` alone, unlike the node's list), one
@@ -98,9 +98,10 @@ fn qemu_row(c: &Cluster, vm: &Vm) -> Value {
     entry
 }
 
-/// A node's row; an offline node has no figures (pve-manager leaves out what `pvestatd` did
-/// not report).
-fn node_row(node: &Node) -> Value {
+/// A node's row, in `/cluster/resources` and `/nodes` alike, with the one field each adds
+/// (`cgroup-mode` there, `ssl_fingerprint` here); an offline node has no figures (pve-manager
+/// leaves out what `pvestatd` did not report).
+pub(super) fn node_row(node: &Node, own: (&str, Value)) -> Value {
     let mut entry = json!({
         "id": format!("node/{}", node.name), "type": "node", "node": node.name,
         "status": if node.online {"online"} else {"offline"}, "level": "",
@@ -114,7 +115,7 @@ fn node_row(node: &Node) -> Value {
             ("disk", json!(10_737_418_240u64)),
             ("cpu", json!(0.01)),
             ("uptime", json!(86_400)),
-            ("cgroup-mode", json!(2)),
+            own,
         ] {
             entry[key] = value;
         }

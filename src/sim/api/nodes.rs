@@ -13,23 +13,7 @@ pub(crate) fn node_list(call: &ApiCall) -> Reply {
             c.nodes
                 .iter()
                 .map(|n| {
-                    // An offline node has no figures: pvestatd did not report them.
-                    let mut entry = json!({"id": format!("node/{}", n.name), "type": "node", "node": n.name, "status": if n.online {"online"} else {"offline"}, "level": ""});
-                    if n.online {
-                        for (key, value) in [
-                            ("maxcpu", json!(16)),
-                            ("maxmem", json!(68_719_476_736u64)),
-                            ("maxdisk", json!(107_374_182_400u64)),
-                            ("mem", json!(4_294_967_296u64)),
-                            ("disk", json!(10_737_418_240u64)),
-                            ("cpu", json!(0.01)),
-                            ("uptime", json!(86_400)),
-                            ("ssl_fingerprint", json!(fingerprint(&n.name))),
-                        ] {
-                            entry[key] = value;
-                        }
-                    }
-                    entry
+                    super::cluster::node_row(n, ("ssl_fingerprint", json!(fingerprint(&n.name))))
                 })
                 .collect(),
         )
