@@ -380,3 +380,13 @@ pub async fn run_process(mut command: std::process::Command) -> std::process::Ou
         .await
         .expect("joined")
 }
+
+/// The VM and the option (`scsi1`) that hold volume `volid`, if any does.
+pub fn held_at(vms: &[proxfleet::sim::SimVm], volid: &str) -> Option<(u32, String)> {
+    vms.iter().find_map(|vm| {
+        vm.config
+            .iter()
+            .find(|(_, value)| value.split(',').next() == Some(volid))
+            .map(|(slot, _)| (vm.vmid, slot.clone()))
+    })
+}

@@ -261,12 +261,7 @@ async fn sim_with_tasks(task_ms: u64) -> (SimHandle, Connection) {
 /// Where the volume holding `contents` is, if anywhere: (volid, the VM and slot that hold it).
 fn holder_of(sim: &SimHandle, contents: &str) -> Option<(String, Option<(u32, String)>)> {
     let volume = sim.volumes().into_iter().find(|v| v.contents == contents)?;
-    let held = sim.vms().into_iter().find_map(|vm| {
-        vm.config
-            .iter()
-            .find(|(_, value)| value.split(',').next() == Some(volume.volid.as_str()))
-            .map(|(slot, _)| (vm.vmid, slot.clone()))
-    });
+    let held = super::common::held_at(&sim.vms(), &volume.volid);
     Some((volume.volid, held))
 }
 

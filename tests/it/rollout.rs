@@ -103,15 +103,7 @@ fn data_tokens(sim: &proxfleet::sim::SimHandle) -> Vec<(String, Option<(u32, Str
     sim.volumes()
         .into_iter()
         .filter(|v| v.contents.starts_with("data of "))
-        .map(|v| {
-            let held = vms.iter().find_map(|vm| {
-                vm.config
-                    .iter()
-                    .find(|(_, value)| value.split(',').next() == Some(v.volid.as_str()))
-                    .map(|(slot, _)| (vm.vmid, slot.clone()))
-            });
-            (v.contents.clone(), held)
-        })
+        .map(|v| (v.contents.clone(), super::common::held_at(&vms, &v.volid)))
         .collect()
 }
 
