@@ -8,12 +8,15 @@
 //!
 //! - the critical path, from the plan: each change's depth in its dependency graph (image 0,
 //!   template 1, clones 2), each level taking ⌈changes in it / parallelism⌉ × its longest
-//!   change, a change taking its tasks × the task time plus the lock time of what it allocates;
+//!   change, a change taking its tasks × the task time plus the lock time of the volumes its
+//!   tasks allocated (the simulator's count: a full clone copies the template's disk and
+//!   cloud-init drive, two volumes; a linked clone allocates its cloud-init drive);
 //! - the busiest storage's allocation work divided by its parallelism: Proxmox allocates on a
 //!   storage under one lock (pve-storage `cluster_lock_storage`, one allocation at a time), so
 //!   the allocations on the storage that gets the most of them take at least their sum.
 //!
-//! The executor's storage slots (`--storage-parallelism`) are set to the parallelism: the
+//! The executor's storage slots (`--storage-parallelism`, one per volume a request allocates)
+//! are set so they never bind: the parallelism × the most volumes one clone allocates. The
 //! bench measures waiting and scheduling, not the throttle.
 
 use std::time::{Duration, Instant};
@@ -27,6 +30,10 @@ use crate::common::{self, Shape, shown, verdict};
 
 /// How long allocating one volume holds its storage's lock in the simulator.
 const LOCK_HOLD: Duration = Duration::from_millis(20);
+
+/// The most volumes one clone allocates: a full clone of the bench's template copies its disk
+/// and its cloud-init drive.
+const MOST_VOLUMES_PER_CLONE: usize = 2;
 
 struct Row {
     n_clones: usize,
@@ -142,7 +149,7 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<Strin
     sim.clear_requests();
     let options = ApplyOptions {
         parallelism: row.parallelism,
-        storage_parallelism: row.parallelism,
+        storage_parallelism: row.parallelism * MOST_VOLUMES_PER_CLONE,
         ..ApplyOptions::default()
     };
     let started = Instant::now();
@@ -160,6 +167,18 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<Strin
     let records = sim.requests();
     let lock_timeouts = sim.storage_lock_timeouts();
     let allocations = allocations_by_storage(&sim);
+    let by_task = sim.allocations_by_task();
+    // The slots were set from this: a clone allocating more would have met the throttle.
+    let most = by_task
+        .iter()
+        .filter(|(upid, _)| upid.contains(":qmclone:"))
+        .map(|(_, volumes)| *volumes)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= MOST_VOLUMES_PER_CLONE,
+        "a clone allocated {most} volumes, more than the bench's storage slots allow for"
+    );
     sim.shutdown().await;
 
     let n_tasks: usize = report.outcomes.iter().map(|o| o.tasks.len()).sum();
@@ -167,7 +186,7 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<Strin
         .iter()
         .filter(|r| common::endpoint(r) == "GET /nodes/{node}/tasks")
         .count();
-    let critical = critical_path(&plan, &report, task, row.parallelism, &allocations);
+    let critical = critical_path(&plan, &report, task, row.parallelism, &by_task);
     let storage_floor = LOCK_HOLD * allocations.values().copied().max().unwrap_or(0) as u32;
     let bound = critical.max(storage_floor);
     let ratio = wall.as_secs_f64() / bound.as_secs_f64();
@@ -218,14 +237,14 @@ fn allocations_by_storage(sim: &SimHandle) -> std::collections::BTreeMap<String,
 }
 
 /// The shortest possible wall time of `plan` at `parallelism`, from its dependency levels, the
-/// tasks each change ran and the lock time of a clone's allocations (see the module
+/// tasks each change ran and the lock time of the volumes they allocated (see the module
 /// documentation).
 fn critical_path(
     plan: &Plan,
     report: &ApplyReport,
     task: Duration,
     parallelism: usize,
-    allocations: &std::collections::BTreeMap<String, usize>,
+    allocated_by_task: &std::collections::BTreeMap<String, usize>,
 ) -> Duration {
     let mut depth: Vec<usize> = Vec::with_capacity(plan.changes.len());
     for change in &plan.changes {
@@ -239,9 +258,15 @@ fn critical_path(
             .unwrap_or(0);
         depth.push(level);
     }
-    // Each clone allocates its share of the volumes (the image and template: a few more).
-    let n_volumes: usize = allocations.values().sum();
-    let per_change = n_volumes / plan.changes.len().max(1);
+    // A change takes its tasks' time and the lock time of what they allocated.
+    let change_time = |idx: usize| {
+        let tasks = &report.outcomes[idx].tasks;
+        let volumes: usize = tasks
+            .iter()
+            .filter_map(|upid| allocated_by_task.get(upid))
+            .sum();
+        task * tasks.len() as u32 + LOCK_HOLD * volumes as u32
+    };
     let n_levels = depth.iter().copied().max().map_or(0, |d| d + 1);
     let mut total = Duration::ZERO;
     for level in 0..n_levels {
@@ -250,12 +275,11 @@ fn critical_path(
             .collect();
         let longest = in_level
             .iter()
-            .map(|&idx| report.outcomes[idx].tasks.len())
+            .map(|&idx| change_time(idx))
             .max()
-            .unwrap_or(0);
+            .unwrap_or_default();
         let waves = in_level.len().div_ceil(parallelism.max(1));
-        let change_time = task * longest as u32 + LOCK_HOLD * per_change as u32;
-        total += change_time * waves as u32;
+        total += longest * waves as u32;
     }
     total
 }

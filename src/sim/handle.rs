@@ -75,6 +75,7 @@ impl SimHandle {
         let shared = Arc::new(Shared {
             storage_locks: Mutex::default(),
             lock_timeouts: std::sync::atomic::AtomicUsize::new(0),
+            allocated: Mutex::default(),
             cluster: Mutex::new(cluster),
             access,
             faults: Mutex::new(faults),
@@ -150,6 +151,16 @@ impl SimHandle {
         self.shared
             .lock_timeouts
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The volumes each task allocated under its storages' locks (the lock model's count), by
+    /// UPID; tasks that allocated nothing are left out.
+    pub fn allocations_by_task(&self) -> BTreeMap<String, usize> {
+        self.shared
+            .allocated
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Every request served so far.

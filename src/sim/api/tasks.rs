@@ -83,6 +83,12 @@ where
     // gives up when its wait would pass the lock time-out.
     let allocations = storage_allocations(call, cluster, node, kind);
     let lock = reserve_storage_locks(&shared, &allocations, node);
+    let n_allocated: usize = allocations.values().sum();
+    if n_allocated > 0
+        && let Ok(mut allocated) = shared.allocated.lock()
+    {
+        allocated.insert(upid.clone(), n_allocated);
+    }
     // A download reports its progress in its log as it goes, as wget does under Proxmox.
     let progress_kind = kind == "download";
     let runner = async move {
