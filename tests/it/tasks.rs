@@ -250,6 +250,43 @@ async fn a_task_ending_while_others_run_is_seen_within_one_round_and_read_once()
 }
 
 #[tokio::test]
+async fn tasks_of_a_steady_length_are_seen_in_about_one_listing_each_once_learnt() {
+    // Creates of 300 ms, one after another: the first is looked at a tenth of its wait apart
+    // (about 27 listings); once a few have been seen, each is first looked at where the kind
+    // ends.
+    let (sim, _api) = Api::start(SimConfig {
+        task_duration: Some(Duration::from_millis(300)),
+        ..SimConfig::default()
+    })
+    .await;
+    let conn = Connection::to_sim(&sim).unwrap();
+    let client = &conn.client;
+    let listings = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/api2/json/nodes/pve1/tasks")
+            .count()
+    };
+    let mut per_task = Vec::new();
+    for vmid in 100..116 {
+        let before = listings();
+        let upid = client.create_vm("pve1", vmid, &[]).await.unwrap();
+        client
+            .wait_task(&upid, Duration::from_secs(30))
+            .await
+            .unwrap();
+        per_task.push(listings() - before);
+    }
+    assert!(per_task[0] >= 10, "the first: {per_task:?}");
+    let learnt = &per_task[6..];
+    let mean = learnt.iter().sum::<usize>() as f64 / learnt.len() as f64;
+    assert!(
+        mean <= 1.6,
+        "{mean} listings a task once learnt: {per_task:?}"
+    );
+}
+
+#[tokio::test]
 async fn where_the_list_cannot_answer_each_task_is_looked_at_on_its_own() {
     let (sim, api) = Api::start(SimConfig {
         task_duration: Some(Duration::from_millis(100)),

@@ -12,12 +12,25 @@
 //! on its node.
 //!
 //! Tasks of one kind take about as long as each other (a linked clone of one template, a
-//! start): once one has been seen to end, the next of its kind is first looked at after nine
-//! tenths of that time (`expected_first_look`; the node's own last one, else the quickest on
-//! any node), then as above. Without this a wave
-//! of tasks started together costs some 35 rounds a second per node whatever its size; with
-//! it, two or three. A task that ends much sooner than the last of its kind is seen at that
-//! first look.
+//! start), except where they queue (full clones behind each other's allocations on one
+//! storage). So a node remembers, for the last [`RECENT_RUNS`] tasks of each kind, how long
+//! after registering each was seen ended and, if a look about as late as its first found it
+//! still running, how long it had run then: a steady kind's run time lies between the longest
+//! "still running" and the quickest "ended" (`Expected`). The next task of the kind is first
+//! looked at within that bracket (`expected_first_look`): at its top when it is narrower than
+//! a step (`look_step`: a fiftieth of the time, at least 10 ms), so a steady kind is seen in
+//! one look within a step (and the round trips) of its end; in its middle while it is wider,
+//! which narrows it whichever way the look goes; a task found running there goes on to the
+//! quickest recent end, then a step at a time while it is about that old, then as above
+//! (`next_look_after`). When the kind's run times overlap (they vary: tasks queued) the first
+//! look is a step before the quickest, then as above: a task that queued is seen within a
+//! tenth of its run time as any other. When no look of the last [`RUNNING_AT_KEPT_FOR`] tasks
+//! found one running (each had ended by its first look) the first look is a probe, some steps
+//! before the quickest: one step, doubled each time a probe finds the task ended, so a kind
+//! that got quicker is learnt again. The node's own recent tasks count, else the
+//! quickest on any node. Without this a wave of tasks started together costs some 35 rounds a
+//! second per node whatever its size; with it, one or two. A task that ends much sooner than
+//! the quickest recent one of its kind is seen at that first look.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -43,12 +56,151 @@ pub(crate) fn task_poll_delay(waited: Duration) -> Duration {
     (waited / 10).clamp(TASK_POLL_MIN, TASK_POLL_MAX)
 }
 
-/// How long after registering a task is first looked at: nine tenths of the last run time of
-/// its kind (on its node, else on any), or `TASK_POLL_MIN` for a kind not seen yet.
-fn expected_first_look(last_run_time: Option<Duration>) -> Duration {
-    last_run_time
-        .map_or(TASK_POLL_MIN, |last| last.mul_f64(0.9))
-        .max(TASK_POLL_MIN)
+/// How many run times of a kind a node remembers: the quickest of them is what the next task
+/// of the kind is expected to take.
+pub(crate) const RECENT_RUNS: usize = 8;
+
+/// How far apart the looks at a task about to end (by what its kind takes) are: a fiftieth of
+/// what it is expected to take, between 10 ms and 1 s.
+fn look_step(expected: Duration) -> Duration {
+    (expected / 50).clamp(TASK_POLL_MIN, TASK_POLL_MAX)
+}
+
+/// What the recent tasks of a kind say of the next one's run time (from registering it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expected {
+    /// The longest a recent one was still running at a look about as late as its first, if
+    /// such a look found one running.
+    pub(crate) running_at: Option<Duration>,
+    /// The quickest a recent one was seen ended.
+    pub(crate) ended_by: Duration,
+    /// How many steps before `ended_by` a probe looks: doubled each time a probe finds the
+    /// task ended (the kind got quicker), back to one when it finds it running.
+    pub(crate) probe_steps: u32,
+}
+
+/// When a task is first looked at, and whether that look is a probe (one below what recent
+/// tasks of its kind took, to learn whether the kind got quicker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FirstLook {
+    pub(crate) after: Duration,
+    pub(crate) probe: bool,
+}
+
+/// How long after registering a task is first looked at (see the module documentation), or
+/// `TASK_POLL_MIN` for a kind not seen yet.
+pub(crate) fn expected_first_look(expected: Option<Expected>) -> FirstLook {
+    let Some(kind) = expected else {
+        return FirstLook {
+            after: TASK_POLL_MIN,
+            probe: false,
+        };
+    };
+    let step = look_step(kind.ended_by);
+    let (after, probe) = match kind.running_at {
+        Some(running_at) if running_at < kind.ended_by => {
+            let width = kind.ended_by - running_at;
+            if width <= step {
+                (kind.ended_by, false)
+            } else {
+                (running_at + width / 2, false)
+            }
+        }
+        // Run times overlap: they vary (tasks queued), so look from the quickest on.
+        Some(_) => (kind.ended_by.saturating_sub(step), false),
+        // Every recent one had ended by its first look: probe below them.
+        None => (
+            kind.ended_by.saturating_sub(step * kind.probe_steps.max(1)),
+            true,
+        ),
+    };
+    FirstLook {
+        after: after.max(TASK_POLL_MIN),
+        probe,
+    }
+}
+
+/// When a task found still running after `waited` (first looked at after `first_look`) is
+/// looked at next: not before its first look; then at the quickest recent end of its kind, a
+/// step at a time while it is about that old, and a tenth of `waited` after that
+/// (`task_poll_delay`), which no delay here exceeds but a step.
+pub(crate) fn next_look_after(
+    waited: Duration,
+    first_look: Duration,
+    expected: Option<Expected>,
+) -> Duration {
+    let Some(kind) = expected else {
+        return task_poll_delay(waited);
+    };
+    let step = look_step(kind.ended_by);
+    if waited + step < first_look {
+        // A round for other tasks: the first look stands.
+        return TASK_POLL_MIN;
+    }
+    let tenth = task_poll_delay(waited);
+    if kind.running_at.is_some_and(|ran| ran >= kind.ended_by) {
+        // Run times overlap: a task not ended at its first look queued longer than the
+        // quickest, by no telling how much.
+        tenth
+    } else if waited < kind.ended_by {
+        (kind.ended_by - waited).min(tenth).max(TASK_POLL_MIN)
+    } else if waited <= kind.ended_by.max(first_look) + step {
+        step
+    } else {
+        tenth
+    }
+}
+
+/// How many tasks of a kind a "still running" is remembered for: a steady kind that is seen
+/// ended at its first look leaves none for longer, so its next task probes.
+const RUNNING_AT_KEPT_FOR: u64 = 4 * RECENT_RUNS as u64;
+
+/// The last tasks of one kind on a node (newest last): when each of the last `RECENT_RUNS`
+/// was seen ended; and of the last `RECENT_RUNS` that a look about as late as their first
+/// found still running, how long they had run then (each kept for `RUNNING_AT_KEPT_FOR` tasks).
+#[derive(Debug, Default)]
+struct RecentRuns {
+    ended_by: std::collections::VecDeque<Duration>,
+    /// (the task's number among the kind's, how long it had run).
+    running_at: std::collections::VecDeque<(u64, Duration)>,
+    /// Tasks of the kind seen ended so far.
+    seen: u64,
+    probe_steps: u32,
+}
+
+impl RecentRuns {
+    fn push(&mut self, ended_by: Duration, running_at: Option<Duration>, probed: bool) {
+        self.seen += 1;
+        if self.ended_by.len() == RECENT_RUNS {
+            self.ended_by.pop_front();
+        }
+        self.ended_by.push_back(ended_by);
+        if let Some(running_at) = running_at {
+            if self.running_at.len() == RECENT_RUNS {
+                self.running_at.pop_front();
+            }
+            self.running_at.push_back((self.seen, running_at));
+        }
+        if probed {
+            self.probe_steps = match running_at {
+                Some(_) => 1,
+                None => (self.probe_steps.max(1) * 2).min(64),
+            };
+        }
+    }
+
+    fn expected(&self) -> Option<Expected> {
+        Some(Expected {
+            ended_by: self.ended_by.iter().copied().min()?,
+            running_at: self
+                .running_at
+                .iter()
+                .filter(|(seen, _)| seen + RUNNING_AT_KEPT_FOR > self.seen)
+                .map(|(_, ran)| *ran)
+                .max(),
+            probe_steps: self.probe_steps.max(1),
+        })
+    }
 }
 
 /// What a waiter hears from its node's poller.
@@ -67,6 +219,13 @@ pub(crate) enum Seen {
 struct Awaited {
     upid: Upid,
     registered: Instant,
+    /// What its kind is expected to take, if any has been seen.
+    expected: Option<Expected>,
+    /// How long after registering it is first looked at, and whether that is a probe.
+    first_look: FirstLook,
+    /// The longest it had run when a look about as late as its first found it still running
+    /// (an earlier round, for another task, says little of its kind's run time).
+    running_at: Option<Duration>,
     /// When it needs a round next.
     next_look: Instant,
     /// Its start time (seconds since the epoch), from the UPID.
@@ -80,8 +239,8 @@ struct NodeWatch {
     awaited: BTreeMap<String, Awaited>,
     /// A poller runs for this node.
     polling: bool,
-    /// How long the last task of each type took here, from registration to being seen gone.
-    last_run_time: BTreeMap<String, Duration>,
+    /// How long the last tasks of each type took here, from registration to being seen gone.
+    run_times: BTreeMap<String, RecentRuns>,
     /// The listing answered with a permanent error (an older Proxmox without `source`, no
     /// right to list): every later wait on the node polls its task on its own.
     unanswerable: bool,
@@ -117,29 +276,33 @@ impl PveClient {
             let Ok(mut nodes) = watch.nodes.lock() else {
                 return Seen::Unanswered;
             };
-            // What this node's last task of the kind took, else the shortest any other took.
-            let last_run_time = nodes
+            // What the kind's recent tasks on this node say, else the quickest node's.
+            let expected = nodes
                 .get(upid.node())
-                .and_then(|node| node.last_run_time.get(upid.task_type()))
+                .and_then(|node| node.run_times.get(upid.task_type()))
+                .and_then(RecentRuns::expected)
                 .or_else(|| {
                     nodes
                         .values()
-                        .filter_map(|node| node.last_run_time.get(upid.task_type()))
-                        .min()
-                })
-                .copied();
+                        .filter_map(|node| node.run_times.get(upid.task_type()))
+                        .filter_map(RecentRuns::expected)
+                        .min_by_key(|expected| expected.ended_by)
+                });
             let node = nodes.entry(upid.node().to_string()).or_default();
             if node.unanswerable {
                 return Seen::Unanswered;
             }
             let now = Instant::now();
-            let first_look = now + expected_first_look(last_run_time);
+            let first_look = expected_first_look(expected);
             node.awaited
                 .entry(upid.to_string())
                 .or_insert_with(|| Awaited {
                     upid: upid.clone(),
                     registered: now,
-                    next_look: first_look,
+                    expected,
+                    first_look,
+                    running_at: None,
+                    next_look: now + first_look.after,
                     starttime: starttime_of(upid),
                     waiters: Vec::new(),
                 })
@@ -182,8 +345,9 @@ impl PveClient {
             let Some(query) = self.round_query(node) else {
                 return;
             };
+            let sent = Instant::now();
             let listed = self.active_tasks(node, &query).await;
-            if !self.settle_round(node, &query.covered, listed) {
+            if !self.settle_round(node, &query.covered, sent, listed) {
                 return;
             }
         }
@@ -234,6 +398,7 @@ impl PveClient {
         &self,
         node: &str,
         covered: &BTreeSet<String>,
+        sent: Instant,
         listed: Result<ListedTasks, crate::pve::PveError>,
     ) -> bool {
         let Ok(mut nodes) = self.inner.task_watch.nodes.lock() else {
@@ -277,19 +442,37 @@ impl PveClient {
             };
             if let Some(awaited) = watch.awaited.remove(&upid) {
                 if seen != Seen::Unanswered {
-                    watch.last_run_time.insert(
-                        awaited.upid.task_type().to_string(),
-                        now.saturating_duration_since(awaited.registered),
-                    );
+                    watch
+                        .run_times
+                        .entry(awaited.upid.task_type().to_string())
+                        .or_default()
+                        .push(
+                            now.saturating_duration_since(awaited.registered),
+                            awaited.running_at,
+                            awaited.first_look.probe,
+                        );
                 }
                 for waiter in awaited.waiters {
                     let _ = waiter.send(seen.clone());
                 }
             }
         }
-        for awaited in watch.awaited.values_mut() {
+        for (upid, awaited) in &mut watch.awaited {
+            // Listed as running when the request went out, at the latest.
+            let ran = sent.saturating_duration_since(awaited.registered);
+            let step = awaited
+                .expected
+                .map_or(TASK_POLL_MIN, |e| look_step(e.ended_by));
+            if covered.contains(upid)
+                && running.as_ref().is_some_and(|r| r.contains(upid))
+                && ran + step >= awaited.first_look.after
+            {
+                awaited.running_at = Some(awaited.running_at.map_or(ran, |r| r.max(ran)));
+            }
             let waited = now.saturating_duration_since(awaited.registered);
-            awaited.next_look = awaited.next_look.max(now + task_poll_delay(waited));
+            awaited.next_look = awaited
+                .next_look
+                .max(now + next_look_after(waited, awaited.first_look.after, awaited.expected));
         }
         if watch.awaited.is_empty() {
             watch.polling = false;
@@ -344,6 +527,107 @@ mod tests {
             // Logarithmic up to 10 s, then one a second.
             let budget = 64 + run_time.as_secs().saturating_sub(10);
             assert!(n_polls <= budget, "{run_time:?} took {n_polls} polls");
+        }
+    }
+
+    /// Tasks of one kind run one after another for `run_times`, each watched alone (no round
+    /// for other tasks), every look answered `rtt` after it is sent: how many looks each
+    /// took and how late its end was seen.
+    fn watch_one_by_one(run_times: &[Duration], rtt: Duration) -> Vec<(usize, Duration)> {
+        let mut runs = RecentRuns::default();
+        let mut out = Vec::new();
+        for &run_time in run_times {
+            let expected = runs.expected();
+            let first = expected_first_look(expected);
+            let step = expected.map_or(TASK_POLL_MIN, |e| look_step(e.ended_by));
+            let (mut sent, mut looks, mut running_at) = (first.after, 0, None);
+            loop {
+                looks += 1;
+                let now = sent + rtt;
+                if sent >= run_time {
+                    runs.push(now, running_at, first.probe);
+                    out.push((looks, now - run_time));
+                    break;
+                }
+                if sent + step >= first.after {
+                    running_at = Some(sent);
+                }
+                sent = now + next_look_after(now, first.after, expected);
+            }
+        }
+        out
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    fn mean_looks(watched: &[(usize, Duration)]) -> f64 {
+        watched.iter().map(|w| w.0).sum::<usize>() as f64 / watched.len() as f64
+    }
+
+    #[test]
+    fn a_kind_of_steady_length_is_seen_in_about_one_look_within_a_step() {
+        for (run_time, rtt) in [(ms(500), ms(2)), (ms(1_500), ms(12)), (ms(12_000), ms(30))] {
+            let watched = watch_one_by_one(&vec![run_time; 60], rtt);
+            let learnt = &watched[12..];
+            let step = look_step(run_time);
+            for (looks, late) in learnt {
+                assert!(
+                    *late <= step + rtt * 3,
+                    "{run_time:?}: {late:?} late, {looks} looks"
+                );
+            }
+            let mean = mean_looks(learnt);
+            assert!(mean <= 1.3, "{run_time:?}: {mean} looks a task");
+        }
+    }
+
+    #[test]
+    fn tasks_that_queue_are_seen_within_a_tenth_of_their_run_time() {
+        // Full clones behind each other's allocations: 540 ms, then 40 ms more for each one
+        // before them.
+        let run_times: Vec<Duration> = (0..64).map(|k| ms(540 + (k % 8) * 40)).collect();
+        let watched = watch_one_by_one(&run_times, ms(2));
+        for (idx, (looks, late)) in watched.iter().enumerate().skip(8) {
+            let allowed = task_poll_delay(run_times[idx]).max(look_step(ms(540))) + ms(4);
+            assert!(*late <= allowed, "task {idx}: {late:?} late, {looks} looks");
+        }
+        // Alone, as the tenth-of-the-wait rule looks from the quickest on (on a busy node the
+        // rounds serve several tasks at once).
+        let mean = mean_looks(&watched[8..]);
+        assert!(mean <= 6.0, "{mean} looks a task");
+    }
+
+    #[test]
+    fn a_kind_that_gets_quicker_or_slower_is_learnt_again() {
+        for (before, after) in [
+            (ms(500), ms(300)),
+            (ms(500), ms(800)),
+            (ms(3_000), ms(1_000)),
+        ] {
+            let mut run_times = vec![before; 20];
+            run_times.extend(vec![after; 80]);
+            let watched = watch_one_by_one(&run_times, ms(2));
+            // A slower task is never seen later than a tenth of its run time after it ends.
+            if after > before {
+                for (looks, late) in &watched[20..] {
+                    let allowed = task_poll_delay(after) + ms(4);
+                    assert!(
+                        *late <= allowed,
+                        "{before:?} → {after:?}: {late:?} late, {looks} looks"
+                    );
+                }
+            }
+            // Within some fifty tasks of the new length each is seen within a step again.
+            for (looks, late) in &watched[70..] {
+                assert!(
+                    *late <= look_step(after) + ms(4),
+                    "{before:?} → {after:?}: {late:?} late, {looks} looks"
+                );
+            }
+            let mean = mean_looks(&watched[70..]);
+            assert!(mean <= 1.3, "{before:?} → {after:?}: {mean} looks a task");
         }
     }
 
