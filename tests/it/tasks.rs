@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxfleet::commands::Connection;
 use proxfleet::pve::Upid;
-use proxfleet::sim::{Fault, FaultAction, SimConfig};
+use proxfleet::sim::{Fault, FaultAction, SimConfig, SimHandle};
 use serde_json::Value;
 
 use super::sim::Api;
@@ -26,6 +26,14 @@ fn upids(body: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// How many times pve1's task list was read so far.
+fn pve1_task_listings(sim: &SimHandle) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api2/json/nodes/pve1/tasks")
+        .count()
 }
 
 #[tokio::test]
@@ -180,12 +188,7 @@ async fn a_task_ending_while_others_run_is_seen_within_one_round_and_read_once()
     let long_b = client.create_vm("pve1", 102, &[]).await.unwrap();
     let short = client.start_vm("pve1", 100).await.unwrap();
     let timeout = Duration::from_secs(30);
-    let listings = || {
-        sim.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path == "/api2/json/nodes/pve1/tasks")
-            .count()
-    };
+    let listings = || pve1_task_listings(&sim);
     // The moment the short task has done its work (the VM runs), the listings made so far.
     let ended_after = async {
         loop {
@@ -261,12 +264,7 @@ async fn tasks_of_a_steady_length_are_seen_in_about_one_listing_each_once_learnt
     .await;
     let conn = Connection::to_sim(&sim).unwrap();
     let client = &conn.client;
-    let listings = || {
-        sim.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path == "/api2/json/nodes/pve1/tasks")
-            .count()
-    };
+    let listings = || pve1_task_listings(&sim);
     let mut per_task = Vec::new();
     for vmid in 100..116 {
         let before = listings();
