@@ -121,9 +121,10 @@ pub(crate) fn expected_first_look(expected: Option<Expected>) -> FirstLook {
 }
 
 /// When a task found still running after `waited` (first looked at after `first_look`) is
-/// looked at next: not before its first look; then at the quickest recent end of its kind, a
-/// step at a time while it is about that old, and a tenth of `waited` after that
-/// (`task_poll_delay`), which no delay here exceeds but a step.
+/// looked at next: not before its first look; where its kind's run times overlap, a tenth of
+/// `waited` (`task_poll_delay`); else at the quickest recent end of its kind, then a step at a
+/// time while it is about that old, then a tenth of `waited`. No delay here exceeds a tenth of
+/// `waited` but a step.
 pub(crate) fn next_look_after(
     waited: Duration,
     first_look: Duration,
