@@ -75,7 +75,6 @@ impl SimHandle {
         let shared = Arc::new(Shared {
             storage_locks: Mutex::default(),
             lock_timeouts: std::sync::atomic::AtomicUsize::new(0),
-            allocated: Mutex::default(),
             cluster: Mutex::new(cluster),
             access,
             faults: Mutex::new(faults),
@@ -156,11 +155,14 @@ impl SimHandle {
     /// The volumes each task allocated under its storages' locks (the lock model's count), by
     /// UPID; tasks that allocated nothing are left out.
     pub fn allocations_by_task(&self) -> BTreeMap<String, usize> {
-        self.shared
-            .allocated
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        self.shared.read(|cluster| {
+            cluster
+                .tasks
+                .values()
+                .filter(|task| task.allocated > 0)
+                .map(|task| (task.upid.clone(), task.allocated))
+                .collect()
+        })
     }
 
     /// Every request served so far.

@@ -24,9 +24,6 @@ pub(crate) struct Shared {
     pub storage_locks: Mutex<BTreeMap<String, tokio::time::Instant>>,
     /// Tasks that failed waiting for a storage lock (for tests and `sim serve` logs).
     pub lock_timeouts: std::sync::atomic::AtomicUsize,
-    /// Volumes each task allocated under its storages' locks, by UPID (for the benches'
-    /// lower bounds: how long a task held the locks).
-    pub allocated: Mutex<BTreeMap<String, usize>>,
     pub cluster: Mutex<Cluster>,
     pub access: access::AccessControl,
     pub faults: Mutex<faults::Faults>,

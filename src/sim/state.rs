@@ -227,6 +227,9 @@ pub(crate) struct Task {
     /// When it ended (seconds since the epoch), as the task index records it.
     #[serde(default)]
     pub endtime: Option<u64>,
+    /// Volumes it allocated under its storages' locks (the lock model's count).
+    #[serde(default)]
+    pub allocated: usize,
 }
 
 /// A bridge of a node's network configuration beyond the stock one (or replacing it): every

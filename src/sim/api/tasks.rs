@@ -46,6 +46,10 @@ where
         "UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{}:",
         call.user
     );
+    // Allocating volumes takes each storage's lock in turn (pve-storage `vdisk_alloc` under
+    // `cluster_lock_storage`): a task queues behind allocations already reserved there, and
+    // gives up when its wait would pass the lock time-out.
+    let allocations = storage_allocations(call, cluster, node, kind);
     cluster.tasks.insert(
         upid.clone(),
         Task {
@@ -61,6 +65,7 @@ where
             exitstatus: None,
             log: Vec::new(),
             endtime: None,
+            allocated: allocations.values().sum(),
         },
     );
     let shared = Arc::clone(&call.shared);
@@ -78,17 +83,7 @@ where
         "qmclone" => call.get("newid").and_then(|v| v.parse::<u32>().ok()),
         _ => None,
     };
-    // Allocating volumes takes each storage's lock in turn (pve-storage `vdisk_alloc` under
-    // `cluster_lock_storage`): a task queues behind allocations already reserved there, and
-    // gives up when its wait would pass the lock time-out.
-    let allocations = storage_allocations(call, cluster, node, kind);
     let lock = reserve_storage_locks(&shared, &allocations, node);
-    let n_allocated: usize = allocations.values().sum();
-    if n_allocated > 0
-        && let Ok(mut allocated) = shared.allocated.lock()
-    {
-        allocated.insert(upid.clone(), n_allocated);
-    }
     // A download reports its progress in its log as it goes, as wget does under Proxmox.
     let progress_kind = kind == "download";
     let runner = async move {
