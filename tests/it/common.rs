@@ -181,6 +181,22 @@ pub async fn apply_interruptible(
     .await
 }
 
+/// Run `run` until `reached` holds, then drop it, as SIGKILL would: its jobs go with it,
+/// whatever it started in the cluster goes on. `reached` is asked first at each turn, so the
+/// run is stopped at the first request that makes it hold. The run's outcome if it ended first.
+pub async fn run_until<T>(run: impl Future<Output = T>, reached: impl Fn() -> bool) -> Option<T> {
+    let reached = async {
+        while !reached() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = reached => None,
+        ended = run => Some(ended),
+    }
+}
+
 /// `proxfleet destroy` with these arguments.
 pub async fn destroy_with(conn: &Connection, args: &DestroyArgs) -> Run {
     capture(async |io| {

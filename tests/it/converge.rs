@@ -304,16 +304,7 @@ async fn apply_killed_after_any_request_is_finished_by_the_next_apply() {
         };
         // SIGKILL: the run is dropped at once, its jobs with it; whatever it started in the
         // cluster goes on.
-        let reached = async {
-            while count() < k {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::select! {
-            biased;
-            () = reached => {}
-            _ = apply(&conn, &spec) => {}
-        }
+        let _ = run_until(apply(&conn, &spec), || count() >= k).await;
         let served = sim.requests();
         let last = served
             .last()

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use proxfleet::commands::Connection;
 use proxfleet::sim::{SimHandle, SimVm};
 
-use super::common::{apply, apply_args, apply_with, plan, sim, write_requests, write_spec};
+use super::common::{
+    apply, apply_args, apply_with, plan, run_until, sim, write_requests, write_spec,
+};
 
 const BASE: &str = "images:
   deb:
@@ -347,16 +349,7 @@ async fn a_replacement_killed_anywhere_never_loses_the_kept_disk_and_the_next_ru
             "write" => write_requests(&sim).len() - base_writes,
             _ => sim.requests().len() - base_requests,
         };
-        let reached = async {
-            while count() < k {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::select! {
-            biased;
-            () = reached => {}
-            _ = apply_with(&conn, &replace) => {}
-        }
+        let _ = run_until(apply_with(&conn, &replace), || count() >= k).await;
         if let Some(last) = write_requests(&sim).last() {
             last_writes.insert(last.clone());
         }
@@ -433,19 +426,13 @@ async fn destroy_deletes_a_parking_vm_with_the_volume_it_names() {
         .unwrap();
     let mut replace = apply_args(&file);
     replace.replace = vec!["clone.db-1".into()];
-    let deleted = async {
-        while !write_requests(&sim)
+    let deleted = || {
+        write_requests(&sim)
             .iter()
             .any(|w| w == "DELETE /api2/json/nodes/pve1/qemu/201")
-        {
-            tokio::task::yield_now().await;
-        }
     };
-    tokio::select! {
-        biased;
-        () = deleted => {}
-        _ = apply_with(&conn, &replace) => panic!("the replacement ended before its delete"),
-    }
+    let ended = run_until(apply_with(&conn, &replace), deleted).await;
+    assert!(ended.is_none(), "the replacement ended before its delete");
     tasks_ended(&sim).await;
     let vmids: Vec<u32> = sim.vms().iter().map(|vm| vm.vmid).collect();
     assert_eq!(vmids, vec![100, 9000], "{}", state(&sim));
@@ -599,19 +586,13 @@ async fn a_rerun_during_the_park_does_not_delete_the_parking_vm_under_the_move()
         .unwrap();
     let mut replace = apply_args(&file);
     replace.replace = vec!["clone.db-1".into()];
-    let parked = async {
-        while !write_requests(&sim)
+    let parked = || {
+        write_requests(&sim)
             .iter()
             .any(|w| w == "POST /api2/json/nodes/pve1/qemu/201/move_disk")
-        {
-            tokio::task::yield_now().await;
-        }
     };
-    tokio::select! {
-        biased;
-        () = parked => {}
-        _ = apply_with(&conn, &replace) => panic!("the replacement ended before its park"),
-    }
+    let ended = run_until(apply_with(&conn, &replace), parked).await;
+    assert!(ended.is_none(), "the replacement ended before its park");
     // At once: the move runs for another 300 ms.
     let rerun = apply(&conn, &file).await;
     assert!(
