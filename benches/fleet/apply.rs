@@ -13,7 +13,9 @@
 //!   cloud-init drive, two volumes; a linked clone allocates its cloud-init drive);
 //! - the busiest storage's allocation work divided by its parallelism: Proxmox allocates on a
 //!   storage under one lock (pve-storage `cluster_lock_storage`, one allocation at a time), so
-//!   the allocations on the storage that gets the most of them take at least their sum.
+//!   the allocations under the lock that gets the most of them take at least their sum (the
+//!   simulator's count of what its tasks allocated, `SimHandle::allocations_by_lock`: a linked
+//!   clone's disk shares the template's base volume and is not counted).
 //!
 //! The executor's storage slots (`--storage-parallelism`, one per volume a request allocates)
 //! are set so they never bind: the parallelism × the most volumes one clone allocates. The
@@ -166,7 +168,7 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<Strin
     assert!(!report.failed(), "apply failed: {:?}", report.outcomes);
     let records = sim.requests();
     let lock_timeouts = sim.storage_lock_timeouts();
-    let allocations = allocations_by_storage(&sim);
+    let allocations = sim.allocations_by_lock();
     let by_task = sim.allocations_by_task();
     // The slots were set from this: a clone allocating more would have met the throttle.
     let most = by_task
@@ -219,21 +221,6 @@ async fn measure(dir: &std::path::Path, row: &Row, task: Duration) -> (Vec<Strin
         notes.join(", "),
     ];
     (cells, breakdown)
-}
-
-/// Volumes allocated per storage lock (a shared storage's one lock for the cluster, a local
-/// storage's one per node): the volumes the simulator holds at the end, each allocated once.
-fn allocations_by_storage(sim: &SimHandle) -> std::collections::BTreeMap<String, usize> {
-    let mut out = std::collections::BTreeMap::new();
-    for volume in sim.volumes() {
-        let key = if volume.storage == "shared" {
-            volume.storage.clone()
-        } else {
-            format!("{}@{}", volume.storage, volume.node)
-        };
-        *out.entry(key).or_default() += 1;
-    }
-    out
 }
 
 /// The shortest possible wall time of `plan` at `parallelism`, from its dependency levels, the

@@ -159,9 +159,22 @@ impl SimHandle {
             cluster
                 .tasks
                 .values()
-                .filter(|task| task.allocated > 0)
-                .map(|task| (task.upid.clone(), task.allocated))
+                .map(|task| (task.upid.clone(), task.allocated.values().sum()))
+                .filter(|(_, volumes)| *volumes > 0)
                 .collect()
+        })
+    }
+
+    /// The volumes allocated under each storage lock so far (the lock model's count), by the
+    /// lock's key: a shared storage's name (one lock for the cluster), `storage@node` for a
+    /// local storage.
+    pub fn allocations_by_lock(&self) -> BTreeMap<String, usize> {
+        self.shared.read(|cluster| {
+            let mut out = BTreeMap::new();
+            for (key, volumes) in cluster.tasks.values().flat_map(|task| &task.allocated) {
+                *out.entry(key.clone()).or_default() += volumes;
+            }
+            out
         })
     }
 

@@ -227,9 +227,10 @@ pub(crate) struct Task {
     /// When it ended (seconds since the epoch), as the task index records it.
     #[serde(default)]
     pub endtime: Option<u64>,
-    /// Volumes it allocated under its storages' locks (the lock model's count).
+    /// Volumes it allocated under each storage lock it took (the lock model's count, by the
+    /// lock's key: a shared storage's name, `storage@node` for a local one).
     #[serde(default)]
-    pub allocated: usize,
+    pub allocated: BTreeMap<String, usize>,
 }
 
 /// A bridge of a node's network configuration beyond the stock one (or replacing it): every

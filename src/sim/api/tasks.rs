@@ -65,7 +65,7 @@ where
             exitstatus: None,
             log: Vec::new(),
             endtime: None,
-            allocated: allocations.values().sum(),
+            allocated: allocations.clone(),
         },
     );
     let shared = Arc::clone(&call.shared);
