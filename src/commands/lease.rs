@@ -64,8 +64,97 @@ pub async fn hold(
             "note: took over the lease {} of project `{project}` from {previous}: {why}",
             lease.pool()
         );
+        let previous = previous.clone();
+        if let Err(err) = await_tasks_left(&conn.client, &previous, io).await {
+            release(RunLease(Some(lease)), io).await;
+            return Err(err);
+        }
     }
     Ok(RunLease(Some(lease)))
+}
+
+/// How long the tasks a run left running are waited for before giving up.
+const TASKS_LEFT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Wait for the tasks that the run whose lease was taken over started and left running
+/// (killed, it could not wait for them): Proxmox runs a task to its end whoever asked for it,
+/// so a VM that run was destroying is still listed, unlocked, until its `qmdestroy` ends.
+/// Observed before that, it would be planned for as if it stayed. One listing a node,
+/// narrowed to the run's token and to tasks started since it took the lease; a node that
+/// cannot be listed is said and passed over (a step that meets its task then fails on the
+/// VM's lock, and the next run plans again).
+///
+/// # Errors
+/// The nodes cannot be listed; a task still runs after `TASKS_LEFT_TIMEOUT`.
+async fn await_tasks_left(
+    client: &crate::pve::PveClient,
+    previous: &lease::Holder,
+    io: &mut Io<'_>,
+) -> Result<(), CommandError> {
+    let nodes = client.nodes().await.map_err(|source| CommandError::Pve {
+        context: "list the nodes, for the tasks the interrupted run left".to_string(),
+        source: Box::new(source),
+    })?;
+    // The node's clock may differ from the holder's: look a minute further back.
+    let since = u64::try_from(previous.since.unix_timestamp() - 60).unwrap_or(0);
+    let mut left = Vec::new();
+    for node in nodes.iter().filter(|node| node.online) {
+        match client
+            .running_tasks_of(&node.name, &previous.holder, since)
+            .await
+        {
+            Ok((running, complete)) => {
+                if !complete {
+                    let _ = writeln!(
+                        io.err,
+                        "warning: node {} lists more running tasks than were read; waiting for those listed",
+                        node.name
+                    );
+                }
+                left.extend(running);
+            }
+            Err(err) => {
+                let _ = writeln!(
+                    io.err,
+                    "warning: cannot list the tasks the interrupted run may have left on node {} ({err}); going on",
+                    node.name
+                );
+            }
+        }
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = left
+        .iter()
+        .map(|upid| match upid.id() {
+            "" => format!("{} on {}", upid.task_type(), upid.node()),
+            id => format!("{} {id} on {}", upid.task_type(), upid.node()),
+        })
+        .collect();
+    let _ = writeln!(
+        io.err,
+        "waiting for {} task(s) the interrupted run left running: {}",
+        left.len(),
+        named.join(", ")
+    );
+    let deadline = tokio::time::Instant::now() + TASKS_LEFT_TIMEOUT;
+    for upid in &left {
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.wait_task(upid, timeout).await {
+            // However it ended, what it left is observed next.
+            Ok(_) | Err(crate::pve::PveError::TaskFailed { .. }) => {}
+            Err(source) => {
+                return Err(CommandError::Pve {
+                    context: format!(
+                        "the interrupted run's task {upid} has not ended; stop it or wait for it, then run again"
+                    ),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Release the lease, whatever the run's result; a failure is a warning (the lease then

@@ -12,6 +12,7 @@ pub struct Upid {
     task_type: String,
     id: String,
     user: String,
+    starttime: u64,
 }
 
 /// Why a string is not a UPID.
@@ -62,6 +63,7 @@ impl FromStr for Upid {
             task_type: task_type.to_string(),
             id: id.to_string(),
             user: user.to_string(),
+            starttime: u64::from_str_radix(starttime, 16).map_err(|_| bad())?,
         })
     }
 }
@@ -86,6 +88,11 @@ impl Upid {
     pub fn user(&self) -> &str {
         &self.user
     }
+
+    /// When it started, in seconds since the epoch (by its node's clock).
+    pub fn starttime(&self) -> u64 {
+        self.starttime
+    }
 }
 
 impl fmt::Display for Upid {
@@ -107,6 +114,7 @@ mod tests {
             (upid.node(), upid.task_type(), upid.id(), upid.user()),
             ("pve1", "qmclone", "9000", "root@pam!ci")
         );
+        assert_eq!(upid.starttime(), 0x6124_E1B9);
         assert_eq!(
             upid.to_string(),
             "UPID:pve1:00010D94:001CA6EA:6124E1B9:qmclone:9000:root@pam!ci:"

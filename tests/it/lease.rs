@@ -640,3 +640,81 @@ fn separate_processes_on_sim_serve_one_runs_and_a_killed_ones_lease_is_taken_ove
         "{stderr}"
     );
 }
+
+/// A run killed while a task it started still runs (here a VM's `qmdestroy`, as a killed
+/// rollout leaves it): Proxmox finishes the task whoever waits for it, and until then the VM
+/// is listed, unlocked, as if it stayed. The run that takes the lease over waits for the
+/// killed run's tasks before it observes, so it plans for what they leave: the clone is made
+/// again, and nothing is left to plan.
+#[tokio::test]
+async fn the_tasks_a_killed_run_left_running_end_before_the_next_run_observes() {
+    // Realistic task times, scaled: a destroy takes 200 ms.
+    let sim = SimHandle::start(SimConfig {
+        task_duration: None,
+        task_scale: 0.1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conn = Connection::to_sim(&sim).unwrap();
+    let spec = example("quickstart.yaml");
+    let first = apply(&conn, &spec).await;
+    assert!(first.result.is_ok(), "{:?}\n{}", first.result, first.err);
+    let clone = sim
+        .vms()
+        .into_iter()
+        .find(|vm| !vm.template)
+        .expect("a clone");
+
+    // The killed run: its lease, held by a process that is gone, and its destroy of the
+    // clone, started and not awaited.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let killed = Holder {
+        holder: conn.client.token_id().to_string(),
+        host: lease::this_host(),
+        pid: dead_pid,
+        run: "0badc0de".into(),
+        since: now - time::Duration::seconds(20),
+        expires: now + time::Duration::minutes(2),
+    };
+    assert!(
+        conn.client
+            .create_pool(POOL, &killed.encode())
+            .await
+            .unwrap()
+    );
+    let stopped = conn.client.stop_vm(&clone.node, clone.vmid).await.unwrap();
+    conn.client
+        .wait_task(&stopped, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let destroying = conn
+        .client
+        .delete_vm(&clone.node, clone.vmid, true)
+        .await
+        .unwrap();
+
+    let run = apply(&conn, &spec).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.err);
+    assert!(
+        run.err.contains(&format!(
+            "waiting for 1 task(s) the interrupted run left running: qmdestroy {} on {}",
+            clone.vmid, clone.node
+        )),
+        "{}",
+        run.err
+    );
+    let status = conn.client.task_status(&destroying).await.unwrap();
+    assert_eq!(status.exitstatus.as_deref(), Some("OK"));
+    let again = sim
+        .vms()
+        .into_iter()
+        .find(|vm| vm.vmid == clone.vmid)
+        .expect("the clone is made again");
+    assert!(again.running && again.lock.is_none(), "{again:?}");
+    let after = plan(&conn, &spec).await;
+    assert!(after.out.starts_with("No changes."), "{}", after.out);
+}

@@ -56,6 +56,9 @@ struct StartedWire {
 /// How far back (seconds) the search for a task whose answer was lost looks before the request.
 const LOST_ANSWER_LOOKBACK_SECS: u64 = 60;
 
+/// How many tasks `running_tasks_of` lists at most (the running ones come first).
+const RUNNING_TASKS_LISTED: usize = 600;
+
 /// Seconds since the epoch by this machine's clock (UPIDs carry the node's).
 fn epoch_now() -> u64 {
     std::time::SystemTime::now()
@@ -217,6 +220,38 @@ impl PveClient {
             .await?;
         let entries: Vec<ListedTaskWire> = de::decode(&data, &format!("GET {path}"))?;
         Ok(listed_tasks(entries, total))
+    }
+
+    /// The tasks `token` (`user@realm!token`) started on `node` at `since` or later that still
+    /// run: one listing, narrowed to the token's user (pve-manager's `node_tasks` matches
+    /// `userfilter` against the user, without the token's name), the token told apart by the
+    /// UPIDs. `complete` is false when the listing's limit may have cut some off.
+    ///
+    /// # Errors
+    /// HTTP errors; an entry without a UPID.
+    pub async fn running_tasks_of(
+        &self,
+        node: &str,
+        token: &str,
+        since: u64,
+    ) -> Result<(Vec<Upid>, bool), PveError> {
+        let user = token.split('!').next().unwrap_or(token);
+        let query = ActiveQuery {
+            since,
+            typefilter: None,
+            vmid: None,
+            userfilter: Some(user.to_string()),
+            n_awaited: RUNNING_TASKS_LISTED / 3,
+            covered: BTreeSet::new(),
+        };
+        let listed = self.active_tasks(node, &query).await?;
+        let running = listed
+            .running
+            .iter()
+            .filter_map(|text| text.parse::<Upid>().ok())
+            .filter(|upid| upid.user().eq_ignore_ascii_case(token))
+            .collect();
+        Ok((running, listed.running_complete))
     }
 
     /// Send a write that may start a task, and return its answer (a UPID, or `null` when the
