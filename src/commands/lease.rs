@@ -51,6 +51,8 @@ pub async fn hold(
     };
     let claim = Claim::this_process(&conn.client, Duration::from_secs(u64::from(lease_seconds)));
     let lease = lease::acquire(&conn.client, &project, &claim).await?;
+    conn.client
+        .lease_taken(lease.pool(), lease.taken_over().is_some());
     if let Some((previous, why)) = lease.taken_over() {
         let why = match why {
             TakeOver::Expired => format!("it expired at {}", lease::rfc3339(previous.expires)),

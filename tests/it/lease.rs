@@ -718,3 +718,66 @@ async fn the_tasks_a_killed_run_left_running_end_before_the_next_run_observes() 
     let after = plan(&conn, &spec).await;
     assert!(after.out.starts_with("No changes."), "{}", after.out);
 }
+
+/// Two runs one after the other, the second's preflight read while the first still ran (the
+/// first ended between the second's preflight and its lease): the cluster listing the
+/// preflight read showed the first run's lease, so it is read again once the lease is the
+/// second's, which then sees what the first made (and has nothing to do) instead of planning
+/// to make it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_read_while_another_run_held_the_lease_is_not_observed() {
+    let sim = SimHandle::start(SimConfig {
+        task_duration: Some(Duration::from_millis(40)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let first = Connection::to_sim(&sim).unwrap();
+    let second = Connection::to_sim(&sim).unwrap();
+    let spec = example("quickstart.yaml");
+
+    let preflight_while_held = async {
+        while lease::current(&second.client, "default")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        check(&second, &spec, false).await
+    };
+    let (applied, checked) = tokio::join!(apply(&first, &spec), preflight_while_held);
+    assert!(
+        applied.result.is_ok(),
+        "{:?}\n{}",
+        applied.result,
+        applied.err
+    );
+    assert!(
+        checked.result.is_ok(),
+        "{:?}\n{}",
+        checked.result,
+        checked.err
+    );
+    assert!(
+        !sim.vms().is_empty() && sim.vms().iter().all(|vm| vm.lock.is_none()),
+        "the first run made the fleet: {:?}",
+        sim.vms()
+    );
+
+    let before = second.client.request_counts();
+    let run = apply(&second, &spec).await;
+    assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.err);
+    assert!(run.out.contains("No changes."), "{}", run.out);
+    let listed = |counts: &BTreeMap<String, u64>| {
+        counts
+            .get("GET /cluster/resources")
+            .copied()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        listed(&second.client.request_counts()) - listed(&before),
+        1,
+        "the second run lists the cluster again after taking its lease"
+    );
+}

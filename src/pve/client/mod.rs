@@ -194,6 +194,18 @@ impl PveClient {
         self.inner.shared_reads.preflight()
     }
 
+    /// The run has taken its lease, the pool `poolid` (from a killed run when `taken_over`):
+    /// a cluster listing the preflight kept that was read while another run could still
+    /// change the cluster (one that shows the lease pool, or any after a takeover) is not
+    /// handed on (see `shared_reads`).
+    pub(crate) fn lease_taken(&self, poolid: &str, taken_over: bool) {
+        if taken_over {
+            self.inner.shared_reads.forget();
+        } else {
+            self.inner.shared_reads.forget_if_it_lists_pool(poolid);
+        }
+    }
+
     /// The API token's id, `user@realm!tokenid` (never its secret).
     pub fn token_id(&self) -> &str {
         &self.inner.token_id

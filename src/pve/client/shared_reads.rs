@@ -8,6 +8,11 @@
 //! afresh after its first look. The preflight reads the listing whole (guests, nodes and
 //! storages: no `/nodes` and, mostly, no `/nodes/{node}/storage` beside it); a reader that
 //! asks for one `type` of it is handed the rows of that type.
+//!
+//! The preflight reads before the run takes its lease (`commands::lease`), so another run may
+//! still have been changing the cluster then: a listing that shows the project's lease pool
+//! (held by someone when it was read) is dropped once the lease is this run's, and so is any
+//! listing when the lease was taken over from a killed run (its tasks ran on after the read).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -114,6 +119,25 @@ impl SharedReads {
         }
     }
 
+    /// Drop the kept listing if it shows the pool `poolid` (pools come only in the whole
+    /// listing, which the preflight reads): read while that pool existed.
+    pub(crate) fn forget_if_it_lists_pool(&self, poolid: &str) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let lists_pool = kept.values().any(|(_, (rows, _))| {
+            rows.as_array().is_some_and(|rows| {
+                rows.iter().any(|row| {
+                    row.get("type").and_then(Value::as_str) == Some("pool")
+                        && row.get("pool").and_then(Value::as_str) == Some(poolid)
+                })
+            })
+        });
+        if lists_pool {
+            kept.clear();
+        }
+    }
+
     /// Drop every kept answer: the client wrote something.
     pub(crate) fn forget(&self) {
         if let Ok(mut kept) = self.kept.lock() {
@@ -209,5 +233,44 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_listing_that_shows_the_lease_pool_is_dropped() {
+        let shared = SharedReads::default();
+        let whole = |pools: &[&str]| {
+            let mut rows: Vec<Value> = pools
+                .iter()
+                .map(|pool| json!({"id": format!("/pool/{pool}"), "type": "pool", "pool": pool}))
+                .collect();
+            rows.push(json!({"type": "qemu", "vmid": 100, "pool": "proxfleet-lease-web"}));
+            (Value::Array(rows), None)
+        };
+        let kept_after = |pools: &[&str], lease: &str| {
+            let preflight = shared.preflight();
+            shared.keep(
+                "/cluster/resources",
+                "/cluster/resources",
+                &[],
+                &whole(pools),
+            );
+            drop(preflight);
+            shared.forget_if_it_lists_pool(lease);
+            shared
+                .take("/cluster/resources", "/cluster/resources", &[])
+                .is_some()
+        };
+        // Free when read: handed on. Another project's lease, a team's pool, or a guest's
+        // `pool` field naming the lease are not the lease held.
+        assert!(kept_after(&[], "proxfleet-lease-web"));
+        assert!(kept_after(
+            &["proxfleet-lease-db", "team"],
+            "proxfleet-lease-web"
+        ));
+        // Held when read: dropped.
+        assert!(!kept_after(
+            &["proxfleet-lease-web", "team"],
+            "proxfleet-lease-web"
+        ));
     }
 }

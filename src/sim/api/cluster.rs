@@ -13,13 +13,23 @@ pub(crate) fn version(call: &ApiCall) -> Reply {
     data(json!({"release": release, "version": format!("{release}.9"), "repoid": "proxfleet-sim"}))
 }
 
-/// `GET /cluster/resources` (`resources` in pve-manager's `API2/Cluster.pm`): guests (QEMU
-/// and LXC, each row with the figures `pvestatd` broadcasts), nodes and storages, each kind
-/// only where the caller may audit it.
+/// `GET /cluster/resources` (`resources` in pve-manager's `API2/Cluster.pm`): pools, guests
+/// (QEMU and LXC, each row with the figures `pvestatd` broadcasts), nodes and storages, each
+/// kind only where the caller may audit it.
 pub(crate) fn cluster_resources(call: &ApiCall) -> Reply {
     let kind = call.get("type");
     data(call.shared.read(|c| {
         let mut out = Vec::new();
+        // Pools first, by name, where the caller may audit them; only in the whole listing
+        // (the `type` enum has no `pool`). A pool's figures sum its running members', and
+        // the simulator's guests report no uptime, so a row is its name alone.
+        if kind.is_none() {
+            for pool in c.pools.keys() {
+                if call.allowed(&format!("/pool/{pool}"), &["Pool.Audit"], true) {
+                    out.push(json!({"id": format!("/pool/{pool}"), "pool": pool, "type": "pool"}));
+                }
+            }
+        }
         if kind.is_none() || kind == Some("vm") {
             for vm in c.vms.values() {
                 if call.allowed(&format!("/vms/{}", vm.vmid), &["VM.Audit"], false) {
