@@ -79,7 +79,8 @@ pub async fn hold(
 const TASKS_LEFT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Wait for the tasks that the run whose lease was taken over started and left running
-/// (killed, it could not wait for them): Proxmox runs a task to its end whoever asked for it,
+/// (killed, it could not wait for them; or it gave up waiting, and left its lease expired for
+/// this: `lease::Released::LeftForTasks`): Proxmox runs a task to its end whoever asked for it,
 /// so a VM that run was destroying is still listed, unlocked, until its `qmdestroy` ends.
 /// Observed before that, it would be planned for as if it stayed. One listing a node,
 /// narrowed to the run's token and to tasks started since it took the lease; a node that
@@ -94,7 +95,7 @@ async fn await_tasks_left(
     io: &mut Io<'_>,
 ) -> Result<(), CommandError> {
     let nodes = client.nodes().await.map_err(|source| CommandError::Pve {
-        context: "list the nodes, for the tasks the interrupted run left".to_string(),
+        context: "list the nodes, for the tasks the previous run left".to_string(),
         source: Box::new(source),
     })?;
     // The node's clock may differ from the holder's: look a minute further back.
@@ -118,7 +119,7 @@ async fn await_tasks_left(
             Err(err) => {
                 let _ = writeln!(
                     io.err,
-                    "warning: cannot list the tasks the interrupted run may have left on node {} ({err}); going on",
+                    "warning: cannot list the tasks the previous run may have left on node {} ({err}); going on",
                     node.name
                 );
             }
@@ -136,7 +137,7 @@ async fn await_tasks_left(
         .collect();
     let _ = writeln!(
         io.err,
-        "waiting for {} task(s) the interrupted run left running: {}",
+        "waiting for {} task(s) the previous run left running: {}",
         left.len(),
         named.join(", ")
     );
@@ -149,7 +150,7 @@ async fn await_tasks_left(
             Err(source) => {
                 return Err(CommandError::Pve {
                     context: format!(
-                        "the interrupted run's task {upid} has not ended; stop it or wait for it, then run again"
+                        "the previous run's task {upid} has not ended; stop it or wait for it, then run again"
                     ),
                     source: Box::new(source),
                 });
@@ -168,6 +169,15 @@ pub async fn release(lease: RunLease, io: &mut Io<'_>) {
     let pool = lease.pool().to_string();
     match lease.release().await {
         Ok(Released::Deleted) => {}
+        Ok(Released::LeftForTasks(tasks)) => {
+            let tasks: Vec<String> = tasks.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                io.err,
+                "note: {} task(s) this run stopped waiting for still run ({}); the lease {pool} is left, expired, so that the next run waits for them before it looks at the cluster",
+                tasks.len(),
+                tasks.join(", ")
+            );
+        }
         Ok(Released::NotOurs(holder)) => {
             let now = holder.map_or_else(|| "nobody".to_string(), |h| h.to_string());
             let _ = writeln!(

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::pve::{PveClient, PveError};
+use crate::pve::{PveClient, PveError, Upid};
 
 pub use holder::{BadComment, Holder, POOL_PREFIX, UNKNOWN_HOST, pool_id, rfc3339, this_host};
 
@@ -182,6 +182,9 @@ pub enum Released {
     Deleted,
     /// The lease was no longer this run's (taken over, or unlocked): left alone.
     NotOurs(Option<Holder>),
+    /// Tasks the run stopped waiting for still run: the lease is left in place, expired, so
+    /// that the next run takes it over and waits for them before it looks at the cluster.
+    LeftForTasks(Vec<Upid>),
 }
 
 impl Lease {
@@ -200,7 +203,8 @@ impl Lease {
         self.taken_over.as_ref()
     }
 
-    /// Stop renewing and delete the lease, if it is still this run's.
+    /// Stop renewing and delete the lease, if it is still this run's; when tasks this run
+    /// stopped waiting for still run, leave it expired instead (`Released::LeftForTasks`).
     ///
     /// # Errors
     /// A failed read or delete (the lease then expires on its own).
@@ -219,8 +223,33 @@ impl Lease {
         if current.as_ref().map(|h| &h.run) != Some(&self.holder.run) {
             return Ok(Released::NotOurs(current));
         }
+        let running = self.still_running_given_up().await;
+        if !running.is_empty() {
+            let expired = Holder {
+                expires: OffsetDateTime::now_utc(),
+                ..self.holder.clone()
+            };
+            self.client
+                .set_pool_comment(&pool, &expired.encode())
+                .await
+                .map_err(pve)?;
+            return Ok(Released::LeftForTasks(running));
+        }
         self.client.delete_pool(&pool).await.map_err(pve)?;
         Ok(Released::Deleted)
+    }
+
+    /// The tasks this run's waits gave up on that still run (or cannot be looked at): one
+    /// status read each.
+    async fn still_running_given_up(&self) -> Vec<Upid> {
+        let mut running = Vec::new();
+        for upid in self.client.tasks_given_up() {
+            match self.client.task_status(&upid).await {
+                Ok(status) if !status.running => {}
+                _ => running.push(upid),
+            }
+        }
+        running
     }
 }
 

@@ -701,7 +701,7 @@ async fn the_tasks_a_killed_run_left_running_end_before_the_next_run_observes() 
     assert!(run.result.is_ok(), "{:?}\n{}", run.result, run.err);
     assert!(
         run.err.contains(&format!(
-            "waiting for 1 task(s) the interrupted run left running: qmdestroy {} on {}",
+            "waiting for 1 task(s) the previous run left running: qmdestroy {} on {}",
             clone.vmid, clone.node
         )),
         "{}",
@@ -780,4 +780,88 @@ async fn a_listing_read_while_another_run_held_the_lease_is_not_observed() {
         1,
         "the second run lists the cluster again after taking its lease"
     );
+}
+
+/// A run that gave up waiting for a task (its time-out passed) and ends while the task still
+/// runs leaves its lease in place, expired, instead of deleting it; the next run takes it over
+/// and waits for the task before it looks at the cluster. A task given up on that has ended by
+/// the release leaves nothing behind.
+#[tokio::test]
+async fn a_run_that_gave_up_on_a_running_task_leaves_its_lease_for_the_next_to_wait() {
+    // Realistic task times, scaled: a create takes about 100 ms, a destroy 250 ms.
+    let sim = SimHandle::start(SimConfig {
+        task_duration: None,
+        task_scale: 0.25,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conn = Connection::to_sim(&sim).unwrap();
+    let client = &conn.client;
+    let params = |name: &str| {
+        vec![
+            ("name".to_string(), name.to_string()),
+            ("memory".to_string(), "512".to_string()),
+        ]
+    };
+    let claim = Claim::this_process(client, Duration::from_secs(60));
+
+    // Given up on, but ended by the release: the lease is deleted.
+    let held = lease::acquire(client, "default", &claim).await.unwrap();
+    let made = client.create_vm("pve1", 150, &params("a")).await.unwrap();
+    assert!(matches!(
+        client.wait_task(&made, Duration::from_millis(1)).await,
+        Err(proxfleet::pve::PveError::TaskTimeout { .. })
+    ));
+    assert_eq!(client.tasks_given_up(), vec![made.clone()]);
+    while client.task_status(&made).await.unwrap().running {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held.release().await.unwrap(), lease::Released::Deleted);
+    assert!(lease::current(client, "default").await.unwrap().is_none());
+
+    // Given up on and still running: the lease is left, expired.
+    let held = lease::acquire(client, "default", &claim).await.unwrap();
+    let destroying = client.delete_vm("pve1", 150, true).await.unwrap();
+    assert!(
+        client
+            .wait_task(&destroying, Duration::from_millis(1))
+            .await
+            .is_err()
+    );
+    let run = held.holder().run.clone();
+    assert_eq!(
+        held.release().await.unwrap(),
+        lease::Released::LeftForTasks(vec![destroying.clone()])
+    );
+    let left = lease::current(client, "default")
+        .await
+        .unwrap()
+        .expect("the lease is left")
+        .unwrap();
+    assert_eq!(left.run, run);
+    assert!(left.expired_at(OffsetDateTime::now_utc()), "{left:?}");
+
+    // The next run (another client) takes it over and waits for the destroy first.
+    let next = Connection::to_sim(&sim).unwrap();
+    let spec = example("quickstart.yaml");
+    let destroyed = destroy(&next, &spec).await;
+    assert!(
+        destroyed.result.is_ok(),
+        "{:?}\n{}",
+        destroyed.result,
+        destroyed.err
+    );
+    assert!(
+        destroyed.err.contains(": it expired at ")
+            && destroyed.err.contains(
+                "waiting for 1 task(s) the previous run left running: qmdestroy 150 on pve1"
+            ),
+        "{}",
+        destroyed.err
+    );
+    let status = next.client.task_status(&destroying).await.unwrap();
+    assert_eq!(status.exitstatus.as_deref(), Some("OK"));
+    assert!(sim.vms().is_empty());
+    assert!(lease::current(client, "default").await.unwrap().is_none());
 }

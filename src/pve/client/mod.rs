@@ -25,7 +25,7 @@ mod task_watch;
 mod tasks;
 mod token;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,6 +74,9 @@ struct Inner {
     /// The storages each node has shared, from the last whole cluster listing: which storages
     /// are shared is `storage.cfg`, not usage, so the storage gate may use it all run long.
     shared_storages: Mutex<BTreeMap<String, BTreeMap<String, bool>>>,
+    /// The tasks a wait gave up on (timed out, or could no longer be looked at): they may
+    /// still run when the run ends (`tasks_given_up`).
+    given_up: Mutex<BTreeSet<String>>,
 }
 
 /// A Proxmox VE API client; cheap to clone, usable from many tasks at once.
@@ -163,6 +166,7 @@ impl PveClient {
                 task_watch: task_watch::TaskWatch::default(),
                 shared_reads: shared_reads::SharedReads::default(),
                 shared_storages: Mutex::default(),
+                given_up: Mutex::default(),
             }),
         })
     }

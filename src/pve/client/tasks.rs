@@ -391,6 +391,36 @@ impl PveClient {
     /// ended (or could not be seen to end) within `timeout`; a permanent polling error (403,
     /// 400, an answer that cannot be decoded).
     pub async fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
+        let waited = self.wait_for_task(upid, timeout).await;
+        // Any end of the wait but the task's own leaves it perhaps running.
+        let ended = !matches!(&waited, Err(err) if !matches!(err, PveError::TaskFailed { .. }));
+        if let Ok(mut given_up) = self.inner.given_up.lock() {
+            if ended {
+                given_up.remove(&upid.to_string());
+            } else {
+                given_up.insert(upid.to_string());
+            }
+        }
+        waited
+    }
+
+    /// The tasks a `wait_task` of this client gave up on (it timed out, or the task could no
+    /// longer be looked at), which may still run: a run that ends with some leaves its lease
+    /// for the next run to wait for them (`crate::lease`).
+    pub fn tasks_given_up(&self) -> Vec<Upid> {
+        self.inner
+            .given_up
+            .lock()
+            .map(|given_up| {
+                given_up
+                    .iter()
+                    .filter_map(|text| text.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn wait_for_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let left = tokio::time::timeout_at(deadline, self.task_left(upid)).await;
