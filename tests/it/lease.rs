@@ -648,18 +648,30 @@ fn separate_processes_on_sim_serve_one_runs_and_a_killed_ones_lease_is_taken_ove
 /// again, and nothing is left to plan.
 #[tokio::test]
 async fn the_tasks_a_killed_run_left_running_end_before_the_next_run_observes() {
-    // Realistic task times, scaled: a destroy takes 200 ms.
+    // The fleet made quickly, then the same cluster with realistic task times, scaled: a
+    // destroy takes half a second.
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = Some(dir.path().join("cluster.json"));
+    let spec = example("quickstart.yaml");
+    let quick = SimHandle::start(SimConfig {
+        task_duration: Some(Duration::from_millis(5)),
+        state_file: state_file.clone(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let first = apply(&Connection::to_sim(&quick).unwrap(), &spec).await;
+    assert!(first.result.is_ok(), "{:?}\n{}", first.result, first.err);
+    quick.shutdown().await;
     let sim = SimHandle::start(SimConfig {
         task_duration: None,
-        task_scale: 0.1,
+        task_scale: 0.25,
+        state_file,
         ..SimConfig::default()
     })
     .await
     .unwrap();
     let conn = Connection::to_sim(&sim).unwrap();
-    let spec = example("quickstart.yaml");
-    let first = apply(&conn, &spec).await;
-    assert!(first.result.is_ok(), "{:?}\n{}", first.result, first.err);
     let clone = sim
         .vms()
         .into_iter()
