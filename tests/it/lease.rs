@@ -831,6 +831,7 @@ async fn a_run_that_gave_up_on_a_running_task_leaves_its_lease_for_the_next_to_w
     }
     assert_eq!(held.release().await.unwrap(), lease::Released::Deleted);
     assert!(lease::current(client, "default").await.unwrap().is_none());
+    assert!(client.tasks_given_up().is_empty(), "seen ended: forgotten");
 
     // Given up on and still running: the lease is left, expired.
     let held = lease::acquire(client, "default", &claim).await.unwrap();

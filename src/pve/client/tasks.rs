@@ -124,7 +124,8 @@ fn listed_tasks(entries: Vec<ListedTaskWire>, total: Option<u64>) -> ListedTasks
 }
 
 impl PveClient {
-    /// `GET /nodes/{node}/tasks/{upid}/status`.
+    /// `GET /nodes/{node}/tasks/{upid}/status`. A task seen stopped is no longer one given up
+    /// on (`tasks_given_up`).
     ///
     /// # Errors
     /// HTTP errors; an answer without a `status`.
@@ -137,7 +138,13 @@ impl PveClient {
         let data = self
             .get("/nodes/{node}/tasks/{upid}/status", &path, &[])
             .await?;
-        task_status(&data, &format!("GET {path}"))
+        let status = task_status(&data, &format!("GET {path}"))?;
+        if !status.running
+            && let Ok(mut given_up) = self.inner.given_up.lock()
+        {
+            given_up.remove(&upid.to_string());
+        }
+        Ok(status)
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/log`, every page.
