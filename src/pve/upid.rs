@@ -4,8 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A parsed task id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A parsed task id (ordered by its text).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Upid {
     text: String,
     node: String,

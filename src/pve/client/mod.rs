@@ -76,7 +76,7 @@ struct Inner {
     shared_storages: Mutex<BTreeMap<String, BTreeMap<String, bool>>>,
     /// The tasks a wait gave up on (timed out, or could no longer be looked at): they may
     /// still run when the run ends (`tasks_given_up`).
-    given_up: Mutex<BTreeSet<String>>,
+    given_up: Mutex<BTreeSet<crate::pve::Upid>>,
 }
 
 /// A Proxmox VE API client; cheap to clone, usable from many tasks at once.

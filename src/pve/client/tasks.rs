@@ -142,7 +142,7 @@ impl PveClient {
         if !status.running
             && let Ok(mut given_up) = self.inner.given_up.lock()
         {
-            given_up.remove(&upid.to_string());
+            given_up.remove(upid);
         }
         Ok(status)
     }
@@ -400,12 +400,13 @@ impl PveClient {
     pub async fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome, PveError> {
         let waited = self.wait_for_task(upid, timeout).await;
         // Any end of the wait but the task's own leaves it perhaps running.
-        let ended = !matches!(&waited, Err(err) if !matches!(err, PveError::TaskFailed { .. }));
+        let perhaps_running =
+            matches!(&waited, Err(err) if !matches!(err, PveError::TaskFailed { .. }));
         if let Ok(mut given_up) = self.inner.given_up.lock() {
-            if ended {
-                given_up.remove(&upid.to_string());
+            if perhaps_running {
+                given_up.insert(upid.clone());
             } else {
-                given_up.insert(upid.to_string());
+                given_up.remove(upid);
             }
         }
         waited
@@ -418,12 +419,7 @@ impl PveClient {
         self.inner
             .given_up
             .lock()
-            .map(|given_up| {
-                given_up
-                    .iter()
-                    .filter_map(|text| text.parse().ok())
-                    .collect()
-            })
+            .map(|given_up| given_up.iter().cloned().collect())
             .unwrap_or_default()
     }
 
