@@ -35,9 +35,14 @@ fn writes_since(conn: &Connection, before: &BTreeMap<String, u64>) -> BTreeMap<S
 
 /// A lease comment of a run elsewhere (or here), as a killed run would leave it.
 fn foreign(host: &str, pid: u32, expires_in: time::Duration) -> String {
+    held_by("ops@pve!ci", host, pid, expires_in)
+}
+
+/// A lease comment of a run of `token`'s that took the lease five minutes ago.
+fn held_by(token: &str, host: &str, pid: u32, expires_in: time::Duration) -> String {
     let now = OffsetDateTime::now_utc();
     Holder {
-        holder: "ops@pve!ci".into(),
+        holder: token.into(),
         host: host.into(),
         pid,
         run: "0badc0de".into(),
@@ -45,6 +50,14 @@ fn foreign(host: &str, pid: u32, expires_in: time::Duration) -> String {
         expires: now + expires_in,
     }
     .encode()
+}
+
+/// The pid of a process that has ended.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
 }
 
 /// `proxfleet unlock -f FILE` with `answer` on standard input.
@@ -223,9 +236,7 @@ async fn a_killed_runs_lease_is_taken_over_once_expired_or_when_its_process_is_g
     );
 
     // Not expired, but on this host by a process that is gone: taken over at once.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = child.id();
-    child.wait().unwrap();
+    let dead_pid = dead_pid();
     let orphan = foreign(&host, dead_pid, time::Duration::minutes(2));
     assert!(conn.client.create_pool(POOL, &orphan).await.unwrap());
     let run = destroy(&conn, &spec).await;
@@ -680,24 +691,13 @@ async fn the_tasks_a_killed_run_left_running_end_before_the_next_run_observes() 
 
     // The killed run: its lease, held by a process that is gone, and its destroy of the
     // clone, started and not awaited.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = child.id();
-    child.wait().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let killed = Holder {
-        holder: conn.client.token_id().to_string(),
-        host: lease::this_host(),
-        pid: dead_pid,
-        run: "0badc0de".into(),
-        since: now - time::Duration::seconds(20),
-        expires: now + time::Duration::minutes(2),
-    };
-    assert!(
-        conn.client
-            .create_pool(POOL, &killed.encode())
-            .await
-            .unwrap()
+    let killed = held_by(
+        conn.client.token_id(),
+        &lease::this_host(),
+        dead_pid(),
+        time::Duration::minutes(2),
     );
+    assert!(conn.client.create_pool(POOL, &killed).await.unwrap());
     let stopped = conn.client.stop_vm(&clone.node, clone.vmid).await.unwrap();
     conn.client
         .wait_task(&stopped, Duration::from_secs(30))
